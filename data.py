@@ -1,0 +1,772 @@
+"""Data for SAMA: robust image / mask loading, readers for the official dataset layouts, the
+training datasets (segmentation and matting, with HQ-SAM's prompts and augmentation), and
+`python data.py make-toy DIR`, which writes small synthetic datasets in the same layouts.
+
+Layouts read (see ../shared/reference/datasets.md), each reader pairing files by stem:
+
+    DIS5K/{DIS-TR, DIS-VD, DIS-TE1..4}/{im, gt}                   dis_pairs(root, split)
+    ThinObject5K/{images, masks, list/{train,test}.txt}            thin_pairs(root, split)
+    ThinObject5K/{images_train, masks_train, images_test, masks_test}  (HQ-SAM's repack)
+    Combined_Dataset/Training_set/{Adobe-licensed images, Other}/{fg, alpha}   aim_train_pairs(root)
+    Combined_Dataset/Test_set/Adobe-licensed images/{merged, alpha_copy, trimaps}  composition1k_pairs
+    AIM-500/{original, mask, trimap}                               aim500_pairs(root)
+    COIFT/{images, masks}                                          coift_pairs(root)
+    AM-2K/validation/{original, mask, trimap}                      am2k_pairs(root)
+    P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}   p3m500np_pairs(root)
+
+Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
+data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
+one-line DataError naming the file; `python data.py check dis5k ROOT DIS-TR` runs the readers and
+check_pairs before a long job (exit status 2 and "error: ..." on a problem).
+
+The object, for prompts: gt > 128 for segmentation masks, alpha > 0 for mattes (faint hair is
+inside the box); mask_to_box gives the tight box (inclusive pixel indices, as HQ-SAM).
+
+A training sample (shape notation as in sama.py, S = frame side):
+    image        (3, S, S)    float32  SAM's frame: normalised, zero-padded bottom / right
+    image_local  (3, 2S, 2S)  float32  the same view rendered at twice the resolution; its four
+                                       S x S quadrants are the MVLE local views
+    target       (1, S, S)    float32  gt > 128 (segmentation) or alpha / 255 (matting); 0 on padding
+    valid        (1, S, S)    float32  1 on image pixels, 0 on padding
+    box          (4,)         float32  noisy GT box, xyxy frame pixels
+    points       (10, 2)      float32  positive points, xy frame pixels;  point_labels (10,) int64 ones
+    mask_input   (1, S/4, S/4) float32 noisy GT mask as SAM mask-input logits (+/-MASK_LOGIT)
+    is_matting   ()           bool
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageOps
+from scipy import ndimage
+
+from sama import normalize_and_pad
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
+NUM_POINTS = 10  # HQ-SAM samples 10 positive points per object
+BOX_NOISE = 0.1  # box corner noise: std = 10% of the box side (SAM's training recipe) ...
+BOX_NOISE_MAX = 20 / 1024  # ... capped at 20 px of a 1024 frame, scaled with the frame
+MASK_LOGIT = 10.0  # mask input logits: +10 inside, -10 outside (sigmoid 0.99995 / 0.00005)
+JITTER = (0.1, 2.0)  # large-scale jitter: longest side = U(0.1, 2.0) x S (HQ-SAM)
+JITTER_TRIES = 10  # resample a jitter that cropped the object out at most this many times
+
+
+class DataError(ValueError):
+    """A problem with the data on disk; the message is one line and names the file."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading images and masks
+# ----------------------------------------------------------------------------------------------
+
+
+def _open(path) -> Image.Image:
+    """Open, fully decode (so truncation shows here, not mid-training) and apply EXIF orientation."""
+    try:
+        img = Image.open(path)
+        img.load()
+        return ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"{path}: cannot read image ({msg})") from None
+
+
+def _to_uint8(img: Image.Image) -> np.ndarray:
+    """(H, W) 8-bit array from a one-channel image of any depth; 16-bit values are scaled to 0-255."""
+    if img.mode.startswith("I;16"):
+        return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
+    if img.mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        # 32-bit modes hold either 8-bit values or 16-bit ones (older Pillow opens 16-bit PNGs as "I")
+        if a.max() > 255:
+            a = a / 257.0
+        return np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.asarray(img.convert("L"))
+
+
+def load_image(path) -> np.ndarray:
+    """Image file -> (H, W, 3) uint8 RGB. Grayscale, palette, RGBA (alpha dropped), 16-bit: all read."""
+    img = _open(path)
+    if img.mode.startswith("I") or img.mode == "F":
+        return np.repeat(_to_uint8(img)[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+def load_mask(path) -> np.ndarray:
+    """Mask / alpha file -> (H, W) uint8 0-255.
+
+    Colour masks take the maximum over R, G, B (a red-on-black mask stays 255). With an alpha channel
+    the colour is used, unless the colour is constant over the image: then the mask was saved as
+    transparency and the alpha channel is the mask. 16-bit masks are scaled to 0-255.
+    """
+    img = _open(path)
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("LA", "RGBA", "La", "RGBa"):
+        a = np.asarray(img)
+        colour, alpha = a[..., :-1], a[..., -1]
+        if colour.min() == colour.max() and alpha.min() != alpha.max():
+            return np.ascontiguousarray(alpha)
+        return colour.max(axis=2)
+    if img.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
+        return np.asarray(img.convert("RGB")).max(axis=2)
+    return _to_uint8(img)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers for the official layouts
+# ----------------------------------------------------------------------------------------------
+
+
+def _enter(root, name: str) -> Path:
+    """Accept the dataset folder itself or the folder holding it."""
+    root = Path(root)
+    return root / name if root.name != name and (root / name).is_dir() else root
+
+
+def _require(root: Path, sub: str, layout: str) -> Path:
+    """root / sub, or a DataError showing the expected layout."""
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found; expected {layout}")
+    if not (root / sub).is_dir():
+        raise DataError(f"{root}: no {sub} folder; expected {layout}")
+    return root / sub
+
+
+def image_files(folder) -> list[Path]:
+    """Sorted image files of a folder (any case of extension; hidden files ignored), e.g. --backgrounds."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    files = [p for p in sorted(folder.iterdir())
+             if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+    if not files:
+        raise DataError(f"{folder}: no image files")
+    return files
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    """{stem: path} of the image files in folder."""
+    out: dict[str, Path] = {}
+    for p in image_files(folder):
+        if p.stem in out:
+            raise DataError(f"{p}: two files with the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
+        out[p.stem] = p
+    return out
+
+
+def _pair_folders(*folders: Path) -> list[tuple[Path, ...]]:
+    """Files of the folders matched by stem: [(image, mask, ...)], sorted by stem."""
+    files = [_files(f) for f in folders]
+    for other, folder in zip(files[1:], folders[1:]):
+        for stem, p in files[0].items():
+            if stem not in other:
+                raise DataError(f"{p}: no file named {stem}.* in {folder}")
+        for stem, p in other.items():
+            if stem not in files[0]:
+                raise DataError(f"{p}: no file named {stem}.* in {folders[0]}")
+    return [tuple(f[s] for f in files) for s in sorted(files[0])]
+
+
+DIS_SPLITS = {s: [s] for s in ("DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")}
+DIS_SPLITS["DIS-TE"] = ["DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4"]
+
+
+def dis_pairs(root, split: str) -> list[tuple[Path, Path]]:
+    """DIS5K (image, mask) pairs of one split; "DIS-TE" is the four test splits together."""
+    if split not in DIS_SPLITS:
+        raise DataError(f"unknown DIS5K split {split!r}; one of {', '.join(DIS_SPLITS)}")
+    root = _enter(root, "DIS5K")
+    layout = "DIS5K/{DIS-TR,DIS-VD,DIS-TE1..4}/{im,gt}"
+    pairs = []
+    for s in DIS_SPLITS[split]:
+        pairs += _pair_folders(_require(root, f"{s}/im", layout), _require(root, f"{s}/gt", layout))
+    return pairs
+
+
+def thin_pairs(root, split: str) -> list[tuple[Path, Path]]:
+    """ThinObject-5K (image, mask) pairs, split "train" or "test", from either layout.
+
+    Original release: list/{split}.txt names the mask files, the image has the same stem.
+    HQ-SAM's repack: images_{split} / masks_{split}.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown ThinObject-5K split {split!r}; one of train, test")
+    root = _enter(root, "ThinObject5K")
+    layout = "ThinObject5K/{images,masks,list/{train,test}.txt} or ThinObject5K/{images,masks}_{train,test}"
+    if (root / f"images_{split}").is_dir():
+        return _pair_folders(root / f"images_{split}", _require(root, f"masks_{split}", layout))
+    images, masks = _files(_require(root, "images", layout)), _require(root, "masks", layout)
+    listing = root / "list" / f"{split}.txt"
+    if not listing.is_file():
+        raise DataError(f"{root}: no list/{split}.txt; expected {layout}")
+    pairs = []
+    for name in listing.read_text().split():
+        mask = masks / name
+        if not mask.is_file():
+            raise DataError(f"{mask}: listed in {listing} but not found")
+        if mask.stem not in images:
+            raise DataError(f"{mask}: no image named {mask.stem}.* in {root / 'images'}")
+        pairs.append((images[mask.stem], mask))
+    if not pairs:
+        raise DataError(f"{listing}: empty list")
+    return pairs
+
+
+def _combined_dataset(root) -> Path:
+    """The Combined_Dataset folder, given it or the folder holding it (the --matting argument)."""
+    root = _enter(root, "Combined_Dataset")
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found; expected Combined_Dataset/{{Training_set,Test_set}}")
+    return root
+
+
+def aim_train_pairs(root) -> list[tuple[Path, Path]]:
+    """AIM training (foreground, alpha) pairs from the Adobe-licensed and Other folders."""
+    root = _combined_dataset(root)
+    layout = "Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}"
+    subsets = [s for s in ("Adobe-licensed images", "Other") if (root / "Training_set" / s).is_dir()]
+    if not subsets:
+        raise DataError(f"{root}: no Training_set/Adobe-licensed images folder; expected {layout}")
+    pairs = []
+    for s in subsets:
+        sub = f"Training_set/{s}"
+        pairs += _pair_folders(_require(root, f"{sub}/fg", layout), _require(root, f"{sub}/alpha", layout))
+    return pairs
+
+
+def composition1k_pairs(root) -> list[tuple[Path, Path, Path]]:
+    """Composition-1K (merged image, alpha, trimap) triples, pre-composited."""
+    root = _combined_dataset(root)
+    layout = "Combined_Dataset/Test_set/Adobe-licensed images/{merged,alpha_copy,trimaps}"
+    sub = "Test_set/Adobe-licensed images"
+    return _pair_folders(*(_require(root, f"{sub}/{d}", layout) for d in ("merged", "alpha_copy", "trimaps")))
+
+
+def _triples(root, name: str, sub: str, dirs: tuple[str, str, str]) -> list[tuple[Path, Path, Path]]:
+    root = _enter(root, name)
+    layout = f"{name}/{sub}{{{','.join(dirs)}}}"
+    return _pair_folders(*(_require(root, sub + d, layout) for d in dirs))
+
+
+def aim500_pairs(root) -> list[tuple[Path, Path, Path]]:
+    """AIM-500 (image, alpha, trimap) triples of natural images."""
+    return _triples(root, "AIM-500", "", ("original", "mask", "trimap"))
+
+
+def am2k_pairs(root) -> list[tuple[Path, Path, Path]]:
+    """AM-2K validation (image, alpha, trimap) triples."""
+    return _triples(root, "AM-2K", "validation/", ("original", "mask", "trimap"))
+
+
+def p3m500np_pairs(root) -> list[tuple[Path, Path, Path]]:
+    """P3M-500-NP (image, alpha, trimap) triples (P3M-10k's non-private validation set)."""
+    return _triples(root, "P3M-10k", "validation/P3M-500-NP/", ("original_image", "mask", "trimap"))
+
+
+def coift_pairs(root) -> list[tuple[Path, Path]]:
+    """COIFT (image, mask) pairs."""
+    root = _enter(root, "COIFT")
+    layout = "COIFT/{images,masks}"
+    return _pair_folders(_require(root, "images", layout), _require(root, "masks", layout))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pre-flight check
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_one(files: tuple, matting: bool) -> None:
+    sizes = []
+    for k, path in enumerate(files):
+        if k == 1:
+            mask = load_mask(path)
+            # the prompt box needs an object: gt > 128 for masks, alpha > 0 for mattes
+            if not (mask > 0 if matting else mask > 128).any():
+                raise DataError(f"{path}: empty {'alpha' if matting else 'mask'} (no pixel > {0 if matting else 128})")
+            sizes.append(mask.shape[::-1])
+        else:
+            sizes.append(_open(path).size)
+    for path, size in zip(files[1:], sizes[1:]):
+        if size != sizes[0]:
+            raise DataError(f"{path}: size {size[0]}x{size[1]} differs from {files[0]} ({sizes[0][0]}x{sizes[0][1]})")
+
+
+def check_pairs(pairs, matting: bool = False, workers: int = 0) -> None:
+    """Check a dataset before training starts; raise DataError on the first problem (in order).
+
+    Every file of every (image, mask[, trimap]) tuple is fully decoded (this is what catches a
+    truncated file), orientation applied; all sizes must be equal (width x height after EXIF
+    rotation) and the mask must hold an object (gt > 128, or alpha > 0 when matting).
+    Full decoding costs about as much as one pass over the data without the model: a few minutes
+    for DIS5K's 3000 large images, spread over `workers` threads (PIL decodes without the GIL);
+    0 = one per CPU core, up to 8.
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda files: _check_one(tuple(files), matting), pairs):
+            pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Samples: one geometric view rendered at S and 2S, targets and prompts
+# ----------------------------------------------------------------------------------------------
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (4,) float32 tight box xyxy, inclusive pixel indices (as HQ-SAM's masks_to_boxes)."""
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
+
+
+def _fit_view(h: int, w: int, size: int) -> tuple:
+    """SAM's view: the whole image, longest side = size (rounded as sama.preprocess_shape)."""
+    scale = size / max(h, w)
+    sh, sw = max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+    return sh, sw, 0, 0, sh, sw
+
+
+def _jitter_view(h: int, w: int, size: int, rng: np.random.Generator) -> tuple:
+    """Large-scale jitter as HQ-SAM: longest side = U(0.1, 2) x size; a larger result is cropped at a
+    random offset, a smaller one sits at the top-left and the rest is padding (as SAM's frame)."""
+    scale = rng.uniform(*JITTER) * size / max(h, w)
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    oy, ox = int(rng.integers(0, max(sh - size, 0) + 1)), int(rng.integers(0, max(sw - size, 0) + 1))
+    return sh, sw, oy, ox, min(size, sh - oy), min(size, sw - ox)
+
+
+def _render(img: Image.Image, view: tuple) -> np.ndarray:
+    """The view's content: the source resized to sh x sw, then cropped to ch x cw at (oy, ox).
+
+    Returns (ch, cw[, 3]) uint8. PIL resizes the source box directly (bilinear, antialiased when
+    shrinking), so a view and its double (all six numbers x2) sample exactly the same region.
+    """
+    sh, sw, oy, ox, ch, cw = view
+    w, h = img.size
+    box = (ox * w / sw, oy * h / sh, (ox + cw) * w / sw, (oy + ch) * h / sh)
+    return np.asarray(img.resize((cw, ch), Image.BILINEAR, box=box))
+
+
+def _frame(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """(h, w, 3) uint8 -> (3, size, size) float32 normalised and zero-padded (sama.normalize_and_pad)."""
+    return normalize_and_pad(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float(), size)
+
+
+def _noisy_box(box: np.ndarray, ch: int, cw: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Each coordinate moved by N(0, (10% of the box side)^2), capped at 20 px of a 1024 frame, then
+    clipped to the image content. (HQ-SAM computes a noisy box but feeds the clean one; SAM's own
+    training adds this noise, and a box prompt drawn by hand is never tight.)"""
+    bw, bh = box[2] - box[0] + 1, box[3] - box[1] + 1
+    std = BOX_NOISE * np.array([bw, bh, bw, bh])
+    noise = np.clip(rng.normal(0.0, 1.0, 4) * std, -BOX_NOISE_MAX * size, BOX_NOISE_MAX * size)
+    b = box + noise
+    b = np.clip(b, 0, [cw - 1, ch - 1, cw - 1, ch - 1])
+    x0, x1 = sorted(b[0::2])
+    y0, y1 = sorted(b[1::2])
+    return np.array([x0, y0, x1, y1], dtype=np.float32)
+
+
+def _sample_points(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(NUM_POINTS, 2) xy pixel indices drawn uniformly from region (with replacement only if it is
+    smaller than NUM_POINTS). SAM's prompt encoder adds the +0.5 pixel-centre shift itself."""
+    ys, xs = np.nonzero(region)
+    idx = rng.choice(len(xs), NUM_POINTS, replace=len(xs) < NUM_POINTS)
+    return np.stack([xs[idx], ys[idx]], axis=1).astype(np.float32)
+
+
+def _noisy_mask_input(target: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """(1, S, S) target -> (1, S/4, S/4) mask-input logits, as HQ-SAM's masks_noise (from Mask
+    Transfiner): the target at S/4 gets N(0, 1) noise where it differs from its own 8x-coarser
+    version (the boundary regions), then is thresholded at 0.5.
+
+    Given as +/-MASK_LOGIT logits: SAM's mask input is the previous step's logits, and a saturated
+    +/-10 says "confident" in that scale (HQ-SAM feeds 0 / 255, where the background 0 is an
+    undecided logit rather than a negative one).
+    """
+    m = F.avg_pool2d(target[None], 4)  # (1, 1, S/4, S/4)
+    n = m.shape[-1]
+    coarse = F.interpolate(F.interpolate(m, size=(n // 8, n // 8), mode="area"), size=(n, n), mode="bilinear")
+    boundary = ((m - coarse).abs() >= 0.01).float()
+    noise = torch.from_numpy(rng.standard_normal(m.shape).astype(np.float32))
+    noisy = (m + noise * boundary) > 0.5
+    return torch.where(noisy, MASK_LOGIT, -MASK_LOGIT)[0]  # (1, S/4, S/4)
+
+
+def make_sample(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator,
+                augment: bool, matting: bool) -> dict:
+    """One training sample (see the module docstring) from a source image and its mask / alpha.
+
+    image (H, W, 3) uint8, mask (H, W) uint8. The geometry (flip, jitter) is decided once and the
+    source is rendered from it at S (global frame, targets) and 2S (local views).
+    The object region is gt > 128 for segmentation and alpha > 0 for matting; the box comes from it
+    (for matting: alpha > 0, so faint hair is inside the box). Points come from the target > 0.5
+    (the matte's core; for a matte with no alpha > 0.5, from alpha > 0).
+    A jitter that crops the whole object out is redrawn (up to JITTER_TRIES times), then the sample
+    falls back to SAM's unjittered view; an object thinner than a frame pixel keeps its strongest
+    pixels. So every sample has an object.
+    """
+    if not (mask > (0 if matting else 128)).any():
+        raise DataError("empty mask: nothing to prompt (check_pairs finds these before training)")
+    h, w = mask.shape
+    img, msk = Image.fromarray(image), Image.fromarray(mask)
+    if augment and rng.random() < 0.5:
+        img, msk = ImageOps.mirror(img), ImageOps.mirror(msk)
+
+    # all tries are drawn up front: the random stream does not depend on the image content
+    views = [_jitter_view(h, w, size, rng) for _ in range(JITTER_TRIES)] if augment else []
+    fit = _fit_view(h, w, size)
+    for view in views + [fit]:
+        m = _render(msk, view).astype(np.float32)  # (ch, cw) 0-255
+        region = m > 0 if matting else m > 128
+        if region.any():
+            break
+    if not region.any():  # structure thinner than a frame pixel in the fitted view
+        region = m >= m.max()
+    t = m / 255.0 if matting else region.astype(np.float32)
+    ch, cw = t.shape
+    core = t > 0.5
+    points = _sample_points(core if core.any() else region, rng)
+
+    target = torch.zeros(1, size, size)
+    target[0, :ch, :cw] = torch.from_numpy(t)
+    valid = torch.zeros(1, size, size)
+    valid[0, :ch, :cw] = 1.0
+    # the local views: the same view at twice the resolution. SAM's unjittered view is recomputed at
+    # 2S exactly as sama.image_to_frame(image, 2S) does at inference (it can differ from twice the
+    # S view by one pixel of rounding); a jittered view is doubled exactly.
+    local_view = _fit_view(h, w, 2 * size) if view is fit else tuple(2 * v for v in view)
+    return {
+        "image": _frame(_render(img, view), size),
+        "image_local": _frame(_render(img, local_view), 2 * size),
+        "target": target,
+        "valid": valid,
+        "box": torch.from_numpy(_noisy_box(mask_to_box(region), ch, cw, size, rng)),
+        "points": torch.from_numpy(points),
+        "point_labels": torch.ones(NUM_POINTS, dtype=torch.int64),
+        "mask_input": _noisy_mask_input(target, rng),
+        "is_matting": torch.tensor(matting),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Compositing (Adobe's rule) and the datasets
+# ----------------------------------------------------------------------------------------------
+
+
+def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Adobe's composition: I = alpha F + (1 - alpha) B, truncated to uint8 as their script does.
+
+    fg (H, W, 3) uint8, alpha (H, W) uint8, bg (bh, bw, 3) uint8 -> (H, W, 3) uint8. A background
+    smaller than the foreground in either side is first upscaled bicubically by max(W/bw, H/bh)
+    (sizes rounded up); the background is then cropped at (0, 0) to the foreground's size.
+    """
+    h, w = alpha.shape
+    bh, bw = bg.shape[:2]
+    if bw < w or bh < h:
+        r = max(w / bw, h / bh)
+        bg = np.asarray(Image.fromarray(bg).resize((math.ceil(bw * r), math.ceil(bh * r)), Image.BICUBIC))
+    b = bg[:h, :w].astype(np.float64)
+    a = alpha[:, :, None].astype(np.float64) / 255.0
+    return (a * fg + (1.0 - a) * b).astype(np.uint8)
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """(image, mask) pairs -> samples (see make_sample). Sample i of epoch e is drawn from
+    np.random.default_rng([seed, e, i]): a resumed or distributed run sees exactly the same data."""
+
+    def __init__(self, pairs, image_size: int, augment: bool = True, seed: int = 0):
+        self.pairs, self.image_size, self.augment, self.seed = list(pairs), image_size, augment, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before each epoch's DataLoader iterator starts: workers copy the dataset then
+        (so not with persistent_workers=True, whose copies keep the old epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image_path, mask_path = self.pairs[i][:2]
+        image, mask = load_image(image_path), load_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"{mask_path}: size {mask.shape[1]}x{mask.shape[0]} differs from {image_path} "
+                            f"({image.shape[1]}x{image.shape[0]})")
+        try:
+            return make_sample(image, mask, self.image_size, rng, self.augment, matting=False)
+        except DataError as e:
+            raise DataError(f"{mask_path}: {e}") from None
+
+
+class MattingDataset(SegmentationDataset):
+    """AIM foregrounds composited on the fly, then natural (image, alpha) pairs such as AIM-500.
+
+    Indices [0, len(fg_alpha_pairs)) are composites: foreground i over a background drawn at random
+    from `backgrounds` (image paths: --backgrounds DIR, or the segmentation training images). With
+    augment, the background is first cut to a random crop (random flip, 50-100% of the largest crop
+    with the foreground's aspect ratio) so one background gives many; then Adobe's rule (composite).
+    The rest are natural pairs used as they are (tuples may carry a trimap, ignored here).
+    """
+
+    def __init__(self, fg_alpha_pairs, natural_pairs, backgrounds, image_size: int,
+                 augment: bool = True, seed: int = 0):
+        super().__init__(list(fg_alpha_pairs) + list(natural_pairs), image_size, augment, seed)
+        self.num_fg = len(fg_alpha_pairs)
+        self.backgrounds = list(backgrounds)
+        if self.num_fg and not self.backgrounds:
+            raise DataError("matting: foregrounds to composite but no background images")
+
+    def _background(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        bg = load_image(self.backgrounds[rng.integers(len(self.backgrounds))])
+        if not self.augment:
+            return bg
+        bh, bw = bg.shape[:2]
+        s = rng.uniform(0.5, 1.0) * min(bh / h, bw / w)  # crop = s * (h, w), inside the background
+        ch, cw = max(1, min(bh, round(s * h))), max(1, min(bw, round(s * w)))
+        y, x = rng.integers(0, bh - ch + 1), rng.integers(0, bw - cw + 1)
+        bg = bg[y:y + ch, x:x + cw]
+        return bg[:, ::-1].copy() if rng.random() < 0.5 else bg
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image_path, alpha_path = self.pairs[i][:2]
+        image, alpha = load_image(image_path), load_mask(alpha_path)
+        if image.shape[:2] != alpha.shape:
+            raise DataError(f"{alpha_path}: size {alpha.shape[1]}x{alpha.shape[0]} differs from {image_path} "
+                            f"({image.shape[1]}x{image.shape[0]})")
+        if i < self.num_fg:
+            image = composite(image, alpha, self._background(*alpha.shape, rng))
+        try:
+            return make_sample(image, alpha, self.image_size, rng, self.augment, matting=True)
+        except DataError as e:
+            raise DataError(f"{alpha_path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Toy datasets in the official layouts (python data.py make-toy DIR)
+# ----------------------------------------------------------------------------------------------
+
+TOY_SIZES = [(192, 256), (256, 192), (224, 224), (160, 288), (288, 208), (240, 320)]  # (h, w)
+SEG_KINDS = ("thin", "grid", "ring", "blob")
+SS = 4  # shapes are drawn at 4x and box-filtered down: anti-aliased edges, sub-pixel strands
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float: a base colour with a gradient, a stripe pattern and pixel noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
+    gx, gy = rng.uniform(-40, 40, (2, 1, 1, 3)).astype(np.float32)
+    f, theta, phase = rng.uniform(8, 30), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    stripes = 15 * np.sin(f * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
+    noise = 8 * rng.standard_normal((h, w, 3), dtype=np.float32)
+    return base.astype(np.float32) + gx * xx[..., None] + gy * yy[..., None] + stripes[..., None] + noise
+
+
+def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(object, background) base colours at least 150 apart, so a tiny model can tell them apart."""
+    bg = rng.uniform(30, 225, 3)
+    while True:
+        fg = rng.uniform(30, 225, 3)
+        if np.linalg.norm(fg - bg) > 150:
+            return fg, bg
+
+
+def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    """(h, w) float alpha in [0, 1] of one object: thin structures, a mesh, a ring, a blob."""
+    H, W = SS * h, SS * w
+    canvas = Image.new("L", (W, H), 0)
+    d = ImageDraw.Draw(canvas)
+    x0, y0 = rng.uniform(0.08, 0.3) * W, rng.uniform(0.08, 0.3) * H
+    x1, y1 = rng.uniform(0.7, 0.92) * W, rng.uniform(0.7, 0.92) * H
+    if kind == "thin":  # branches from one root, 1-3 px wide
+        root = (rng.uniform(x0, x1), rng.uniform(y0, y1))
+        for _ in range(rng.integers(3, 7)):
+            pts, (x, y), a = [root], root, rng.uniform(0, 2 * np.pi)
+            for _ in range(rng.integers(4, 9)):
+                a += rng.normal(0, 0.5)
+                x, y = np.clip(x + 0.08 * W * np.cos(a), x0, x1), np.clip(y + 0.08 * H * np.sin(a), y0, y1)
+                pts.append((x, y))
+            d.line(pts, fill=255, width=int(rng.integers(SS, 3 * SS + 1)), joint="curve")
+    elif kind == "grid":  # a mesh inside a frame
+        step, lw = rng.uniform(0.06, 0.12) * min(W, H), int(rng.integers(SS, 2 * SS + 1))
+        for x in np.arange(x0, x1, step):
+            d.line([(x, y0), (x, y1)], fill=255, width=lw)
+        for y in np.arange(y0, y1, step):
+            d.line([(x0, y), (x1, y)], fill=255, width=lw)
+        d.rectangle([x0, y0, x1, y1], outline=255, width=3 * SS)
+    elif kind == "ring":  # a ring with a hole, and spokes
+        d.ellipse([x0, y0, x1, y1], fill=255)
+        t = rng.uniform(0.15, 0.3)
+        d.ellipse([x0 + t * (x1 - x0), y0 + t * (y1 - y0), x1 - t * (x1 - x0), y1 - t * (y1 - y0)], fill=0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for a in rng.uniform(0, 2 * np.pi, rng.integers(2, 5)):
+            d.line([(cx, cy), (cx + (x1 - x0) / 2 * np.cos(a), cy + (y1 - y0) / 2 * np.sin(a))], fill=255, width=2 * SS)
+    else:  # blob: a union of ellipses
+        for _ in range(rng.integers(3, 7)):
+            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+            rx, ry = rng.uniform(0.1, 0.25) * W, rng.uniform(0.1, 0.25) * H
+            d.ellipse([max(x0, cx - rx), max(y0, cy - ry), min(x1, cx + rx), min(y1, cy + ry)], fill=255)
+    return np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float64) / 255.0
+
+
+def _matte(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w) uint8 alpha: a blurred blob or ring with hair-like strands growing out of its edge."""
+    body = _shape(rng, h, w, str(rng.choice(["blob", "ring"])))
+    body = ndimage.gaussian_filter(body, rng.uniform(0.5, 1.5))  # soft edge
+    edge = np.argwhere((body > 0.5) & ~ndimage.binary_erosion(body > 0.5))
+    cy, cx = edge.mean(axis=0)
+    canvas = Image.new("L", (SS * w, SS * h), 0)
+    d = ImageDraw.Draw(canvas)
+    for y, x in edge[rng.choice(len(edge), min(len(edge), 150), replace=False)]:
+        a = np.arctan2(y - cy, x - cx) + rng.normal(0, 0.4)  # outwards, with a wave
+        pts = [(SS * x, SS * y)]
+        for _ in range(4):
+            a += rng.normal(0, 0.3)
+            length = SS * rng.uniform(2, 5)
+            pts.append((pts[-1][0] + length * np.cos(a), pts[-1][1] + length * np.sin(a)))
+        d.line(pts, fill=255, width=int(rng.integers(1, 3)))  # 1-2 px at 4x: alpha ~0.25-0.5
+    hair = np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float64) / 255.0
+    return np.round(255 * np.maximum(body, hair)).astype(np.uint8)
+
+
+def make_trimap(alpha: np.ndarray, radius: int = 5) -> np.ndarray:
+    """(H, W) uint8 alpha -> trimap 0 / 128 / 255: unknown = dilation of alpha > 0 minus erosion of
+    alpha == 255 (radius pixels each way), 255 inside, 0 outside."""
+    known_fg = ndimage.binary_erosion(alpha == 255, iterations=radius)
+    unknown = ndimage.binary_dilation(alpha > 0, iterations=radius) & ~known_fg
+    return np.where(known_fg, 255, np.where(unknown, 128, 0)).astype(np.uint8)
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=92) if path.suffix == ".jpg" else Image.fromarray(array).save(path)
+
+
+def _toy_pair(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A textured image (h, w, 3) uint8 and its 0/255 mask (h, w) uint8 of one object."""
+    h, w = TOY_SIZES[rng.integers(len(TOY_SIZES))]
+    alpha = _shape(rng, h, w, kind)
+    fg_c, bg_c = _colours(rng)
+    a = alpha[:, :, None]
+    image = a * _texture(rng, h, w, fg_c) + (1 - a) * _texture(rng, h, w, bg_c)
+    return np.clip(image, 0, 255).astype(np.uint8), np.where(alpha > 0.5, 255, 0).astype(np.uint8)
+
+
+def _toy_matte(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A foreground texture (h, w, 3), its alpha (h, w) and the background colour it contrasts with."""
+    h, w = TOY_SIZES[rng.integers(len(TOY_SIZES))]
+    fg_c, bg_c = _colours(rng)
+    fg = np.clip(_texture(rng, h, w, fg_c), 0, 255).astype(np.uint8)
+    return fg, _matte(rng, h, w), bg_c
+
+
+def make_toy(root, seed: int = 0, n_train: int = 48, n_val: int = 16, n_test: int = 16,
+             n_fg: int = 32, n_comp: int = 16, n_aim500: int = 16, n_bg: int = 16) -> None:
+    """Write small synthetic datasets under root, in the official layouts (deterministic from seed):
+    DIS5K (.jpg images, .png masks), AIM's Combined_Dataset (training fg / alpha split 3:1 between
+    "Adobe-licensed images" and "Other"; Composition-1K pre-composited as {stem}_{i}.png, four
+    backgrounds per foreground), AIM-500 and backgrounds/ (textured images, some smaller than the
+    foregrounds so that compositing has to upscale them)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    splits = {"DIS-TR": n_train, "DIS-VD": n_val, **{f"DIS-TE{k}": n_test for k in range(1, 5)}}
+    for split, n in splits.items():
+        for i in range(n):
+            image, mask = _toy_pair(rng, SEG_KINDS[i % len(SEG_KINDS)])
+            _save(image, root / "DIS5K" / split / "im" / f"{split}_{i:04d}.jpg")
+            _save(mask, root / "DIS5K" / split / "gt" / f"{split}_{i:04d}.png")
+
+    backgrounds = []
+    for i in range(n_bg):
+        h, w = (96, 128) if i % 4 == 0 else TOY_SIZES[rng.integers(len(TOY_SIZES))]
+        bg = np.clip(_texture(rng, h, w, rng.uniform(30, 225, 3)), 0, 255).astype(np.uint8)
+        backgrounds.append(bg)
+        _save(bg, root / "backgrounds" / f"bg_{i:04d}.jpg")
+
+    combined = root / "AIM" / "Combined_Dataset"
+    for i in range(n_fg):
+        fg, alpha, _ = _toy_matte(rng)
+        subset = "Other" if i % 4 == 3 else "Adobe-licensed images"
+        _save(fg, combined / "Training_set" / subset / "fg" / f"fg_{i:04d}.png")
+        _save(alpha, combined / "Training_set" / subset / "alpha" / f"fg_{i:04d}.png")
+
+    test = combined / "Test_set" / "Adobe-licensed images"
+    per_fg = 4
+    for j in range(math.ceil(n_comp / per_fg)):
+        fg, alpha, _ = _toy_matte(rng)
+        _save(fg, test / "fg" / f"test_{j:04d}.png")
+        _save(alpha, test / "alpha" / f"test_{j:04d}.png")
+        trimap = make_trimap(alpha)
+        for k in range(min(per_fg, n_comp - j * per_fg)):
+            name = f"test_{j:04d}_{k}.png"
+            _save(composite(fg, alpha, backgrounds[(j * per_fg + k) % n_bg]), test / "merged" / name)
+            _save(alpha, test / "alpha_copy" / name)
+            _save(trimap, test / "trimaps" / name)
+
+    for i in range(n_aim500):
+        fg, alpha, bg_c = _toy_matte(rng)
+        bg = np.clip(_texture(rng, *alpha.shape, bg_c), 0, 255).astype(np.uint8)
+        _save(composite(fg, alpha, bg), root / "AIM-500" / "original" / f"o_{i:04d}.jpg")
+        _save(alpha, root / "AIM-500" / "mask" / f"o_{i:04d}.png")
+        _save(make_trimap(alpha), root / "AIM-500" / "trimap" / f"o_{i:04d}.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+READERS = {  # name on the command line -> (reader, takes a split, is matting)
+    "dis5k": (dis_pairs, True, False),
+    "thin": (thin_pairs, True, False),
+    "coift": (coift_pairs, False, False),
+    "aim": (aim_train_pairs, False, True),
+    "comp1k": (composition1k_pairs, False, True),
+    "aim500": (aim500_pairs, False, True),
+    "am2k": (am2k_pairs, False, True),
+    "p3m500np": (p3m500np_pairs, False, True),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    toy = sub.add_parser("make-toy", help="write small synthetic datasets in the official layouts")
+    toy.add_argument("dir", type=Path)
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--n-train", type=int, default=48, help="DIS-TR images (val and test: 16 each)")
+    check = sub.add_parser("check", help="read a dataset and run check_pairs on it (pre-flight)")
+    check.add_argument("dataset", choices=READERS)
+    check.add_argument("root", type=Path)
+    check.add_argument("split", nargs="?", help="DIS-TR, DIS-VD, DIS-TE1..4, DIS-TE (dis5k); train, test (thin)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "make-toy":
+            if args.dir.exists() and not args.dir.is_dir():
+                raise DataError(f"{args.dir}: exists and is not a folder")
+            make_toy(args.dir, seed=args.seed, n_train=args.n_train)
+            print(f"wrote toy datasets to {args.dir}: DIS5K, AIM/Combined_Dataset, AIM-500, backgrounds")
+        else:
+            reader, takes_split, matting = READERS[args.dataset]
+            if takes_split != (args.split is not None):
+                parser.error(f"{args.dataset}: {'a split is needed' if takes_split else 'takes no split'}")
+            pairs = reader(args.root, args.split) if takes_split else reader(args.root)
+            check_pairs(pairs, matting=matting)
+            print(f"ok: {len(pairs)} {args.dataset} {'triples' if len(pairs[0]) == 3 else 'pairs'} in {args.root}")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,516 @@
+"""Evaluate SAMA (or plain SAM, the baseline row) on the paper's benchmarks, prompted from the GT.
+
+    python evaluate.py --split DIS-VD                       # runs/sama/sama.pt, DIS5K in ./DIS5K
+    python evaluate.py --split DIS-TE --model sam           # plain SAM on the same box prompts
+    python evaluate.py --split Composition-1K --matting ./AIM
+    python evaluate.py --split COIFT --coift ./COIFT        # 1, 3, 5 and 10 positive points
+    python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
+
+Protocol (README, "Evaluation"): one prompt per image taken from the GT, one output (no multimask),
+every prediction written as a 0-255 PNG at the GT's resolution and scored from that PNG with
+metrics.py, so the scores equal metrics.py run on the written files.
+
+    segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU
+    points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count
+    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
+                                                  the trimaps' unknown region, the others whole-image
+
+SAMA's segmentation prediction is its probability map sigmoid(seg logits) (maxF and meanEm sweep
+thresholds over it; a binary map would make them degenerate); SAM's is its binary mask, as released.
+Outputs in --out: pred/{stem}.png (pred-{k}pt/ for point splits), metrics.json, results.md (our row
+beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+import data
+from load_sam_weights import CheckpointError, load_sam, load_sama, read_sama_header
+from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
+from sama import SAMA, Sam, SamaPredictor, SamPredictor, postprocess_masks, prompt_tensors
+
+POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
+POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits: where the pairs come from, how they are prompted and scored
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    kind: str  # "seg" (box, DIS metrics), "points" (1..10 points, IoU / boundary IoU), "matting"
+    root_option: str  # the command-line option holding the dataset root
+    reader: Callable  # root -> [(image, gt[, trimap])]
+    trimap_region: bool = False  # matting: score only the trimap's unknown region
+
+
+SPLITS = {
+    **{s: Split("seg", "data", lambda root, s=s: data.dis_pairs(root, s))
+       for s in ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE")},
+    "COIFT": Split("points", "coift", data.coift_pairs),
+    "ThinObject-5K": Split("points", "thin", lambda root: data.thin_pairs(root, "test")),
+    "Composition-1K": Split("matting", "matting", data.composition1k_pairs, trimap_region=True),
+    "AIM-500": Split("matting", "aim500", data.aim500_pairs),
+    "AM-2K": Split("matting", "am2k", data.am2k_pairs),
+    "P3M-500-NP": Split("matting", "p3m", data.p3m500np_pairs),
+}
+
+SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU")
+MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
+PROMPTS = {
+    "seg": "GT box: tight box of gt > 128 (inclusive pixel indices, data.mask_to_box)",
+    "matting": "GT box: tight box of alpha > 0 (inclusive pixel indices, data.mask_to_box)",
+    "points": f"{'/'.join(map(str, POINT_COUNTS))} positive points drawn uniformly without replacement "
+              f"from the pixels of gt > 128 (numpy default_rng((seed {POINT_SEED}, crc32 of the stem)), "
+              f"nested: the k-point prompt is the first k of the 10), pixel indices as xy",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's numbers (copied from the paper's text; MSE in our units, x1e3)
+# ----------------------------------------------------------------------------------------------
+
+DIS = ("maxF", "wF", "MAE", "Sm", "meanEm")
+FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": "both"}
+
+
+def _row(label: str, table: str, keys: tuple, values: tuple, **config) -> dict:
+    return {"label": label, "table": table, "scores": dict(zip(keys, values)), "config": config}
+
+
+PAPER = {
+    "DIS-VD": [
+        _row("SAM", "Table 1", DIS, (0.835, 0.782, 0.069, 0.808, 0.889), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.942, 0.885, 0.021, 0.930, 0.962), **FULL),
+        _row("SAMA without MVLE and Local-Adapter", "Table 3", DIS, (0.872, 0.849, 0.038, 0.868, 0.932),
+             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
+        _row("SAMA without MVLE", "Table 3", DIS, (0.893, 0.876, 0.029, 0.912, 0.944), **{**FULL, "use_mvle": False}),
+        _row("SAMA without Local-Adapter", "Table 3", DIS, (0.882, 0.869, 0.027, 0.903, 0.942),
+             **{**FULL, "use_local_adapter": False}),
+        _row("SAMA trained on segmentation only", "Table 5", DIS, (0.917, 0.876, 0.027, 0.916, 0.946),
+             **{**FULL, "tasks": "seg"}),
+        _row("SAMA trained on matting only", "Table 5", DIS, (0.682, 0.709, 0.071, 0.807, 0.855),
+             **{**FULL, "tasks": "matting"}),
+    ],
+    "DIS-TE1": [_row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
+                _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL)],
+    "DIS-TE2": [_row("SAM", "Table 1", DIS, (0.803, 0.758, 0.081, 0.792, 0.863), model="sam"),
+                _row("SAMA", "Table 1", DIS, (0.932, 0.904, 0.019, 0.934, 0.962), **FULL)],
+    "DIS-TE3": [_row("SAM", "Table 1", DIS, (0.773, 0.724, 0.094, 0.761, 0.848), model="sam"),
+                _row("SAMA", "Table 1", DIS, (0.920, 0.889, 0.032, 0.924, 0.949), **FULL)],
+    "DIS-TE4": [_row("SAM", "Table 1", DIS, (0.677, 0.634, 0.162, 0.697, 0.762), model="sam"),
+                _row("SAMA", "Table 1", DIS, (0.917, 0.857, 0.041, 0.897, 0.937), **FULL)],
+    "DIS-TE": [_row("SAM", "Table 1", DIS, (0.773, 0.731, 0.096, 0.773, 0.845), model="sam"),
+               _row("SAMA", "Table 1", DIS, (0.926, 0.897, 0.026, 0.925, 0.956), **FULL)],
+    # Table 2 prints MSE x1e3 already (2.9)
+    "Composition-1K": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.8, 2.9), **FULL)],
+    # Table 4 prints MSE unscaled (0.003 = 3.0 x1e3) and names the set "P3M-500" (taken as P3M-500-NP)
+    "AM-2K": [
+        _row("SAMA without MVLE and Local-Adapter", "Table 4", ("SAD", "MSE"), (19.79, 28.0),
+             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
+        _row("SAMA without MVLE", "Table 4", ("SAD", "MSE"), (12.74, 7.0), **{**FULL, "use_mvle": False}),
+        _row("SAMA without Local-Adapter", "Table 4", ("SAD", "MSE"), (13.12, 11.0), **{**FULL, "use_local_adapter": False}),
+        _row("SAMA", "Table 4", ("SAD", "MSE"), (8.04, 3.0), **FULL),
+    ],
+    "P3M-500-NP": [
+        _row("SAMA without MVLE and Local-Adapter", "Table 4", ("SAD", "MSE"), (16.06, 34.6),
+             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
+        _row("SAMA without MVLE", "Table 4", ("SAD", "MSE"), (12.15, 5.7), **{**FULL, "use_mvle": False}),
+        _row("SAMA without Local-Adapter", "Table 4", ("SAD", "MSE"), (13.09, 6.3), **{**FULL, "use_local_adapter": False}),
+        _row("SAMA", "Table 4", ("SAD", "MSE"), (9.08, 2.8), **FULL),
+    ],
+}
+PAPER_NOTES = {
+    "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its text.",
+    "ThinObject-5K": "The paper reports no ThinObject-5K numbers.",
+    "AIM-500": "The paper reports no AIM-500 numbers.",
+    "AM-2K": "Table 4 prints MSE unscaled (e.g. 0.003); shown here x1e3 like ours.",
+    "P3M-500-NP": "Table 4 prints MSE unscaled (e.g. 0.0028) for \"P3M-500\"; shown here x1e3 like ours.",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# One predictor interface for SAMA and plain SAM
+# ----------------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
+
+    predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
+    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's mask).
+    """
+
+    def __init__(self, model: Union[SAMA, Sam]) -> None:
+        self.is_sama = isinstance(model, SAMA)
+        self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+
+    @torch.no_grad()
+    def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
+        if not self.is_sama:
+            masks, _, _ = self.predictor.predict(points, labels, box, multimask_output=False)
+            mask = masks[0]
+            return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
+        _, alpha, sam_mask = self.predictor.predict(points, labels, box)
+        return {"seg": self.seg_probability(points, labels, box), "alpha": alpha, "sam": sam_mask}
+
+    @torch.no_grad()
+    def seg_probability(self, points, labels, box) -> np.ndarray:
+        """sigmoid(seg logits) at the image's size: SamaPredictor.predict's segmentation steps without
+        its final threshold (tests check that this map > 0.5 equals SamaPredictor's mask)."""
+        p, model = self.predictor, self.predictor.model
+        S = model.sam.config.image_size
+        prompts = prompt_tensors(points, labels, box, p.original_size, S, model.sam.device)
+        logits = model.decode(p.features, "seg", *prompts)  # (1, 1, 8G, 8G)
+        logits = postprocess_masks(logits.float(), S, p.input_size, p.original_size)[0, 0]  # (H, W)
+        return torch.sigmoid(logits).cpu().numpy().astype(np.float32)
+
+
+def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
+    """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability scored at the GT's
+    resolution: SegMetrics results (maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation
+    by train.py; leaves the model in eval mode."""
+    predictor, seg = Predictor(model), SegMetrics()
+    for image_path, gt_path in tqdm(pairs, desc="validate", disable=not progress, dynamic_ncols=True):
+        image, gt = data.load_image(image_path), data.load_mask(gt_path)
+        predictor.set_image(image)
+        seg.update(predictor.seg_probability(None, None, data.mask_to_box(gt > 128)), gt)  # seg decode only
+    return seg.results()
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompts, files
+# ----------------------------------------------------------------------------------------------
+
+
+def sample_points(gt: np.ndarray, stem: str, n: int = max(POINT_COUNTS)) -> np.ndarray:
+    """(k, 2) xy pixel indices of k = min(n, #fg) distinct pixels of gt > 128, uniformly drawn;
+    deterministic per image stem (independent of the dataset's order and of earlier images)."""
+    fg = np.flatnonzero(gt > 128)
+    rng = np.random.default_rng((POINT_SEED, zlib.crc32(stem.encode())))
+    picked = fg[rng.choice(len(fg), size=min(n, len(fg)), replace=False)]
+    return np.stack([picked % gt.shape[1], picked // gt.shape[1]], axis=1).astype(np.float64)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """A map as its 0-255 PNG holds it: bool -> 0 / 255, float in [0, 1] -> round(x * 255)."""
+    return x.astype(np.uint8) * 255 if x.dtype == bool else prediction_to_uint8(x)
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """Write atomically: a run killed mid-write leaves no truncated PNG for --resume to trust."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
+    """The PNG as a (H, W) uint8 map if it exists, decodes fully and has the expected shape, else None."""
+    if not path.is_file():
+        return None
+    try:
+        a = data.load_mask(path)
+    except data.DataError:
+        return None
+    return a if a.shape == tuple(shape) else None
+
+
+def write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluating one split
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluate(split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True) -> dict:
+    """Predict what is missing (everything without --resume), then score every PNG written.
+
+    Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results.
+    """
+    split = SPLITS[split_name]
+    folders = [f"pred-{k}pt" for k in POINT_COUNTS] if split.kind == "points" else ["pred"]
+    stems = [Path(p[1]).stem for p in pairs]
+    if len(set(stems)) != len(stems):
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise data.DataError(f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite")
+
+    seg, matting = SegMetrics(), MattingMetrics()
+    iou = {k: [] for k in POINT_COUNTS}
+    biou = {k: [] for k in POINT_COUNTS}
+    for files, stem in tqdm(list(zip(pairs, stems)), desc=split_name, disable=not progress, dynamic_ncols=True):
+        gt = data.load_mask(files[1])
+        paths = [out / f / f"{stem}.png" for f in folders]
+        preds = [read_png(p, gt.shape) for p in paths] if resume else [None] * len(paths)
+        if any(p is None for p in preds):
+            image = data.load_image(files[0])
+            if image.shape[:2] != gt.shape:
+                raise data.DataError(f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
+                                     f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})")
+            predictor.set_image(image)
+            for k, m in enumerate(predict_split(predictor, split.kind, gt, stem)):
+                if preds[k] is None:
+                    save_png(to_uint8(m), paths[k])
+                    preds[k] = read_png(paths[k], gt.shape)  # score what was written, read back
+        # scores always come from the PNGs, so a resumed run equals a fresh one
+        if split.kind == "seg":
+            seg.update(preds[0], gt)
+        elif split.kind == "points":
+            for k, pred in zip(POINT_COUNTS, preds):
+                iou[k].append(mask_iou(pred >= 128, gt > 128))
+                biou[k].append(boundary_iou(pred >= 128, gt > 128))
+        else:
+            trimap = data.load_mask(files[2]) if split.trimap_region else None
+            matting.update(preds[0], gt, trimap)
+
+    if split.kind == "seg":
+        return seg.results()
+    if split.kind == "matting":
+        return matting.results()
+    return {**{f"mIoU@{k}": float(np.mean(iou[k])) for k in POINT_COUNTS},
+            **{f"mBIoU@{k}": float(np.mean(biou[k])) for k in POINT_COUNTS}, "n": len(pairs)}
+
+
+def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str) -> list[np.ndarray]:
+    """The maps written for one image: [seg] (box), [alpha] (box of alpha > 0), [seg @ k points]."""
+    if kind == "seg":
+        return [predictor.predict(box=data.mask_to_box(gt > 128))["seg"]]
+    if kind == "matting":
+        return [predictor.predict(box=data.mask_to_box(gt > 0))["alpha"]]
+    points = sample_points(gt, stem)
+    return [predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["seg"] for k in POINT_COUNTS]
+
+
+# ----------------------------------------------------------------------------------------------
+# Contact sheet: image with the prompt | GT | SAM mask | SAMA mask | SAMA alpha
+# ----------------------------------------------------------------------------------------------
+
+VIS_HEIGHT = 192  # pixels per row of the contact sheet
+VIS_COLUMNS = ("image + prompt", "GT", "SAM mask", "SAMA mask", "SAMA alpha")
+
+
+def contact_sheet(predictor: Predictor, kind: str, pairs, path: Path) -> None:
+    """One row per image; the SAMA columns stay grey for a plain SAM run. Point splits show the
+    10-point prompt, green dots."""
+    rows = []
+    for files in pairs:
+        image, gt = data.load_image(files[0]), data.load_mask(files[1])
+        predictor.set_image(image)
+        stem = Path(files[1]).stem
+        box = data.mask_to_box(gt > (0 if kind == "matting" else 128)) if kind != "points" else None
+        points = sample_points(gt, stem) if kind == "points" else None
+        labels = None if points is None else np.ones(len(points), dtype=np.int64)
+        out = predictor.predict(points, labels, box)
+        shown = Image.fromarray(image)
+        draw = ImageDraw.Draw(shown)
+        width = max(2, round(max(image.shape) / 200))
+        if box is not None:
+            draw.rectangle([float(v) for v in box], outline=(255, 0, 0), width=width)
+        for x, y in points if points is not None else []:
+            r = 2 * width
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0), outline=(0, 0, 0))
+        grey = np.full(gt.shape, 128, np.uint8)
+        sama = predictor.is_sama
+        panels = [shown, gt, to_uint8(out["sam"]), to_uint8(out["seg"] >= 0.5) if sama else grey,
+                  to_uint8(out["alpha"]) if sama else grey]
+        w = round(image.shape[1] * VIS_HEIGHT / image.shape[0])
+        rows.append([(p if isinstance(p, Image.Image) else Image.fromarray(p)).convert("RGB").resize((w, VIS_HEIGHT))
+                     for p in panels])
+    gap, header = 4, 16
+    width = max(sum(panel.width for panel in row) + gap * 4 for row in rows)
+    sheet = Image.new("RGB", (width, header + len(rows) * (VIS_HEIGHT + gap)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    x = 0
+    for k, name in enumerate(VIS_COLUMNS):  # column titles above the first row's panels
+        draw.text((x + 2, 2), name, fill=(0, 0, 0))
+        x += rows[0][k].width + gap
+    for i, row in enumerate(rows):
+        x = 0
+        for panel in row:
+            sheet.paste(panel, (x, header + i * (VIS_HEIGHT + gap)))
+            x += panel.width + gap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def results_markdown(split_name: str, report: dict) -> str:
+    """Our row beside the paper's rows for this split, each with its table named."""
+    kind = SPLITS[split_name].kind
+    scores = report["scores"]
+    if kind == "seg":
+        keys = SEG_KEYS
+    elif kind == "points":
+        keys = tuple(f"{m}@{k}" for k in POINT_COUNTS for m in ("mIoU", "mBIoU"))
+    else:
+        keys = MATTING_KEYS
+
+    def fmt(v) -> str:
+        return "–" if v is None else f"{v:.4g}" if kind == "matting" else f"{v:.3f}"
+
+    ours = report["config"]
+    source = report["checkpoint"] or report["sam_checkpoint"]
+    lines = [f"# {split_name}: {report['model']} ({source})", "",
+             f"Prompt: {report['prompt']}.  ", f"Prediction: {report['prediction']}.  "]
+    if kind == "matting":
+        lines.append(f"Region: {scores['region']}; SAD, Grad, Conn / 1000, MSE x1e3.  ")
+    lines += [f"Images: {scores['n']}.", "", "| row | source | " + " | ".join(keys) + " |",
+              "|---|---|" + "---|" * len(keys), "| **ours** | this run | " + " | ".join(fmt(scores[k]) for k in keys) + " |"]
+    for row in PAPER.get(split_name, []):
+        match = all(ours.get(k) == v for k, v in row["config"].items())
+        label = f"paper: {row['label']}" + (" (same configuration as ours)" if match else "")
+        lines.append(f"| {label} | {row['table']} | " + " | ".join(fmt(row["scores"].get(k)) for k in keys) + " |")
+    if split_name in PAPER_NOTES:
+        lines += ["", PAPER_NOTES[split_name]]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--split", required=True, help=", ".join(SPLITS))
+    p.add_argument("--model", default="sama", choices=["sama", "sam"], help="sam: the plain-SAM baseline row")
+    p.add_argument("--checkpoint", help="SAMA checkpoint (default: the training run's sama.pt for the switches below)")
+    p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+    p.add_argument("--no-mvle", action="store_true", help="the ablation trained with --no-mvle")
+    p.add_argument("--no-local-adapter", action="store_true", help="the ablation trained with --no-local-adapter")
+    p.add_argument("--tasks", default="both", choices=["seg", "matting", "both"], help="the run trained with --tasks")
+    p.add_argument("--data", default="./DIS5K", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
+    p.add_argument("--coift", default="./COIFT", help="COIFT folder")
+    p.add_argument("--thin", default="./ThinObject5K", help="ThinObject-5K folder (either layout)")
+    p.add_argument("--matting", default="./AIM", help="folder holding Combined_Dataset (Composition-1K), or it")
+    p.add_argument("--aim500", default="./AIM-500", help="AIM-500 folder")
+    p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
+    p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
+    p.add_argument("--out", help="output folder (default: runs/eval/<run>-<split>)")
+    p.add_argument("--vis", type=int, default=0, metavar="N", help="write vis.png for the first N images")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N images (0: all)")
+    p.add_argument("--resume", action="store_true", help="reuse the predictions already in --out")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.split not in SPLITS:
+        print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except (data.DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
+    """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows) and
+    the SAM file it runs on."""
+    if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
+        sam = load_sam(args.sam_checkpoint, device=device)
+        return sam, {"model": "sam", "variant": sam.config.name}, str(Path(args.sam_checkpoint).resolve())
+    sama = load_sama(checkpoint, args.sam_checkpoint, device=device)
+    sam_file = str(Path(args.sam_checkpoint).resolve()) if args.sam_checkpoint else read_sama_header(checkpoint)["sam"]["file"]
+    if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
+        raise CheckpointError(f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / --no-local-adapter)")
+    if args.model == "sam":
+        return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
+    return sama, {"model": "sama", **sama.config, "tasks": args.tasks}, sam_file
+
+
+def run(args) -> int:
+    from train import default_run_dir  # here, not at the top: train.py imports this module for validation
+
+    split = SPLITS[args.split]
+    root = getattr(args, split.root_option)
+    pairs = split.reader(root)  # data problems show before the model loads
+    if args.limit:
+        pairs = pairs[: args.limit]
+    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
+    name = "sam" if args.model == "sam" else run_dir.name
+    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{name}-{args.split}"
+    if not args.checkpoint and not checkpoint.exists() and not (args.model == "sam" and args.sam_checkpoint):
+        raise CheckpointError(f"{checkpoint}: no such file (the default training run's weights for these switches); "
+                              f"train first or pass --checkpoint")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, config, sam_file = load_model(args, checkpoint, device)
+
+    # what made the predictions in `out`: --resume refuses to mix two models' files
+    sam_only = args.model == "sam" and args.sam_checkpoint
+    settings = {
+        "split": args.split,
+        "model": args.model,
+        "checkpoint": None if sam_only else str(checkpoint.resolve()),
+        "sam_checkpoint": sam_file,
+        "config": config,
+        "prompt": PROMPTS[split.kind],
+    }
+    settings_path = out / "settings.json"
+    if args.resume and settings_path.is_file():
+        before = json.loads(settings_path.read_text())
+        if before != settings:
+            changed = ", ".join(k for k in settings if before.get(k) != settings[k])
+            raise data.DataError(f"{out}: holds predictions made with another {changed}; use another --out or drop --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(json.dumps(settings, indent=2) + "\n", settings_path)
+
+    predictor = Predictor(model)
+    scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
+    if args.vis:
+        contact_sheet(predictor, split.kind, pairs[: args.vis], out / "vis.png")
+
+    if split.kind == "matting":
+        prediction = "SAMA alpha (matting head), 0-255 PNG" if args.model == "sama" else "SAM's binary mask as alpha (0 / 255)"
+    elif args.model == "sama":
+        prediction = "SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; mIoU / mBIoU at >= 128 (logits >= 0)"
+    else:
+        prediction = "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+    report = {
+        **settings,
+        "data": str(Path(root).resolve()),
+        "prediction": prediction,
+        "scored": "every PNG in pred*/ read back and scored with metrics.py at the GT's resolution",
+        "scores": scores,
+        "paper": PAPER.get(args.split, []),
+    }
+    write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
+    write_text(results_markdown(args.split, report), out / "results.md")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if k not in ("n", "region"))
+    print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

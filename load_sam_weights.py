@@ -1,0 +1,361 @@
+"""Load official SAM checkpoints into sama.Sam, strictly, with one clear line when a file is wrong.
+
+    python load_sam_weights.py sam_vit_b_01ec64.pth [--variant vit_b]
+
+prints the variant, the parameter count of each part, and runs one box prompt on a synthetic image.
+
+An official checkpoint is a plain state_dict whose keys are exactly sama.Sam's (image_encoder.*,
+prompt_encoder.*, mask_decoder.*). Loading is a key-for-key copy: the variant is told from the
+tensor shapes, every key and every shape is checked before load_state_dict, and anything wrong
+raises CheckpointError naming the file and the problem. The pieces (read_checkpoint,
+check_keys_and_shapes) are meant to be reused by the SAMA checkpoint functions.
+
+Files that wrap the state dict (e.g. {"model": state_dict, "optimizer": ...}) are refused with a
+hint rather than unwrapped: the official SAM and HQ-SAM releases are plain state dicts, and a
+wrapper usually means a training checkpoint whose format belongs to its own loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import re
+import sys
+import time
+import warnings
+from typing import Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from sama import SAM_VARIANTS, SAMA, Sam, SamConfig, SamPredictor
+
+SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded; the message is one line: '<file>: <problem>'."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a file and checking a state dict (shared by every checkpoint format of the project)
+# ----------------------------------------------------------------------------------------------
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
+    """torch.load(weights_only=True) on CPU; any unreadable, truncated or non-dict file -> CheckpointError."""
+    src = os.fspath(path)
+    if not os.path.exists(src):
+        raise CheckpointError(f"{src}: no such file")
+    if os.path.isdir(src):
+        raise CheckpointError(f"{src}: is a directory, not a checkpoint file")
+    if os.path.getsize(src) == 0:
+        raise CheckpointError(f"{src}: empty file")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            problem = (f"holds Python objects, not only tensors ({found.group(1)}); "
+                       "not unpickled, since that could run arbitrary code")
+        else:
+            problem = "unreadable: not a PyTorch checkpoint, or a corrupted one"
+        raise CheckpointError(f"{src}: {problem}") from None
+    except EOFError:
+        raise CheckpointError(f"{src}: truncated: the file ends in the middle of the data") from None
+    except RuntimeError as e:
+        if "zip archive" in str(e) or "central directory" in str(e):
+            problem = "truncated or corrupted: not a complete PyTorch zip archive"
+        else:
+            problem = f"unreadable: {str(e).splitlines()[0][:200]}" if str(e) else "unreadable"
+        raise CheckpointError(f"{src}: {problem}") from None
+    except Exception as e:  # anything else torch.load trips on means the bytes are not a checkpoint
+        raise CheckpointError(f"{src}: unreadable: not a PyTorch checkpoint ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{src}: not a state dict: the file holds a {type(obj).__name__}, not a dict")
+    return obj
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f", ... {len(names) - n} more" if len(names) > n else "")
+
+
+def check_keys_and_shapes(state_dict: Mapping, expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """Key-for-key check of state_dict against a model's state_dict (shapes only; meta tensors are fine)."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({_first(unexpected)})")
+        hint = ""
+        if any(re.search(r"hf_token|hf_mlp|compress_vit_feat|embedding_encoder", k) for k in unexpected):
+            hint = "; this looks like an HQ-SAM checkpoint"
+        elif unexpected and not missing:
+            hint = "; the file holds more than this model (a SAMA or other extended checkpoint?)"
+        raise CheckpointError(f"{source}: " + " and ".join(parts) + hint)
+    bad = [k for k in expected if tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    if bad:
+        k = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CheckpointError(
+            f"{source}: shape mismatch at {k}: file {list(state_dict[k].shape)}, model {list(expected[k].shape)}{more}"
+        )
+    wrong_kind = [k for k in expected if state_dict[k].is_floating_point() != expected[k].is_floating_point()]
+    if wrong_kind:
+        k = wrong_kind[0]
+        raise CheckpointError(f"{source}: {k} has dtype {state_dict[k].dtype}, the model's is {expected[k].dtype}")
+
+
+# ----------------------------------------------------------------------------------------------
+# SAM checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def _describe(cfg: SamConfig) -> str:
+    return f"pos_embed {cfg.grid_size}x{cfg.grid_size}x{cfg.encoder_embed_dim}, {cfg.encoder_depth} blocks"
+
+
+def _check_is_sam_state_dict(state_dict: dict, source: str) -> None:
+    """Refuse dicts that are not SAM state dicts with a hint on what they are."""
+    if not state_dict:
+        raise CheckpointError(f"{source}: not a SAM state dict: the dict is empty")
+    if state_dict.get("format") == SAMA_FORMAT:
+        raise CheckpointError(f"{source}: not a SAM state dict: a SAMA checkpoint (load it with load_sama)")
+    others = [k for k, v in state_dict.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if others:
+        names = [str(k) for k in others]
+        hint = ""
+        for wrapper in ("model", "state_dict"):
+            inner = state_dict.get(wrapper)
+            if isinstance(inner, dict) and any(str(k).startswith("image_encoder.") for k in inner):
+                hint = f"; the weights are wrapped under {wrapper!r} (a training checkpoint? save that entry alone)"
+        raise CheckpointError(
+            f"{source}: not a SAM state dict: {len(names)} entries are not tensors ({_first(names)}){hint}"
+        )
+    if not any(k.startswith("image_encoder.") for k in state_dict):
+        raise CheckpointError(
+            f"{source}: not a SAM state dict: no image_encoder.* keys (first keys: {_first(list(state_dict))})"
+        )
+
+
+def _shape_signature(state_dict: Mapping) -> tuple[Optional[tuple[int, ...]], int]:
+    """(pos_embed shape, number of ViT blocks) of a state dict."""
+    pe = state_dict.get("image_encoder.pos_embed")
+    blocks = {int(k.split(".")[2]) for k in state_dict
+              if k.startswith("image_encoder.blocks.") and k.split(".")[2].isdigit()}
+    return (tuple(pe.shape) if isinstance(pe, torch.Tensor) else None), (max(blocks) + 1 if blocks else 0)
+
+
+def infer_variant(state_dict: Mapping) -> Optional[str]:
+    """Name in SAM_VARIANTS whose pos_embed shape and depth match the state dict, or None."""
+    pe_shape, depth = _shape_signature(state_dict)
+    for name, cfg in SAM_VARIANTS.items():
+        G, D = cfg.grid_size, cfg.encoder_embed_dim
+        if pe_shape == (1, G, G, D) and depth == cfg.encoder_depth:
+            return name
+    return None
+
+
+def check_sam_state_dict(
+    state_dict: dict, variant: Union[str, SamConfig, None] = None, source: str = "state dict"
+) -> SamConfig:
+    """Check a SAM state dict key for key and shape for shape; returns its configuration.
+
+    variant: a name in SAM_VARIANTS, a SamConfig (custom sizes), or None to infer it from the shapes.
+    """
+    _check_is_sam_state_dict(state_dict, source)
+    found = infer_variant(state_dict)
+    if isinstance(variant, SamConfig):
+        cfg = variant
+    elif variant is not None:
+        if variant not in SAM_VARIANTS:
+            raise CheckpointError(f"{source}: unknown variant {variant!r} (known: {', '.join(SAM_VARIANTS)})")
+        cfg = SAM_VARIANTS[variant]
+        if found is not None and found != variant:
+            raise CheckpointError(
+                f"{source}: wrong variant: asked for {variant} ({_describe(cfg)}) but the file holds "
+                f"{found} ({_describe(SAM_VARIANTS[found])})"
+            )
+    elif found is None:
+        pe_shape, depth = _shape_signature(state_dict)
+        pe = "no image_encoder.pos_embed" if pe_shape is None else f"pos_embed {list(pe_shape)}"
+        known = "; ".join(f"{n}: {_describe(c)}" for n, c in SAM_VARIANTS.items())
+        raise CheckpointError(f"{source}: cannot tell the SAM variant from {pe} and {depth} blocks (known: {known})")
+    else:
+        cfg = SAM_VARIANTS[found]
+    with torch.device("meta"):  # the expected keys and shapes, without allocating the weights
+        expected = Sam(cfg).state_dict()
+    check_keys_and_shapes(state_dict, expected, source)
+    return cfg
+
+
+def load_sam(
+    checkpoint: Union[str, os.PathLike], variant: Union[str, SamConfig, None] = None, device="cpu"
+) -> Sam:
+    """Official SAM checkpoint -> sama.Sam in eval mode on `device`.
+
+    variant: "vit_b" / "vit_l" / "vit_h" / "tiny", a SamConfig, or None to infer it from the shapes.
+    Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit.
+    """
+    state_dict = read_checkpoint(checkpoint)
+    cfg = check_sam_state_dict(state_dict, variant, source=os.fspath(checkpoint))
+    with torch.device(device):
+        model = Sam(cfg)
+    model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
+    return model.eval()
+
+
+def param_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Number of parameters (buffers excluded) per SAM part and in total."""
+    counts = {part: sum(p.numel() for p in getattr(model, part).parameters()) for part in SAM_PARTS}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing files atomically, and SAMA checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
+    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return {"file": os.path.abspath(path), "variant": variant, "sha256": digest.hexdigest()}
+
+
+SAMA_FORMAT = "sama"
+
+
+def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict) -> None:
+    """Only SAMA's own tensors (trainable weights and BatchNorm statistics), its configuration and
+    the identity of its SAM checkpoint; SAM's weights stay in SAM's file."""
+    model = getattr(model, "module", model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
+    atomic_save({"format": SAMA_FORMAT, "config": model.config, "sam": sam_id, "state_dict": state}, path)
+
+
+def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
+    """A SAMA checkpoint's contents, checked to be one ('config', 'sam', 'state_dict')."""
+    source = os.fspath(sama_checkpoint)
+    ckpt = read_checkpoint(source)
+    if ckpt.get("format") != SAMA_FORMAT:
+        if any(isinstance(k, str) and k.startswith("image_encoder.") for k in ckpt):
+            raise CheckpointError(f"{source}: this is a SAM checkpoint, not a SAMA one (pass it as --sam-checkpoint)")
+        if ckpt.get("format") == "sama-training-state":
+            raise CheckpointError(f"{source}: a training state (for --resume); the weights are in sama.pt beside it")
+        raise CheckpointError(f"{source}: not a SAMA checkpoint (no 'format': 'sama' entry)")
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or config.get("variant") not in SAM_VARIANTS:
+        raise CheckpointError(f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant")
+    return ckpt
+
+
+def load_sama(
+    sama_checkpoint: Union[str, os.PathLike], sam_checkpoint: Union[str, os.PathLike, None] = None, device="cpu"
+) -> SAMA:
+    """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
+
+    sam_checkpoint defaults to the path recorded at training time. Refused, with one line: a SAM file
+    of another variant or other weights than the ones SAMA was trained on, and a SAMA file with
+    missing, extra or misshapen tensors.
+    """
+    source = os.fspath(sama_checkpoint)
+    ckpt = read_sama_header(source)
+    config, recorded = ckpt["config"], ckpt["sam"]
+    sam_path = os.fspath(sam_checkpoint) if sam_checkpoint is not None else recorded["file"]
+    if not os.path.exists(sam_path):
+        raise CheckpointError(f"{source}: its SAM checkpoint {sam_path} is missing (pass --sam-checkpoint)")
+    sam_state = read_checkpoint(sam_path)
+    sam_cfg = check_sam_state_dict(sam_state, None, source=sam_path)
+    if sam_cfg.name != config["variant"]:
+        raise CheckpointError(f"{sam_path}: a {sam_cfg.name} SAM, but {source} was trained on {config['variant']}")
+    found = sam_identity(sam_path, sam_cfg.name)
+    if found["sha256"] != recorded["sha256"]:
+        raise CheckpointError(f"{sam_path}: not the SAM weights {source} was trained on "
+                              f"(sha256 {found['sha256'][:12]}..., expected {recorded['sha256'][:12]}... of {recorded['file']})")
+    with torch.device("meta"):
+        expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"]).state_dict()
+    expected = {k: v for k, v in expected.items() if not k.startswith("sam.")}
+    check_keys_and_shapes(ckpt["state_dict"], expected, source)
+    with torch.device(device):
+        model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"])
+    model.load_state_dict({**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: check a file and run one prompt on a synthetic image
+# ----------------------------------------------------------------------------------------------
+
+
+def synthetic_image(h: int = 480, w: int = 640) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shaded orange disc on a blue-green gradient: image (h, w, 3) uint8, disc mask (h, w), box xyxy."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    image = np.stack([40 + 60 * x / w, 90 + 100 * y / h, 200 - 80 * x / w], axis=-1)
+    cy, cx, r = 0.55 * h, 0.45 * w, 0.25 * min(h, w)
+    disc = (x - cx) ** 2 + (y - cy) ** 2 <= r**2
+    shade = 1.0 - 0.3 * np.clip(((x - cx) + (y - cy)) / (2 * r), -1, 1)  # lit from the top left
+    image[disc] = np.stack([235 * shade, 130 * shade, 40 * shade], axis=-1)[disc]
+    box = np.array([cx - r - 8, cy - r - 8, cx + r + 8, cy + r + 8])
+    return image.clip(0, 255).astype(np.uint8), disc, box
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="an official SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
+    parser.add_argument("--variant", choices=list(SAM_VARIANTS), help="default: told from the tensor shapes")
+    args = parser.parse_args(argv)
+    try:
+        model = load_sam(args.checkpoint, args.variant)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = model.config
+    print(f"variant: {cfg.name} ({_describe(cfg)}, {cfg.image_size} px frames)")
+    print("parameters: " + ", ".join(f"{part} {n:,}" for part, n in param_counts(model).items()))
+
+    image, disc, box = synthetic_image()
+    t0 = time.time()
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(box=box, multimask_output=False)
+    mask = masks[0]
+    area = int(mask.sum())
+    iou_disc = (mask & disc).sum() / max((mask | disc).sum(), 1)
+    print(
+        f"box prompt {[round(v) for v in box]} on a {image.shape[0]}x{image.shape[1]} synthetic disc: "
+        f"mask area {area:,} px ({100 * area / mask.size:.1f}% of the image), predicted IoU {scores[0]:.3f}, "
+        f"IoU with the disc {iou_disc:.3f} ({time.time() - t0:.1f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

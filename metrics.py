@@ -1,0 +1,624 @@
+"""Evaluation metrics, with the field's exact conventions (see shared/reference/metrics.md).
+
+Segmentation (DIS5K tables, Table 1 of the paper): max F-measure, weighted F-measure, MAE, S-measure
+and mean E-measure, numerically equal to PySODMetrics (the reference implementation BiRefNet and the
+DIS benchmark use); plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
+
+Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on the
+trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
+
+Both accumulators keep running sums only (never the maps), so a dataset of 6000 px images streams
+through in constant memory. Everything that depends on the prediction only through its 256 grey levels
+(F, E, S, MAE) is computed from one joint (grey level, GT) histogram per image quadrant instead of 256
+threshold passes; the weighted F-measure needs the maps (distance transform + Gaussian filter).
+
+Conventions taken where the references are silent or ill-defined (each documented where it applies):
+- every prediction is scored as the uint8 map a PNG would hold: float input is round(pred * 255);
+  a prediction of another size is resized to the GT's size with PIL bilinear on that uint8 map;
+- mask IoU / boundary IoU of two empty masks is 1 (HQ-SAM's code divides 0 by 0);
+- an empty S-measure quadrant (GT centroid on the last row / column) contributes 0 (its weight is 0;
+  PySODMetrics returns NaN there);
+- MSE on an empty region (a trimap without unknown pixels) is 0.
+"""
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+EPS = np.spacing(1)  # MATLAB's eps; the reference code adds it to every denominator
+_CHUNK_PIXELS = 1 << 21  # rows are processed in blocks of about this many pixels to bound memory
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input preparation
+# ----------------------------------------------------------------------------------------------------
+
+def _check_2d(x, name):
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D (H, W) array, got shape {x.shape}")
+
+
+def prediction_to_uint8(pred, shape=None):
+    """The uint8 map a saved PNG of the prediction would hold, optionally resized to `shape`.
+
+    Args:
+        pred: (h, w) numpy array, uint8 in 0..255 or float in [0, 1].
+        shape: (H, W) to resize to (the GT's size), or None to keep the size.
+
+    Returns:
+        (H, W) uint8 array. Float input becomes round(pred * 255); resizing is PIL bilinear on the uint8 map.
+    """
+    _check_2d(pred, "pred")
+    if pred.dtype == np.uint8:
+        pred_u8 = pred
+    elif np.issubdtype(pred.dtype, np.floating):
+        pred = pred.astype(np.float64)
+        if np.isnan(pred).any():
+            raise ValueError("pred contains NaN")
+        lo, hi = pred.min(), pred.max()
+        if lo < 0 or hi > 1:
+            raise ValueError(f"float pred must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)")
+        pred_u8 = np.round(pred * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"pred must be uint8 (0-255) or float in [0, 1], got dtype {pred.dtype}")
+    if shape is not None and pred_u8.shape != tuple(shape):
+        height, width = shape
+        pred_u8 = np.asarray(Image.fromarray(pred_u8).resize((width, height), Image.Resampling.BILINEAR))
+    return pred_u8
+
+
+def gt_to_bool(gt):
+    """Binary GT: bool as is, uint8 as gt > 128 (the DIS / HQ-SAM convention).
+
+    Args:
+        gt: (H, W) bool or uint8 numpy array.
+
+    Returns:
+        (H, W) bool array.
+    """
+    _check_2d(gt, "gt")
+    if gt.dtype == bool:
+        return gt
+    if gt.dtype == np.uint8:
+        return gt > 128
+    raise ValueError(f"gt must be bool or uint8 (0-255), got dtype {gt.dtype}")
+
+
+def _check_masks(pred, gt):
+    for x, name in ((pred, "pred"), (gt, "gt")):
+        _check_2d(x, name)
+        if x.dtype != bool:
+            raise ValueError(f"{name} must be a bool mask, got dtype {x.dtype}")
+    if pred.shape != gt.shape:
+        raise ValueError(f"shape mismatch: pred {pred.shape} vs gt {gt.shape}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Interactive segmentation (HQ-SAM, COIFT): mask IoU and boundary IoU
+# ----------------------------------------------------------------------------------------------------
+
+def mask_iou(pred, gt):
+    """IoU = |pred & gt| / |pred | gt| of two bool masks (1.0 when both are empty).
+
+    HQ-SAM scores (logits > 0) against (gt > 128) at the GT's resolution.
+
+    Args:
+        pred: (H, W) bool. gt: (H, W) bool.
+
+    Returns:
+        float in [0, 1].
+    """
+    _check_masks(pred, gt)
+    union = np.count_nonzero(pred | gt)
+    return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
+
+
+def mask_boundary(mask, dilation_ratio=0.02):
+    """Inner boundary band of a mask: mask minus its erosion, as in HQ-SAM's boundary IoU.
+
+    d = max(1, round(dilation_ratio * sqrt(H^2 + W^2))); the erosion is a 3x3 ones kernel applied d times
+    on the zero-padded mask, i.e. one (2d+1)x(2d+1) minimum filter with zeros outside the image (so the
+    image border counts as boundary).
+
+    Args:
+        mask: (H, W) bool.
+
+    Returns:
+        (H, W) bool.
+    """
+    h, w = mask.shape
+    d = max(1, int(round(dilation_ratio * np.sqrt(h * h + w * w))))
+    boundary = np.zeros_like(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return boundary
+    # Outside the mask's bounding box everything is 0 anyway, so filtering the box alone is the same.
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    eroded = ndimage.minimum_filter(mask[box], size=2 * d + 1, mode="constant", cval=0)
+    boundary[box] = mask[box] & ~eroded
+    return boundary
+
+
+def boundary_iou(pred, gt, dilation_ratio=0.02):
+    """Boundary IoU (Cheng et al. 2021, HQ-SAM's mBIoU): IoU of the two masks' boundary bands.
+
+    Args:
+        pred: (H, W) bool. gt: (H, W) bool.
+
+    Returns:
+        float in [0, 1] (1.0 when both masks are empty).
+    """
+    _check_masks(pred, gt)
+    return mask_iou(mask_boundary(pred, dilation_ratio), mask_boundary(gt, dilation_ratio))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Salient / dichotomous segmentation: F, weighted F, MAE, S, E (PySODMetrics conventions)
+# ----------------------------------------------------------------------------------------------------
+
+def _grey_levels(pred_u8):
+    """Value of each grey level after pred / 255 and min-max rescaling (MATLAB mapminmax(im2double)).
+
+    Returns:
+        (256,) float64 lookup table; a constant map stays pred / 255.
+    """
+    v = np.arange(256) / 255
+    lo, hi = v[pred_u8.min()], v[pred_u8.max()]
+    if hi != lo:
+        v = (v - lo) / (hi - lo)
+    return v
+
+
+def _joint_histogram(pred_u8, gt):
+    """Counts of (grey level, GT) pairs: (2, 256) int64, row 0 = GT background, row 1 = GT foreground."""
+    counts = np.zeros(512, dtype=np.int64)
+    h, w = pred_u8.shape
+    step = max(1, _CHUNK_PIXELS // max(w, 1))
+    for r in range(0, h, step):
+        code = gt[r:r + step].astype(np.uint16)
+        code <<= 8
+        code |= pred_u8[r:r + step]
+        counts += np.bincount(code.ravel(), minlength=512)
+    return counts.reshape(2, 256)
+
+
+def _f_and_e_curves(hist, v):
+    """F-measure (beta^2 = 0.3) and E-measure curves over the 256 thresholds t = 0..255.
+
+    The thresholded map is p = uint8(v * 255) >= t. With TP(t), FP(t) the predicted-foreground counts on GT
+    foreground / background, N pixels and G GT pixels:
+        precision = TP / (TP + FP) (1 when nothing is predicted), recall = TP / max(G, 1),
+        F = 1.3 precision recall / (0.3 precision + recall), 0 where the numerator is 0;
+        E = sum over the 4 (pred, GT) cells of count * (align + 1)^2 / 4 / (N - 1 + EPS),
+        align = 2 a b / (a^2 + b^2 + EPS), a, b the cell's demeaned prediction and GT values.
+
+    Args:
+        hist: (2, 256) joint histogram of grey levels. v: (256,) grey-level values.
+
+    Returns:
+        (f_curve, e_curve), each (256,) float64, index = threshold.
+    """
+    level = (v * 255).astype(np.uint8)  # truncation, as the reference does
+    bg, fg = (np.bincount(level, weights=hist[i], minlength=256) for i in (0, 1))
+    tp = np.cumsum(fg[::-1])[::-1]  # number of GT-foreground pixels with level >= t
+    fp = np.cumsum(bg[::-1])[::-1]
+    n_gt, n = hist[1].sum(), hist.sum()
+
+    predicted = tp + fp
+    precision = tp / np.where(predicted == 0, 1, predicted)
+    recall = tp / max(n_gt, 1)
+    numerator = 1.3 * precision * recall
+    f_curve = numerator / np.where(numerator == 0, 1, 0.3 * precision + recall)
+
+    if n_gt == 0:  # the enhanced matrix degenerates: count the predicted background
+        e_sum = n - predicted
+    elif n_gt == n:  # ... or the predicted foreground
+        e_sum = predicted
+    else:
+        mean_p, mean_g = predicted / n, n_gt / n
+        e_sum = 0.0
+        for count, a, b in ((tp, 1 - mean_p, 1 - mean_g), (fp, 1 - mean_p, -mean_g),
+                            (n_gt - tp, -mean_p, 1 - mean_g), (n - n_gt - fp, -mean_p, -mean_g)):
+            align = 2 * a * b / (a * a + b * b + EPS)
+            e_sum = e_sum + count * (align + 1) ** 2 / 4
+    e_curve = e_sum / (n - 1 + EPS)
+    return f_curve, e_curve
+
+
+def _object_similarity(counts, values):
+    """s(x) = 2 mean(x) / (mean(x)^2 + 1 + std(x, ddof=1) + EPS) of a region given as a histogram."""
+    n = counts.sum()
+    mean = counts @ values / n
+    std = np.sqrt(counts @ (values - mean) ** 2 / (n - 1)) if n > 1 else 0.0
+    return 2 * mean / (mean * mean + 1 + std + EPS)
+
+
+def _quadrant_ssim(hist, v, pred64_quadrant):
+    """SSIM-like score of one quadrant: 4 mx my sxy / ((mx^2 + my^2)(sx^2 + sy^2) + EPS).
+
+    Variances use N - 1 + EPS; the score is 1 if numerator and denominator are both 0, 0 if only the
+    numerator is. `pred64_quadrant` is used only to reproduce the reference's float mean in the one case
+    where it decides that branch (constant prediction on a constant-GT quadrant).
+    """
+    bg, fg = hist
+    n0, n1 = bg.sum(), fg.sum()
+    n = n0 + n1
+    if n == 0:
+        return 0.0  # empty quadrant, weight 0 (the reference returns NaN here)
+    counts = bg + fg
+    mean_x = counts @ v / n
+    mean_y = n1 / n
+    dx = v - mean_x
+    var_x = counts @ (dx * dx) / (n - 1 + EPS)
+    var_y = (n1 * (1 - mean_y) ** 2 + n0 * mean_y ** 2) / (n - 1 + EPS)
+    cov = (fg @ dx * (1 - mean_y) - bg @ dx * mean_y) / (n - 1 + EPS)
+    if n0 == 0 or n1 == 0:
+        # GT constant here: the covariance is exactly 0 and the score is 1 only if the prediction's
+        # variance is exactly 0 too, which in the reference's float arithmetic means a constant
+        # prediction whose np.mean equals that constant (or an all-zero prediction on background).
+        levels = np.flatnonzero(counts)
+        if len(levels) > 1:
+            return 0.0
+        if mean_y == 0 and v[levels[0]] == 0:
+            return 1.0
+        return 1.0 if np.mean(pred64_quadrant) == v[levels[0]] else 0.0
+    numerator = 4 * mean_x * mean_y * cov
+    if numerator == 0:
+        return 0.0  # (the denominator is > 0 here: var_y > 0)
+    return numerator / ((mean_x ** 2 + mean_y ** 2) * (var_x + var_y) + EPS)
+
+
+def _gaussian_1d(size, sigma):
+    """1-D factor of MATLAB's fspecial('gaussian', size, sigma), normalised to sum 1.
+
+    The 2-D kernel is the outer product of this with itself (fspecial's eps * max cut-off never removes
+    an entry for 7x7, sigma 5), so filtering separably is the same 2-D filter.
+    """
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _weighted_f(pred64, gt):
+    """Weighted F-measure (Margolin et al. 2014), beta^2 = 1.
+
+    E = |pred - gt|; Et = E with each background pixel taking E at its nearest GT pixel;
+    EA = Et * Gaussian(7x7, sigma 5) (zero padding); Ew = min(E, EA) on GT, E * (2 - exp(ln 0.5 / 5 * Dst))
+    on background (Dst = distance to the GT); R = 1 - mean(Ew[GT]), TPw = |GT| - sum(Ew[GT]),
+    FPw = sum(Ew[~GT]), P = TPw / (TPw + FPw + EPS), Q = 2 R P / (R + P + EPS). Empty GT -> 0.
+
+    Args:
+        pred64: (H, W) float64 in [0, 1]. gt: (H, W) bool.
+
+    Returns:
+        float.
+    """
+    n_gt = np.count_nonzero(gt)
+    if n_gt == 0:
+        return 0.0
+    h, w = gt.shape
+    # Nearest GT pixel of every pixel (a GT pixel is its own nearest).
+    nearest = ndimage.distance_transform_edt(~gt, return_distances=False, return_indices=True)
+    error = np.where(gt, 1.0 - pred64, pred64)
+    flat = nearest[0].astype(np.intp)
+    flat *= w
+    flat += nearest[1]
+    error_t = error.ravel().take(flat).reshape(h, w)
+    del flat
+    g = _gaussian_1d(7, 5)
+    error_a = ndimage.correlate1d(error_t, g, axis=0, mode="constant", cval=0.0)
+    error_a = ndimage.correlate1d(error_a, g, axis=1, mode="constant", cval=0.0, output=error_t)
+    # On GT the weight is 1 and min(E, EA) is used ("MIN_E_EA").
+    sum_gt = np.sum(np.minimum(error_a, error), where=gt)
+    del error_a, error_t
+
+    # On background Ew = E * B = pred * (2 - exp(ln 0.5 / 5 * Dst)). Dst^2 is an integer and beyond
+    # Dst = 266 the weight rounds to exactly 2.0, so B is a table lookup on min(Dst^2, 300^2): the same
+    # float operations as computing it per pixel, done once per distinct value.
+    far = 300 ** 2
+    weight_of = 2 - np.exp(np.log(0.5) / 5 * np.sqrt(np.arange(far + 1, dtype=np.float64)))
+    dtype = np.int32 if h * h + w * w < 2 ** 31 else np.int64
+    rows, cols = np.arange(h, dtype=dtype)[:, None], np.arange(w, dtype=dtype)
+    sum_bg = 0.0
+    step = max(1, _CHUNK_PIXELS // w)
+    for r in range(0, h, step):
+        dy = nearest[0, r:r + step].astype(dtype, copy=False) - rows[r:r + step]
+        dx = nearest[1, r:r + step].astype(dtype, copy=False) - cols
+        dist2 = dy * dy
+        dist2 += dx * dx
+        np.minimum(dist2, far, out=dist2)
+        sum_bg += np.sum(pred64[r:r + step] * weight_of.take(dist2), where=~gt[r:r + step])
+
+    recall = 1 - sum_gt / n_gt
+    tp_w = n_gt - sum_gt
+    precision = tp_w / (tp_w + sum_bg + EPS)
+    return 2 * recall * precision / (recall + precision + EPS)
+
+
+def seg_scores(pred_u8, gt):
+    """All per-image segmentation scores of one (prediction, GT) pair at the same size.
+
+    Preparation as the reference: pred / 255, min-max rescaled to [0, 1] unless constant.
+
+    S-measure (alpha = 0.5): y = mean(gt); y = 0 -> 1 - mean(pred); y = 1 -> mean(pred);
+    else max(0, 0.5 So + 0.5 Sr), So = y s(pred[gt]) + (1 - y) s((1 - pred)[~gt]) and Sr the area-weighted
+    quadrant SSIM around the GT centroid (cy, cx) = round(mean GT coordinates) + 1.
+
+    Args:
+        pred_u8: (H, W) uint8. gt: (H, W) bool.
+
+    Returns:
+        dict: "f_curve", "e_curve" ((256,) float64, index = threshold), "wF", "MAE", "Sm", "IoU", "BIoU".
+    """
+    _check_2d(pred_u8, "pred_u8")
+    _check_2d(gt, "gt")
+    if pred_u8.dtype != np.uint8 or gt.dtype != bool:
+        raise ValueError(f"seg_scores takes a uint8 pred and a bool gt, got {pred_u8.dtype} and {gt.dtype}")
+    if pred_u8.shape != gt.shape:
+        raise ValueError(f"shape mismatch: pred {pred_u8.shape} vs gt {gt.shape}")
+    h, w = gt.shape
+    n = h * w
+    v = _grey_levels(pred_u8)
+    pred64 = v.take(pred_u8)  # (H, W) float64, the rescaled prediction
+    n_gt = np.count_nonzero(gt)
+
+    # GT centroid from row / column counts (integer sums, so exactly the reference's mean).
+    if 0 < n_gt < n:
+        row_counts = np.count_nonzero(gt, axis=1)
+        col_counts = np.count_nonzero(gt, axis=0)
+        cy = int(np.round(row_counts @ np.arange(h) / n_gt)) + 1
+        cx = int(np.round(col_counts @ np.arange(w) / n_gt)) + 1
+    else:
+        cy = cx = 0  # no region term: one "quadrant" is the whole image
+    quadrants = [(slice(0, cy), slice(0, cx)), (slice(0, cy), slice(cx, w)),
+                 (slice(cy, h), slice(0, cx)), (slice(cy, h), slice(cx, w))]
+    hists = [_joint_histogram(pred_u8[q], gt[q]) for q in quadrants]
+    hist = sum(hists)
+
+    f_curve, e_curve = _f_and_e_curves(hist, v)
+    mae = (hist[0] @ v + hist[1] @ (1 - v)) / n
+
+    y = n_gt / n
+    if n_gt == 0:
+        s_measure = 1 - (hist[0] @ v) / n
+    elif n_gt == n:
+        s_measure = (hist[1] @ v) / n
+    else:
+        s_object = y * _object_similarity(hist[1], v) + (1 - y) * _object_similarity(hist[0], 1 - v)
+        s_region = 0.0
+        for (rows, cols), q_hist in zip(quadrants, hists):
+            area = (rows.stop - rows.start) * (cols.stop - cols.start)
+            s_region += area / n * _quadrant_ssim(q_hist, v, pred64[rows, cols])
+        s_measure = max(0.0, 0.5 * s_object + 0.5 * s_region)
+
+    binary = pred_u8 >= 128  # pred / 255 > 0.5, i.e. logits > 0
+    return {
+        "f_curve": f_curve,
+        "e_curve": e_curve,
+        "wF": _weighted_f(pred64, gt),
+        "MAE": mae,
+        "Sm": s_measure,
+        "IoU": mask_iou(binary, gt),
+        "BIoU": boundary_iou(binary, gt),
+    }
+
+
+class SegMetrics:
+    """Dataset-level segmentation scores: maxF, wF, MAE, Sm, meanEm (DIS5K tables) and mIoU, mBIoU (HQ-SAM).
+
+    Per image: the prediction is resized to the GT's size (PIL bilinear on the uint8 map), scored, and only
+    running sums are kept (two 256-bin curves and five scalars).
+
+    maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E curve;
+    the other scores are image averages. mIoU / mBIoU binarise the raw prediction at pred / 255 > 0.5.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.f_curve = np.zeros(256)
+        self.e_curve = np.zeros(256)
+        self.sums = {"wF": 0.0, "MAE": 0.0, "Sm": 0.0, "IoU": 0.0, "BIoU": 0.0}
+
+    def update(self, pred, gt):
+        """Adds one image.
+
+        Args:
+            pred: (h, w) uint8 0-255 or float in [0, 1], any size (resized to the GT's size).
+            gt: (H, W) bool, or uint8 binarised as gt > 128.
+        """
+        gt = gt_to_bool(gt)
+        scores = seg_scores(prediction_to_uint8(pred, gt.shape), gt)
+        self.n += 1
+        self.f_curve += scores["f_curve"]
+        self.e_curve += scores["e_curve"]
+        for k in self.sums:
+            self.sums[k] += scores[k]
+
+    def results(self):
+        """Returns:
+            dict of floats: maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, and n (the number of images).
+        """
+        if self.n == 0:
+            raise ValueError("SegMetrics.results() called before any update()")
+        s = {k: v / self.n for k, v in self.sums.items()}
+        return {
+            "maxF": float(np.max(self.f_curve / self.n)),
+            "wF": float(s["wF"]),
+            "MAE": float(s["MAE"]),
+            "Sm": float(s["Sm"]),
+            "meanEm": float(np.mean(self.e_curve / self.n)),
+            "mIoU": float(s["IoU"]),
+            "mBIoU": float(s["BIoU"]),
+            "n": self.n,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Matting: SAD, MSE, Grad, Conn (Deep Image Matting evaluation code)
+# ----------------------------------------------------------------------------------------------------
+
+def alpha_to_float(alpha, name="alpha"):
+    """Alpha matte as float64 in [0, 1]: uint8 / 255, float checked for NaN and range.
+
+    Args:
+        alpha: (H, W) uint8 0-255 or float in [0, 1].
+
+    Returns:
+        (H, W) float64.
+    """
+    _check_2d(alpha, name)
+    if alpha.dtype == np.uint8:
+        return alpha / 255
+    if not np.issubdtype(alpha.dtype, np.floating):
+        raise ValueError(f"{name} must be uint8 (0-255) or float in [0, 1], got dtype {alpha.dtype}")
+    alpha = alpha.astype(np.float64)
+    if np.isnan(alpha).any():
+        raise ValueError(f"{name} contains NaN")
+    lo, hi = alpha.min(), alpha.max()
+    if lo < 0 or hi > 1:
+        raise ValueError(f"float {name} must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)")
+    return alpha
+
+
+def _gaussian_derivative_filters(sigma=1.4, epsilon=1e-2):
+    """Separable factors of DIM's gaussgradient kernel: hx(i, j) = G(u_i) dG(u_j) / ||G dG||_2.
+
+    halfsize = ceil(sigma sqrt(-2 ln(sqrt(2 pi) sigma epsilon))) = 4 for sigma 1.4, a 9x9 kernel;
+    G(u) = exp(-u^2 / (2 sigma^2)) / (sigma sqrt(2 pi)), dG(u) = -u G(u) / sigma^2. The L2 norm of an
+    outer product is the product of the norms, so each factor is normalised on its own.
+    """
+    half = int(np.ceil(sigma * np.sqrt(-2 * np.log(np.sqrt(2 * np.pi) * sigma * epsilon))))
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    g = np.exp(-u * u / (2 * sigma * sigma)) / (sigma * np.sqrt(2 * np.pi))
+    dg = -u * g / sigma ** 2
+    return g / np.linalg.norm(g), dg / np.linalg.norm(dg)
+
+
+def _gradient_magnitude(alpha):
+    """|grad| of mat2gray(alpha) with first-order Gaussian derivative filters (true convolution, replicate
+    border). A constant map has zero gradient whatever its scaling."""
+    lo, hi = alpha.min(), alpha.max()
+    x = (alpha - lo) / (hi - lo) if hi > lo else np.zeros_like(alpha)
+    g, dg = _gaussian_derivative_filters()
+    gx = ndimage.convolve1d(ndimage.convolve1d(x, g, axis=0, mode="nearest"), dg, axis=1, mode="nearest")
+    gy = ndimage.convolve1d(ndimage.convolve1d(x, dg, axis=0, mode="nearest"), g, axis=1, mode="nearest")
+    return np.sqrt(gx * gx + gy * gy)
+
+
+def _largest_component(mask):
+    """Largest 4-connected component of `mask` (bool), never the background.
+
+    Ties go to the first component in column-major scan order, as MATLAB's bwconncomp + max would pick;
+    labelling the transpose makes scipy number components in that order.
+    """
+    labels, count = ndimage.label(mask.T)  # 4-connectivity is scipy's default structure in 2-D
+    if count == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())[1:]  # drop label 0, the background
+    return (labels == 1 + int(np.argmax(sizes))).T
+
+
+def _connectivity_phi(pred, gt, step=0.1):
+    """phi maps of the connectivity error (Rhemann et al. 2009, DIM's implementation).
+
+    For t = step .. 1: Omega_t = largest 4-connected component of (pred >= t) & (gt >= t); l(x) = the
+    threshold just before the first t with x outside Omega_t (1 if x is always inside); d = alpha - l;
+    phi = 1 - d * (d >= 0.15).
+
+    Returns:
+        (phi_pred, phi_gt), each (H, W) float64.
+    """
+    n_steps = int(round(1 / step))
+    thresholds = np.arange(n_steps + 1) / n_steps  # k / 10 exactly as MATLAB's 0:0.1:1 (6 * 0.1 != 0.6)
+    level = np.full(pred.shape, -1.0)
+    for previous, t in zip(thresholds[:-1], thresholds[1:]):
+        omega = _largest_component((pred >= t) & (gt >= t))
+        level[(level == -1) & ~omega] = previous
+    level[level == -1] = 1.0
+    phis = []
+    for alpha in (pred, gt):
+        d = alpha - level
+        phis.append(1 - d * (d >= 0.15))
+    return phis[0], phis[1]
+
+
+def matting_scores(pred, gt, region=None):
+    """Per-image matting errors in the units papers print, on `region` (bool mask) or the whole image.
+
+    SAD = sum |pred - gt| / 1000; MSE = mean (pred - gt)^2 * 1e3 (0 on an empty region);
+    Grad = sum (|grad pred| - |grad gt|)^2 / 1000; Conn = sum |phi_pred - phi_gt| / 1000,
+    alphas on the [0, 1] scale (DIM divides 0-255 maps by 255).
+
+    Args:
+        pred, gt: (H, W) float64 in [0, 1]. region: (H, W) bool or None.
+
+    Returns:
+        dict with "SAD", "MSE", "Grad", "Conn".
+    """
+    if region is None:
+        region = np.ones(gt.shape, dtype=bool)
+    diff = pred - gt
+    n_region = np.count_nonzero(region)
+    grad_diff = _gradient_magnitude(pred) - _gradient_magnitude(gt)
+    phi_pred, phi_gt = _connectivity_phi(pred, gt)
+    return {
+        "SAD": np.sum(np.abs(diff), where=region) / 1000,
+        "MSE": np.sum(diff * diff, where=region) / n_region * 1e3 if n_region else 0.0,
+        "Grad": np.sum(grad_diff * grad_diff, where=region) / 1000,
+        "Conn": np.sum(np.abs(phi_pred - phi_gt), where=region) / 1000,
+    }
+
+
+class MattingMetrics:
+    """Dataset-level SAD, MSE (x 1e3), Grad, Conn (SAD, Grad, Conn / 1000): means over images.
+
+    With a trimap, only its unknown region (trimap == 128) is scored (Composition-1K, Distinctions-646);
+    without, the whole image (trimap-free benchmarks: AM-2K, P3M-500, AIM-500, RefMatte-RW100). One
+    accumulator holds one region kind; mixing them raises ValueError.
+    """
+
+    REGIONS = {True: "unknown (trimap == 128)", False: "whole image"}
+
+    def __init__(self):
+        self.n = 0
+        self.region = None
+        self.sums = {"SAD": 0.0, "MSE": 0.0, "Grad": 0.0, "Conn": 0.0}
+
+    def update(self, pred_alpha, gt_alpha, trimap=None):
+        """Adds one image.
+
+        Args:
+            pred_alpha, gt_alpha: (H, W) uint8 0-255 or float in [0, 1], same size.
+            trimap: (H, W) uint8 with 0 / 128 / 255, or None to score the whole image.
+        """
+        pred = alpha_to_float(pred_alpha, "pred_alpha")
+        gt = alpha_to_float(gt_alpha, "gt_alpha")
+        if pred.shape != gt.shape:
+            raise ValueError(f"shape mismatch: pred_alpha {pred.shape} vs gt_alpha {gt.shape}")
+        region = None
+        if trimap is not None:
+            _check_2d(trimap, "trimap")
+            if trimap.dtype != np.uint8:
+                raise ValueError(f"trimap must be uint8 (0 / 128 / 255), got dtype {trimap.dtype}")
+            if trimap.shape != gt.shape:
+                raise ValueError(f"shape mismatch: trimap {trimap.shape} vs gt_alpha {gt.shape}")
+            region = trimap == 128
+        kind = self.REGIONS[trimap is not None]
+        if self.region is not None and kind != self.region:
+            raise ValueError(f"region mismatch: this accumulator scores the {self.region}, got an image for the {kind}")
+        self.region = kind
+        for k, v in matting_scores(pred, gt, region).items():
+            self.sums[k] += v
+        self.n += 1
+
+    def results(self):
+        """Returns:
+            dict: SAD, MSE, Grad, Conn (floats, paper units), region (str), n (int).
+        """
+        if self.n == 0:
+            raise ValueError("MattingMetrics.results() called before any update()")
+        out = {k: float(v / self.n) for k, v in self.sums.items()}
+        out.update(region=self.region, n=self.n)
+        return out

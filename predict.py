@@ -1,0 +1,103 @@
+"""Segment and matte one image with SAMA from a box and / or points.
+
+    python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama/sama.pt
+    python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
+
+writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
+with the alpha as its transparency), all in the image's own size and orientation (EXIF applied).
+PREFIX defaults to the image path without its extension. Coordinates are pixels of the image as
+displayed (after EXIF rotation), x to the right, y down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import data
+from load_sam_weights import CheckpointError, load_sama
+from sama import SamaPredictor
+
+
+class PromptError(ValueError):
+    """A prompt that does not fit the image; one line."""
+
+
+def pairs(values: list[float], option: str) -> np.ndarray:
+    """[x0, y0, x1, y1, ...] -> (N, 2); an odd count is an error."""
+    if len(values) % 2:
+        raise PromptError(f"{option} takes x y pairs, got {len(values)} values")
+    return np.asarray(values, dtype=np.float64).reshape(-1, 2)
+
+
+def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
+    """Every coordinate inside the image (0 <= x <= W, 0 <= y <= H), box corners ordered."""
+    if box is None and len(points) == 0:
+        raise PromptError("give a --box and / or at least one --point")
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise PromptError(f"--box {x0:g} {y0:g} {x1:g} {y1:g}: needs x1 > x0 and y1 > y0")
+        if min(x0, y0) < 0 or x1 > w or y1 > h:
+            raise PromptError(f"--box {x0:g} {y0:g} {x1:g} {y1:g}: outside the {w}x{h} image")
+    for x, y in points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise PromptError(f"point ({x:g}, {y:g}) outside the {w}x{h} image")
+
+
+def save(array: np.ndarray, path: Path) -> None:
+    """(H, W) uint8 -> grey PNG, (H, W, 4) uint8 -> RGBA PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("image")
+    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"))
+    p.add_argument("--point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
+                   help="positive point(s): x y [x y ...]; may repeat")
+    p.add_argument("--neg-point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
+                   help="negative point(s): x y [x y ...]; may repeat")
+    p.add_argument("--checkpoint", default="runs/sama/sama.pt", help="SAMA checkpoint")
+    p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+    p.add_argument("--out", help="output prefix (default: the image path without its extension)")
+    args = p.parse_args(argv)
+    try:
+        image = data.load_image(args.image)  # EXIF orientation applied: outputs match what viewers show
+        h, w = image.shape[:2]
+        pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
+        points = np.concatenate([pos, neg])
+        check_prompt(args.box, points, h, w)
+        model = load_sama(args.checkpoint, args.sam_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    except (PromptError, data.DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    predictor = SamaPredictor(model)
+    predictor.set_image(image)
+    labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
+    mask, alpha, _ = predictor.predict(points if len(points) else None, labels if len(points) else None,
+                                       None if args.box is None else np.asarray(args.box))
+
+    prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
+    alpha_u8 = np.round(alpha * 255).astype(np.uint8)
+    outputs = {
+        "mask": mask.astype(np.uint8) * 255,
+        "alpha": alpha_u8,
+        "cutout": np.concatenate([image, alpha_u8[:, :, None]], axis=2),  # (H, W, 4)
+    }
+    for name, array in outputs.items():
+        save(array, Path(f"{prefix}_{name}.png"))
+    print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
+          f"mask {mask.mean():.1%} of the image)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Tests for evaluate.py on a toy tree with a random tiny SAM / SAMA: files, keys, scores equal to
+metrics.py run on the written PNGs, --resume, and one-line errors."""
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import evaluate
+from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
+from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
+from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device evaluate.py picks: same numbers
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """DIS5K / AIM / AIM-500 toy trees, plus COIFT made of the DIS-VD pairs (same layout as the release)."""
+    root = tmp_path_factory.mktemp("toy")
+    data.make_toy(root, seed=1, n_train=1, n_val=3, n_test=1, n_fg=1, n_comp=3, n_aim500=2, n_bg=2)
+    for src, dst in (("im", "images"), ("gt", "masks")):
+        shutil.copytree(root / "DIS5K" / "DIS-VD" / src, root / "COIFT" / dst)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    """(random tiny SAM as an official-format state dict, SAMA checkpoint built on it)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    sam_path, sama_path = folder / "sam_tiny.pth", folder / "sama.pt"
+    torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"))
+    return sam_path, sama_path
+
+
+def run(*argv) -> int:
+    return evaluate.main([*map(str, argv), "--no-progress"])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def dis_run(toy, checkpoints, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "dis"
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out, "--vis", 2) == 0
+    return out
+
+
+def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, dis_run):
+    report = json.loads((dis_run / "metrics.json").read_text())
+    for key in ("split", "model", "checkpoint", "sam_checkpoint", "config", "prompt", "prediction", "scores", "paper"):
+        assert key in report
+    assert set(report["scores"]) == {*evaluate.SEG_KEYS, "n"}
+    assert report["config"]["model"] == "sama" and "gt > 128" in report["prompt"]
+    assert report["sam_checkpoint"] == str(checkpoints[0].resolve())  # the SAM file recorded in sama.pt
+
+    pairs = data.dis_pairs(toy, "DIS-VD")
+    direct = SegMetrics()
+    levels = set()
+    for _, gt_path in pairs:
+        pred_path = dis_run / "pred" / f"{gt_path.stem}.png"
+        gt = data.load_mask(gt_path)
+        pred = data.load_mask(pred_path)
+        assert pred.shape == gt.shape  # written at the GT's resolution
+        levels |= set(np.unique(pred).tolist())
+        direct.update(pred, gt)
+    assert report["scores"] == direct.results()
+    assert report["scores"]["n"] == len(pairs) == 3
+    assert len(levels) > 2  # SAMA's probability map, not a binary mask
+
+    md = (dis_run / "results.md").read_text()
+    assert "Table 1" in md and "0.942" in md and f"{report['scores']['maxF']:.3f}" in md
+    from PIL import Image
+    vis = Image.open(dis_run / "vis.png")
+    assert vis.height > 2 * evaluate.VIS_HEIGHT  # two rows of panels
+
+
+def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run):
+    assert list(inspect.signature(evaluate.score_segmentation).parameters) == ["model", "pairs", "progress"]
+    scores = evaluate.score_segmentation(load_sama(checkpoints[1], device=DEVICE), data.dis_pairs(toy, "DIS-VD"), progress=False)
+    report = json.loads((dis_run / "metrics.json").read_text())
+    assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
+
+
+def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
+    model = load_sama(checkpoints[1], device=DEVICE)
+    image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
+    image, gt = data.load_image(image_path), data.load_mask(gt_path)
+    box = data.mask_to_box(gt > 128)
+    ours = evaluate.Predictor(model)
+    ours.set_image(image)
+    out = ours.predict(box=box)
+    official = SamaPredictor(model)
+    official.set_image(image)
+    mask, alpha, sam_mask = official.predict(box=box)
+    clear = np.abs(out["seg"] - 0.5) > 1e-6  # float32 sigmoid of a logit within ~1e-6 of 0 may round to 0.5
+    assert np.array_equal((out["seg"] > 0.5)[clear], mask[clear])
+    assert 0 < mask.sum() < mask.size or not mask.any()
+    np.testing.assert_array_equal(out["alpha"], alpha)
+    np.testing.assert_array_equal(out["sam"], sam_mask)
+
+
+def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
+    out = tmp_path / "coift"
+    assert run("--split", "COIFT", "--coift", toy / "COIFT", "--checkpoint", checkpoints[1], "--out", out) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    for k in evaluate.POINT_COUNTS:
+        ious, bious = [], []
+        for _, gt_path in data.coift_pairs(toy / "COIFT"):
+            gt = data.load_mask(gt_path) > 128
+            pred = data.load_mask(out / f"pred-{k}pt" / f"{gt_path.stem}.png") >= 128
+            ious.append(mask_iou(pred, gt))
+            bious.append(boundary_iou(pred, gt))
+        assert report["scores"][f"mIoU@{k}"] == pytest.approx(np.mean(ious), abs=1e-12)
+        assert report["scores"][f"mBIoU@{k}"] == pytest.approx(np.mean(bious), abs=1e-12)
+
+
+def test_sample_points_deterministic_nested_and_on_the_object():
+    gt = np.zeros((30, 50), np.uint8)
+    gt[5:12, 20:41] = 255
+    points = evaluate.sample_points(gt, "img_1")
+    assert points.shape == (10, 2)
+    assert np.array_equal(points, evaluate.sample_points(gt.copy(), "img_1"))
+    assert not np.array_equal(points, evaluate.sample_points(gt, "img_2"))
+    xs, ys = points[:, 0].astype(int), points[:, 1].astype(int)
+    assert (gt[ys, xs] > 128).all() and len({(x, y) for x, y in zip(xs, ys)}) == 10
+    tiny = np.zeros((8, 8), np.uint8)
+    tiny[3, 4] = tiny[6, 1] = 255
+    assert sorted(map(tuple, evaluate.sample_points(tiny, "t").tolist())) == [(1.0, 6.0), (4.0, 3.0)]
+
+
+def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
+    sam_path, _ = checkpoints
+    out = tmp_path / "comp"
+    args = ("--split", "Composition-1K", "--matting", toy / "AIM", "--model", "sam", "--sam-checkpoint", sam_path,
+            "--out", out)
+    assert run(*args) == 0
+    triples = data.composition1k_pairs(toy / "AIM")
+    preds = {t[1].stem: out / "pred" / f"{t[1].stem}.png" for t in triples}
+
+    def direct():
+        m = MattingMetrics()
+        for _, alpha_path, trimap_path in triples:
+            m.update(data.load_mask(preds[alpha_path.stem]), data.load_mask(alpha_path), data.load_mask(trimap_path))
+        return m.results()
+
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["scores"] == direct() and report["scores"]["region"].startswith("unknown")
+    assert "alpha > 0" in report["prompt"] and report["config"]["model"] == "sam"
+    for p in preds.values():
+        assert set(np.unique(data.load_mask(p)).tolist()) <= {0, 255}  # SAM's binary mask as alpha
+
+    # --resume: a readable PNG is reused as it is (even edited), a missing or broken one recomputed
+    first, second, third = list(preds.values())
+    original = {p: data.load_mask(p) for p in preds.values()}
+    edited = np.full_like(original[first], 77)
+    evaluate.save_png(edited, first)
+    second.unlink()
+    third.write_bytes(third.read_bytes()[:40])  # truncated
+    assert run(*args, "--resume") == 0
+    assert np.array_equal(data.load_mask(first), edited)
+    assert np.array_equal(data.load_mask(second), original[second])
+    assert np.array_equal(data.load_mask(third), original[third])
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["scores"] == direct()  # scored from the files as they are now
+
+    # without --resume everything is recomputed
+    assert run(*args) == 0
+    assert np.array_equal(data.load_mask(first), original[first])
+
+
+def test_resume_refuses_predictions_of_another_model(toy, checkpoints, tmp_path, capsys):
+    out = tmp_path / "aim500"
+    common = ("--split", "AIM-500", "--aim500", toy, "--out", out)
+    assert run(*common, "--checkpoint", checkpoints[1]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    direct = MattingMetrics()
+    for _, alpha_path, _ in data.aim500_pairs(toy):
+        direct.update(data.load_mask(out / "pred" / f"{alpha_path.stem}.png"), data.load_mask(alpha_path))
+    assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
+    capsys.readouterr()
+    assert run(*common, "--model", "sam", "--sam-checkpoint", checkpoints[0], "--resume") == 2
+    assert str(out) in one_error_line(capsys)
+
+
+def test_ablation_switch_must_match_the_checkpoint(toy, checkpoints, tmp_path, capsys):
+    args = ("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", tmp_path / "out")
+    assert run(*args, "--no-local-adapter") == 2
+    assert "use_local_adapter" in one_error_line(capsys)
+
+
+def test_unknown_split_lists_the_valid_ones(capsys):
+    assert run("--split", "DIS-TE9") == 2
+    err = one_error_line(capsys)
+    assert all(name in err for name in evaluate.SPLITS)
+
+
+@pytest.mark.parametrize("split, option, layout", [("DIS-TE2", "--data", "DIS5K/"),
+                                                   ("COIFT", "--coift", "COIFT/"),
+                                                   ("P3M-500-NP", "--p3m", "P3M-10k/")])
+def test_missing_dataset_folder_is_one_line(tmp_path, capsys, split, option, layout):
+    missing = tmp_path / "nowhere"
+    assert run("--split", split, option, missing, "--out", tmp_path / "out") == 2
+    err = one_error_line(capsys)
+    assert str(missing) in err and layout in err
+
+
+def test_bad_checkpoint_is_one_line(toy, tmp_path, capsys):
+    bad = tmp_path / "sama.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", bad, "--out", tmp_path / "out") == 2
+    assert str(bad) in one_error_line(capsys)

@@ -1,0 +1,187 @@
+"""The SAMA modules: shapes, freezing, task separation, the SAM baseline, the predictor's cache."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import sama
+from losses import matting_loss, seg_loss
+from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor, SamPredictor, image_to_frame, postprocess_masks
+
+CFG = SAM_VARIANTS["tiny"]
+S, G = CFG.image_size, CFG.grid_size
+
+
+def randomized_sam(seed: int = 0) -> Sam:
+    """A tiny SAM with every tensor random (pos_embed and rel_pos included)."""
+    torch.manual_seed(seed)
+    sam = Sam(CFG)
+    with torch.no_grad():
+        for name, p in sam.state_dict().items():
+            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if name.endswith("norm1.weight") or name.endswith("norm2.weight") else 0.0))
+    return sam
+
+
+def batch(B: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(B, 3, S, S, generator=g)
+    images_local = torch.randn(B, 3, 2 * S, 2 * S, generator=g)
+    boxes = torch.tensor([[20.0, 30.0, 200.0, 220.0]]).repeat(B, 1)
+    target = torch.zeros(B, 1, S, S)
+    target[:, :, 40:200, 30:190] = 1.0
+    return images, images_local, boxes, target
+
+
+SWITCHES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    n_points=st.integers(0, 5),
+    use_box=st.booleans(),
+    use_mask=st.booleans(),
+    switches=st.sampled_from(SWITCHES),
+)
+def test_forward_shapes(B, n_points, use_box, use_mask, switches):
+    model = SAMA(Sam(CFG), *switches)
+    images, images_local, boxes, _ = batch(B)
+    points = torch.rand(B, n_points, 2) * S if n_points else None
+    labels = torch.randint(0, 2, (B, n_points)) if n_points else None
+    masks = torch.randn(B, 1, 4 * G, 4 * G) if use_mask else None
+    out = model(images, images_local, points, labels, boxes if use_box else None, masks)
+    assert out["seg_logits"].shape == (B, 1, 8 * G, 8 * G)
+    assert out["alpha"].shape == (B, 1, 8 * G, 8 * G)
+    assert out["sam_logits"].shape == (B, 1, 4 * G, 4 * G)
+    assert 0.0 <= out["alpha"].min() and out["alpha"].max() <= 1.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(h=st.integers(8, 400), w=st.integers(8, 400), switches=st.sampled_from(SWITCHES), n_points=st.integers(0, 3))
+def test_predictor_shapes_any_image_size(h, w, switches, n_points):
+    predictor = SamaPredictor(SAMA(Sam(CFG), *switches))
+    rng = np.random.default_rng(h * 1000 + w)
+    predictor.set_image(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    points = rng.uniform(0, [w, h], (n_points, 2)) if n_points else None
+    labels = np.ones(n_points) if n_points else None
+    box = np.array([0, 0, w - 1, h - 1]) if (n_points == 0 or h % 2) else None
+    mask, alpha, sam_mask = predictor.predict(points, labels, box)
+    assert mask.shape == alpha.shape == sam_mask.shape == (h, w)
+    assert mask.dtype == bool and sam_mask.dtype == bool and alpha.dtype == np.float32
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+
+
+def test_switches_remove_modules():
+    sam = Sam(CFG)
+    keys = {sw: set(SAMA(sam, *sw).state_dict()) for sw in SWITCHES}
+    assert any(k.startswith("mvle.") for k in keys[(True, True)])
+    assert any(k.startswith("local_adapters.") for k in keys[(True, True)])
+    assert not any(k.startswith("mvle.") for k in keys[(False, True)])
+    assert not any(k.startswith("local_adapters.") for k in keys[(True, False)])
+    assert not any(k.startswith(("mvle.", "local_adapters.")) for k in keys[(False, False)])
+
+
+@pytest.mark.parametrize("switches", SWITCHES)
+def test_optimizer_step_changes_only_trainable_tensors(switches):
+    model = SAMA(randomized_sam(), *switches)
+    model.train()
+    sam_before = {k: v.clone() for k, v in model.sam.state_dict().items()}
+    images, images_local, boxes, target = batch(2)
+    out = model(images, images_local, boxes=boxes)
+    loss = seg_loss(out["seg_logits"], target[:, :, ::2, ::2])[0] + matting_loss(out["alpha"], target[:, :, ::2, ::2])[0]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # SAM's tensors included: they must not move
+    opt.zero_grad()
+    loss.backward()
+    for name, p in model.named_parameters():
+        if name.startswith("sam."):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad, name
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} received no gradient"
+    trainable_before = {n: p.clone() for n, p in model.named_parameters() if p.requires_grad}
+    opt.step()
+    for k, v in model.sam.state_dict().items():
+        assert torch.equal(v, sam_before[k]), f"frozen tensor sam.{k} changed"
+    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable_before[n])]
+    assert len(moved) == len(trainable_before)
+
+
+@pytest.mark.parametrize("task", sama.TASKS)
+def test_one_task_loss_gives_no_gradient_to_the_other_head_and_token(task):
+    model = SAMA(randomized_sam())
+    images, images_local, boxes, target = batch(2)
+    out = model(images, images_local, boxes=boxes, tasks=(task,))
+    if task == "seg":
+        loss = seg_loss(out["seg_logits"], target[:, :, ::2, ::2])[0]
+    else:
+        loss = matting_loss(out["alpha"], target[:, :, ::2, ::2])[0]
+    loss.backward()
+    t, other = sama.TASKS.index(task), 1 - sama.TASKS.index(task)
+    token_grad = model.sama_tokens.weight.grad
+    assert token_grad[t].abs().sum() > 0 and torch.all(token_grad[other] == 0)
+    for p in model.heads[other].parameters():
+        assert p.grad is None or torch.all(p.grad == 0)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.heads[t].parameters())
+
+
+def test_sam_baseline_is_plain_sam():
+    sam = randomized_sam()
+    model = SAMA(sam)
+    images, images_local, boxes, _ = batch(2)
+    points = torch.tensor([[[60.0, 70.0], [150.0, 160.0]]]).repeat(2, 1, 1)
+    labels = torch.tensor([[1, 0]]).repeat(2, 1)
+    with torch.no_grad():
+        out = model(images, images_local, points, labels, boxes)
+        expected, _ = sam(images, points, labels, boxes)
+    assert torch.equal(out["sam_logits"], expected)
+
+    # and the predictor's SAM mask is the SAM predictor's single mask
+    image = np.random.default_rng(0).integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    box = np.array([30, 20, 200, 150])
+    sama_predictor, sam_predictor = SamaPredictor(model), SamPredictor(sam)
+    sama_predictor.set_image(image)
+    sam_predictor.set_image(image)
+    _, _, sam_mask = sama_predictor.predict(box=box)
+    masks, _, _ = sam_predictor.predict(box=box, multimask_output=False)
+    assert np.array_equal(sam_mask, masks[0])
+
+
+def test_predictor_equals_batched_forward_and_caches_the_encoder():
+    model = SAMA(randomized_sam()).eval()
+    calls = []
+    model.sam.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    image = np.random.default_rng(1).integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    predictor = SamaPredictor(model)
+    predictor.set_image(image)
+    encoder_calls = len(calls)
+    assert encoder_calls == 1  # the five views in one batch
+
+    box = np.array([20, 10, 180, 140])
+    mask, alpha, _ = predictor.predict(box=box)
+    mask2, alpha2, _ = predictor.predict(point_coords=np.array([[100, 70]]), point_labels=np.array([1]))
+    assert len(calls) == encoder_calls, "a prompt re-ran the image encoder"
+
+    frame, local = image_to_frame(image, S)[None], image_to_frame(image, 2 * S)[None]
+    box_frame = torch.tensor(sama.scale_coords(box.reshape(2, 2), image.shape[:2], S).reshape(1, 4), dtype=torch.float32)
+    with torch.no_grad():
+        out = model(frame, local, boxes=box_frame)
+    input_size = sama.preprocess_shape(*image.shape[:2], S)
+    seg = postprocess_masks(out["seg_logits"], S, input_size, image.shape[:2])[0, 0].numpy()
+    a = postprocess_masks(out["alpha"], S, input_size, image.shape[:2])[0, 0].numpy()
+    np.testing.assert_array_equal(mask, seg > 0)
+    np.testing.assert_allclose(alpha, a, atol=1e-6)
+    assert not np.array_equal(alpha, alpha2)  # a different prompt, a different answer
+
+
+def test_quadrants_and_windows_round_trip():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    q = sama.split_quadrants(x)
+    assert q.shape == (2, 3, 4, 4, 4)
+    assert torch.equal(q[:, :, 1], x[:, :, :4, 4:])  # m = 1 is the top-right quadrant
+    assert torch.equal(q[:, :, 2], x[:, :, 4:, :4])
+    assert torch.equal(sama.stitch_quadrants(q), x)
+    w = sama.to_windows(x, 2)
+    assert w.shape == (8, 16, 3)
+    assert torch.equal(w[1].T.reshape(3, 4, 4), x[0, :, :4, 4:])  # window 1 of image 0, tokens row-major
+    assert torch.equal(sama.from_windows(w, 2, 8, 8), x)

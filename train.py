@@ -1,0 +1,410 @@
+"""Train SAMA on one GPU, many (torchrun), or the CPU.
+
+    python train.py --data ./DIS5K --matting ./AIM --sam-checkpoint sam_vit_l_0b3195.pth
+    torchrun --nproc_per_node=8 train.py --data ./DIS5K --matting ./AIM --sam-checkpoint ...
+    python train.py --demo          # toy data, tiny model, CPU, a few minutes (see demo.py)
+
+SAM stays frozen; MVLE, the Local-Adapters, the SAMA tokens and the heads learn. Each step takes one
+segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training of SAMA"); each task
+runs its own decoder pass, so the matting head is untouched by L_seg and vice versa. Where the paper
+is silent the recipe is HQ-SAM's: Adam, lr 1e-3, no weight decay, lr x0.1 after 10 of 12 epochs,
+batch 4 per GPU, seed 42 (README, "Where the paper is silent").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import data
+import losses
+from load_sam_weights import CheckpointError, atomic_save, load_sam, read_checkpoint, sam_identity, save_sama
+from sama import SAM_VARIANTS, SAMA, Sam
+
+# ----------------------------------------------------------------------------------------------
+# Knobs. Defaults are HQ-SAM's recipe where the paper is silent.
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--demo", action="store_true", help="the five-minute CPU demo on toy data (ignores the rest)")
+    p.add_argument("--data", default="./DIS5K", help="folder holding DIS-TR and DIS-VD (DIS5K layout)")
+    p.add_argument("--matting", help="folder holding Combined_Dataset (Adobe Image Matting), or that folder")
+    p.add_argument("--thin", help="ThinObject-5K folder (original or HQ-SAM layout), added to segmentation")
+    p.add_argument("--aim500", help="AIM-500 folder, added to matting")
+    p.add_argument("--backgrounds", help="folder of background images for AIM (default: DIS-TR images)")
+    p.add_argument("--sam-checkpoint", help="official SAM checkpoint, e.g. sam_vit_l_0b3195.pth")
+    p.add_argument("--model", default="vit_l", choices=list(SAM_VARIANTS), help="SAM variant (tiny: tests)")
+    p.add_argument("--out", help="output folder (default: runs/sama, with the ablation switches appended)")
+    p.add_argument("--batch-size", type=int, default=4, help="per process, for each task (HQ-SAM: 4 per GPU)")
+    p.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimiser step")
+    p.add_argument("--epochs", type=int, default=12, help="HQ-SAM: 12 epochs, lr x0.1 after 10")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: --epochs)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (HQ-SAM: 1e-3)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up from 0 (Adam from scratch)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tasks", default="both", choices=["seg", "matting", "both"], help="Table 5's ablation")
+    p.add_argument("--no-mvle", action="store_true", help="Tables 3-4: without MVLE")
+    p.add_argument("--no-local-adapter", action="store_true", help="Tables 3-4: without Local-Adapters")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--val-every", type=int, default=1000, help="validate on DIS-VD (maxF, MAE); 0: never")
+    p.add_argument("--val-images", type=int, default=0, help="validate on the first N DIS-VD images (0: all)")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    args = p.parse_args(argv)
+    args.out = args.out or str(default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks))
+    return args
+
+
+def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
+    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same switches."""
+    name = "sama" + "-no-mvle" * no_mvle + "-no-local-adapter" * no_local_adapter + ("" if tasks == "both" else f"-{tasks}")
+    return Path("runs") / name
+
+
+class TrainingError(Exception):
+    """A problem that stops training; the message is one line."""
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite: the run stops before saving anything from that step."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: endless, resumable batch streams
+# ----------------------------------------------------------------------------------------------
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (shuffled, whole batches only) that can start in the middle of an epoch."""
+
+    def __init__(self, dataset, world: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class BatchStream:
+    """Batches from one dataset without end; (epoch, batches taken) is its whole state."""
+
+    def __init__(self, dataset, batch_size: int, world: int, rank: int, seed: int, workers: int) -> None:
+        if len(dataset) < batch_size * world:
+            raise TrainingError(f"{len(dataset)} samples cannot fill one batch of {batch_size} x {world} processes")
+        self.dataset, self.batch_size = dataset, batch_size
+        self.sampler = ResumableSampler(dataset, world, rank, seed)
+        self.loader = DataLoader(dataset, batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
+                                 pin_memory=torch.cuda.is_available(), persistent_workers=False)
+        self.epoch, self.taken, self.iterator = 0, 0, None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.taken, self.iterator = state["epoch"], state["taken"], None
+
+    def next(self) -> dict:
+        while True:
+            if self.iterator is None:
+                self.sampler.set_epoch(self.epoch)
+                self.dataset.set_epoch(self.epoch)
+                self.sampler.start = self.taken * self.batch_size
+                self.iterator = iter(self.loader)
+            batch = next(self.iterator, None)
+            if batch is not None:
+                self.taken += 1
+                return batch
+            self.epoch, self.taken, self.iterator = self.epoch + 1, 0, None
+
+
+def build_datasets(args, image_size: int) -> tuple:
+    """Segmentation and matting training sets and the validation pairs, every file checked first."""
+    seg = mat = None
+    seg_pairs = data.dis_pairs(args.data, "DIS-TR")
+    if args.thin:
+        seg_pairs += data.thin_pairs(args.thin, "train")
+    val_pairs = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
+    if args.val_images:
+        val_pairs = val_pairs[: args.val_images]
+    data.check_pairs(seg_pairs + val_pairs, workers=args.workers)
+    if args.tasks in ("seg", "both"):
+        seg = data.SegmentationDataset(seg_pairs, image_size, augment=True, seed=args.seed)
+    if args.tasks in ("matting", "both"):
+        if not args.matting:
+            raise TrainingError("--matting is required for matting training: the folder holding Combined_Dataset "
+                                "(Adobe Image Matting, from its authors), or use --tasks seg")
+        fg_pairs = data.aim_train_pairs(args.matting)
+        natural = data.aim500_pairs(args.aim500) if args.aim500 else []
+        data.check_pairs(fg_pairs + natural, matting=True, workers=args.workers)
+        if args.backgrounds:
+            backgrounds = data.image_files(args.backgrounds)
+        else:
+            backgrounds = [image for image, _ in seg_pairs]
+        mat = data.MattingDataset(fg_pairs, natural, backgrounds, image_size, augment=True, seed=args.seed)
+    return seg, mat, val_pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# One training step: both tasks in one forward (so DDP sees one forward per backward)
+# ----------------------------------------------------------------------------------------------
+
+PROMPT_KINDS = ("box", "points", "mask")  # HQ-SAM: one of GT box, 10 positive points, noisy GT mask
+
+
+def prompts(batch: dict, kind: str) -> dict:
+    if kind == "box":
+        return {"boxes": batch["box"]}
+    if kind == "points":
+        return {"points": batch["points"], "point_labels": batch["point_labels"]}
+    return {"mask_inputs": batch["mask_input"]}
+
+
+class SamaLoss(nn.Module):
+    """L = L_seg + L_matting on one segmentation batch and one matting batch."""
+
+    def __init__(self, model: SAMA) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, seg_batch, mat_batch, kind: str) -> tuple[torch.Tensor, dict]:
+        total, terms = 0.0, {}
+        if seg_batch is not None:
+            out = self.model(seg_batch["image"], seg_batch["image_local"], **prompts(seg_batch, kind), tasks=("seg",))
+            logits = F.interpolate(out["seg_logits"].float(), seg_batch["target"].shape[-2:], mode="bilinear")
+            l_seg, t = losses.seg_loss(logits, seg_batch["target"], seg_batch["valid"])
+            total, terms = total + l_seg, {**terms, "seg": l_seg, **{f"seg_{k}": v for k, v in t.items()}}
+        if mat_batch is not None:
+            out = self.model(mat_batch["image"], mat_batch["image_local"], **prompts(mat_batch, kind), tasks=("matting",))
+            alpha = F.interpolate(out["alpha"].float(), mat_batch["target"].shape[-2:], mode="bilinear")
+            l_mat, t = losses.matting_loss(alpha, mat_batch["target"], mat_batch["valid"])
+            total, terms = total + l_mat, {**terms, "matting": l_mat, **{f"matting_{k}": v for k, v in t.items()}}
+        return total, terms
+
+
+def get_lr(step: int, total_steps: int, args) -> float:
+    """Linear warm-up, then HQ-SAM's step schedule: x0.1 for the last 2 of 12 epochs."""
+    warmup = min(1.0, (step + 1) / max(args.warmup_steps, 1))
+    decay = 0.1 if step >= total_steps * 10 / 12 else 1.0
+    return args.lr * warmup * decay
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args):
+    """Everything --resume needs, SAM excluded (it is read again from its own file), written atomically."""
+    state = {
+        "format": "sama-training-state",
+        "sama": {k: v for k, v in model.state_dict().items() if not k.startswith("sam.")},
+        "config": model.config,
+        "sam": sam_id,
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
+        "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},
+        "args": {k: v for k, v in vars(args).items()},
+    }
+    atomic_save(state, path)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: DIS-VD with GT-box prompts, scored at the GT's resolution (as evaluate.py does)
+# ----------------------------------------------------------------------------------------------
+
+
+def validate(model: SAMA, val_pairs) -> dict:
+    import evaluate  # evaluate.py imports train's neighbours only; importing here keeps start-up light
+
+    was_training = model.training
+    scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+    model.train(was_training)
+    return {"val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------
+
+
+def train(args) -> Path:
+    # --- processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    master = rank == 0
+    out_dir = Path(args.out)
+    torch.manual_seed(args.seed)
+
+    # --- data first: a broken tree stops the run before anything is written
+    seg_set, mat_set, val_pairs = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    streams = {name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers) if ds is not None else None
+               for name, ds in (("seg", seg_set), ("matting", mat_set))}
+
+    # --- SAM: an official checkpoint, or (tiny only) a random SAM saved in the official format
+    if args.sam_checkpoint:
+        sam_path = Path(args.sam_checkpoint)
+    elif args.model == "tiny":
+        sam_path = out_dir / "sam_tiny_random.pth"
+        if master and not sam_path.exists():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+        if distributed:
+            dist.barrier()
+    else:
+        raise TrainingError(f"--sam-checkpoint is required for {args.model}: download the official "
+                            f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything")
+    sam = load_sam(sam_path, args.model, device=device)
+    sam_id = sam_identity(sam_path, sam.config.name)
+    torch.manual_seed(args.seed)  # SAMA's initial weights from the seed alone, however SAM was made or found
+    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter).to(device)
+
+    steps_per_epoch = len((seg_set or mat_set)) // (args.batch_size * world * args.accum_steps)
+    total_steps = args.max_steps or args.epochs * max(steps_per_epoch, 1)
+
+    # --- optimiser over the new modules only; SAM has requires_grad False everywhere
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=args.lr, weight_decay=0.0)
+    prompt_rng = torch.Generator().manual_seed(args.seed)  # the prompt kind of each step, same on every rank
+    step = 0
+    if args.resume:
+        state = read_checkpoint(out_dir / "last.pt")
+        if state.get("format") != "sama-training-state":
+            raise TrainingError(f"{out_dir / 'last.pt'}: not a SAMA training state")
+        if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
+            raise TrainingError(f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
+                                f"not {model.config} on {sam_id['file']}")
+        model.load_state_dict({**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}})
+        optimizer.load_state_dict(state["optimizer"])
+        for name, s in streams.items():
+            if s is not None:
+                s.load_state_dict(state["streams"][name])
+        torch.set_rng_state(state["rng"]["torch"])
+        prompt_rng.set_state(state["rng"]["prompt"])
+        step = state["step"]
+
+    if distributed and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm statistics over the global batch
+    loss_fn = SamaLoss(model)
+    if distributed:
+        loss_fn = DDP(loss_fn, device_ids=[local_rank] if device.type == "cuda" else None,
+                      find_unused_parameters=args.tasks != "both")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    if master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        n_train = sum(p.numel() for p in trainable)
+        print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
+              f"{total_steps} steps of {args.batch_size} x {world} x {args.accum_steps} per task; device {device}")
+    log = open(out_dir / "log.jsonl", "a") if master else None
+    bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True)
+    model.train()
+    t_last, step_last = time.time(), step
+    while step < total_steps:
+        # --- one optimiser step: accum_steps micro-batches of each task
+        lr = get_lr(step, total_steps, args)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        kind = PROMPT_KINDS[int(torch.randint(len(PROMPT_KINDS), (1,), generator=prompt_rng))]
+        optimizer.zero_grad(set_to_none=True)
+        sums = {}
+        for _ in range(args.accum_steps):
+            seg_batch, mat_batch = ({k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
+                                    for s in (streams["seg"], streams["matting"]))
+            with autocast:
+                loss, terms = loss_fn(seg_batch, mat_batch, kind)
+            (loss / args.accum_steps).backward()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
+        # a NaN / inf loss stops every process before anything is saved from it
+        finite = torch.tensor([float(all(torch.isfinite(v) for v in sums.values()))], device=device)
+        if distributed:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() == 0:
+            bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
+            raise NonFiniteLoss(f"step {step}: loss is not finite ({bad}); stopped, the last checkpoint "
+                                f"{out_dir / 'last.pt'} is untouched")
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+
+        # --- observe, validate, save (rank 0 alone writes)
+        if master and (step % args.log_every == 0 or step == total_steps):
+            dt = (time.time() - t_last) / (step - step_last)
+            t_last, step_last = time.time(), step
+            record = {"step": step, "kind": kind, "lr": lr, "grad_norm": grad_norm.item(), "s_per_step": dt,
+                      "peak_mem_mb": peak_memory_mb(device), **{k: v.item() for k, v in sums.items()}}
+            bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if master and val_pairs and (step % args.val_every == 0 or step == total_steps):
+            record = {"step": step, **validate(model, val_pairs)}
+            bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if master and (step % args.save_every == 0 or step == total_steps):
+            save_training_state(out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args)
+            save_sama(model, out_dir / "sama.pt", sam_id)
+    bar.close()
+    if master:
+        log.close()
+        print(f"saved {out_dir / 'sama.pt'} (weights) and {out_dir / 'last.pt'} (to resume)")
+    if distributed:
+        dist.destroy_process_group()
+    return out_dir / "sama.pt"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.demo:
+        import demo
+
+        return demo.main()
+    try:
+        train(args)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (TrainingError, CheckpointError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
