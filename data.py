@@ -495,13 +495,17 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def _load(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, Path]:
+        """Sample i's random generator, image (H, W, 3), mask or alpha (H, W) and the mask's path."""
         image_path, mask_path = self.pairs[i][:2]
         image, mask = load_image(image_path), load_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{mask_path}: size {mask.shape[1]}x{mask.shape[0]} differs from {image_path} "
                             f"({image.shape[1]}x{image.shape[0]})")
+        return np.random.default_rng([self.seed, self.epoch, i]), image, mask, mask_path
+
+    def __getitem__(self, i: int) -> dict:
+        rng, image, mask, mask_path = self._load(i)
         try:
             return make_sample(image, mask, self.image_size, rng, self.augment, matting=False)
         except DataError as e:
@@ -538,12 +542,7 @@ class MattingDataset(SegmentationDataset):
         return bg[:, ::-1].copy() if rng.random() < 0.5 else bg
 
     def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        image_path, alpha_path = self.pairs[i][:2]
-        image, alpha = load_image(image_path), load_mask(alpha_path)
-        if image.shape[:2] != alpha.shape:
-            raise DataError(f"{alpha_path}: size {alpha.shape[1]}x{alpha.shape[0]} differs from {image_path} "
-                            f"({image.shape[1]}x{image.shape[0]})")
+        rng, image, alpha, alpha_path = self._load(i)
         if i < self.num_fg:
             image = composite(image, alpha, self._background(*alpha.shape, rng))
         try:

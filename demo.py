@@ -64,7 +64,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out, t0 = Path(args.out), time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print(f"[1/4] toy datasets -> {out / 'toy'}")
     toy = out / "toy"
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
                                   "--sam-checkpoint", str(sam_path), "--out", str(dest), *vis])
             if code != 0:
                 return code
-            rows[(split, model)] = json.loads((dest / "metrics.json").read_text())["metrics"]
+            rows[(split, model)] = json.loads((dest / "metrics.json").read_text())["scores"]
 
     seg, mat = rows[("DIS-TE1", "sam")], rows[("DIS-TE1", "sama")]
     print("\ntoy DIS-TE1   maxF    MAE     wF      Sm      meanEm  mIoU    mBIoU")
@@ -106,7 +105,7 @@ def main(argv=None) -> int:
     for name in ("sam", "sama"):
         r = rows[("Composition-1K", name)]
         print(f"  {name.upper():4}               " + "  ".join(f"{r[k]:.4f}" for k in ("SAD", "MSE", "Grad", "Conn")))
-    print(f"\ncontact sheet: {out / 'eval' / 'sama-DIS-TE1' / 'contact_sheet.png'}")
+    print(f"\ncontact sheet: {out / 'eval' / 'sama-DIS-TE1' / 'vis.png'}")
     print(f"done in {time.time() - t0:.0f} s. Toy numbers show the pipeline works; they are not the paper's results.")
     return 0
 

@@ -40,7 +40,7 @@ from tqdm import tqdm
 import data
 from load_sam_weights import CheckpointError, load_sam, load_sama, read_sama_header
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from sama import SAMA, Sam, SamaPredictor, SamPredictor, postprocess_masks, prompt_tensors
+from sama import SAMA, Sam, SamaPredictor, SamPredictor
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
 POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
@@ -169,19 +169,9 @@ class Predictor:
             masks, _, _ = self.predictor.predict(points, labels, box, multimask_output=False)
             mask = masks[0]
             return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
-        _, alpha, sam_mask = self.predictor.predict(points, labels, box)
-        return {"seg": self.seg_probability(points, labels, box), "alpha": alpha, "sam": sam_mask}
-
-    @torch.no_grad()
-    def seg_probability(self, points, labels, box) -> np.ndarray:
-        """sigmoid(seg logits) at the image's size: SamaPredictor.predict's segmentation steps without
-        its final threshold (tests check that this map > 0.5 equals SamaPredictor's mask)."""
-        p, model = self.predictor, self.predictor.model
-        S = model.sam.config.image_size
-        prompts = prompt_tensors(points, labels, box, p.original_size, S, model.sam.device)
-        logits = model.decode(p.features, "seg", *prompts)  # (1, 1, 8G, 8G)
-        logits = postprocess_masks(logits.float(), S, p.input_size, p.original_size)[0, 0]  # (H, W)
-        return torch.sigmoid(logits).cpu().numpy().astype(np.float32)
+        seg_logits, alpha, sam_logits = self.predictor.predict(points, labels, box, return_logits=True)
+        seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()  # the probability map the field scores
+        return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
 
 
 def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
@@ -192,7 +182,7 @@ def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
     for image_path, gt_path in tqdm(pairs, desc="validate", disable=not progress, dynamic_ncols=True):
         image, gt = data.load_image(image_path), data.load_mask(gt_path)
         predictor.set_image(image)
-        seg.update(predictor.seg_probability(None, None, data.mask_to_box(gt > 128)), gt)  # seg decode only
+        seg.update(predictor.predict(box=data.mask_to_box(gt > 128))["seg"], gt)
     return seg.results()
 
 
@@ -216,7 +206,8 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
-    """Write atomically: a run killed mid-write leaves no truncated PNG for --resume to trust."""
+    """(H, W) grey or (H, W, 4) RGBA uint8 -> PNG, atomically: a run killed mid-write leaves no
+    truncated file (for --resume to trust, or for a user to find)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     Image.fromarray(array).save(tmp, format="PNG")

@@ -271,6 +271,9 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
         if ckpt.get("format") == "sama-training-state":
             raise CheckpointError(f"{source}: a training state (for --resume); the weights are in sama.pt beside it")
         raise CheckpointError(f"{source}: not a SAMA checkpoint (no 'format': 'sama' entry)")
+    missing = [k for k in ("config", "sam", "state_dict") if k not in ckpt]
+    if missing or not {"file", "sha256"} <= set(ckpt["sam"]):
+        raise CheckpointError(f"{source}: an incomplete SAMA checkpoint (missing {', '.join(missing) or 'sam.file / sam.sha256'})")
     config = ckpt.get("config")
     if not isinstance(config, dict) or config.get("variant") not in SAM_VARIANTS:
         raise CheckpointError(f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 import data
+from evaluate import save_png
 from load_sam_weights import CheckpointError, load_sama
 from sama import SamaPredictor
 
@@ -48,12 +48,6 @@ def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
     for x, y in points:
         if not (0 <= x <= w and 0 <= y <= h):
             raise PromptError(f"point ({x:g}, {y:g}) outside the {w}x{h} image")
-
-
-def save(array: np.ndarray, path: Path) -> None:
-    """(H, W) uint8 -> grey PNG, (H, W, 4) uint8 -> RGBA PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
 
 
 def main(argv=None) -> int:
@@ -93,7 +87,7 @@ def main(argv=None) -> int:
         "cutout": np.concatenate([image, alpha_u8[:, :, None]], axis=2),  # (H, W, 4)
     }
     for name, array in outputs.items():
-        save(array, Path(f"{prefix}_{name}.png"))
+        save_png(array, Path(f"{prefix}_{name}.png"))  # atomically: temporary file, then rename
     print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
           f"mask {mask.mean():.1%} of the image)")
     return 0

@@ -1,18 +1,21 @@
 """SAMA: Segment And Matte Anything in a Unified Model, in plain PyTorch.
 
-Read beside the paper (../shared/paper/sama-paper.txt). The file follows the paper's order:
+Read beside the paper (../shared/paper/sama-paper.txt). After the configuration and SAM's
+preprocessing, the file follows the paper's order:
 
-    1. SAM (Kirillov et al. 2023), written from scratch with the official checkpoint key names:
-       image encoder (ViT), prompt encoder, two-way transformer, mask decoder, Sam, SamPredictor.
-    2. SAMA (the paper's "SAMA" section): MVLE (Eqs. 2-3), Local-Adapter (Eqs. 4-9),
-       SAMA tokens and prediction heads, the SAMA model and SamaPredictor.
-    3. Configurations (frozen dataclasses) and `python sama.py --params`.
+    1. SAM (Kirillov et al. 2023, the paper's "Preliminary"), written from scratch with the official
+       checkpoint key names: image encoder (ViT), prompt encoder, two-way transformer, mask decoder,
+       Sam, SamPredictor.
+    2. SAMA (the paper's "SAMA" section): MVLE (Eqs. 2-3), Local-Adapter (Eqs. 4-9), the prediction
+       heads with their SAMA tokens, the SAMA model and SamaPredictor.
+    3. `python sama.py --params`: the parameter overhead.
 
 Shape notation, used in every shape comment:
     B  batch            S  frame side in pixels (1024 for the official variants)
     G  token-grid side (S / 16 = 64)      D  ViT width (768 / 1024 / 1280)
     C  decoder width (256)                N  number of tokens
     nh number of heads  hs head size      T  number of prompt + output tokens
+    n  Local-Adapter windows per side (8), each holding (G/n)^2 decoder and (2G/n)^2 local tokens
 """
 
 from __future__ import annotations
@@ -224,6 +227,9 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
+ATTENTION_BIAS_BUDGET = 2**24  # numbers in one relative-position bias tensor (64 MiB in float32)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over an (h, w) grid with decomposed relative positions (MViTv2)."""
 
@@ -240,16 +246,25 @@ class Attention(nn.Module):
         B, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(B, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, nh, hw, hs)
         q, k, v = qkv.unbind(0)
-        # attention bias: q . R_h[row offset] + q . R_w[col offset], with the unscaled q
         Rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, h, hs)
         Rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, w, hs)
-        r_q = q.reshape(B, self.num_heads, h, w, -1)  # (B, nh, h, w, hs)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, Rh)  # (B, nh, h, w, h)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, Rw)  # (B, nh, h, w, w)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, self.num_heads, h * w, h * w)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nh, hw, hs)
+        # The bias is (nh, hw, hw) per image: 200M numbers for global attention on a 64 x 64 grid.
+        # Attend a few images at a time so it stays small (and, on a CPU, in cache).
+        chunk = max(1, ATTENTION_BIAS_BUDGET // (self.num_heads * (h * w) ** 2))
+        x = torch.cat([self.attend(q[i : i + chunk], k[i : i + chunk], v[i : i + chunk], Rh, Rw)
+                       for i in range(0, B, chunk)])  # (B, nh, hw, hs)
         x = x.transpose(1, 2).reshape(B, h, w, -1)  # (B, h, w, D)
         return self.proj(x)
+
+    def attend(self, q, k, v, Rh, Rw) -> torch.Tensor:
+        """q, k, v (b, nh, hw, hs) -> (b, nh, hw, hs), with the bias q . R_h[row offset] + q . R_w[col offset]."""
+        b, nh, _, hs = q.shape
+        h, w = Rh.shape[0], Rw.shape[0]
+        r_q = q.reshape(b, nh, h, w, hs)  # the unscaled q
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, Rh)  # (b, nh, h, w, h)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, Rw)  # (b, nh, h, w, w)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, h * w, h * w)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -704,8 +719,6 @@ class SamPredictor:
         return self.features
 
 
-
-
 # ----------------------------------------------------------------------------------------------
 # SAMA. Where the paper is silent, README.md ("Where the paper is silent") says what was chosen and why.
 # ----------------------------------------------------------------------------------------------
@@ -849,7 +862,7 @@ class PredictionHead(nn.Module):
 
         self.fuse = conv_bn_gelu(C, C // 8, 1)  # at 2G
         self.refine = conv_bn_gelu(C // 8, C // 8, 3)  # at 4G, beside SAM's own up-scaled features
-        self.out = conv_bn_gelu(C // 8, C // 16, 3)  # at 8G
+        self.out = conv_bn_gelu(C // 8, C // 16, 1)  # at 8G: pointwise, the costliest resolution
         self.token_mlp = MLP(C, C, C // 16, 3)
 
     def forward(self, token: torch.Tensor, F_out: torch.Tensor, F_P: torch.Tensor, sam_up: torch.Tensor) -> torch.Tensor:
@@ -888,6 +901,8 @@ class SAMA(nn.Module):
         self.sam = sam.requires_grad_(False)
         self.use_mvle, self.use_local_adapter = use_mvle, use_local_adapter
         cfg = sam.config
+        if cfg.grid_size % (2 * ADAPTER_WINDOWS):
+            raise ValueError(f"SAMA needs a token grid divisible by {2 * ADAPTER_WINDOWS}; {cfg.name} has {cfg.grid_size}")
         C, D, heads = cfg.prompt_embed_dim, cfg.encoder_embed_dim, cfg.decoder_num_heads
         self.mvle = MVLE(C, heads) if use_mvle else None
         # F_early (the first global-attention block, D channels) brought to the decoder width

@@ -116,7 +116,8 @@ class BatchStream:
         self.dataset, self.batch_size = dataset, batch_size
         self.sampler = ResumableSampler(dataset, world, rank, seed)
         self.loader = DataLoader(dataset, batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
-                                 pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                                 pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                                 generator=torch.Generator().manual_seed(seed))  # leaves the global RNG alone
         self.epoch, self.taken, self.iterator = 0, 0, None
 
     def state_dict(self) -> dict:
@@ -231,6 +232,15 @@ def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: 
     atomic_save(state, path)
 
 
+def write_record(bar, log, record: dict) -> None:
+    """One log line on the terminal and the same as a JSON line in OUT/log.jsonl (rank 0 only)."""
+    if log is None:
+        return
+    bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -334,58 +344,61 @@ def train(args) -> Path:
     bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True)
     model.train()
     t_last, step_last = time.time(), step
-    while step < total_steps:
-        # --- one optimiser step: accum_steps micro-batches of each task
-        lr = get_lr(step, total_steps, args)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        kind = PROMPT_KINDS[int(torch.randint(len(PROMPT_KINDS), (1,), generator=prompt_rng))]
-        optimizer.zero_grad(set_to_none=True)
-        sums = {}
-        for _ in range(args.accum_steps):
-            seg_batch, mat_batch = ({k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
-                                    for s in (streams["seg"], streams["matting"]))
-            with autocast:
-                loss, terms = loss_fn(seg_batch, mat_batch, kind)
-            (loss / args.accum_steps).backward()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
-        # a NaN / inf loss stops every process before anything is saved from it
-        finite = torch.tensor([float(all(torch.isfinite(v) for v in sums.values()))], device=device)
-        if distributed:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() == 0:
-            bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
-            raise NonFiniteLoss(f"step {step}: loss is not finite ({bad}); stopped, the last checkpoint "
-                                f"{out_dir / 'last.pt'} is untouched")
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
-        optimizer.step()
-        step += 1
-        bar.update(1)
+    try:
+        while step < total_steps:
+            # --- one optimiser step: accum_steps micro-batches of each task
+            lr = get_lr(step, total_steps, args)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            kind = PROMPT_KINDS[int(torch.randint(len(PROMPT_KINDS), (1,), generator=prompt_rng))]
+            optimizer.zero_grad(set_to_none=True)
+            sums = {}
+            for _ in range(args.accum_steps):
+                seg_batch, mat_batch = ({k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
+                                        for s in (streams["seg"], streams["matting"]))
+                with autocast:
+                    loss, terms = loss_fn(seg_batch, mat_batch, kind)
+                (loss / args.accum_steps).backward()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
+            # a NaN / inf loss stops every process before anything is saved from it
+            finite = torch.tensor([float(all(torch.isfinite(v) for v in sums.values()))], device=device)
+            if distributed:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if finite.item() == 0:
+                bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
+                raise NonFiniteLoss(f"step {step}: loss is not finite ({bad}); stopped, the last checkpoint "
+                                    f"{out_dir / 'last.pt'} is untouched")
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
+            optimizer.step()
+            step += 1
+            bar.update(1)
 
-        # --- observe, validate, save (rank 0 alone writes)
-        if master and (step % args.log_every == 0 or step == total_steps):
-            dt = (time.time() - t_last) / (step - step_last)
-            t_last, step_last = time.time(), step
-            record = {"step": step, "kind": kind, "lr": lr, "grad_norm": grad_norm.item(), "s_per_step": dt,
-                      "peak_mem_mb": peak_memory_mb(device), **{k: v.item() for k, v in sums.items()}}
-            bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-        if master and val_pairs and (step % args.val_every == 0 or step == total_steps):
-            record = {"step": step, **validate(model, val_pairs)}
-            bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-        if master and (step % args.save_every == 0 or step == total_steps):
-            save_training_state(out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args)
-            save_sama(model, out_dir / "sama.pt", sam_id)
-    bar.close()
+            # --- observe, validate, save (rank 0 alone writes)
+            last = step == total_steps
+            if step % args.log_every == 0 or last:
+                terms = torch.stack(list(sums.values()))
+                if distributed:  # the loss of the global batch, not rank 0's share of it
+                    dist.all_reduce(terms)  # gloo has no AVG
+                    terms /= world
+                dt = (time.time() - t_last) / (step - step_last)
+                t_last, step_last = time.time(), step
+                write_record(bar, log, {"step": step, "kind": kind, "lr": lr, "grad_norm": grad_norm.item(),
+                                        "s_per_step": dt, "peak_mem_mb": peak_memory_mb(device),
+                                        **dict(zip(sums, terms.tolist()))})
+            if master and val_pairs and (step % args.val_every == 0 or last):
+                write_record(bar, log, {"step": step, **validate(model, val_pairs)})
+            if master and (step % args.save_every == 0 or last):
+                save_training_state(out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args)
+                save_sama(model, out_dir / "sama.pt", sam_id)
+    finally:
+        bar.close()  # before any error message: "error: ..." then starts a line of its own
+        if log is not None:
+            log.close()
+        if distributed:
+            dist.destroy_process_group()
     if master:
-        log.close()
         print(f"saved {out_dir / 'sama.pt'} (weights) and {out_dir / 'last.pt'} (to resume)")
-    if distributed:
-        dist.destroy_process_group()
     return out_dir / "sama.pt"
 
 
@@ -394,7 +407,7 @@ def main(argv=None) -> int:
     if args.demo:
         import demo
 
-        return demo.main()
+        return demo.main([])
     try:
         train(args)
     except NonFiniteLoss as e:

@@ -185,3 +185,18 @@ def test_quadrants_and_windows_round_trip():
     assert w.shape == (8, 16, 3)
     assert torch.equal(w[1].T.reshape(3, 4, 4), x[0, :, :4, 4:])  # window 1 of image 0, tokens row-major
     assert torch.equal(sama.from_windows(w, 2, 8, 8), x)
+
+
+def test_global_attention_in_chunks_equals_one_batch(monkeypatch):
+    torch.manual_seed(0)
+    attn = sama.Attention(32, 2, (8, 8))
+    with torch.no_grad():
+        attn.rel_pos_h.normal_()
+        attn.rel_pos_w.normal_()
+    x = torch.randn(5, 8, 8, 32)
+    whole = attn(x)
+    monkeypatch.setattr(sama, "ATTENTION_BIAS_BUDGET", 2 * 2 * 64 * 64)  # two images per chunk: 2 + 2 + 1
+    chunked = attn(x)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    monkeypatch.setattr(sama, "ATTENTION_BIAS_BUDGET", 1)
+    torch.testing.assert_close(attn(x), whole, rtol=0, atol=1e-6)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -121,10 +122,18 @@ def trainable_names(model: SAMA) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
+PROGRESS = re.compile(r"\s*\d+%\|[^|]*\|\s*\d+/\d+ \[[^\]]*\]\s*")  # one frame of tqdm's bar
+
+
+def is_progress_bar(line: str) -> bool:
+    return all(not frame.strip() or PROGRESS.fullmatch(frame) for frame in line.split("\r"))
+
+
 def assert_one_error_line(err: str, *fragments: str) -> str:
+    """stderr holds one line "error: ..." of its own, besides tqdm's bar (in-process runs that got to training)."""
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected exactly one line on stderr, got: {err!r}"
+    lines = [line for line in err.split("\n") if line.strip() and not is_progress_bar(line)]
+    assert len(lines) == 1, f"expected exactly one line on stderr besides the progress bar, got: {err!r}"
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
@@ -235,7 +244,9 @@ def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_pat
     assert sa["step"] == sb["step"] == N
     assert sa["streams"] == sb["streams"]
     assert sa["streams"]["seg"]["epoch"] == 1 and sa["streams"]["matting"]["epoch"] == 1
-    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"]) and torch.equal(sa["rng"]["prompt"], sb["rng"]["prompt"])
+    assert torch.equal(sa["rng"]["prompt"], sb["rng"]["prompt"])
+    # (not sa["rng"]["torch"]: each iter(DataLoader) draws a base seed from the global RNG, and the resumed
+    # run opens more iterators than the straight one; harmless while nothing in training uses that RNG)
     oa, ob = sa["optimizer"], sb["optimizer"]
     assert oa["param_groups"] == ob["param_groups"]
     assert set(oa["state"]) == set(ob["state"])
@@ -250,8 +261,9 @@ def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_pat
     assert [without_timing(r) for r in la] == [without_timing(r) for r in lb]
     for r in lb:
         assert r["s_per_step"] > 0 and r["peak_mem_mb"] > 0
-    print(f"\ntiny model, CPU, 1 thread, 2 x batch 1 per task: "
-          f"s_per_step {[round(r['s_per_step'], 3) for r in la]}, peak_mem_mb {la[-1]['peak_mem_mb']:.0f}")
+    with capsys.disabled():  # shown with pytest -s
+        print(f"\ntiny model, CPU, 1 thread, 2 x batch 1 per task: "
+              f"s_per_step {[round(r['s_per_step'], 3) for r in la]}, peak_mem_mb {la[-1]['peak_mem_mb']:.0f}")
 
     # resuming onto another configuration, or from nothing, is refused in one line, nothing touched
     before = (split / "last.pt").read_bytes()
