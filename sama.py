@@ -872,8 +872,10 @@ class PredictionHead(nn.Module):
         x = self.fuse(x)  # (B, C/8, 2G, 2G)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/8, 4G, 4G)
         x = self.refine(x + sam_up)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/8, 8G, 8G)
-        x = self.out(x)  # (B, C/16, 8G, 8G)
+        # a bias-free 1x1 conv commutes with bilinear up-sampling: run it on 4x fewer pixels
+        x = self.out[0](x)  # (B, C/16, 4G, 4G)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/16, 8G, 8G)
+        x = self.out[1:](x)  # BatchNorm, GELU at 8G
         B, c, h, w = x.shape
         return (self.token_mlp(token)[:, None, :] @ x.view(B, c, h * w)).view(B, 1, h, w)  # (B, 1, 8G, 8G)
 

@@ -200,3 +200,19 @@ def test_global_attention_in_chunks_equals_one_batch(monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
     monkeypatch.setattr(sama, "ATTENTION_BIAS_BUDGET", 1)
     torch.testing.assert_close(attn(x), whole, rtol=0, atol=1e-6)
+
+
+def test_head_runs_its_pointwise_conv_before_upsampling_without_changing_the_result():
+    torch.manual_seed(0)
+    head = sama.PredictionHead(64).eval()
+    for m in head.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    token, F_out, F_P, sam_up = torch.randn(2, 64), torch.randn(2, 64, 8, 8), torch.randn(2, 64, 16, 16), torch.randn(2, 8, 32, 32)
+    up = lambda x: torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
+    with torch.no_grad():
+        x = head.refine(up(head.fuse(up(F_out) + F_P)) + sam_up)
+        x = head.out(up(x))  # the textbook order: up-sample, then conv + BN + GELU
+        expected = (head.token_mlp(token)[:, None, :] @ x.flatten(2)).view(2, 1, 64, 64)
+        torch.testing.assert_close(head(token, F_out, F_P, sam_up), expected, rtol=0, atol=1e-6)
