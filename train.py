@@ -362,7 +362,8 @@ def train(args) -> Path:
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
             # a NaN / inf loss stops every process before anything is saved from it
-            finite = torch.tensor([float(all(torch.isfinite(v) for v in sums.values()))], device=device)
+            stacked = torch.stack(list(sums.values()))  # every loss term: one device sync per step, not one per term
+            finite = torch.isfinite(stacked).all().float().reshape(1)
             if distributed:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if finite.item() == 0:
@@ -377,7 +378,7 @@ def train(args) -> Path:
             # --- observe, validate, save (rank 0 alone writes)
             last = step == total_steps
             if step % args.log_every == 0 or last:
-                terms = torch.stack(list(sums.values()))
+                terms = stacked.clone()
                 if distributed:  # the loss of the global batch, not rank 0's share of it
                     dist.all_reduce(terms)  # gloo has no AVG
                     terms /= world
