@@ -707,6 +707,7 @@ class SamPredictor:
         points, labels, boxes = prompt_tensors(point_coords, point_labels, box, self.original_size, S, self.model.device)
         masks = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float32, device=self.model.device)[None]
         low_res, iou = self.model.decode(self.features, points, labels, boxes, masks, multimask_output)
+        low_res, iou = low_res.float(), iou.float()  # bf16 under autocast; numpy has no bf16
         out = postprocess_masks(low_res, S, self.input_size, self.original_size)
         if not return_logits:
             out = out > self.model.mask_threshold

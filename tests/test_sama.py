@@ -216,3 +216,19 @@ def test_head_runs_its_pointwise_conv_before_upsampling_without_changing_the_res
         x = head.out(up(x))  # the textbook order: up-sample, then conv + BN + GELU
         expected = (head.token_mlp(token)[:, None, :] @ x.flatten(2)).view(2, 1, 64, 64)
         torch.testing.assert_close(head(token, F_out, F_P, sam_up), expected, rtol=0, atol=1e-6)
+
+
+def test_predictors_under_bf16_autocast_return_float32_arrays():
+    """bf16 autocast (the CUDA setting; the CPU has it too) must not leak bf16 into the numpy outputs."""
+    model = SAMA(randomized_sam()).eval()
+    image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    box = np.array([20, 15, 140, 100])
+    sama_predictor, sam_predictor = SamaPredictor(model), SamPredictor(model.sam)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sama_predictor.set_image(image)
+        sam_predictor.set_image(image)
+        mask, alpha, sam_mask = sama_predictor.predict(box=box)
+        masks, scores, low_res = sam_predictor.predict(box=box)
+    assert mask.shape == alpha.shape == sam_mask.shape == masks.shape[1:] == (120, 160)
+    assert alpha.dtype == scores.dtype == low_res.dtype == np.float32
+    assert mask.dtype == sam_mask.dtype == masks.dtype == bool
