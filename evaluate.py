@@ -40,7 +40,7 @@ from tqdm import tqdm
 import data
 from load_sam_weights import CheckpointError, load_sam, load_sama, read_sama_header
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from sama import SAMA, Sam, SamaPredictor, SamPredictor
+from sama import SAMA, Sam, SamaPredictor, SamPredictor, keep_freed_cpu_memory
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
 POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
@@ -418,6 +418,7 @@ def main(argv=None) -> int:
     if args.split not in SPLITS:
         print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
         return 2
+    keep_freed_cpu_memory()
     try:
         return run(args)
     except (data.DataError, CheckpointError) as e:

@@ -21,7 +21,7 @@ import torch
 import data
 from evaluate import save_png
 from load_sam_weights import CheckpointError, load_sama
-from sama import SamaPredictor
+from sama import SamaPredictor, keep_freed_cpu_memory
 
 
 class PromptError(ValueError):
@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--out", help="output prefix (default: the image path without its extension)")
     args = p.parse_args(argv)
+    keep_freed_cpu_memory()
     try:
         image = data.load_image(args.image)  # EXIF orientation applied: outputs match what viewers show
         h, w = image.shape[:2]

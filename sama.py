@@ -21,7 +21,9 @@ Shape notation, used in every shape comment:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -100,10 +102,12 @@ def normalize_and_pad(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(x, (0, size - w, 0, size - h))
 
 
-def image_to_frame(image: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, size, size) float32: SAM's input frame for this image."""
+def image_to_frame(image: np.ndarray, size: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, size, size) float32 on device: SAM's input frame for this image.
+
+    The resized image travels as uint8 (a quarter of the float bytes) and is normalised there."""
     resized = resize_longest_side(image, size)
-    x = torch.from_numpy(resized).permute(2, 0, 1).float()  # (3, h', w')
+    x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()  # (3, h', w')
     return normalize_and_pad(x, size)
 
 
@@ -227,7 +231,7 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
-ATTENTION_BIAS_BUDGET = 2**24  # numbers in one relative-position bias tensor (64 MiB in float32)
+ATTENTION_BIAS_BUDGET = {"cpu": 2**24, "cuda": 2**28}  # numbers in one relative-position bias block
 
 
 class Attention(nn.Module):
@@ -249,21 +253,28 @@ class Attention(nn.Module):
         Rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, h, hs)
         Rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, w, hs)
         # The bias is (nh, hw, hw) per image: 200M numbers for global attention on a 64 x 64 grid.
-        # Attend a few images at a time so it stays small (and, on a CPU, in cache).
-        chunk = max(1, ATTENTION_BIAS_BUDGET // (self.num_heads * (h * w) ** 2))
-        x = torch.cat([self.attend(q[i : i + chunk], k[i : i + chunk], v[i : i + chunk], Rh, Rw)
-                       for i in range(0, B, chunk)])  # (B, nh, hw, hs)
+        # Build it for a few images, or a few grid rows of queries, at a time: on a CPU a block of
+        # 64 MiB stays near the cache, and a whole image's 800 MB, allocated afresh for each image,
+        # costs more in page faults than the attention itself.
+        budget = ATTENTION_BIAS_BUDGET["cpu" if x.device.type == "cpu" else "cuda"]
+        images = max(1, budget // (self.num_heads * (h * w) ** 2))
+        rows = h if images > 1 else max(1, budget // (self.num_heads * w * h * w))
+        x = torch.cat([
+            torch.cat([self.attend(q[i : i + images, :, r * w : (r + rows) * w], k[i : i + images], v[i : i + images],
+                                   Rh[r : r + rows], Rw) for r in range(0, h, rows)], dim=2)
+            for i in range(0, B, images)])  # (B, nh, hw, hs)
         x = x.transpose(1, 2).reshape(B, h, w, -1)  # (B, h, w, D)
         return self.proj(x)
 
     def attend(self, q, k, v, Rh, Rw) -> torch.Tensor:
-        """q, k, v (b, nh, hw, hs) -> (b, nh, hw, hs), with the bias q . R_h[row offset] + q . R_w[col offset]."""
+        """Queries of r grid rows (b, nh, r*w, hs), keys and values (b, nh, hw, hs) -> (b, nh, r*w, hs),
+        with the bias q . R_h[row offset] + q . R_w[col offset]; Rh (r, h, hs) holds the queries' rows."""
         b, nh, _, hs = q.shape
-        h, w = Rh.shape[0], Rw.shape[0]
-        r_q = q.reshape(b, nh, h, w, hs)  # the unscaled q
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, Rh)  # (b, nh, h, w, h)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, Rw)  # (b, nh, h, w, w)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, h * w, h * w)
+        r, h, w = Rh.shape[0], Rh.shape[1], Rw.shape[0]
+        r_q = q.reshape(b, nh, r, w, hs)  # the unscaled q
+        rel_h = torch.einsum("bnrwc,rkc->bnrwk", r_q, Rh)  # (b, nh, r, w, h)
+        rel_w = torch.einsum("bnrwc,wkc->bnrwk", r_q, Rw)  # (b, nh, r, w, w)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, r * w, h * w)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
@@ -685,7 +696,7 @@ class SamPredictor:
         if image_format == "BGR":
             image = image[..., ::-1]
         S = self.model.config.image_size
-        frame = image_to_frame(np.ascontiguousarray(image), S).to(self.model.device)
+        frame = image_to_frame(np.ascontiguousarray(image), S, self.model.device)
         self.features, _ = self.model.image_encoder(frame[None])
         self.original_size = image.shape[:2]
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
@@ -866,14 +877,19 @@ class PredictionHead(nn.Module):
         self.out = conv_bn_gelu(C // 8, C // 16, 1)  # at 8G: pointwise, the costliest resolution
         self.token_mlp = MLP(C, C, C // 16, 3)
 
-    def forward(self, token: torch.Tensor, F_out: torch.Tensor, F_P: torch.Tensor, sam_up: torch.Tensor) -> torch.Tensor:
-        """token (B, C), F'_out (B, C, G, G), local map (B, C, 2G, 2G), SAM's up-scaled map (B, C/8, 4G, 4G)
-        -> logits (B, 1, 8G, 8G)."""
-        x = F.interpolate(F_out, scale_factor=2, mode="bilinear", align_corners=False) + F_P  # (B, C, 2G, 2G)
-        x = self.fuse(x)  # (B, C/8, 2G, 2G)
+    def forward(self, token: torch.Tensor, F_out: torch.Tensor, local: torch.Tensor, sam_up: torch.Tensor) -> torch.Tensor:
+        """token (B, C), F'_out (B, C, G, G), the local tokens F'^P by adapter window (B*n*n, (2G/n)^2, C),
+        SAM's up-scaled map (B, C/8, 4G, 4G) -> logits (B, 1, 8G, 8G)."""
+        B, C, G, _ = F_out.shape
+        # fuse(up(F'_out) + F'^P): a bias-free 1x1 conv commutes with bilinear up-sampling and with the
+        # window layout, so it runs on F'_out at G and on the windowed tokens, and only C/8 channels move
+        W_fuse = self.fuse[0].weight.flatten(1)  # (C/8, C)
+        F_P = from_windows(F.linear(local, W_fuse), ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, C/8, 2G, 2G)
+        x = F.interpolate(self.fuse[0](F_out), scale_factor=2, mode="bilinear", align_corners=False) + F_P
+        x = self.fuse[1:](x)  # BatchNorm, GELU at 2G
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/8, 4G, 4G)
         x = self.refine(x + sam_up)
-        # a bias-free 1x1 conv commutes with bilinear up-sampling: run it on 4x fewer pixels
+        # likewise the last 1x1 conv runs before the last up-sampling, on 4x fewer pixels
         x = self.out[0](x)  # (B, C/16, 4G, 4G)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/16, 8G, 8G)
         x = self.out[1:](x)  # BatchNorm, GELU at 8G
@@ -989,8 +1005,7 @@ class SAMA(nn.Module):
                 keys = F_out.flatten(2).transpose(1, 2)  # (B, G*G, C)
         queries = dec.transformer.final_attention(queries, keys, tokens, key_pe)
         F_out = keys.transpose(1, 2).reshape(B, C, G, G)  # F'_out
-        F_P = from_windows(local, ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, C, 2G, 2G)
-        return self.heads[t](queries[:, 1 + dec.num_mask_tokens], F_out, F_P, dec.output_upscaling(F_out))
+        return self.heads[t](queries[:, 1 + dec.num_mask_tokens], F_out, local, dec.output_upscaling(F_out))
 
     def forward(
         self,
@@ -1025,23 +1040,41 @@ class SAMA(nn.Module):
 
 
 class SamaPredictor:
-    """Encode an image once (five views and MVLE), then prompt it as often as you like."""
+    """Encode an image once (five views and MVLE), then prompt it as often as you like.
+
+    On CUDA a prompt replays a CUDA graph, captured at the first prompt of each shape (number of
+    points, box or not, autocast): one prompt is three decoder passes of a few hundred small kernels,
+    whose launches from Python, not the GPU's work, would otherwise set its time. The graphs read the
+    model's weights and the cached image features where they lie, so the model must not be replaced
+    while the predictor is in use (loading weights in place is fine).
+    """
 
     def __init__(self, sama: SAMA) -> None:
         self.model = sama.eval()
         self.features: Optional[ImageFeatures] = None
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list, tuple]] = {}  # prompt shape -> graph, its inputs, outputs
+        self.graph_pool = None  # the graphs share one memory pool: each replay's outputs are read before the next
 
-    @torch.no_grad()
+    # inference_mode (not no_grad) throughout: the cached tensors are updated in place, which
+    # inference tensors allow only inside it
+    @torch.inference_mode()
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB."""
         S, dev = self.model.sam.config.image_size, self.model.sam.device
-        frame = image_to_frame(image, S).to(dev)[None]
-        local = image_to_frame(image, 2 * S).to(dev)[None] if self.model.use_mvle else None
-        self.features = self.model.encode(frame, local)
+        frame = image_to_frame(image, S, dev)[None]
+        local = image_to_frame(image, 2 * S, dev)[None] if self.model.use_mvle else None
+        features = self.model.encode(frame, local)
+        old = self.features
+        if self.graphs and [(t.shape, t.dtype) for t in _tensors(old)] == [(t.shape, t.dtype) for t in _tensors(features)]:
+            for cached, new in zip(_tensors(old), _tensors(features)):  # the graphs read the features there
+                cached.copy_(new)
+        else:
+            self.graphs.clear()
+            self.features = features
         self.original_size = image.shape[:2]
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(
         self,
         point_coords: Optional[np.ndarray] = None,
@@ -1057,19 +1090,81 @@ class SamaPredictor:
             raise RuntimeError("call set_image before predict")
         if point_coords is None and box is None:
             raise ValueError("give a box or at least one point")
-        S = self.model.sam.config.image_size
-        prompts = prompt_tensors(point_coords, point_labels, box, self.original_size, S, self.model.sam.device)
+        S, dev = self.model.sam.config.image_size, self.model.sam.device
+        prompts = prompt_tensors(point_coords, point_labels, box, self.original_size, S, dev)
+        decode = self._decode_graphed if dev.type == "cuda" else self._decode
+        sam_logits, seg_logits, alpha = decode(prompts)
+        # both SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
+        seg, alpha = postprocess_masks(torch.cat([seg_logits, alpha], 1).float(), S, self.input_size, self.original_size)[0]
+        sam_mask = postprocess_masks(sam_logits.float(), S, self.input_size, self.original_size)[0, 0]
+        if not return_logits:
+            seg, sam_mask = seg > 0, sam_mask > 0
+        return seg.cpu().numpy(), alpha.cpu().numpy(), sam_mask.cpu().numpy()
+
+    def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SAM's logits (1, 1, 4G, 4G), SAMA's segmentation logits and alpha (1, 1, 8G, 8G) for one prompt."""
         sam_logits = self.model.sam.decode(self.features.F_I, *prompts)[0]
         seg_logits = self.model.decode(self.features, "seg", *prompts)
         alpha = torch.sigmoid(self.model.decode(self.features, "matting", *prompts))
+        return sam_logits, seg_logits, alpha
 
-        def to_image(x: torch.Tensor) -> np.ndarray:
-            return postprocess_masks(x.float(), S, self.input_size, self.original_size)[0, 0].cpu().numpy().astype(np.float32)
+    def _decode_graphed(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """_decode replayed from a CUDA graph; the outputs are overwritten by the next replay."""
+        amp = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+        key = (tuple(None if p is None else tuple(p.shape) for p in prompts), amp)
+        if key not in self.graphs:
+            inputs = [None if p is None else p.clone() for p in prompts]
+            # autocast's cache of cast weights would be freed after the capture: cast inside the graph
+            no_cache = torch.autocast("cuda", dtype=amp[1], enabled=amp[0], cache_enabled=False)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), no_cache:
+                self._decode(inputs)  # warm-up outside the capture (library handles, lazy initialisation)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.graph_pool), no_cache:
+                outputs = self._decode(inputs)
+            self.graph_pool = graph.pool()
+            self.graphs[key] = graph, inputs, outputs
+        graph, inputs, outputs = self.graphs[key]
+        for static, p in zip(inputs, prompts):
+            if p is not None:
+                static.copy_(p)
+        graph.replay()
+        return outputs
 
-        seg, sam_mask = to_image(seg_logits), to_image(sam_logits)
-        if not return_logits:
-            seg, sam_mask = seg > 0, sam_mask > 0
-        return seg, to_image(alpha), sam_mask
+
+def _tensors(features: Optional[ImageFeatures]) -> list[torch.Tensor]:
+    """Every tensor of an ImageFeatures, in a fixed order."""
+    if features is None:
+        return []
+    first = list(features.first_projections or ())
+    return [features.F_I, features.local, features.pe_global, features.pe_local, *first]
+
+
+# ----------------------------------------------------------------------------------------------
+# Host memory: the command-line tools call this once (the library never does it on import)
+# ----------------------------------------------------------------------------------------------
+
+
+def keep_freed_cpu_memory() -> None:
+    """On glibc, let freed tensor memory stay in the process for the next tensor, instead of
+    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next one.
+
+    On the CPU the five-view encoder batch allocates many such blocks: measured on 2 cores at 512 px
+    (ViT-B), 1.25M page faults and 3.7 s of kernel time per pass, 5.7-6.6x one view; with freed
+    memory reused, almost no faults and 4.7-5.0x, as five single passes. The process keeps its peak memory.
+    Elsewhere (macOS, Windows, musl) this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
+    libc.mallopt(M_MMAP_MAX, 0)  # serve every block from the heap, where free() keeps it
+    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back
 
 
 # ----------------------------------------------------------------------------------------------
