@@ -261,4 +261,4 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
                                        check=True, cwd=Path(sama.__file__).parent).stdout) for mode in ("keep", "default")}
     assert faults["default"] >= 100, faults  # 17 blocks of 16,384 pages (fewer with huge pages)
-    assert faults["keep"] * 20 < faults["default"], faults
+    assert faults["keep"] * 4 < faults["default"], faults  # seen: 0, or one block when the heap is fragmented
