@@ -476,6 +476,7 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
         bg = np.asarray(Image.fromarray(bg).resize((math.ceil(bw * r), math.ceil(bh * r)), Image.BICUBIC))
     b = bg[:h, :w].astype(np.float64)
     a = alpha[:, :, None].astype(np.float64) / 255.0
+    # Eq. (1): I = alpha F + (1 - alpha) B
     return (a * fg + (1.0 - a) * b).astype(np.uint8)
 
 

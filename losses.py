@@ -228,6 +228,7 @@ def seg_loss(logits, target, valid=None):
             "iou": iou_loss(prob, target, valid),
             "ssim": ssim_loss(prob, target, valid),
         }
+    # L_seg = L_BCE + L_IoU + L_SSIM
     return sum(terms.values()), terms
 
 
@@ -248,4 +249,5 @@ def matting_loss(alpha, target, valid=None):
         "grad": grad_loss(alpha, target, valid),
         "laplacian": laplacian_loss(alpha, target, valid),
     }
+    # Eq. (10): L_matting = L_l1 + L_SSIM + L_Grad + L_Laplacian
     return sum(terms.values()), terms

@@ -259,10 +259,12 @@ class Attention(nn.Module):
         budget = ATTENTION_BIAS_BUDGET["cpu" if x.device.type == "cpu" else "cuda"]
         images = max(1, budget // (self.num_heads * (h * w) ** 2))
         rows = h if images > 1 else max(1, budget // (self.num_heads * w * h * w))
-        x = torch.cat([
-            torch.cat([self.attend(q[i : i + images, :, r * w : (r + rows) * w], k[i : i + images], v[i : i + images],
-                                   Rh[r : r + rows], Rw) for r in range(0, h, rows)], dim=2)
-            for i in range(0, B, images)])  # (B, nh, hw, hs)
+        x = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, nh, hw, hs)
+        for i in range(0, B, images):
+            for r in range(0, h, rows):
+                queries = slice(r * w, (r + rows) * w)  # the tokens of grid rows r .. r + rows
+                x[i : i + images, :, queries] = self.attend(
+                    q[i : i + images, :, queries], k[i : i + images], v[i : i + images], Rh[r : r + rows], Rw)
         x = x.transpose(1, 2).reshape(B, h, w, -1)  # (B, h, w, D)
         return self.proj(x)
 
@@ -1064,10 +1066,10 @@ class SamaPredictor:
         frame = image_to_frame(image, S, dev)[None]
         local = image_to_frame(image, 2 * S, dev)[None] if self.model.use_mvle else None
         features = self.model.encode(frame, local)
-        old = self.features
-        if self.graphs and [(t.shape, t.dtype) for t in _tensors(old)] == [(t.shape, t.dtype) for t in _tensors(features)]:
-            for cached, new in zip(_tensors(old), _tensors(features)):  # the graphs read the features there
-                cached.copy_(new)
+        cached, new = _tensors(self.features), _tensors(features)
+        if self.graphs and [(t.shape, t.dtype) for t in cached] == [(t.shape, t.dtype) for t in new]:
+            for c, n in zip(cached, new):  # the graphs read the features there
+                c.copy_(n)
         else:
             self.graphs.clear()
             self.features = features

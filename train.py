@@ -190,16 +190,20 @@ class SamaLoss(nn.Module):
         self.model = model
 
     def forward(self, seg_batch, mat_batch, kind: str) -> tuple[torch.Tensor, dict]:
+        # encode + one task's decoder pass: SAMA.forward would also run plain SAM's pass, which no loss reads
         total, terms = 0.0, {}
         if seg_batch is not None:
-            out = self.model(seg_batch["image"], seg_batch["image_local"], **prompts(seg_batch, kind), tasks=("seg",))
-            logits = F.interpolate(out["seg_logits"].float(), seg_batch["target"].shape[-2:], mode="bilinear")
+            features = self.model.encode(seg_batch["image"], seg_batch["image_local"])
+            logits = self.model.decode(features, "seg", **prompts(seg_batch, kind))
+            logits = F.interpolate(logits.float(), seg_batch["target"].shape[-2:], mode="bilinear")
             l_seg, t = losses.seg_loss(logits, seg_batch["target"], seg_batch["valid"])
             total, terms = total + l_seg, {**terms, "seg": l_seg, **{f"seg_{k}": v for k, v in t.items()}}
         if mat_batch is not None:
-            out = self.model(mat_batch["image"], mat_batch["image_local"], **prompts(mat_batch, kind), tasks=("matting",))
-            alpha = F.interpolate(out["alpha"].float(), mat_batch["target"].shape[-2:], mode="bilinear")
+            features = self.model.encode(mat_batch["image"], mat_batch["image_local"])
+            alpha = torch.sigmoid(self.model.decode(features, "matting", **prompts(mat_batch, kind)))
+            alpha = F.interpolate(alpha.float(), mat_batch["target"].shape[-2:], mode="bilinear")
             l_mat, t = losses.matting_loss(alpha, mat_batch["target"], mat_batch["valid"])
+            # L = L_seg + L_matting
             total, terms = total + l_mat, {**terms, "matting": l_mat, **{f"matting_{k}": v for k, v in t.items()}}
         return total, terms
 
