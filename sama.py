@@ -525,10 +525,10 @@ class TwoWayAttentionBlock(nn.Module):
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
-        q, k = queries + query_pe, keys + key_pe
+        q, k = queries + query_pe, keys + key_pe  # k serves both cross-attentions: keys change only at the end
         queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
         return queries, keys
 
@@ -586,12 +586,32 @@ class MaskDecoder(nn.Module):
         out = out.unsqueeze(0).expand(batch_size, -1, -1)
         return torch.cat([out, sparse_prompt_embeddings], dim=1)
 
+    def upscale(self, src: torch.Tensor, G: int) -> torch.Tensor:
+        """output_upscaling of the image tokens (B, G*G, C) -> (B, C/8, 4G, 4G).
+
+        A ConvTranspose2d whose stride equals its 2 x 2 kernel maps each pixel, on its own, to a 2 x 2
+        block: a matmul of the channels-last tokens (on the CPU much faster than the convolution), the
+        map turned channels-first once, at the end.
+        """
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        B, C1, C2 = src.shape[0], up1.out_channels, up2.out_channels
+
+        def conv_transpose_2x2(x: torch.Tensor, up: nn.ConvTranspose2d) -> torch.Tensor:
+            """(N, C_in) pixels -> (N, 2 * 2 * C_out): each pixel's 2 x 2 block, channels last."""
+            return torch.addmm(up.bias.repeat(4), x, up.weight.permute(0, 2, 3, 1).flatten(1))
+
+        x = conv_transpose_2x2(src.flatten(0, 1), up1)  # (B*G*G, 2*2*C/4): pixel (i, j), block (a, b)
+        x = x.view(B, G, G, 2, 2, C1).transpose(2, 3).reshape(-1, C1)  # rows (i, a, j, b): the 2G x 2G map
+        x = act1(F.layer_norm(x, (C1,), norm.weight, norm.bias, norm.eps))  # LayerNorm2d, channels last
+        x = act2(conv_transpose_2x2(x, up2))  # (B*2G*2G, 2*2*C/8)
+        x = x.view(B, 2 * G, 2 * G, 2, 2, C2).transpose(2, 3).reshape(B, 16 * G * G, C2)  # the 4G x 4G map
+        return x.transpose(1, 2).reshape(B, C2, 4 * G, 4 * G)
+
     def predict_from_tokens(self, hs: torch.Tensor, src: torch.Tensor, G: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder outputs hs (B, T, C), src (B, G*G, C) -> masks (B, 4, 4G, 4G), IoU (B, 4)."""
-        B, _, C = src.shape
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(B, C, G, G))  # (B, C/8, 4G, 4G)
+        upscaled = self.upscale(src, G)  # (B, C/8, 4G, 4G)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )  # (B, 4, C/8)
@@ -756,17 +776,17 @@ def stitch_quadrants(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_windows(x: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B * n * n, H/n * W/n, C): the tokens of each of n x n windows."""
-    B, C, H, W = x.shape
-    x = x.view(B, C, n, H // n, n, W // n).permute(0, 2, 4, 3, 5, 1)  # (B, n, n, H/n, W/n, C)
+    """(B, H, W, C) tokens on their grid -> (B * n * n, H/n * W/n, C): the tokens of each of n x n windows."""
+    B, H, W, C = x.shape
+    x = x.reshape(B, n, H // n, n, W // n, C).transpose(2, 3)  # (B, n, n, H/n, W/n, C)
     return x.reshape(B * n * n, (H // n) * (W // n), C)
 
 
 def from_windows(x: torch.Tensor, n: int, H: int, W: int) -> torch.Tensor:
-    """Inverse of to_windows: (B * n * n, H/n * W/n, C) -> (B, C, H, W)."""
+    """Inverse of to_windows: (B * n * n, H/n * W/n, C) -> (B, H, W, C)."""
     C = x.shape[-1]
-    x = x.view(-1, n, n, H // n, W // n, C).permute(0, 5, 1, 3, 2, 4)  # (B, C, n, H/n, n, W/n)
-    return x.reshape(-1, C, H, W)
+    x = x.view(-1, n, n, H // n, W // n, C).transpose(2, 3)  # (B, n, H/n, n, W/n, C)
+    return x.reshape(-1, H, W, C)
 
 
 class MVLE(nn.Module):
@@ -826,40 +846,52 @@ class LocalAdapter(nn.Module):
         self.norm = nn.LayerNorm(C)
         self.confidence = nn.Conv2d(C, 1, kernel_size=1)
 
-    def project_local(self, local: torch.Tensor, pe_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The local tokens' projections: K and V of the first attention, Q of the second.
+    def project_pe(self, pe_local: torch.Tensor) -> torch.Tensor:
+        """The positional encoding's share of project_local, biases included: (B*n*n, (2G/n)^2, 3C/2).
 
-        local, pe_local: (B*n*n, (2G/n)^2, C), by window. For the first adapter they do not depend on
-        the prompt: SAMA.encode computes them once per image.
+        [pe W^{K_A} + b^{K_A}, b^{V_A}, pe W^Q + b^Q]: V has no positional encoding.
         """
-        return (self.global_to_local.k_proj(local + pe_local), self.global_to_local.v_proj(local),
-                self.local_to_global.q_proj(local + pe_local))
+        k = self.global_to_local.k_proj(pe_local)
+        return torch.cat([k, self.global_to_local.v_proj.bias.expand_as(k), self.local_to_global.q_proj(pe_local)], -1)
+
+    def project_local(self, local: torch.Tensor, pe_share: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The local tokens' projections: K_A and V_A of the first attention, Q of the second.
+
+        (local + pe) W = local W + pe W: the three weights make one matmul of `local`, and the PE's
+        share, `pe_share` from project_pe, is computed once per image. local (B*n*n, (2G/n)^2, C) by
+        window. For the first adapter the result does not depend on the prompt: SAMA.encode keeps it.
+        """
+        W = torch.cat([self.global_to_local.k_proj.weight, self.global_to_local.v_proj.weight,
+                       self.local_to_global.q_proj.weight])  # (3C/2, C)
+        out = torch.addmm(pe_share.flatten(0, 1), local.flatten(0, 1), W.T)  # (B*n*n*t, 3C/2)
+        return out.view_as(pe_share).chunk(3, dim=-1)
 
     def forward(
         self, F_out: torch.Tensor, local: torch.Tensor, pe_global: torch.Tensor, projections: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
-            F_out: (B, C, G, G) the image tokens output by the decoder layer.
+            F_out: (B, G, G, C) the image tokens output by the decoder layer, on their grid.
             local: (B*n*n, (2G/n)^2, C) local tokens by window (F'^P + F_early for the first adapter).
-            pe_global: (1, C, G, G) positional encoding.  projections: project_local(local, pe_local).
+            pe_global: (B*n*n, (G/n)^2, C) positional encoding of F_out, by window.
+            projections: project_local(local, pe_share).
         Returns:
-            F'_out (B, C, G, G), input of the next decoder layer; the updated local tokens, by window.
+            F'_out (B, G, G, C), input of the next decoder layer; the updated local tokens, by window.
         """
-        B, C, G, _ = F_out.shape
+        B, G, _, C = F_out.shape
         n = ADAPTER_WINDOWS
         K_A, V_A, Q_local = projections
         F_win = to_windows(F_out, n)  # (B*n*n, (G/n)^2, C)
-        F_win_pe = F_win + to_windows(pe_global.expand(B, -1, -1, -1), n)
+        F_win_pe = F_win + pe_global
         # Eq. (4): Q_A = F_out W^A.  Eqs. (5)-(6): K_{A_m}, V_{A_m} = (F'^{P_m} + F_early) W^{K_A}, W^{V_A}
         Q_A = self.global_to_local.q_proj(F_win_pe)
         # Eq. (7): F''^{P_m} = Cross-Attn(Q_A, K_{A_m}, V_{A_m}), window by window inside quadrant m
-        F_2P = from_windows(self.global_to_local.attend(Q_A, K_A, V_A), n, G, G)  # (B, C, G, G)
+        F_2P = from_windows(self.global_to_local.attend(Q_A, K_A, V_A), n, G, G)  # (B, G, G, C)
         # second cross-attention, roles swapped: the local tokens query the decoder's image tokens
         attn = self.local_to_global.attend(Q_local, self.local_to_global.k_proj(F_win_pe), self.local_to_global.v_proj(F_win))
         local = self.norm(local + attn)
-        # Eq. (8): C = sigmoid(Conv(F_out)) * F''^P
-        C = torch.sigmoid(self.confidence(F_out)) * F_2P
+        # Eq. (8): C = sigmoid(Conv(F_out)) * F''^P   (the 1x1 conv applied to the channels-last tokens)
+        C = torch.sigmoid(F.linear(F_out, self.confidence.weight.flatten(1), self.confidence.bias)) * F_2P
         # Eq. (9): F'_out = F_out + C
         return F_out + C, local
 
@@ -880,14 +912,15 @@ class PredictionHead(nn.Module):
         self.token_mlp = MLP(C, C, C // 16, 3)
 
     def forward(self, token: torch.Tensor, F_out: torch.Tensor, local: torch.Tensor, sam_up: torch.Tensor) -> torch.Tensor:
-        """token (B, C), F'_out (B, C, G, G), the local tokens F'^P by adapter window (B*n*n, (2G/n)^2, C),
-        SAM's up-scaled map (B, C/8, 4G, 4G) -> logits (B, 1, 8G, 8G)."""
-        B, C, G, _ = F_out.shape
+        """token (B, C), F'_out (B, G, G, C) on its grid, the local tokens F'^P by adapter window
+        (B*n*n, (2G/n)^2, C), SAM's up-scaled map (B, C/8, 4G, 4G) -> logits (B, 1, 8G, 8G)."""
+        G = F_out.shape[1]
         # fuse(up(F'_out) + F'^P): a bias-free 1x1 conv commutes with bilinear up-sampling and with the
         # window layout, so it runs on F'_out at G and on the windowed tokens, and only C/8 channels move
         W_fuse = self.fuse[0].weight.flatten(1)  # (C/8, C)
-        F_P = from_windows(F.linear(local, W_fuse), ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, C/8, 2G, 2G)
-        x = F.interpolate(self.fuse[0](F_out), scale_factor=2, mode="bilinear", align_corners=False) + F_P
+        F_P = from_windows(F.linear(local, W_fuse), ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, 2G, 2G, C/8)
+        F_out = F.linear(F_out, W_fuse).permute(0, 3, 1, 2)  # (B, C/8, G, G)
+        x = F.interpolate(F_out, scale_factor=2, mode="bilinear", align_corners=False) + F_P.permute(0, 3, 1, 2)
         x = self.fuse[1:](x)  # BatchNorm, GELU at 2G
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C/8, 4G, 4G)
         x = self.refine(x + sam_up)
@@ -905,8 +938,9 @@ class ImageFeatures:
 
     F_I: torch.Tensor  # (B, C, G, G) SAM's embedding of the global view
     local: torch.Tensor  # (B*n*n, (2G/n)^2, C) the local tokens F'^P + F_early, by adapter window
-    pe_global: torch.Tensor  # (1, C, G, G) positional encoding of the decoder's grid
-    pe_local: torch.Tensor  # (B*n*n, (2G/n)^2, C) positional encoding of the local grid, by window
+    pe_global: torch.Tensor  # (1, G*G, C) positional encoding of the decoder's image tokens
+    pe_global_windows: torch.Tensor  # (B*n*n, (G/n)^2, C) the same, by adapter window
+    pe_shares: list[torch.Tensor]  # each Local-Adapter's project_pe of the local grid's positional encoding
     first_projections: Optional[tuple[torch.Tensor, ...]]  # the first Local-Adapter's projections of `local`
 
 
@@ -955,8 +989,10 @@ class SAMA(nn.Module):
             early = torch.stack([f[0] for _, f in encoded])  # (B, G, G, D): the global view's
             pe_layer = self.sam.prompt_encoder.pe_layer
             B, G = images.shape[0], embeddings.shape[-1]
-            pe_global = self.sam.prompt_encoder.get_dense_pe()  # (1, C, G, G)
-            pe_local = to_windows(pe_layer((2 * G, 2 * G))[None], ADAPTER_WINDOWS).repeat(B, 1, 1)  # (B*n*n, t, C)
+            n = ADAPTER_WINDOWS
+            pe_global = self.sam.prompt_encoder.get_dense_pe().permute(0, 2, 3, 1).contiguous()  # (1, G, G, C)
+            pe_global_windows = to_windows(pe_global, n).repeat(B, 1, 1)  # (B*n*n, (G/n)^2, C)
+            pe_local = to_windows(pe_layer((2 * G, 2 * G)).permute(1, 2, 0)[None], n).repeat(B, 1, 1)
         F_I = embeddings[:, 0]
         F_early = self.early_proj(early.permute(0, 3, 1, 2))  # (B, C, G, G)
         F_early = F.interpolate(F_early, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C, 2G, 2G)
@@ -965,9 +1001,12 @@ class SAMA(nn.Module):
         else:
             # the residual fusion inside Eqs. (5)-(6): F'^P + F_early
             F_P = self.mvle(F_I, embeddings[:, 1:], pe_layer) + F_early
-        local = to_windows(F_P, ADAPTER_WINDOWS)  # (B*n*n, (2G/n)^2, C): the adapters' layout
-        first = self.local_adapters[0].project_local(local, pe_local) if self.local_adapters is not None else None
-        return ImageFeatures(F_I, local, pe_global, pe_local, first)
+        local = to_windows(F_P.permute(0, 2, 3, 1), n)  # (B*n*n, (2G/n)^2, C): the adapters' layout
+        first, pe_shares = None, []
+        if self.local_adapters is not None:  # outside no_grad: the adapters' weights learn through both
+            pe_shares = [adapter.project_pe(pe_local) for adapter in self.local_adapters]
+            first = self.local_adapters[0].project_local(local, pe_shares[0])
+        return ImageFeatures(F_I, local, pe_global.flatten(1, 2), pe_global_windows, pe_shares, first)
 
     def decode(
         self,
@@ -993,8 +1032,8 @@ class SAMA(nn.Module):
         sam_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])  # (5, C)
         sama_token = self.sama_tokens.weight[t : t + 1]  # (1, C)
         tokens = torch.cat([torch.cat([sam_tokens, sama_token]).expand(B, -1, -1), sparse.expand(B, -1, -1)], dim=1)
-        key_pe = features.pe_global.flatten(2).transpose(1, 2)  # (1, G*G, C)
-        keys = (features.F_I + dense).flatten(2).transpose(1, 2)  # (B, G*G, C)
+        key_pe = features.pe_global  # (1, G*G, C)
+        keys = (features.F_I + dense).flatten(2).transpose(1, 2).contiguous()  # (B, G*G, C)
         local, projections = features.local, features.first_projections
         queries = tokens  # (B, T, C)
         for i, layer in enumerate(dec.transformer.layers):
@@ -1002,12 +1041,12 @@ class SAMA(nn.Module):
             if self.local_adapters is not None:
                 adapter = self.local_adapters[i]
                 if i > 0:  # the previous adapter changed the local tokens
-                    projections = adapter.project_local(local, features.pe_local)
-                F_out, local = adapter(keys.transpose(1, 2).reshape(B, C, G, G), local, features.pe_global, projections)
-                keys = F_out.flatten(2).transpose(1, 2)  # (B, G*G, C)
+                    projections = adapter.project_local(local, features.pe_shares[i])
+                F_out, local = adapter(keys.view(B, G, G, C), local, features.pe_global_windows, projections)
+                keys = F_out.flatten(1, 2)  # (B, G*G, C)
         queries = dec.transformer.final_attention(queries, keys, tokens, key_pe)
-        F_out = keys.transpose(1, 2).reshape(B, C, G, G)  # F'_out
-        return self.heads[t](queries[:, 1 + dec.num_mask_tokens], F_out, local, dec.output_upscaling(F_out))
+        F_out = keys.view(B, G, G, C)  # F'_out
+        return self.heads[t](queries[:, 1 + dec.num_mask_tokens], F_out, local, dec.upscale(keys, G))
 
     def forward(
         self,
@@ -1141,7 +1180,7 @@ def _tensors(features: Optional[ImageFeatures]) -> list[torch.Tensor]:
     if features is None:
         return []
     first = list(features.first_projections or ())
-    return [features.F_I, features.local, features.pe_global, features.pe_local, *first]
+    return [features.F_I, features.local, features.pe_global, features.pe_global_windows, *features.pe_shares, *first]
 
 
 # ----------------------------------------------------------------------------------------------

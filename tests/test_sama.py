@@ -185,10 +185,11 @@ def test_quadrants_and_windows_round_trip():
     assert torch.equal(q[:, :, 1], x[:, :, :4, 4:])  # m = 1 is the top-right quadrant
     assert torch.equal(q[:, :, 2], x[:, :, 4:, :4])
     assert torch.equal(sama.stitch_quadrants(q), x)
-    w = sama.to_windows(x, 2)
+    tokens = x.permute(0, 2, 3, 1)  # (2, 8, 8, 3) channels last
+    w = sama.to_windows(tokens, 2)
     assert w.shape == (8, 16, 3)
     assert torch.equal(w[1].T.reshape(3, 4, 4), x[0, :, :4, 4:])  # window 1 of image 0, tokens row-major
-    assert torch.equal(sama.from_windows(w, 2, 8, 8), x)
+    assert torch.equal(sama.from_windows(w, 2, 8, 8), tokens)
 
 
 def test_global_attention_in_blocks_equals_one_batch(monkeypatch):
@@ -205,6 +206,31 @@ def test_global_attention_in_blocks_equals_one_batch(monkeypatch):
         torch.testing.assert_close(attn(x), whole, rtol=0, atol=1e-5)
 
 
+def test_adapter_projects_the_local_tokens_in_one_matmul_without_changing_the_result():
+    """project_local(local, project_pe(pe)) equals the equations' (local + pe) W^{K_A}, local W^{V_A},
+    (local + pe) W^Q, and gradients still reach every projection, biases included."""
+    torch.manual_seed(0)
+    adapter = sama.LocalAdapter(64, 4)
+    local, pe = torch.randn(8, 16, 64), torch.randn(8, 16, 64)
+    g2l, l2g = adapter.global_to_local, adapter.local_to_global
+    expected = (g2l.k_proj(local + pe), g2l.v_proj(local), l2g.q_proj(local + pe))
+    got = adapter.project_local(local, adapter.project_pe(pe))
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
+    sum(g.square().sum() for g in got).backward()
+    for proj in (g2l.k_proj, g2l.v_proj, l2g.q_proj):
+        assert proj.weight.grad.abs().sum() > 0 and proj.bias.grad.abs().sum() > 0
+
+
+def test_upscale_equals_sams_transposed_convolutions():
+    """MaskDecoder.upscale (matmuls on tokens) equals output_upscaling run as SAM runs it, on a map."""
+    dec = randomized_sam(3).mask_decoder
+    src = torch.randn(2, G * G, CFG.prompt_embed_dim)
+    with torch.no_grad():
+        expected = dec.output_upscaling(src.transpose(1, 2).reshape(2, -1, G, G))
+        torch.testing.assert_close(dec.upscale(src, G), expected, rtol=0, atol=1e-5)
+
+
 def test_head_runs_its_pointwise_convs_where_they_are_cheapest_without_changing_the_result():
     torch.manual_seed(0)
     head = sama.PredictionHead(64).eval()
@@ -213,13 +239,13 @@ def test_head_runs_its_pointwise_convs_where_they_are_cheapest_without_changing_
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
     token, F_out, F_P, sam_up = torch.randn(2, 64), torch.randn(2, 64, 16, 16), torch.randn(2, 64, 32, 32), torch.randn(2, 8, 64, 64)
-    local = sama.to_windows(F_P, sama.ADAPTER_WINDOWS)
+    local = sama.to_windows(F_P.permute(0, 2, 3, 1), sama.ADAPTER_WINDOWS)
     up = lambda x: torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
     with torch.no_grad():  # the textbook order: up-sample, then conv + BN + GELU, on the stitched map
         x = head.refine(up(head.fuse(up(F_out) + F_P)) + sam_up)
         x = head.out(up(x))
         expected = (head.token_mlp(token)[:, None, :] @ x.flatten(2)).view(2, 1, 128, 128)
-        torch.testing.assert_close(head(token, F_out, local, sam_up), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(head(token, F_out.permute(0, 2, 3, 1), local, sam_up), expected, rtol=0, atol=1e-5)
 
 
 def test_predictors_under_bf16_autocast_return_float32_arrays():
