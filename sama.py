@@ -515,21 +515,38 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = DecoderAttention(C, num_heads, downsample_rate=2)
         self.skip_first_layer_pe = skip_first_layer_pe
 
+    def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The image tokens' projections, which the tokens do not change before the layer's end: K and V
+        of the token-to-image attention, Q of the image-to-token attention, each (B, G*G, C/2)."""
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        k = keys + key_pe
+        return t2i.k_proj(k), t2i.v_proj(keys), i2t.q_proj(k)
+
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        image_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, T, C) tokens, keys (B, G*G, C) image tokens -> both updated."""
+        """queries (B, T, C) tokens, keys (B, G*G, C) image tokens -> both updated.
+
+        image_projections: project_image(keys, key_pe) if already computed (see Sam.decode)."""
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        if image_projections is None:
+            image_projections = self.project_image(keys, key_pe)
+        K, V, Q_image = image_projections
         if self.skip_first_layer_pe:  # the first layer replaces the tokens (no residual, no PE)
             queries = self.self_attn(queries, queries, queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
-        q, k = queries + query_pe, keys + key_pe  # k serves both cross-attentions: keys change only at the end
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm2(queries + t2i.attend(t2i.q_proj(queries + query_pe), K, V))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + i2t.attend(Q_image, i2t.k_proj(q), i2t.v_proj(queries)))
         return queries, keys
 
 
@@ -547,15 +564,22 @@ class TwoWayTransformer(nn.Module):
         q, k = queries + point_embedding, keys + image_pe
         return self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
 
+    def image_tokens(self, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, G, G) maps -> (B, G*G, C) tokens: the image and its PE as the layers take them."""
+        return image_embedding.flatten(2).permute(0, 2, 1), image_pe.flatten(2).permute(0, 2, 1)
+
     def forward(
-        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+        self,
+        image_embedding: torch.Tensor,
+        image_pe: torch.Tensor,
+        point_embedding: torch.Tensor,
+        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """image (B, C, G, G), its PE (B, C, G, G), tokens (B, T, C) -> tokens (B, T, C), image (B, G*G, C)."""
-        keys = image_embedding.flatten(2).permute(0, 2, 1)  # (B, G*G, C)
-        image_pe = image_pe.flatten(2).permute(0, 2, 1)  # (B, G*G, C)
+        keys, image_pe = self.image_tokens(image_embedding, image_pe)
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, image_pe)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, point_embedding, image_pe, first_layer_projections if i == 0 else None)
         return self.final_attention(queries, keys, point_embedding, image_pe), keys
 
 
@@ -626,6 +650,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """image (1 or B, C, G, G), PE (1, C, G, G), sparse (B, T, C), dense (B, C, G, G).
 
@@ -635,7 +660,7 @@ class MaskDecoder(nn.Module):
         tokens = self.output_tokens(B, sparse_prompt_embeddings.expand(B, -1, -1))
         src = image_embeddings.expand(B, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(B, -1, -1, -1)
-        hs, src = self.transformer(src, pos_src, tokens)
+        hs, src = self.transformer(src, pos_src, tokens, first_layer_projections)
         masks, iou_pred = self.predict_from_tokens(hs, src, G)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
@@ -670,11 +695,28 @@ class Sam(nn.Module):
         boxes: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
         multimask_output: bool = False,
+        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder on (1 or B, C, G, G) embeddings -> logits (B, M, 4G, 4G), IoU (B, M)."""
+        """Prompt encoder + mask decoder on (1 or B, C, G, G) embeddings -> logits (B, M, 4G, 4G), IoU (B, M).
+
+        first_layer_projections: first_layer_projections(image_embeddings), kept by a predictor."""
+        if first_layer_projections is not None and mask_inputs is not None:
+            raise ValueError("first_layer_projections hold for prompts without a mask input")
         pts = (points, point_labels) if points is not None else None
         sparse, dense = self.prompt_encoder(pts, boxes, mask_inputs)
-        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output)
+        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output,
+                                 first_layer_projections)
+
+    def first_layer_projections(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The first decoder layer's projections of the image tokens (TwoWayAttentionBlock.project_image).
+
+        They depend on the prompt only through a mask input: for every prompt without one they are the
+        same, so a predictor computes them once per image.
+        """
+        _, no_mask = self.prompt_encoder(None, None, None)  # (1, C, G, G)
+        transformer = self.mask_decoder.transformer
+        keys, key_pe = transformer.image_tokens(image_embeddings + no_mask, self.prompt_encoder.get_dense_pe())
+        return transformer.layers[0].project_image(keys, key_pe)
 
     def forward(
         self,
@@ -941,7 +983,8 @@ class ImageFeatures:
     pe_global: torch.Tensor  # (1, G*G, C) positional encoding of the decoder's image tokens
     pe_global_windows: torch.Tensor  # (B*n*n, (G/n)^2, C) the same, by adapter window
     pe_shares: list[torch.Tensor]  # each Local-Adapter's project_pe of the local grid's positional encoding
-    first_projections: Optional[tuple[torch.Tensor, ...]]  # the first Local-Adapter's projections of `local`
+    first_layer_projections: tuple[torch.Tensor, ...]  # Sam.first_layer_projections(F_I): no mask input
+    first_adapter_projections: Optional[tuple[torch.Tensor, ...]]  # the first Local-Adapter's of `local`
 
 
 class SAMA(nn.Module):
@@ -993,7 +1036,8 @@ class SAMA(nn.Module):
             pe_global = self.sam.prompt_encoder.get_dense_pe().permute(0, 2, 3, 1).contiguous()  # (1, G, G, C)
             pe_global_windows = to_windows(pe_global, n).repeat(B, 1, 1)  # (B*n*n, (G/n)^2, C)
             pe_local = to_windows(pe_layer((2 * G, 2 * G)).permute(1, 2, 0)[None], n).repeat(B, 1, 1)
-        F_I = embeddings[:, 0]
+            F_I = embeddings[:, 0]
+            first_layer = self.sam.first_layer_projections(F_I)
         F_early = self.early_proj(early.permute(0, 3, 1, 2))  # (B, C, G, G)
         F_early = F.interpolate(F_early, scale_factor=2, mode="bilinear", align_corners=False)  # (B, C, 2G, 2G)
         if self.mvle is None:
@@ -1006,7 +1050,7 @@ class SAMA(nn.Module):
         if self.local_adapters is not None:  # outside no_grad: the adapters' weights learn through both
             pe_shares = [adapter.project_pe(pe_local) for adapter in self.local_adapters]
             first = self.local_adapters[0].project_local(local, pe_shares[0])
-        return ImageFeatures(F_I, local, pe_global.flatten(1, 2), pe_global_windows, pe_shares, first)
+        return ImageFeatures(F_I, local, pe_global.flatten(1, 2), pe_global_windows, pe_shares, first_layer, first)
 
     def decode(
         self,
@@ -1034,10 +1078,11 @@ class SAMA(nn.Module):
         tokens = torch.cat([torch.cat([sam_tokens, sama_token]).expand(B, -1, -1), sparse.expand(B, -1, -1)], dim=1)
         key_pe = features.pe_global  # (1, G*G, C)
         keys = (features.F_I + dense).flatten(2).transpose(1, 2).contiguous()  # (B, G*G, C)
-        local, projections = features.local, features.first_projections
+        local, projections = features.local, features.first_adapter_projections
+        first_layer = features.first_layer_projections if mask_inputs is None else None
         queries = tokens  # (B, T, C)
         for i, layer in enumerate(dec.transformer.layers):
-            queries, keys = layer(queries, keys, tokens, key_pe)
+            queries, keys = layer(queries, keys, tokens, key_pe, first_layer if i == 0 else None)
             if self.local_adapters is not None:
                 adapter = self.local_adapters[i]
                 if i > 0:  # the previous adapter changed the local tokens
@@ -1144,7 +1189,8 @@ class SamaPredictor:
 
     def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SAM's logits (1, 1, 4G, 4G), SAMA's segmentation logits and alpha (1, 1, 8G, 8G) for one prompt."""
-        sam_logits = self.model.sam.decode(self.features.F_I, *prompts)[0]
+        sam_logits = self.model.sam.decode(self.features.F_I, *prompts,
+                                           first_layer_projections=self.features.first_layer_projections)[0]
         seg_logits = self.model.decode(self.features, "seg", *prompts)
         alpha = torch.sigmoid(self.model.decode(self.features, "matting", *prompts))
         return sam_logits, seg_logits, alpha
@@ -1179,8 +1225,9 @@ def _tensors(features: Optional[ImageFeatures]) -> list[torch.Tensor]:
     """Every tensor of an ImageFeatures, in a fixed order."""
     if features is None:
         return []
-    first = list(features.first_projections or ())
-    return [features.F_I, features.local, features.pe_global, features.pe_global_windows, *features.pe_shares, *first]
+    first = list(features.first_adapter_projections or ())
+    return [features.F_I, features.local, features.pe_global, features.pe_global_windows, *features.pe_shares,
+            *features.first_layer_projections, *first]
 
 
 # ----------------------------------------------------------------------------------------------

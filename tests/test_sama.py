@@ -151,6 +151,24 @@ def test_sam_baseline_is_plain_sam():
     assert np.array_equal(sam_mask, masks[0])
 
 
+def test_first_decoder_layer_projections_are_the_same_for_every_prompt_without_a_mask():
+    """What the predictors keep per image (Sam.first_layer_projections) gives SAM's decoder pass
+    exactly, for points and for boxes; with a mask input the cache does not hold and is refused."""
+    sam = randomized_sam(4).eval()
+    images, _, boxes, _ = batch(1, seed=4)
+    with torch.no_grad():
+        embedding, _ = sam.image_encoder(images)
+        cached = sam.first_layer_projections(embedding)
+        prompts = [dict(boxes=boxes), dict(points=torch.tensor([[[60.0, 70.0], [150.0, 160.0]]]), point_labels=torch.tensor([[1, 0]]))]
+        for prompt in prompts:
+            for multimask in (False, True):
+                expected = sam.decode(embedding, **prompt, multimask_output=multimask)
+                got = sam.decode(embedding, **prompt, multimask_output=multimask, first_layer_projections=cached)
+                assert all(torch.equal(g, e) for g, e in zip(got, expected))
+        with pytest.raises(ValueError, match="without a mask input"):
+            sam.decode(embedding, boxes=boxes, mask_inputs=torch.zeros(1, 1, 4 * G, 4 * G), first_layer_projections=cached)
+
+
 def test_predictor_equals_batched_forward_and_caches_the_encoder():
     model = SAMA(randomized_sam()).eval()
     calls = []
