@@ -178,8 +178,8 @@ def test_first_decoder_layer_projections_are_the_same_for_every_prompt_without_a
     with torch.no_grad():
         embedding, _ = sam.image_encoder(images)
         cached = sam.first_layer_projections(embedding)
-        prompts = [dict(boxes=boxes), dict(points=torch.tensor([[[60.0, 70.0], [150.0, 160.0]]]), point_labels=torch.tensor([[1, 0]]))]
-        for prompt in prompts:
+        points = dict(points=torch.tensor([[[60.0, 70.0], [150.0, 160.0]]]), point_labels=torch.tensor([[1, 0]]))
+        for prompt in (dict(boxes=boxes), points):
             for multimask in (False, True):
                 expected = sam.decode(embedding, **prompt, multimask_output=multimask)
                 got = sam.decode(embedding, **prompt, multimask_output=multimask, first_layer_projections=cached)
