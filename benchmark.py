@@ -6,8 +6,9 @@
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
 plain-SAM pass it reports beside them, replayed from a CUDA graph on CUDA). Each repetition times
-SAM and SAMA back to back and the medians are compared, so a noisy machine affects both alike. Random weights: speed does not depend
-on their values. A reduced --image-size keeps every layer but shrinks the token grid (labelled).
+SAM and SAMA back to back and the medians are compared, so a noisy machine affects both alike.
+Random weights: speed does not depend on their values. A reduced --image-size keeps every layer but
+shrinks the token grid (labelled).
 """
 
 from __future__ import annotations

@@ -905,6 +905,8 @@ class LocalAdapter(nn.Module):
         """
         W = torch.cat([self.global_to_local.k_proj.weight, self.global_to_local.v_proj.weight,
                        self.local_to_global.q_proj.weight])  # (3C/2, C)
+        # Eqs. (5)-(6): K_{A_m} = (F'^{P_m} + F_early) W^{K_A}, V_{A_m} = (F'^{P_m} + F_early) W^{V_A}
+        # (the positional encoding added to the keys, as SAM's decoder does), and Q = local W^Q
         out = torch.addmm(pe_share.flatten(0, 1), local.flatten(0, 1), W.T)  # (B*n*n*t, 3C/2)
         return out.view_as(pe_share).chunk(3, dim=-1)
 
@@ -925,7 +927,7 @@ class LocalAdapter(nn.Module):
         K_A, V_A, Q_local = projections
         F_win = to_windows(F_out, n)  # (B*n*n, (G/n)^2, C)
         F_win_pe = F_win + pe_global
-        # Eq. (4): Q_A = F_out W^A.  Eqs. (5)-(6): K_{A_m}, V_{A_m} = (F'^{P_m} + F_early) W^{K_A}, W^{V_A}
+        # Eq. (4): Q_A = F_out W^A   (K_{A_m}, V_{A_m} of Eqs. (5)-(6) come from project_local)
         Q_A = self.global_to_local.q_proj(F_win_pe)
         # Eq. (7): F''^{P_m} = Cross-Attn(Q_A, K_{A_m}, V_{A_m}), window by window inside quadrant m
         F_2P = from_windows(self.global_to_local.attend(Q_A, K_A, V_A), n, G, G)  # (B, G, G, C)
