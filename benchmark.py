@@ -2,6 +2,7 @@
 
     python benchmark.py                      # tiny at 256 px and ViT-B at 512 px (CPU-friendly)
     python benchmark.py --variants vit_b --image-size 1024 --device cuda
+    python benchmark.py --params             # SAM's parameters and what SAMA adds, per module
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
@@ -15,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Optional
 import resource
 import statistics
 import time
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor, SamPredictor, keep_freed_cpu_memory
+from predict import keep_freed_cpu_memory
+from sam import SAM_VARIANTS, Sam, SamPredictor
+from sama import SAMA, SamaPredictor
 
 
 def timed(fn, device: torch.device) -> float:
@@ -108,6 +113,31 @@ def bench(variant: str, image_size: int, device: torch.device, reps: int, dtype:
     print(f"  peak memory: SAM {mem_sam}, SAMA {mem_sama}")
 
 
+# ----------------------------------------------------------------------------------------------
+# Parameter overhead: python benchmark.py --params
+# ----------------------------------------------------------------------------------------------
+
+
+def count(module: Optional[nn.Module]) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def print_param_overhead() -> None:
+    """SAM's parameters and what SAMA adds, per module, for the official variants (meta device: no memory)."""
+    paper = 0.018  # "SAMA adds 1.8% to SAM"
+    print(f"{'variant':8} {'SAM':>13} {'MVLE':>10} {'early_proj':>10} {'adapters':>10} {'tokens':>7} "
+          f"{'heads':>9} {'SAMA adds':>11} {'ratio':>7}")
+    for name in ("vit_b", "vit_l", "vit_h"):
+        with torch.device("meta"):
+            model = SAMA(Sam(SAM_VARIANTS[name]))
+        parts = [model.mvle, model.early_proj, model.local_adapters, model.sama_tokens, model.heads]
+        added = sum(count(p) for p in parts)
+        sam = count(model.sam)
+        print(f"{name:8} {sam:13,} " + " ".join(f"{count(p):{w},}" for p, w in zip(parts, (10, 10, 10, 7, 9)))
+              + f" {added:11,} {added / sam:7.2%}")
+    print(f"paper: SAMA adds {paper:.1%} to SAM (variant not named)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=["tiny", "vit_b"], choices=list(SAM_VARIANTS))
@@ -115,7 +145,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--params", action="store_true", help="print SAM's parameters and SAMA's overhead, then stop")
     args = p.parse_args()
+    if args.params:
+        print_param_overhead()
+        return
     device = torch.device(args.device)
     keep_freed_cpu_memory()  # as evaluate.py and predict.py do; SAM and SAMA alike
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ check_pairs before a long job (exit status 2 and "error: ..." on a problem).
 The object, for prompts: gt > 128 for segmentation masks, alpha > 0 for mattes (faint hair is
 inside the box); mask_to_box gives the tight box (inclusive pixel indices, as HQ-SAM).
 
-A training sample (shape notation as in sama.py, S = frame side):
+A training sample (shape notation as in sam.py, S = frame side):
     image        (3, S, S)    float32  SAM's frame: normalised, zero-padded bottom / right
     image_local  (3, 2S, 2S)  float32  the same view rendered at twice the resolution; its four
                                        S x S quadrants are the MVLE local views
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 from scipy import ndimage
 
-from sama import normalize_and_pad
+from sam import normalize_and_pad
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
 NUM_POINTS = 10  # HQ-SAM samples 10 positive points per object
@@ -329,7 +329,7 @@ def mask_to_box(mask: np.ndarray) -> np.ndarray:
 
 
 def _fit_view(h: int, w: int, size: int) -> tuple:
-    """SAM's view: the whole image, longest side = size (rounded as sama.preprocess_shape)."""
+    """SAM's view: the whole image, longest side = size (rounded as sam.preprocess_shape)."""
     scale = size / max(h, w)
     sh, sw = max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
     return sh, sw, 0, 0, sh, sw
@@ -357,7 +357,7 @@ def _render(img: Image.Image, view: tuple) -> np.ndarray:
 
 
 def _frame(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """(h, w, 3) uint8 -> (3, size, size) float32 normalised and zero-padded (sama.normalize_and_pad)."""
+    """(h, w, 3) uint8 -> (3, size, size) float32 normalised and zero-padded (sam.normalize_and_pad)."""
     return normalize_and_pad(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float(), size)
 
 
@@ -441,7 +441,7 @@ def make_sample(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
     valid = torch.zeros(1, size, size)
     valid[0, :ch, :cw] = 1.0
     # the local views: the same view at twice the resolution. SAM's unjittered view is recomputed at
-    # 2S exactly as sama.image_to_frame(image, 2S) does at inference (it can differ from twice the
+    # 2S exactly as sam.image_to_frame(image, 2S) does at inference (it can differ from twice the
     # S view by one pixel of rounding); a jittered view is doubled exactly.
     local_view = _fit_view(h, w, 2 * size) if view is fit else tuple(2 * v for v in view)
     return {

@@ -1,4 +1,4 @@
-"""The five-minute demo: `python train.py --demo` (2 CPU cores, nothing downloaded).
+"""The five-minute demo: `python demo.py` (2 CPU cores, nothing downloaded).
 
 1. Writes toy datasets in the official layouts (data.py make-toy): DIS5K, AIM, AIM-500, backgrounds.
 2. Makes a tiny SAM checkpoint in the official format by briefly training the tiny SAM on the toy
@@ -27,7 +27,7 @@ import evaluate
 import losses
 import train
 from load_sam_weights import atomic_save
-from sama import SAM_VARIANTS, Sam
+from sam import SAM_VARIANTS, Sam
 
 
 def pretrain_tiny_sam(toy: Path, steps: int, seed: int, out: Path) -> Path:

@@ -38,9 +38,11 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import data
-from load_sam_weights import CheckpointError, load_sam, load_sama, read_sama_header
+from load_sam_weights import CheckpointError, default_run_dir, load_sam, load_sama, read_sama_header
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from sama import SAMA, Sam, SamaPredictor, SamPredictor, keep_freed_cpu_memory
+from predict import Predictor, keep_freed_cpu_memory, save_png
+from sam import Sam
+from sama import SAMA
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
 POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
@@ -144,36 +146,6 @@ PAPER_NOTES = {
 }
 
 
-# ----------------------------------------------------------------------------------------------
-# One predictor interface for SAMA and plain SAM
-# ----------------------------------------------------------------------------------------------
-
-
-class Predictor:
-    """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
-
-    predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
-    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's mask).
-    """
-
-    def __init__(self, model: Union[SAMA, Sam]) -> None:
-        self.is_sama = isinstance(model, SAMA)
-        self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.predictor.set_image(image)
-
-    @torch.no_grad()
-    def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-        if not self.is_sama:
-            masks, _, _ = self.predictor.predict(points, labels, box, multimask_output=False)
-            mask = masks[0]
-            return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
-        seg_logits, alpha, sam_logits = self.predictor.predict(points, labels, box, return_logits=True)
-        seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()  # the probability map the field scores
-        return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
-
-
 def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
     """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability scored at the GT's
     resolution: SegMetrics results (maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation
@@ -203,15 +175,6 @@ def sample_points(gt: np.ndarray, stem: str, n: int = max(POINT_COUNTS)) -> np.n
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """A map as its 0-255 PNG holds it: bool -> 0 / 255, float in [0, 1] -> round(x * 255)."""
     return x.astype(np.uint8) * 255 if x.dtype == bool else prediction_to_uint8(x)
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    """(H, W) grey or (H, W, 4) RGBA uint8 -> PNG, atomically: a run killed mid-write leaves no
-    truncated file (for --resume to trust, or for a user to find)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
@@ -442,8 +405,6 @@ def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], d
 
 
 def run(args) -> int:
-    from train import default_run_dir  # here, not at the top: train.py imports this module for validation
-
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
     pairs = split.reader(root)  # data problems show before the model loads

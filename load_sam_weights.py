@@ -1,10 +1,10 @@
-"""Load official SAM checkpoints into sama.Sam, strictly, with one clear line when a file is wrong.
+"""Load official SAM checkpoints into sam.Sam, strictly, with one clear line when a file is wrong.
 
     python load_sam_weights.py sam_vit_b_01ec64.pth [--variant vit_b]
 
 prints the variant, the parameter count of each part, and runs one box prompt on a synthetic image.
 
-An official checkpoint is a plain state_dict whose keys are exactly sama.Sam's (image_encoder.*,
+An official checkpoint is a plain state_dict whose keys are exactly sam.Sam's (image_encoder.*,
 prompt_encoder.*, mask_decoder.*). Loading is a key-for-key copy: the variant is told from the
 tensor shapes, every key and every shape is checked before load_state_dict, and anything wrong
 raises CheckpointError naming the file and the problem. The pieces (read_checkpoint,
@@ -25,12 +25,14 @@ import re
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
 
-from sama import SAM_VARIANTS, SAMA, Sam, SamConfig, SamPredictor
+from sam import SAM_VARIANTS, Sam, SamConfig, SamPredictor
+from sama import SAMA
 
 SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
 
@@ -200,7 +202,7 @@ def check_sam_state_dict(
 def load_sam(
     checkpoint: Union[str, os.PathLike], variant: Union[str, SamConfig, None] = None, device="cpu"
 ) -> Sam:
-    """Official SAM checkpoint -> sama.Sam in eval mode on `device`.
+    """Official SAM checkpoint -> sam.Sam in eval mode on `device`.
 
     variant: "vit_b" / "vit_l" / "vit_h" / "tiny", a SamConfig, or None to infer it from the shapes.
     Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit.
@@ -259,6 +261,12 @@ def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict) -> None:
     model = getattr(model, "module", model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
     atomic_save({"format": SAMA_FORMAT, "config": model.config, "sam": sam_id, "state_dict": state}, path)
+
+
+def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
+    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same switches."""
+    name = "sama" + "-no-mvle" * no_mvle + "-no-local-adapter" * no_local_adapter + ("" if tasks == "both" else f"-{tasks}")
+    return Path("runs") / name
 
 
 def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:

@@ -2,7 +2,6 @@
 
     python train.py --data ./DIS5K --matting ./AIM --sam-checkpoint sam_vit_l_0b3195.pth
     torchrun --nproc_per_node=8 train.py --data ./DIS5K --matting ./AIM --sam-checkpoint ...
-    python train.py --demo          # toy data, tiny model, CPU, a few minutes (see demo.py)
 
 SAM stays frozen; MVLE, the Local-Adapters, the SAMA tokens and the heads learn. Each step takes one
 segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training of SAMA"); each task
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import resource
 import sys
@@ -33,8 +31,18 @@ from tqdm import tqdm
 
 import data
 import losses
-from load_sam_weights import CheckpointError, atomic_save, load_sam, read_checkpoint, sam_identity, save_sama
-from sama import SAM_VARIANTS, SAMA, Sam
+import evaluate
+from load_sam_weights import (
+    CheckpointError,
+    atomic_save,
+    default_run_dir,
+    load_sam,
+    read_checkpoint,
+    sam_identity,
+    save_sama,
+)
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA
 
 # ----------------------------------------------------------------------------------------------
 # Knobs. Defaults are HQ-SAM's recipe where the paper is silent.
@@ -43,7 +51,6 @@ from sama import SAM_VARIANTS, SAMA, Sam
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--demo", action="store_true", help="the five-minute CPU demo on toy data (ignores the rest)")
     p.add_argument("--data", default="./DIS5K", help="folder holding DIS-TR and DIS-VD (DIS5K layout)")
     p.add_argument("--matting", help="folder holding Combined_Dataset (Adobe Image Matting), or that folder")
     p.add_argument("--thin", help="ThinObject-5K folder (original or HQ-SAM layout), added to segmentation")
@@ -72,12 +79,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.out = args.out or str(default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks))
     return args
-
-
-def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
-    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same switches."""
-    name = "sama" + "-no-mvle" * no_mvle + "-no-local-adapter" * no_local_adapter + ("" if tasks == "both" else f"-{tasks}")
-    return Path("runs") / name
 
 
 class TrainingError(Exception):
@@ -257,8 +258,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def validate(model: SAMA, val_pairs) -> dict:
-    import evaluate  # evaluate.py imports train's neighbours only; importing here keeps start-up light
-
     was_training = model.training
     scores = evaluate.score_segmentation(model, val_pairs, progress=False)
     model.train(was_training)
@@ -409,10 +408,6 @@ def train(args) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.demo:
-        import demo
-
-        return demo.main([])
     try:
         train(args)
     except NonFiniteLoss as e:

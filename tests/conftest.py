@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from sama import PIXEL_MEAN, PIXEL_STD, SamConfig  # the repository root is on sys.path (pytest.ini)
+from sam import PIXEL_MEAN, PIXEL_STD, SamConfig  # the repository root is on sys.path (pytest.ini)
 
 
 # ----------------------------------------------------------------------------------------------

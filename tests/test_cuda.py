@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import data
-import sama
+import sam
 import train
 from losses import matting_loss, seg_loss
 from sama import SAMA, SamaPredictor
@@ -102,7 +102,7 @@ def test_predictor_graphs_replay_what_eager_decoding_computes(amp):
             predictor.set_image(image)  # enters inference_mode itself
             for prompt in prompts + prompts:
                 with torch.inference_mode():  # as predict does
-                    tensors = sama.prompt_tensors(prompt.get("point_coords"), prompt.get("point_labels"), prompt.get("box"),
+                    tensors = sam.prompt_tensors(prompt.get("point_coords"), prompt.get("point_labels"), prompt.get("box"),
                                                   image.shape[:2], predictor.model.sam.config.image_size, CUDA)
                     replayed = [t.clone() for t in predictor._decode_graphed(tensors)]
                     for got, expected in zip(replayed, predictor._decode(tensors)):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import data
-import sama
+import sam
 from data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,9 +356,9 @@ def test_no_augment_is_sams_frame(toy):
     ds = data.SegmentationDataset(pairs, S, augment=False)
     for i, (im, gt) in enumerate(pairs):
         s = ds[i]
-        assert torch.equal(s["image"], sama.image_to_frame(data.load_image(im), S))
-        assert torch.equal(s["image_local"], sama.image_to_frame(data.load_image(im), 2 * S))  # as SamaPredictor
-        h, w = sama.preprocess_shape(*data.load_mask(gt).shape, S)
+        assert torch.equal(s["image"], sam.image_to_frame(data.load_image(im), S))
+        assert torch.equal(s["image_local"], sam.image_to_frame(data.load_image(im), 2 * S))  # as SamaPredictor
+        h, w = sam.preprocess_shape(*data.load_mask(gt).shape, S)
         assert s["valid"].sum() == h * w
 
 

@@ -1,4 +1,4 @@
-"""The demo (`python train.py --demo`) in a shortened form: every stage runs and leaves its files."""
+"""The demo (`python demo.py`) in a shortened form: every stage runs and leaves its files."""
 
 import json
 

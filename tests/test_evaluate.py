@@ -12,9 +12,11 @@ import torch
 
 import data
 import evaluate
+import predict
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
-from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA, SamaPredictor
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device evaluate.py picks: same numbers
 
@@ -98,7 +100,7 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
     image, gt = data.load_image(image_path), data.load_mask(gt_path)
     box = data.mask_to_box(gt > 128)
-    ours = evaluate.Predictor(model)
+    ours = predict.Predictor(model)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamaPredictor(model)
@@ -165,7 +167,7 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     first, second, third = list(preds.values())
     original = {p: data.load_mask(p) for p in preds.values()}
     edited = np.full_like(original[first], 77)
-    evaluate.save_png(edited, first)
+    predict.save_png(edited, first)
     second.unlink()
     third.write_bytes(third.read_bytes()[:40])  # truncated
     assert run(*args, "--resume") == 0

@@ -12,7 +12,8 @@ import torch
 
 from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam, main, param_counts,
                               read_checkpoint, sam_identity, save_sama)
-from sama import SAM_VARIANTS, SAMA, Sam
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SAM_VARIANTS["tiny"]

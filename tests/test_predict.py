@@ -11,7 +11,8 @@ from PIL import Image
 import data
 import predict
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
-from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA, SamaPredictor
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device predict.py picks: same numbers
 RAW_H, RAW_W = 48, 80  # as stored; EXIF orientation 6 (rotate 90 degrees) displays it 80 high, 48 wide

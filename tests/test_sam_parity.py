@@ -14,7 +14,7 @@ import torch
 
 from conftest import DEFAULT_THREADS, random_image, record, torch_threads
 from load_sam_weights import load_sam
-from sama import SAM_VARIANTS, SamConfig, SamPredictor, image_to_frame, scale_coords
+from sam import SAM_VARIANTS, SamConfig, SamPredictor, image_to_frame, scale_coords
 
 TOL = 1e-4
 

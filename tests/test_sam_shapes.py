@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sama import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks, preprocess_shape, scale_coords
+from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks, preprocess_shape, scale_coords
 
 CFG = SAM_VARIANTS["tiny"]
 S, LOW = CFG.image_size, 4 * CFG.grid_size  # frame side, low-res mask side

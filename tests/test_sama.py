@@ -9,9 +9,11 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import sam
 import sama
 from losses import matting_loss, seg_loss
-from sama import SAM_VARIANTS, SAMA, Sam, SamaPredictor, SamPredictor, image_to_frame, postprocess_masks
+from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks
+from sama import SAMA, SamaPredictor
 
 CFG = SAM_VARIANTS["tiny"]
 S, G = CFG.image_size, CFG.grid_size
@@ -204,10 +206,10 @@ def test_predictor_equals_batched_forward_and_caches_the_encoder():
     assert len(calls) == encoder_calls, "a prompt re-ran the image encoder"
 
     frame, local = image_to_frame(image, S)[None], image_to_frame(image, 2 * S)[None]
-    box_frame = torch.tensor(sama.scale_coords(box.reshape(2, 2), image.shape[:2], S).reshape(1, 4), dtype=torch.float32)
+    box_frame = torch.tensor(sam.scale_coords(box.reshape(2, 2), image.shape[:2], S).reshape(1, 4), dtype=torch.float32)
     with torch.no_grad():
         out = model(frame, local, boxes=box_frame)
-    input_size = sama.preprocess_shape(*image.shape[:2], S)
+    input_size = sam.preprocess_shape(*image.shape[:2], S)
     seg = postprocess_masks(out["seg_logits"], S, input_size, image.shape[:2])[0, 0].numpy()
     a = postprocess_masks(out["alpha"], S, input_size, image.shape[:2])[0, 0].numpy()
     np.testing.assert_array_equal(mask, seg > 0)
@@ -231,15 +233,15 @@ def test_quadrants_and_windows_round_trip():
 
 def test_global_attention_in_blocks_equals_one_batch(monkeypatch):
     torch.manual_seed(0)
-    attn = sama.Attention(32, 2, (8, 8))
+    attn = sam.Attention(32, 2, (8, 8))
     with torch.no_grad():
         attn.rel_pos_h.normal_()
         attn.rel_pos_w.normal_()
     x = torch.randn(5, 8, 8, 32)
-    monkeypatch.setattr(sama, "ATTENTION_BIAS_BUDGET", {"cpu": 2**30})
+    monkeypatch.setattr(sam, "ATTENTION_BIAS_BUDGET", {"cpu": 2**30})
     whole = attn(x)  # all five images in one block
     for budget in (2 * 2 * 64 * 64, 2 * 8 * 64 * 3, 1):  # 2 + 2 + 1 images; 3 + 3 + 2 rows per image; 1 row
-        monkeypatch.setattr(sama, "ATTENTION_BIAS_BUDGET", {"cpu": budget})
+        monkeypatch.setattr(sam, "ATTENTION_BIAS_BUDGET", {"cpu": budget})
         torch.testing.assert_close(attn(x), whole, rtol=0, atol=1e-5)
 
 
@@ -309,9 +311,9 @@ def test_keep_freed_cpu_memory_reuses_large_blocks():
         pytest.skip("glibc's allocator only")
     script = """
 import resource, sys, torch
-import sama
+import predict
 if sys.argv[1] == "keep":
-    sama.keep_freed_cpu_memory()
+    predict.keep_freed_cpu_memory()
 def forward():
     x = torch.ones(2**24)
     for _ in range(8):

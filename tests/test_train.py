@@ -26,10 +26,10 @@ from PIL import Image
 
 import data
 import losses
-import sama
 import train
 from load_sam_weights import atomic_save, load_sama, read_checkpoint
-from sama import SAM_VARIANTS, SAMA, Sam
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 
