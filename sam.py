@@ -94,7 +94,9 @@ def normalize_and_pad(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(x, (0, size - w, 0, size - h))
 
 
-def image_to_frame(image: np.ndarray, size: int, device: Optional[torch.device] = None) -> torch.Tensor:
+def image_to_frame(
+    image: np.ndarray, size: int, device: Optional[torch.device] = None
+) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, size, size) float32 on device: SAM's input frame for this image.
 
     The resized image travels as uint8 (a quarter of the float bytes) and is normalised there."""
@@ -121,26 +123,34 @@ def prompt_tensors(
     image_size: int,
     device: torch.device,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Numpy prompts in image pixels -> (points (1, N, 2), labels (1, N), boxes (1, 4)) in frame pixels."""
+    """Numpy prompts in image pixels -> (points (1, N, 2), labels (1, N), boxes (1, 4)) in frame
+    pixels."""
     points = labels = boxes = None
     if point_coords is not None:
         if point_labels is None:
             raise ValueError("point_labels must be given with point_coords")
-        coords = scale_coords(np.asarray(point_coords, dtype=np.float64).reshape(-1, 2), original_size, image_size)
+        coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
+        coords = scale_coords(coords, original_size, image_size)
         points = torch.as_tensor(coords, dtype=torch.float32, device=device)[None]
-        labels = torch.as_tensor(np.asarray(point_labels).reshape(-1), dtype=torch.int64, device=device)[None]
+        labels = np.asarray(point_labels).reshape(-1)
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=device)[None]
         if points.shape[1] != labels.shape[1]:
             raise ValueError(f"{points.shape[1]} points but {labels.shape[1]} labels")
     if box is not None:
-        corners = scale_coords(np.asarray(box, dtype=np.float64).reshape(-1, 2, 2), original_size, image_size)
+        corners = np.asarray(box, dtype=np.float64).reshape(-1, 2, 2)
+        corners = scale_coords(corners, original_size, image_size)
         boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=device)
     return points, labels, boxes
 
 
 def postprocess_masks(
-    logits: torch.Tensor, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
+    logits: torch.Tensor,
+    image_size: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
 ) -> torch.Tensor:
-    """(B, M, h, w) logits -> (B, M, H, W): up to the frame, crop the padding, resize to the original."""
+    """(B, M, h, w) logits -> (B, M, H, W): up to the frame, crop the padding, resize to the
+    original size."""
     x = F.interpolate(logits, (image_size, image_size), mode="bilinear", align_corners=False)
     x = x[..., : input_size[0], : input_size[1]]
     return F.interpolate(x, original_size, mode="bilinear", align_corners=False)
@@ -211,79 +221,99 @@ class PatchEmbed(nn.Module):
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-    """Relative-position embeddings (q_size, k_size, hs) for every query/key offset along one axis."""
+    """Relative-position embeddings (q_size, k_size, hs) for every query / key offset along one
+    axis."""
     max_rel_dist = 2 * max(q_size, k_size) - 1
     if rel_pos.shape[0] != max_rel_dist:  # a frame of another size: interpolate the table
-        rel_pos = F.interpolate(
-            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear"
-        ).reshape(-1, max_rel_dist).permute(1, 0)
+        table = rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1)  # (1, hs, L)
+        table = F.interpolate(table, size=max_rel_dist, mode="linear")
+        rel_pos = table.reshape(-1, max_rel_dist).permute(1, 0)  # (max_rel_dist, hs)
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
     return rel_pos[relative.long()]
 
 
-ATTENTION_BIAS_BUDGET = {"cpu": 2**24, "cuda": 2**28}  # numbers in one relative-position bias block
+def rel_pos_bias(q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int) -> torch.Tensor:
+    """The decomposed relative-position bias of queries q (b, nh, r*w, hs) on r grid rows.
+
+    bias[i, j] = q_i . Rh[row_i, row_j] + q_i . Rw[col_i, col_j], q unscaled; Rh (r, h, hs) holds
+    the queries' rows, Rw (w, w, hs). Returns (b, nh, r*w, h*w).
+    """
+    b, nh, _, hs = q.shape
+    r, h = Rh.shape[:2]
+    q = q.reshape(b, nh, r, w, hs)
+    rel_h = torch.einsum("bnrwc,rkc->bnrwk", q, Rh)  # (b, nh, r, w, h)
+    rel_w = torch.einsum("bnrwc,wkc->bnrwk", q, Rw)  # (b, nh, r, w, w)
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, r * w, h * w)
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over an (h, w) grid with decomposed relative positions (MViTv2)."""
+    """Multi-head self-attention over an (h, w) grid with decomposed relative positions (MViTv2):
+    softmax((q * scale) k^T + bias) v, the bias from a learned embedding per row and column offset.
+
+    `blockwise` (on by default) computes the same attention with PyTorch's fused kernel, the bias
+    built for a few images or a few query rows at a time (BIAS_BLOCK numbers): a global block's bias
+    is (nh, hw, hw) per image, 200M numbers on a 64 x 64 grid. BENCHMARKS.md gives what it saves
+    per image; the textbook form below it is the one tests compare it with.
+    """
+
+    BIAS_BLOCK = {"cpu": 2**24, "cuda": 2**28}  # numbers in one block of the bias, when blockwise
 
     def __init__(self, dim: int, num_heads: int, input_size: tuple[int, int]) -> None:
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
+        self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+        self.blockwise = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, D) -> (B, h, w, D)."""
         B, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(B, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, nh, hw, hs)
-        q, k, v = qkv.unbind(0)
+        qkv = self.qkv(x).reshape(B, h * w, 3, self.num_heads, -1)  # (B, hw, 3, nh, hs)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, hw, hs)
         Rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, h, hs)
         Rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, w, hs)
-        # The bias is (nh, hw, hw) per image: 200M numbers for global attention on a 64 x 64 grid.
-        # Build it for a few images, or a few grid rows of queries, at a time: on a CPU a block of
-        # 64 MiB stays near the cache, and a whole image's 800 MB, allocated afresh for each image,
-        # costs more in page faults than the attention itself.
-        budget = ATTENTION_BIAS_BUDGET["cpu" if x.device.type == "cpu" else "cuda"]
-        images = max(1, budget // (self.num_heads * (h * w) ** 2))
-        rows = h if images > 1 else max(1, budget // (self.num_heads * w * h * w))
-        x = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, nh, hw, hs)
-        for i in range(0, B, images):
-            for r in range(0, h, rows):
-                queries = slice(r * w, (r + rows) * w)  # the tokens of grid rows r .. r + rows
-                x[i : i + images, :, queries] = self.attend(
-                    q[i : i + images, :, queries], k[i : i + images], v[i : i + images], Rh[r : r + rows], Rw)
+        if self.blockwise:
+            x = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, nh, hw, hs)
+            per_image = self.num_heads * (h * w) ** 2  # numbers in one image's bias
+            block = self.BIAS_BLOCK["cpu" if x.device.type == "cpu" else "cuda"]
+            n = max(1, block // per_image)  # images per block (windows: many)
+            rows = h if n > 1 else max(1, block // (per_image // h))  # query rows per block
+            for i in range(0, B, n):
+                for r in range(0, h, rows):
+                    b, rs = slice(i, i + n), slice(r * w, (r + rows) * w)  # rows r .. r + rows
+                    bias = rel_pos_bias(q[b, :, rs], Rh[r : r + rows], Rw, w)
+                    x[b, :, rs] = F.scaled_dot_product_attention(
+                        q[b, :, rs], k[b], v[b], attn_mask=bias)
+        else:  # the textbook form
+            attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, nh, hw, hw)
+            attn = attn + rel_pos_bias(q, Rh, Rw, w)
+            x = attn.softmax(dim=-1) @ v  # (B, nh, hw, hs)
         x = x.transpose(1, 2).reshape(B, h, w, -1)  # (B, h, w, D)
         return self.proj(x)
-
-    def attend(self, q, k, v, Rh, Rw) -> torch.Tensor:
-        """Queries of r grid rows (b, nh, r*w, hs), keys and values (b, nh, hw, hs) -> (b, nh, r*w, hs),
-        with the bias q . R_h[row offset] + q . R_w[col offset]; Rh (r, h, hs) holds the queries' rows."""
-        b, nh, _, hs = q.shape
-        r, h, w = Rh.shape[0], Rh.shape[1], Rw.shape[0]
-        r_q = q.reshape(b, nh, r, w, hs)  # the unscaled q
-        rel_h = torch.einsum("bnrwc,rkc->bnrwk", r_q, Rh)  # (b, nh, r, w, h)
-        rel_w = torch.einsum("bnrwc,wkc->bnrwk", r_q, Rw)  # (b, nh, r, w, w)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, r * w, h * w)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, D) -> (B * nW, ws, ws, D) non-overlapping windows, zero-padding H and W first."""
     B, H, W, D = x.shape
-    pad_h, pad_w = (window_size - H % window_size) % window_size, (window_size - W % window_size) % window_size
+    pad_h = (window_size - H % window_size) % window_size
+    pad_w = (window_size - W % window_size) % window_size
     x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     Hp, Wp = H + pad_h, W + pad_w
     x = x.view(B, Hp // window_size, window_size, Wp // window_size, window_size, D)
-    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, D)  # (B*nW, ws, ws, D)
+    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, Hp/ws, Wp/ws, ws, ws, D)
+    windows = x.reshape(-1, window_size, window_size, D)  # (B*nW, ws, ws, D)
     return windows, (Hp, Wp)
 
 
-def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+def window_unpartition(
+    windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]
+) -> torch.Tensor:
     """(B * nW, ws, ws, D) -> (B, H, W, D), dropping the padding."""
     Hp, Wp = pad_hw
     H, W = hw
@@ -296,10 +326,13 @@ def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[in
 class Block(nn.Module):
     """ViT block; window_size 0 means global attention over the whole grid."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, input_size: tuple[int, int]) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, window_size: int, input_size: tuple[int, int]
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, input_size if window_size == 0 else (window_size, window_size))
+        attn_size = input_size if window_size == 0 else (window_size, window_size)
+        self.attn = Attention(dim, num_heads, attn_size)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, dim * 4)
         self.window_size = window_size
@@ -327,8 +360,9 @@ class ImageEncoderViT(nn.Module):
         self.img_size = cfg.image_size
         self.patch_embed = PatchEmbed(cfg.patch_size, D)
         self.pos_embed = nn.Parameter(torch.zeros(1, G, G, D))
+        global_blocks = cfg.encoder_global_attn_indexes
         self.blocks = nn.ModuleList(
-            Block(D, cfg.encoder_num_heads, 0 if i in cfg.encoder_global_attn_indexes else cfg.window_size, (G, G))
+            Block(D, cfg.encoder_num_heads, 0 if i in global_blocks else cfg.window_size, (G, G))
             for i in range(cfg.encoder_depth)
         )
         self.early_index = cfg.encoder_global_attn_indexes[0]
@@ -357,7 +391,8 @@ class ImageEncoderViT(nn.Module):
 
 
 class PositionEmbeddingRandom(nn.Module):
-    """Random Fourier features of normalised (x, y): [sin(2 pi p G), cos(2 pi p G)], p in [-1, 1]."""
+    """Random Fourier features of normalised (x, y): [sin(2 pi p G), cos(2 pi p G)],
+    p in [-1, 1]."""
 
     def __init__(self, num_pos_feats: int) -> None:
         super().__init__()
@@ -365,7 +400,8 @@ class PositionEmbeddingRandom(nn.Module):
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """(..., 2) in [0, 1] -> (..., C)."""
-        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix.to(coords.dtype)  # (..., C/2)
+        gaussian = self.positional_encoding_gaussian_matrix.to(coords.dtype)  # (2, C/2)
+        coords = (2 * coords - 1) @ gaussian  # (..., C/2)
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
@@ -378,7 +414,9 @@ class PositionEmbeddingRandom(nn.Module):
         xy = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)  # (h, w, 2)
         return self._pe_encoding(xy).permute(2, 0, 1)  # (C, h, w)
 
-    def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def forward_with_coords(
+        self, coords: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """(B, N, 2) pixel xy in the frame -> (B, N, C)."""
         coords = coords.clone()
         coords[..., 0] = coords[..., 0] / image_size[1]
@@ -430,7 +468,8 @@ class PromptEncoder(nn.Module):
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         corners = (boxes + 0.5).reshape(-1, 2, 2)  # (B, 2, 2): the two corners as points
         emb = self.pe_layer.forward_with_coords(corners, self.input_image_size)  # (B, 2, C)
-        corner_embed = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight])  # (2, C)
+        corner_embed = torch.cat(
+            [self.point_embeddings[2].weight, self.point_embeddings[3].weight])  # (2, C)
         return emb + corner_embed
 
     def forward(
@@ -439,15 +478,18 @@ class PromptEncoder(nn.Module):
         boxes: Optional[torch.Tensor],
         masks: Optional[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """points ((B, N, 2), (B, N)), boxes (B, 4), masks (B, 1, 4G, 4G) -> (B, T, C), (B, C, G, G).
+        """points ((B, N, 2), (B, N)), boxes (B, 4), masks (B, 1, 4G, 4G) -> sparse tokens
+        (B, T, C), dense embedding (B, C, G, G).
 
         Point label -1 marks padding ("not a point"), as in SAM.
         """
-        given = [p for p in (points[0] if points is not None else None, boxes, masks) if p is not None]
+        point_coords = points[0] if points is not None else None
+        given = [p for p in (point_coords, boxes, masks) if p is not None]
         bs = given[0].shape[0] if given else 1
         sparse = torch.empty((bs, 0, self.embed_dim), device=self.no_mask_embed.weight.device)
         if points is not None:
-            sparse = torch.cat([sparse, self._embed_points(points[0], points[1], pad=boxes is None)], dim=1)
+            point_tokens = self._embed_points(points[0], points[1], pad=boxes is None)
+            sparse = torch.cat([sparse, point_tokens], dim=1)
         if boxes is not None:
             sparse = torch.cat([sparse, self._embed_boxes(boxes)], dim=1)
         if masks is not None:
@@ -493,7 +535,8 @@ class DecoderAttention(nn.Module):
 
 
 class TwoWayAttentionBlock(nn.Module):
-    """Tokens self-attend, tokens attend to the image, MLP on tokens, the image attends to tokens."""
+    """Tokens self-attend, tokens attend to the image, an MLP on the tokens, the image attends to
+    the tokens."""
 
     def __init__(self, C: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool) -> None:
         super().__init__()
@@ -507,38 +550,26 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = DecoderAttention(C, num_heads, downsample_rate=2)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The image tokens' projections, which the tokens do not change before the layer's end: K and V
-        of the token-to-image attention, Q of the image-to-token attention, each (B, G*G, C/2)."""
-        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
-        k = keys + key_pe
-        return t2i.k_proj(k), t2i.v_proj(keys), i2t.q_proj(k)
-
     def forward(
         self,
         queries: torch.Tensor,
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
-        image_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, T, C) tokens, keys (B, G*G, C) image tokens -> both updated.
-
-        image_projections: project_image(keys, key_pe) if already computed (see Sam.decode)."""
-        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
-        if image_projections is None:
-            image_projections = self.project_image(keys, key_pe)
-        K, V, Q_image = image_projections
+        """queries (B, T, C) tokens, keys (B, G*G, C) image tokens, with their PEs -> both
+        updated."""
         if self.skip_first_layer_pe:  # the first layer replaces the tokens (no residual, no PE)
             queries = self.self_attn(queries, queries, queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
-        queries = self.norm2(queries + t2i.attend(t2i.q_proj(queries + query_pe), K, V))
+        q, k = queries + query_pe, keys + key_pe  # the keys do not change before the layer's end
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + i2t.attend(Q_image, i2t.k_proj(q), i2t.v_proj(queries)))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
         return queries, keys
 
 
@@ -546,33 +577,34 @@ class TwoWayTransformer(nn.Module):
     def __init__(self, depth: int, C: int, num_heads: int, mlp_dim: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(C, num_heads, mlp_dim, skip_first_layer_pe=(i == 0)) for i in range(depth)
+            TwoWayAttentionBlock(C, num_heads, mlp_dim, skip_first_layer_pe=(i == 0))
+            for i in range(depth)
         )
         self.final_attn_token_to_image = DecoderAttention(C, num_heads, downsample_rate=2)
         self.norm_final_attn = nn.LayerNorm(C)
 
-    def final_attention(self, queries, keys, point_embedding, image_pe):
+    def final_attention(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+    ) -> torch.Tensor:
         """The last token-to-image attention, after all layers (SAMA runs it on F'_out)."""
-        q, k = queries + point_embedding, keys + image_pe
+        q, k = queries + query_pe, keys + key_pe
         return self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
 
-    def image_tokens(self, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, G, G) maps -> (B, G*G, C) tokens: the image and its PE as the layers take them."""
-        return image_embedding.flatten(2).permute(0, 2, 1), image_pe.flatten(2).permute(0, 2, 1)
-
     def forward(
-        self,
-        image_embedding: torch.Tensor,
-        image_pe: torch.Tensor,
-        point_embedding: torch.Tensor,
-        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image (B, C, G, G), its PE (B, C, G, G), tokens (B, T, C) -> tokens (B, T, C), image (B, G*G, C)."""
-        keys, image_pe = self.image_tokens(image_embedding, image_pe)
+        """image (B, C, G, G), its PE (B, C, G, G), tokens (B, T, C) -> tokens (B, T, C), image
+        tokens (B, G*G, C)."""
+        keys = image_embedding.flatten(2).transpose(1, 2)  # (B, G*G, C)
+        key_pe = image_pe.flatten(2).transpose(1, 2)  # (B, G*G, C)
         queries = point_embedding
-        for i, layer in enumerate(self.layers):
-            queries, keys = layer(queries, keys, point_embedding, image_pe, first_layer_projections if i == 0 else None)
-        return self.final_attention(queries, keys, point_embedding, image_pe), keys
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        return self.final_attention(queries, keys, point_embedding, key_pe), keys
 
 
 class MaskDecoder(nn.Module):
@@ -593,43 +625,29 @@ class MaskDecoder(nn.Module):
             nn.ConvTranspose2d(C // 4, C // 8, kernel_size=2, stride=2),
             nn.GELU(),
         )
-        self.output_hypernetworks_mlps = nn.ModuleList(MLP(C, C, C // 8, 3) for _ in range(self.num_mask_tokens))
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(C, C, C // 8, 3) for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = MLP(C, 256, self.num_mask_tokens, 3)
 
-    def output_tokens(self, batch_size: int, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
+    def output_tokens(
+        self, batch_size: int, sparse_prompt_embeddings: torch.Tensor
+    ) -> torch.Tensor:
         """[IoU token, 4 mask tokens, prompt tokens]: (B, T, C)."""
         out = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)
         out = out.unsqueeze(0).expand(batch_size, -1, -1)
         return torch.cat([out, sparse_prompt_embeddings], dim=1)
 
-    def upscale(self, src: torch.Tensor, G: int) -> torch.Tensor:
-        """output_upscaling of the image tokens (B, G*G, C) -> (B, C/8, 4G, 4G).
-
-        A ConvTranspose2d whose stride equals its 2 x 2 kernel maps each pixel, on its own, to a 2 x 2
-        block: a matmul of the channels-last tokens, the map turned channels-first once, at the end
-        (on the CPU, at 1024 px: about 20 ms against 28-34 ms for the two convolutions).
-        """
-        up1, norm, act1, up2, act2 = self.output_upscaling
-        B, C1, C2 = src.shape[0], up1.out_channels, up2.out_channels
-
-        def conv_transpose_2x2(x: torch.Tensor, up: nn.ConvTranspose2d) -> torch.Tensor:
-            """(N, C_in) pixels -> (N, 2 * 2 * C_out): each pixel's 2 x 2 block, channels last."""
-            return torch.addmm(up.bias.repeat(4), x, up.weight.permute(0, 2, 3, 1).flatten(1))
-
-        x = conv_transpose_2x2(src.flatten(0, 1), up1)  # (B*G*G, 2*2*C/4): pixel (i, j), block (a, b)
-        x = x.view(B, G, G, 2, 2, C1).transpose(2, 3).reshape(-1, C1)  # rows (i, a, j, b): the 2G x 2G map
-        x = act1(F.layer_norm(x, (C1,), norm.weight, norm.bias, norm.eps))  # LayerNorm2d, channels last
-        x = act2(conv_transpose_2x2(x, up2))  # (B*2G*2G, 2*2*C/8)
-        x = x.view(B, 2 * G, 2 * G, 2, 2, C2).transpose(2, 3).reshape(B, 16 * G * G, C2)  # the 4G x 4G map
-        return x.transpose(1, 2).reshape(B, C2, 4 * G, 4 * G)
-
-    def predict_from_tokens(self, hs: torch.Tensor, src: torch.Tensor, G: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_from_tokens(
+        self, hs: torch.Tensor, src: torch.Tensor, G: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder outputs hs (B, T, C), src (B, G*G, C) -> masks (B, 4, 4G, 4G), IoU (B, 4)."""
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]  # (B, 4, C)
-        upscaled = self.upscale(src, G)  # (B, C/8, 4G, 4G)
+        src = src.transpose(1, 2).unflatten(2, (G, G))  # (B, C, G, G)
+        upscaled = self.output_upscaling(src)  # (B, C/8, 4G, 4G)
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
         )  # (B, 4, C/8)
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)  # (B, 4, 4G, 4G)
@@ -642,17 +660,17 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
-        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """image (1 or B, C, G, G), PE (1, C, G, G), sparse (B, T, C), dense (B, C, G, G).
 
         Returns low-res logits (B, M, 4G, 4G) and IoU scores (B, M); M = 3 with multimask, else 1.
         """
-        B, G = max(sparse_prompt_embeddings.shape[0], image_embeddings.shape[0]), image_embeddings.shape[-1]
+        B = max(sparse_prompt_embeddings.shape[0], image_embeddings.shape[0])
+        G = image_embeddings.shape[-1]
         tokens = self.output_tokens(B, sparse_prompt_embeddings.expand(B, -1, -1))
         src = image_embeddings.expand(B, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(B, -1, -1, -1)
-        hs, src = self.transformer(src, pos_src, tokens, first_layer_projections)
+        hs, src = self.transformer(src, pos_src, tokens)
         masks, iou_pred = self.predict_from_tokens(hs, src, G)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
@@ -687,28 +705,13 @@ class Sam(nn.Module):
         boxes: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
         multimask_output: bool = False,
-        first_layer_projections: Optional[tuple[torch.Tensor, ...]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder on (1 or B, C, G, G) embeddings -> logits (B, M, 4G, 4G), IoU (B, M).
-
-        first_layer_projections: first_layer_projections(image_embeddings), kept by a predictor."""
-        if first_layer_projections is not None and mask_inputs is not None:
-            raise ValueError("first_layer_projections hold for prompts without a mask input")
-        pts = (points, point_labels) if points is not None else None
-        sparse, dense = self.prompt_encoder(pts, boxes, mask_inputs)
-        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output,
-                                 first_layer_projections)
-
-    def first_layer_projections(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The first decoder layer's projections of the image tokens (TwoWayAttentionBlock.project_image).
-
-        They depend on the prompt only through a mask input: for every prompt without one they are the
-        same, so a predictor computes them once per image.
-        """
-        _, no_mask = self.prompt_encoder(None, None, None)  # (1, C, G, G)
-        transformer = self.mask_decoder.transformer
-        keys, key_pe = transformer.image_tokens(image_embeddings + no_mask, self.prompt_encoder.get_dense_pe())
-        return transformer.layers[0].project_image(keys, key_pe)
+        """Prompt encoder + mask decoder on (1 or B, C, G, G) embeddings -> logits
+        (B, M, 4G, 4G), IoU (B, M)."""
+        prompt = (points, point_labels) if points is not None else None
+        sparse, dense = self.prompt_encoder(prompt, boxes, mask_inputs)
+        dense_pe = self.prompt_encoder.get_dense_pe()
+        return self.mask_decoder(image_embeddings, dense_pe, sparse, dense, multimask_output)
 
     def forward(
         self,
@@ -733,7 +736,8 @@ class Sam(nn.Module):
 
 
 class SamPredictor:
-    """The official predictor contract: encode an image once, then prompt it as often as you like."""
+    """The official predictor contract: encode an image once, then prompt it as often as you
+    like."""
 
     def __init__(self, sam: Sam) -> None:
         self.model = sam
@@ -767,13 +771,19 @@ class SamPredictor:
         multimask_output: bool = True,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns masks (M, H, W) bool (float logits with return_logits), scores (M,), low-res (M, 4G, 4G)."""
+        """Returns masks (M, H, W) bool (float logits with return_logits), scores (M,) and the
+        low-res logits (M, 4G, 4G)."""
         if self.features is None:
             raise RuntimeError("call set_image before predict")
         S = self.model.config.image_size
-        points, labels, boxes = prompt_tensors(point_coords, point_labels, box, self.original_size, S, self.model.device)
-        masks = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float32, device=self.model.device)[None]
-        low_res, iou = self.model.decode(self.features, points, labels, boxes, masks, multimask_output)
+        dev = self.model.device
+        points, labels, boxes = prompt_tensors(
+            point_coords, point_labels, box, self.original_size, S, dev)
+        masks = None
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)[None]
+        low_res, iou = self.model.decode(
+            self.features, points, labels, boxes, masks, multimask_output)
         low_res, iou = low_res.float(), iou.float()  # bf16 under autocast; numpy has no bf16
         out = postprocess_masks(low_res, S, self.input_size, self.original_size)
         if not return_logits:

@@ -172,24 +172,6 @@ def test_sam_baseline_is_plain_sam():
     assert np.array_equal(sam_mask, masks[0])
 
 
-def test_first_decoder_layer_projections_are_the_same_for_every_prompt_without_a_mask():
-    """What the predictors keep per image (Sam.first_layer_projections) gives SAM's decoder pass
-    exactly, for points and for boxes; with a mask input the cache does not hold and is refused."""
-    sam = randomized_sam(4).eval()
-    images, _, boxes, _ = batch(1, seed=4)
-    with torch.no_grad():
-        embedding, _ = sam.image_encoder(images)
-        cached = sam.first_layer_projections(embedding)
-        points = dict(points=torch.tensor([[[60.0, 70.0], [150.0, 160.0]]]), point_labels=torch.tensor([[1, 0]]))
-        for prompt in (dict(boxes=boxes), points):
-            for multimask in (False, True):
-                expected = sam.decode(embedding, **prompt, multimask_output=multimask)
-                got = sam.decode(embedding, **prompt, multimask_output=multimask, first_layer_projections=cached)
-                assert all(torch.equal(g, e) for g, e in zip(got, expected))
-        with pytest.raises(ValueError, match="without a mask input"):
-            sam.decode(embedding, boxes=boxes, mask_inputs=torch.zeros(1, 1, 4 * G, 4 * G), first_layer_projections=cached)
-
-
 def test_predictor_equals_batched_forward_and_caches_the_encoder():
     model = SAMA(randomized_sam()).eval()
     calls = []
@@ -231,60 +213,55 @@ def test_quadrants_and_windows_round_trip():
     assert torch.equal(sama.from_windows(w, 2, 8, 8), tokens)
 
 
-def test_global_attention_in_blocks_equals_one_batch(monkeypatch):
+@pytest.mark.parametrize("block", [2**30, 2 * 2 * 64 * 64, 2 * 8 * 64 * 3, 1])
+def test_blockwise_attention_equals_the_textbook_form(monkeypatch, block):
+    """Attention.blockwise (PyTorch's fused kernel, the bias built a few images or query rows at a
+    time) equals softmax((q * scale) k^T + bias) v computed whole."""
     torch.manual_seed(0)
     attn = sam.Attention(32, 2, (8, 8))
     with torch.no_grad():
         attn.rel_pos_h.normal_()
         attn.rel_pos_w.normal_()
     x = torch.randn(5, 8, 8, 32)
-    monkeypatch.setattr(sam, "ATTENTION_BIAS_BUDGET", {"cpu": 2**30})
-    whole = attn(x)  # all five images in one block
-    for budget in (2 * 2 * 64 * 64, 2 * 8 * 64 * 3, 1):  # 2 + 2 + 1 images; 3 + 3 + 2 rows per image; 1 row
-        monkeypatch.setattr(sam, "ATTENTION_BIAS_BUDGET", {"cpu": budget})
-        torch.testing.assert_close(attn(x), whole, rtol=0, atol=1e-5)
+    attn.blockwise = False
+    textbook = attn(x)
+    attn.blockwise = True
+    # all five images in one block; 2 + 2 + 1 images; 3 + 3 + 2 rows per image; one row
+    monkeypatch.setattr(sam.Attention, "BIAS_BLOCK", {"cpu": block})
+    torch.testing.assert_close(attn(x), textbook, rtol=0, atol=1e-5)
 
 
-def test_adapter_projects_the_local_tokens_in_one_matmul_without_changing_the_result():
-    """project_local(local, project_pe(pe)) equals the equations' (local + pe) W^{K_A}, local W^{V_A},
-    (local + pe) W^Q, and gradients still reach every projection, biases included."""
+def test_local_adapter_attends_within_its_window_only():
+    """Local attention: changing the local tokens of one window changes F'_out in that window and
+    nowhere else; the first output equals F_out plus the confidence-gated Eq. (7) (Eqs. 8-9)."""
     torch.manual_seed(0)
-    adapter = sama.LocalAdapter(64, 4)
-    local, pe = torch.randn(8, 16, 64), torch.randn(8, 16, 64)
-    g2l, l2g = adapter.global_to_local, adapter.local_to_global
-    expected = (g2l.k_proj(local + pe), g2l.v_proj(local), l2g.q_proj(local + pe))
-    got = adapter.project_local(local, adapter.project_pe(pe))
-    for e, g in zip(expected, got):
-        torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
-    sum(g.square().sum() for g in got).backward()
-    for proj in (g2l.k_proj, g2l.v_proj, l2g.q_proj):
-        assert proj.weight.grad.abs().sum() > 0 and proj.bias.grad.abs().sum() > 0
-
-
-def test_upscale_equals_sams_transposed_convolutions():
-    """MaskDecoder.upscale (matmuls on tokens) equals output_upscaling run as SAM runs it, on a map."""
-    dec = randomized_sam(3).mask_decoder
-    src = torch.randn(2, G * G, CFG.prompt_embed_dim)
+    C, n, G = 64, sama.ADAPTER_WINDOWS, 16
+    adapter = sama.LocalAdapter(C, 4)
+    F_out = torch.randn(1, G * G, C)
+    F_local = torch.randn(n * n, (2 * G // n) ** 2, C)
+    pe_out, pe_local = torch.randn(n * n, (G // n) ** 2, C), torch.randn(n * n, (2 * G // n) ** 2, C)
     with torch.no_grad():
-        expected = dec.output_upscaling(src.transpose(1, 2).reshape(2, -1, G, G))
-        torch.testing.assert_close(dec.upscale(src, G), expected, rtol=0, atol=1e-5)
-
-
-def test_head_runs_its_pointwise_convs_where_they_are_cheapest_without_changing_the_result():
-    torch.manual_seed(0)
-    head = sama.PredictionHead(64).eval()
-    for m in head.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
-    token, F_out, F_P, sam_up = torch.randn(2, 64), torch.randn(2, 64, 16, 16), torch.randn(2, 64, 32, 32), torch.randn(2, 8, 64, 64)
-    local = sama.to_windows(F_P.permute(0, 2, 3, 1), sama.ADAPTER_WINDOWS)
-    up = lambda x: torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
-    with torch.no_grad():  # the textbook order: up-sample, then conv + BN + GELU, on the stitched map
-        x = head.refine(up(head.fuse(up(F_out) + F_P)) + sam_up)
-        x = head.out(up(x))
-        expected = (head.token_mlp(token)[:, None, :] @ x.flatten(2)).view(2, 1, 128, 128)
-        torch.testing.assert_close(head(token, F_out.permute(0, 2, 3, 1), local, sam_up), expected, rtol=0, atol=1e-5)
+        out, local = adapter(F_out, F_local, pe_out, pe_local)
+        changed = F_local.clone()
+        changed[5] += 1.0  # window 5: row 0, column 5 of the 8 x 8 windows
+        out2, local2 = adapter(F_out, changed, pe_out, pe_local)
+    diff = (out2 - out).abs().sum(-1).view(G, G) > 0
+    expected = torch.zeros(G, G, dtype=torch.bool)
+    expected[0:2, 10:12] = True  # window 5's decoder tokens: rows 0-1, columns 10-11
+    assert torch.equal(diff, expected)
+    assert torch.equal((local2 - local).abs().sum((1, 2)) > 0, torch.arange(n * n) == 5)
+    # Eqs. (8)-(9) by hand on window 0's first token
+    g2l = adapter.global_to_local
+    with torch.no_grad():
+        f = F_out[0, 0]
+        q = g2l.q_proj(f + pe_out[0, 0])
+        k, v = g2l.k_proj(F_local[0] + pe_local[0]), g2l.v_proj(F_local[0])
+        heads = 4
+        qh, kh, vh = q.view(heads, -1), k.view(-1, heads, q.shape[0] // heads), v.view(-1, heads, q.shape[0] // heads)
+        att = torch.softmax(torch.einsum("hc,thc->ht", qh, kh) / (qh.shape[-1] ** 0.5), dim=-1)
+        F2 = g2l.out_proj(torch.einsum("ht,thc->hc", att, vh).reshape(-1))
+        expected_token = f + torch.sigmoid(adapter.confidence(f)) * F2
+    torch.testing.assert_close(out[0, 0], expected_token, rtol=0, atol=1e-5)
 
 
 def test_predictors_under_bf16_autocast_return_float32_arrays():
