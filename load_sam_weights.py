@@ -273,13 +273,18 @@ def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
             os.remove(tmp)
 
 
-def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
-    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """The SHA-256 of a file's bytes, as hex: what identifies weights, wherever the file lies."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
             digest.update(chunk)
-    return {"file": os.path.abspath(path), "variant": variant, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
+    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
+    return {"file": os.path.abspath(path), "variant": variant, "sha256": file_sha256(path)}
 
 
 SAMA_FORMAT = "sama"
