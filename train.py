@@ -34,6 +34,7 @@ from tqdm import tqdm
 import data
 import losses
 import evaluate
+from predict import NonFiniteOutput
 from load_sam_weights import (
     CheckpointError,
     atomic_save,
@@ -104,7 +105,8 @@ def check_args(args) -> None:
 
 
 class NonFiniteLoss(TrainingError):
-    """The loss became NaN or infinite: the run stops before saving anything from that step."""
+    """The loss, the gradient or the validation output became NaN or infinite: the run stops
+    before saving anything from that step."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +350,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def validate(model: SAMA, val_pairs) -> dict:
     was_training = model.training
-    scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+    try:
+        scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+    except NonFiniteOutput as e:
+        raise NonFiniteLoss(f"validation: {e}; stopped before saving") from None
     model.train(was_training)
     return {"val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
 
@@ -479,16 +484,19 @@ def train(args) -> Path:
                 (loss / args.accum_steps).backward()
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
-            # a NaN / inf loss stops every process before anything is saved from it
+            # a NaN / inf loss or gradient (Adam would write NaN into every weight) stops every
+            # process before anything is saved from it; clipping only scales the gradients
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
             stacked = torch.stack(list(sums.values()))  # every loss term: one device sync per step, not one per term
-            finite = torch.isfinite(stacked).all().float().reshape(1)
+            finite = (torch.isfinite(stacked).all() & torch.isfinite(grad_norm)).float().reshape(1)
             if distributed:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if finite.item() == 0:
                 bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
-                raise NonFiniteLoss(f"step {step}: loss is not finite ({bad}); stopped, the last checkpoint "
+                what = "loss" if not torch.isfinite(stacked).all() else "gradient"
+                raise NonFiniteLoss(f"step {step}: {what} is not finite ({bad}, grad_norm "
+                                    f"{grad_norm.item():.4g}); stopped, the last checkpoint "
                                     f"{out_dir / 'last.pt'} is untouched")
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
             optimizer.step()
             step += 1
             bar.update(1)

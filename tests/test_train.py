@@ -656,3 +656,44 @@ def test_a_killed_save_leaves_no_stray_file_and_no_step_logged_twice(toy, sam_fi
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]  # once each, steps 3 and 4 from the resumed run
     assert [without_timing(r) for r in resumed] == [without_timing(r) for r in logged]
     assert read_checkpoint(out / "last.pt")["step"] == 4
+
+
+def test_non_finite_gradient_stops_before_the_weights_turn_nan(toy, sam_file, tmp_path, monkeypatch, capsys):
+    """A finite loss with an infinite gradient: clipping would scale it to NaN and Adam write NaN
+    into the weights, saved as a sama.pt that looks fine until it is used."""
+    out = tmp_path / "run"
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def clip(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        calls.append(1)
+        if len(calls) == 2:  # the second step's gradients overflow
+            next(p for p in parameters if p.grad is not None).grad.fill_(float("inf"))
+        return real_clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    code, err = run_train(base_args(toy, out, "--sam-checkpoint", str(sam_file), "--max-steps", "3",
+                                    "--save-every", "1"), capsys)
+    assert code == 3, err
+    line = assert_one_error_line(err, "step 1: gradient is not finite", "grad_norm inf", "last.pt")
+    assert "seg " in line and "is untouched" in line
+    assert len(calls) == 2 and read_checkpoint(out / "last.pt")["step"] == 1
+    assert all(torch.isfinite(v).all() for v in sama_state(out)["state_dict"].values() if v.is_floating_point())
+    assert [r["step"] for r in log_records(out)] == [1]
+
+
+def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, capsys):
+    import evaluate
+    import predict
+
+    def broken(model, pairs, progress=True):
+        raise predict.NonFiniteOutput("the model's segmentation logits hold NaN or inf values")
+
+    monkeypatch.setattr(evaluate, "score_segmentation", broken)
+    out = tmp_path / "run"
+    code, err = run_train(base_args(toy, out, "--tasks", "seg", "--max-steps", "2", "--val-every", "1",
+                                    "--val-images", "1", "--save-every", "1", matting=False), capsys)
+    assert code == 3, err
+    assert assert_one_error_line(err) == ("error: validation: the model's segmentation logits hold NaN or inf "
+                                          "values; stopped before saving")
+    assert not (out / "last.pt").exists() and not (out / "sama.pt").exists()
