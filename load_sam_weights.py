@@ -56,8 +56,9 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     if os.path.getsize(src) == 0:
         raise CheckpointError(f"{src}: empty file")
     if looks_like_safetensors(src):
-        raise CheckpointError(f"{src}: looks like a safetensors file (a JSON header), not a PyTorch "
-                              "checkpoint; convert it with safetensors.torch.load_file, then torch.save")
+        raise CheckpointError(f"{src}: looks like a safetensors file (a JSON header), not a "
+                              "PyTorch checkpoint; convert it with safetensors.torch.load_file, "
+                              "then torch.save")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says enough
             warnings.simplefilter("ignore")
@@ -87,7 +88,8 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
 
 def looks_like_safetensors(path: Union[str, os.PathLike]) -> bool:
     """The safetensors layout: an 8-byte little-endian header length N, then N bytes of JSON
-    starting with '{', inside the file. A PyTorch checkpoint starts with "PK" (zip) or 0x80 (pickle)."""
+    starting with '{', inside the file. A PyTorch checkpoint starts with "PK" (zip) or 0x80
+    (pickle)."""
     with open(path, "rb") as f:
         head = f.read(9)
     if len(head) < 9:
@@ -99,14 +101,17 @@ def looks_like_safetensors(path: Union[str, os.PathLike]) -> bool:
 def check_float32_and_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Refuse NaN / inf weights (a diverged run would give NaN outputs, saved as black images);
     say once, on stderr, when floating-point tensors are not float32 (loading converts them)."""
-    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    broken = [k for k, v in state_dict.items()
+              if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
-        raise CheckpointError(f"{source}: {len(broken)} tensor{'s' * (len(broken) > 1)} hold NaN or inf "
-                              f"({_first(broken)}): broken weights, e.g. from a diverged training run")
+        tensors = f"{len(broken)} tensor{'s' * (len(broken) > 1)}"
+        raise CheckpointError(f"{source}: NaN or inf in {tensors} ({_first(broken)}): broken "
+                              "weights, e.g. from a diverged training run")
     other = sorted({str(v.dtype).removeprefix("torch.") for v in state_dict.values()
                     if v.is_floating_point() and v.dtype != torch.float32})
     if other:
-        print(f"warning: {source}: {' and '.join(other)} weights, converted to float32", file=sys.stderr)
+        print(f"warning: {source}: {' and '.join(other)} weights, converted to float32",
+              file=sys.stderr)
 
 
 def _first(names: list[str], n: int = 3) -> str:

@@ -43,7 +43,7 @@ def check_finite(maps: dict[str, np.ndarray]) -> None:
     """A NaN map thresholds to an empty mask and rounds to a black alpha: refuse it instead."""
     bad = [name for name, m in maps.items() if not np.isfinite(m).all()]
     if bad:
-        raise NonFiniteOutput(f"the model's {' and '.join(bad)} hold NaN or inf values")
+        raise NonFiniteOutput(f"NaN or inf in the model's {' and '.join(bad)}")
 
 
 class Predictor:

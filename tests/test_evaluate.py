@@ -236,7 +236,9 @@ def sha256(path: Path) -> str:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+    if not folder.exists():
+        return set()
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
 def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_path, capsys):
@@ -247,7 +249,8 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     args = ("--split", "DIS-VD", "--data", toy, "--limit", 2, "--out", out)
     assert run(*args, "--checkpoint", ckpt) == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["checkpoint_sha256"] == sha256(ckpt) and settings["sam_sha256"] == sha256(sam_path)
+    assert settings["checkpoint_sha256"] == sha256(ckpt)
+    assert settings["sam_sha256"] == sha256(sam_path)
     first = out / "pred" / f"{data.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
     edited = np.full_like(data.load_mask(first), 77)  # tells a reused PNG from a recomputed one
     predict.save_png(edited, first)
@@ -258,8 +261,8 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     save_sama(SAMA(load_sam(sam_path)), ckpt, sam_identity(sam_path, "tiny"))
     capsys.readouterr()
     assert run(*args, "--checkpoint", ckpt, "--resume") == 2
-    assert one_error_line(capsys) == (f"error: {out}: holds predictions made with another checkpoint_sha256; "
-                                      "use another --out or drop --resume")
+    assert one_error_line(capsys) == (f"error: {out}: holds predictions made with another "
+                                      "checkpoint_sha256; use another --out or drop --resume")
     assert {name: (out / name).read_bytes() for name in files_under(out)} == before
 
     # the same weights at another path: the predictions are theirs, reused
@@ -283,7 +286,8 @@ def test_resume_refuses_another_sam_file_at_the_same_path(toy, tmp_path, capsys)
     torch.manual_seed(5)
     torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
     out = tmp_path / "aim500"
-    args = ("--split", "AIM-500", "--aim500", toy, "--model", "sam", "--sam-checkpoint", sam_path, "--out", out)
+    args = ("--split", "AIM-500", "--aim500", toy, "--model", "sam", "--sam-checkpoint", sam_path,
+            "--out", out)
     assert run(*args) == 0
     assert json.loads((out / "settings.json").read_text())["sam_sha256"] == sha256(sam_path)
     torch.manual_seed(6)
@@ -303,15 +307,14 @@ def blacken(path: Path) -> None:
 def test_an_empty_gt_is_refused_before_any_prediction(split, toy, checkpoints, tmp_path, capsys):
     """The last GT all black: was scored IoU 0 in COIFT (zero points), a traceback in DIS and
     Composition-1K after the other images' predictions were written."""
-    if split == "DIS-VD":
-        shutil.copytree(toy / "DIS5K", tmp_path / "DIS5K")
-        option, root, gt = "--data", tmp_path / "DIS5K", data.dis_pairs(tmp_path / "DIS5K", split)[-1][1]
-    elif split == "COIFT":
-        shutil.copytree(toy / "COIFT", tmp_path / "COIFT")
-        option, root, gt = "--coift", tmp_path / "COIFT", data.coift_pairs(tmp_path / "COIFT")[-1][1]
-    else:
-        shutil.copytree(toy / "AIM", tmp_path / "AIM")
-        option, root, gt = "--matting", tmp_path / "AIM", data.composition1k_pairs(tmp_path / "AIM")[-1][1]
+    folder, option, reader = {
+        "DIS-VD": ("DIS5K", "--data", lambda root: data.dis_pairs(root, split)),
+        "COIFT": ("COIFT", "--coift", data.coift_pairs),
+        "Composition-1K": ("AIM", "--matting", data.composition1k_pairs),
+    }[split]
+    root = tmp_path / folder
+    shutil.copytree(toy / folder, root)
+    gt = reader(root)[-1][1]
     blacken(gt)
     out = tmp_path / "out"
     capsys.readouterr()
@@ -324,26 +327,31 @@ def test_an_empty_gt_is_refused_before_any_prediction(split, toy, checkpoints, t
 def test_a_size_mismatch_is_found_before_any_prediction(toy, checkpoints, tmp_path, capsys):
     from PIL import Image
 
-    shutil.copytree(toy / "DIS5K", tmp_path / "DIS5K")
-    image, gt = data.dis_pairs(tmp_path / "DIS5K", "DIS-VD")[-1]
+    root = tmp_path / "DIS5K"
+    shutil.copytree(toy / "DIS5K", root)
+    image, gt = data.dis_pairs(root, "DIS-VD")[-1]
     mask = Image.open(gt)
     mask.resize((mask.width + 3, mask.height)).save(gt)
     out = tmp_path / "out"
     capsys.readouterr()
-    assert run("--split", "DIS-VD", "--data", tmp_path / "DIS5K", "--checkpoint", checkpoints[1], "--out", out) == 2
-    assert one_error_line(capsys).startswith(f"error: {gt}: size {mask.width + 3}x{mask.height} differs from {image}")
+    assert run("--split", "DIS-VD", "--data", root, "--checkpoint", checkpoints[1],
+               "--out", out) == 2
+    size = f"{mask.width + 3}x{mask.height}"
+    assert one_error_line(capsys).startswith(f"error: {gt}: size {size} differs from {image}")
     assert not out.exists()
 
 
 @pytest.mark.parametrize("option", ["--limit", "--vis"])
 def test_negative_counts_are_refused(option, toy, checkpoints, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out, option, -1) == 2
+    args = ("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out)
+    assert run(*args, option, -1) == 2
     assert one_error_line(capsys) == f"error: {option} -1: must be 0 or more"
     assert not out.exists()
 
 
-def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_path, monkeypatch, capsys):
+def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_path, monkeypatch,
+                                                         capsys):
     real = SamaPredictor.predict
 
     def overflowing(self, *args, **kwargs):
@@ -353,8 +361,9 @@ def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_p
     monkeypatch.setattr(SamaPredictor, "predict", overflowing)
     out = tmp_path / "out"
     capsys.readouterr()
-    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out) == 3
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1],
+               "--out", out) == 3
     image = data.dis_pairs(toy, "DIS-VD")[0][0]
-    assert one_error_line(capsys) == (f"error: {image}: the model's segmentation logits hold NaN or inf values; "
-                                      "not written, not scored")
+    assert one_error_line(capsys) == (f"error: {image}: NaN or inf in the model's segmentation "
+                                      "logits; not written, not scored")
     assert files_under(out) == {"settings.json"}

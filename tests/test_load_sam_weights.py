@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam, load_sama,
-                              looks_like_safetensors, main, param_counts, read_checkpoint, sam_identity,
-                              save_sama)
+from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam,
+                              load_sama, looks_like_safetensors, main, param_counts,
+                              read_checkpoint, sam_identity, save_sama)
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA
 
@@ -262,7 +262,8 @@ def safetensors_bytes(tensors: dict) -> bytes:
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
         blob = t.contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
     text = json.dumps(header).encode()
@@ -276,7 +277,8 @@ def test_safetensors_renamed_pth_is_named_as_such(tmp_path, tiny_file):
     msg = error_of(path)
     assert "looks like a safetensors file" in msg and "load_file" in msg
     out = run_cli(path)  # the CLI: one line, exit 2
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "safetensors" in out.stderr, out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "safetensors" in out.stderr
 
 
 def test_a_pytorch_file_is_not_taken_for_safetensors(tiny_file, tmp_path):
@@ -313,11 +315,13 @@ def test_sama_checkpoint_in_half_precision_warns_once(tmp_path, tiny_file, capsy
     sama_path = tmp_path / "sama.pt"
     save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
     ckpt = torch.load(sama_path, weights_only=True)
-    ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, sama_path)
     capsys.readouterr()
     model = load_sama(sama_path)
-    assert capsys.readouterr().err == f"warning: {sama_path}: float16 weights, converted to float32\n"
+    warned = capsys.readouterr().err
+    assert warned == f"warning: {sama_path}: float16 weights, converted to float32\n"
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
@@ -329,7 +333,7 @@ def test_nan_or_inf_weights_are_refused(tmp_path, tiny_file):
     broken[key][0, 0] = float("nan")
     torch.save(broken, path)
     msg = error_of(path)
-    assert f"1 tensor hold NaN or inf ({key})" in msg and "broken weights" in msg
+    assert f"NaN or inf in 1 tensor ({key})" in msg and "broken weights" in msg
 
 
 def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
@@ -340,5 +344,6 @@ def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
     key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
     ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("inf"))
     torch.save(ckpt, sama_path)
-    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(sama_path))}: 1 tensor hold NaN or inf \({key}\)"):
+    expected = rf"^{re.escape(str(sama_path))}: NaN or inf in 1 tensor \({key}\)"
+    with pytest.raises(CheckpointError, match=expected):
         load_sama(sama_path)
