@@ -246,7 +246,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     ckpt = tmp_path / "sama.pt"
     shutil.copy(sama_path, ckpt)
     out = tmp_path / "dis"
-    args = ("--split", "DIS-VD", "--data", toy, "--limit", 2, "--out", out)
+    args = ("--split", "DIS-VD", "--data", toy, "--limit", 1, "--out", out)
     assert run(*args, "--checkpoint", ckpt) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert settings["checkpoint_sha256"] == sha256(ckpt)
