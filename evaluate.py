@@ -18,7 +18,9 @@ metrics.py, so the scores equal metrics.py run on the written files.
 SAMA's segmentation prediction is its probability map sigmoid(seg logits) (maxF and meanEm sweep
 thresholds over it; a binary map would make them degenerate); SAM's is its binary mask, as released.
 Outputs in --out: pred/{stem}.png (pred-{k}pt/ for point splits), metrics.json, results.md (our row
-beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size.
+beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
+once settings.json shows the same weights (SHA-256 of the files), split and prompt made them.
+Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import data
-from load_sam_weights import CheckpointError, default_run_dir, load_sam, load_sama, read_sama_header
+from load_sam_weights import (CheckpointError, default_run_dir, file_sha256, load_sam, load_sama,
+                              read_sama_header)
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from predict import Predictor, keep_freed_cpu_memory, save_png
+from predict import NonFiniteOutput, Predictor, WriteError, keep_freed_cpu_memory, save_png
 from sam import Sam
 from sama import SAMA
 
@@ -224,7 +227,11 @@ def evaluate(split_name: str, pairs, out: Path, predictor: Predictor, resume: bo
                 raise data.DataError(f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
                                      f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})")
             predictor.set_image(image)
-            for k, m in enumerate(predict_split(predictor, split.kind, gt, stem)):
+            try:
+                maps = predict_split(predictor, split.kind, gt, stem)
+            except NonFiniteOutput as e:  # never written as a black PNG and scored
+                raise NonFiniteOutput(f"{files[0]}: {e}") from None
+            for k, m in enumerate(maps):
                 if preds[k] is None:
                     save_png(to_uint8(m), paths[k])
                     preds[k] = read_png(paths[k], gt.shape)  # score what was written, read back
@@ -381,10 +388,17 @@ def main(argv=None) -> int:
     if args.split not in SPLITS:
         print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
         return 2
+    for option, value in (("--limit", args.limit), ("--vis", args.vis)):
+        if value < 0:
+            print(f"error: {option} {value}: must be 0 or more", file=sys.stderr)
+            return 2
     keep_freed_cpu_memory()
     try:
         return run(args)
-    except (data.DataError, CheckpointError) as e:
+    except NonFiniteOutput as e:
+        print(f"error: {e}; not written, not scored", file=sys.stderr)
+        return 3
+    except (data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -410,6 +424,9 @@ def run(args) -> int:
     pairs = split.reader(root)  # data problems show before the model loads
     if args.limit:
         pairs = pairs[: args.limit]
+    # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
+    # naming the file, before any prediction
+    data.check_pairs(pairs, matting=split.kind == "matting")
     run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     name = "sam" if args.model == "sam" else run_dir.name
@@ -420,22 +437,32 @@ def run(args) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config, sam_file = load_model(args, checkpoint, device)
 
-    # what made the predictions in `out`: --resume refuses to mix two models' files
+    # what made the predictions in `out`: --resume refuses to mix two models' files. The weights are
+    # known by their content (SHA-256), so a file retrained at the same path is another model
     sam_only = args.model == "sam" and args.sam_checkpoint
     settings = {
         "split": args.split,
         "model": args.model,
         "checkpoint": None if sam_only else str(checkpoint.resolve()),
+        "checkpoint_sha256": None if sam_only else file_sha256(checkpoint),
         "sam_checkpoint": sam_file,
+        # a SAMA file records its SAM file's SHA-256, and load_sama checked the file against it
+        "sam_sha256": (file_sha256(sam_file) if sam_only
+                       else read_sama_header(checkpoint)["sam"]["sha256"]),
         "config": config,
         "prompt": PROMPTS[split.kind],
     }
     settings_path = out / "settings.json"
     if args.resume and settings_path.is_file():
         before = json.loads(settings_path.read_text())
-        if before != settings:
-            changed = ", ".join(k for k in settings if before.get(k) != settings[k])
-            raise data.DataError(f"{out}: holds predictions made with another {changed}; use another --out or drop --resume")
+        where = ("checkpoint", "sam_checkpoint")  # paths: the same weights may have moved
+        changed = [k for k in settings if k not in where and before.get(k) != settings[k]]
+        if changed:
+            raise data.DataError(f"{out}: holds predictions made with another "
+                                 f"{', '.join(changed)}; use another --out or drop --resume")
+    elif args.resume and any(out.glob("pred*/*.png")):
+        raise data.DataError(f"{out}: holds predictions but no settings.json saying which weights "
+                             f"made them; use another --out or drop --resume")
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 

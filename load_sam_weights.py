@@ -55,6 +55,10 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
         raise CheckpointError(f"{src}: is a directory, not a checkpoint file")
     if os.path.getsize(src) == 0:
         raise CheckpointError(f"{src}: empty file")
+    if looks_like_safetensors(src):
+        raise CheckpointError(f"{src}: looks like a safetensors file (a JSON header), not a "
+                              "PyTorch checkpoint; convert it with safetensors.torch.load_file, "
+                              "then torch.save")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says enough
             warnings.simplefilter("ignore")
@@ -80,6 +84,34 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{src}: not a state dict: the file holds a {type(obj).__name__}, not a dict")
     return obj
+
+
+def looks_like_safetensors(path: Union[str, os.PathLike]) -> bool:
+    """The safetensors layout: an 8-byte little-endian header length N, then N bytes of JSON
+    starting with '{', inside the file. A PyTorch checkpoint starts with "PK" (zip) or 0x80
+    (pickle)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 8 + header_length <= os.path.getsize(path)
+
+
+def check_float32_and_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN / inf weights (a diverged run would give NaN outputs, saved as black images);
+    say once, on stderr, when floating-point tensors are not float32 (loading converts them)."""
+    broken = [k for k, v in state_dict.items()
+              if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        tensors = f"{len(broken)} tensor{'s' * (len(broken) > 1)}"
+        raise CheckpointError(f"{source}: NaN or inf in {tensors} ({_first(broken)}): broken "
+                              "weights, e.g. from a diverged training run")
+    other = sorted({str(v.dtype).removeprefix("torch.") for v in state_dict.values()
+                    if v.is_floating_point() and v.dtype != torch.float32})
+    if other:
+        print(f"warning: {source}: {' and '.join(other)} weights, converted to float32",
+              file=sys.stderr)
 
 
 def _first(names: list[str], n: int = 3) -> str:
@@ -205,10 +237,13 @@ def load_sam(
     """Official SAM checkpoint -> sam.Sam in eval mode on `device`.
 
     variant: "vit_b" / "vit_l" / "vit_h" / "tiny", a SamConfig, or None to infer it from the shapes.
-    Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit.
+    Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit,
+    NaN / inf weights included; float16 / bfloat16 / float64 weights are converted to float32 with
+    one warning line.
     """
     state_dict = read_checkpoint(checkpoint)
     cfg = check_sam_state_dict(state_dict, variant, source=os.fspath(checkpoint))
+    check_float32_and_finite(state_dict, os.fspath(checkpoint))
     with torch.device(device):
         model = Sam(cfg)
     model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
@@ -243,13 +278,18 @@ def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
             os.remove(tmp)
 
 
-def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
-    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """The SHA-256 of a file's bytes, as hex: what identifies weights, wherever the file lies."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
             digest.update(chunk)
-    return {"file": os.path.abspath(path), "variant": variant, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
+    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
+    return {"file": os.path.abspath(path), "variant": variant, "sha256": file_sha256(path)}
 
 
 SAMA_FORMAT = "sama"
@@ -294,8 +334,8 @@ def load_sama(
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
     sam_checkpoint defaults to the path recorded at training time. Refused, with one line: a SAM file
-    of another variant or other weights than the ones SAMA was trained on, and a SAMA file with
-    missing, extra or misshapen tensors.
+    of another variant or other weights than the ones SAMA was trained on, a SAMA file with
+    missing, extra or misshapen tensors, and NaN / inf weights in either file.
     """
     source = os.fspath(sama_checkpoint)
     ckpt = read_sama_header(source)
@@ -315,6 +355,8 @@ def load_sama(
         expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"]).state_dict()
     expected = {k: v for k, v in expected.items() if not k.startswith("sam.")}
     check_keys_and_shapes(ckpt["state_dict"], expected, source)
+    check_float32_and_finite(sam_state, sam_path)
+    check_float32_and_finite(ckpt["state_dict"], source)
     with torch.device(device):
         model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"])
     model.load_state_dict({**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True)

@@ -4,9 +4,11 @@
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
-with the alpha as its transparency), all in the image's own size and orientation (EXIF applied).
-PREFIX defaults to the image path without its extension. Coordinates are pixels of the image as
-displayed (after EXIF rotation), x to the right, y down.
+with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
+all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
+of the image as displayed (after EXIF rotation), x to the right, y down. Exit status 2: a bad
+prompt, image, checkpoint or output path, or a failed write (one line, nothing written); 3: the
+model's output holds NaN or inf (nothing written).
 """
 
 from __future__ import annotations
@@ -33,11 +35,23 @@ from sama import SAMA, SamaPredictor
 # ----------------------------------------------------------------------------------------------
 
 
+class NonFiniteOutput(ValueError):
+    """The model's output holds NaN or inf (broken weights or an overflow); one line."""
+
+
+def check_finite(maps: dict[str, np.ndarray]) -> None:
+    """A NaN map thresholds to an empty mask and rounds to a black alpha: refuse it instead."""
+    bad = [name for name, m in maps.items() if not np.isfinite(m).all()]
+    if bad:
+        raise NonFiniteOutput(f"NaN or inf in the model's {' and '.join(bad)}")
+
+
 class Predictor:
     """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
 
     predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
     SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's mask).
+    It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
     """
 
     def __init__(self, model: Union[SAMA, Sam]) -> None:
@@ -50,10 +64,13 @@ class Predictor:
     @torch.no_grad()
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
         if not self.is_sama:
-            masks, _, _ = self.predictor.predict(points, labels, box, multimask_output=False)
-            mask = masks[0]
+            logits, _, _ = self.predictor.predict(points, labels, box, multimask_output=False,
+                                                  return_logits=True)
+            check_finite({"SAM logits": logits[0]})
+            mask = logits[0] > self.predictor.model.mask_threshold  # as SamPredictor thresholds
             return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
         seg_logits, alpha, sam_logits = self.predictor.predict(points, labels, box, return_logits=True)
+        check_finite({"segmentation logits": seg_logits, "alpha": alpha, "SAM logits": sam_logits})
         seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()  # the probability map the field scores
         return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
 
@@ -84,13 +101,44 @@ def keep_freed_cpu_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back
 
 
+class WriteError(OSError):
+    """An output that could not be written (nothing of the set is left); one line."""
+
+
+def save_pngs(images: dict[Path, np.ndarray]) -> None:
+    """(H, W) grey or (H, W, 4) RGBA uint8 arrays -> PNGs, all or none: each is written to a
+    temporary file beside its target, and only when all are written are they renamed into place.
+    On any error (a full disk, a folder in the way) the temporary files, the outputs already renamed
+    and the folders made for them are removed, then WriteError names the file. A run killed
+    mid-write leaves no truncated PNG (for --resume to trust, or for a user to find)."""
+    made = []  # folders this call creates, parents first
+    for folder in dict.fromkeys(path.parent for path in images):
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        made += [f for f in reversed(missing) if f not in made]
+    temporary, renamed, path = {}, [], None
+    try:
+        for folder in made:
+            folder.mkdir()
+        for path, array in images.items():
+            temporary[path] = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            Image.fromarray(array).save(temporary[path], format="PNG")
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
+            renamed.append(path)
+    except OSError as e:
+        for leftover in [*temporary.values(), *renamed]:
+            leftover.unlink(missing_ok=True)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        reason = e.strerror or str(e) or type(e).__name__
+        raise WriteError(f"{path or e.filename}: cannot write ({reason}); none of "
+                         f"{', '.join(p.name for p in images)} written") from None
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
-    """(H, W) grey or (H, W, 4) RGBA uint8 -> PNG, atomically: a run killed mid-write leaves no
-    truncated file (for --resume to trust, or for a user to find)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """One PNG, atomically (save_pngs)."""
+    save_pngs({path: array})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,9 +158,16 @@ def pairs(values: list[float], option: str) -> np.ndarray:
 
 
 def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
-    """Every coordinate inside the image (0 <= x <= W, 0 <= y <= H), box corners ordered."""
+    """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
+    ordered."""
     if box is None and len(points) == 0:
         raise PromptError("give a --box and / or at least one --point")
+    if box is not None and not np.isfinite(box).all():  # NaN fails every comparison below
+        shown = " ".join(f"{v:g}" for v in box)
+        raise PromptError(f"--box {shown}: coordinates must be finite numbers")
+    for x, y in points:
+        if not np.isfinite([x, y]).all():
+            raise PromptError(f"point ({x:g}, {y:g}): coordinates must be finite numbers")
     if box is not None:
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
@@ -122,6 +177,20 @@ def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
     for x, y in points:
         if not (0 <= x <= w and 0 <= y <= h):
             raise PromptError(f"point ({x:g}, {y:g}) outside the {w}x{h} image")
+
+
+def check_outputs(paths: list[Path]) -> None:
+    """Refuse, before any work, outputs that cannot be written: a target that is a folder, a folder
+    under a file, a folder without write permission."""
+    for path in paths:
+        if path.is_dir():
+            raise WriteError(f"{path}: is a folder, not a file (choose another --out)")
+    folder = next(f for f in (paths[0].parent, *paths[0].parent.parents) if f.exists())
+    if not folder.is_dir():
+        raise WriteError(f"{folder}: is a file, so {paths[0].parent} cannot be a folder "
+                         f"(choose another --out)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(f"{folder}: no permission to write there (choose another --out)")
 
 
 def main(argv=None) -> int:
@@ -137,32 +206,45 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output prefix (default: the image path without its extension)")
     args = p.parse_args(argv)
     keep_freed_cpu_memory()
+    prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
+    targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     try:
         image = data.load_image(args.image)  # EXIF orientation applied: outputs match what viewers show
         h, w = image.shape[:2]
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
         check_prompt(args.box, points, h, w)
+        check_outputs(list(targets.values()))
         model = load_sama(args.checkpoint, args.sam_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
-    except (PromptError, data.DataError, CheckpointError) as e:
+    except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     predictor = SamaPredictor(model)
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
-    mask, alpha, _ = predictor.predict(points if len(points) else None, labels if len(points) else None,
-                                       None if args.box is None else np.asarray(args.box))
+    seg_logits, alpha, _ = predictor.predict(points if len(points) else None,
+                                             labels if len(points) else None,
+                                             None if args.box is None else np.asarray(args.box),
+                                             return_logits=True)
+    try:
+        check_finite({"segmentation logits": seg_logits, "alpha": alpha})
+    except NonFiniteOutput as e:
+        print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
+        return 3
+    mask = seg_logits > 0  # as SamaPredictor thresholds
 
-    prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     alpha_u8 = np.round(alpha * 255).astype(np.uint8)
     outputs = {
         "mask": mask.astype(np.uint8) * 255,
         "alpha": alpha_u8,
         "cutout": np.concatenate([image, alpha_u8[:, :, None]], axis=2),  # (H, W, 4)
     }
-    for name, array in outputs.items():
-        save_png(array, Path(f"{prefix}_{name}.png"))  # atomically: temporary file, then rename
+    try:
+        save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
+    except WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
           f"mask {mask.mean():.1%} of the image)")
     return 0

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
+import re
 import resource
 import sys
 import time
@@ -32,6 +34,7 @@ from tqdm import tqdm
 import data
 import losses
 import evaluate
+from predict import NonFiniteOutput
 from load_sam_weights import (
     CheckpointError,
     atomic_save,
@@ -85,8 +88,25 @@ class TrainingError(Exception):
     """A problem that stops training; the message is one line."""
 
 
+def check_args(args) -> None:
+    """Every option's value, before any work: one line naming the first bad one."""
+    at_least = {"--batch-size": (args.batch_size, 1), "--accum-steps": (args.accum_steps, 1),
+                "--epochs": (args.epochs, 1), "--max-steps": (args.max_steps, 1),
+                "--warmup-steps": (args.warmup_steps, 0), "--seed": (args.seed, 0),
+                "--log-every": (args.log_every, 1), "--val-every": (args.val_every, 0),
+                "--val-images": (args.val_images, 0), "--save-every": (args.save_every, 1),
+                "--workers": (args.workers, 0)}
+    for option, (value, low) in at_least.items():
+        if value is not None and value < low:  # --max-steps is None unless given
+            raise TrainingError(f"{option} {value}: must be {low} or more")
+    for option, value in (("--lr", args.lr), ("--clip", args.clip)):
+        if not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"{option} {value:g}: must be a finite number above 0")
+
+
 class NonFiniteLoss(TrainingError):
-    """The loss became NaN or infinite: the run stops before saving anything from that step."""
+    """The loss, the gradient or the validation output became NaN or infinite: the run stops
+    before saving anything from that step."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,10 +251,81 @@ def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: 
         "optimizer": optimizer.state_dict(),
         "step": step,
         "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
+        "data": data_identity(streams),
         "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},
         "args": {k: v for k, v in vars(args).items()},
     }
     atomic_save(state, path)
+
+
+def data_identity(streams: dict) -> dict:
+    """The sizes a data position means something in: samples per set, processes."""
+    return {name: {"samples": len(s.dataset), "processes": s.sampler.num_replicas}
+            for name, s in streams.items() if s is not None}
+
+
+# what --resume requires to equal the saved run's (each changes the weights or the data position);
+# --max-steps / --epochs may grow to extend a run, the observing options may change freely
+RESUME_SAME = ("batch_size", "accum_steps", "lr", "warmup_steps", "clip", "seed", "tasks")
+
+
+def check_same_run(state: dict, args, streams: dict, source: Path) -> None:
+    """--resume continues the saved run only: the same recipe, data sizes and processes."""
+    saved = state["args"]
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)} (now {getattr(args, k)})"
+               for k in RESUME_SAME if saved.get(k) != getattr(args, k)]
+    for name, now in data_identity(streams).items():
+        before = state.get("data", {}).get(name, now)  # states saved before this check: not known
+        for key in ("samples", "processes"):
+            if before[key] != now[key]:
+                changed.append(f"{before[key]} {name} {key} (now {now[key]})")
+    if changed:
+        raise TrainingError(f"{source}: saved with {', '.join(changed)}; resume with the same "
+                            f"values, or train into another --out")
+
+
+STALE_TEMPORARY = re.compile(r".+\.tmp-\d+")  # atomic_save's name for a file being written
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Remove the temporary files of saves killed mid-write (only rank 0 writes in OUT)."""
+    for path in sorted(out_dir.iterdir()):
+        if STALE_TEMPORARY.fullmatch(path.name) and path.is_file():
+            path.unlink()
+            print(f"removed {path} (left by an interrupted save)")
+
+
+def drop_records_after(log_path: Path, step: int) -> None:
+    """On --resume: keep the records of steps up to the checkpoint's, which the run logs again
+    from there; a line cut short by a kill goes too. Rewritten atomically."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    if len(kept) == len(lines):
+        return
+    tmp = log_path.with_name(f"{log_path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, log_path)
+    print(f"{log_path}: dropped {len(lines) - len(kept)} records logged after step {step}, "
+          f"the checkpoint's")
+
+
+def holds_weights(sama_path: Path, weights: dict) -> bool:
+    """Whether a readable SAMA checkpoint holds exactly these tensors."""
+    try:
+        saved = read_checkpoint(sama_path).get("state_dict", {})
+    except CheckpointError:
+        return False
+    same_keys = saved.keys() == weights.keys()
+    return same_keys and all(torch.equal(saved[k], v) for k, v in weights.items())
 
 
 def write_record(bar, log, record: dict) -> None:
@@ -259,7 +350,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def validate(model: SAMA, val_pairs) -> dict:
     was_training = model.training
-    scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+    try:
+        scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+    except NonFiniteOutput as e:
+        raise NonFiniteLoss(f"validation: {e}; stopped before saving") from None
     model.train(was_training)
     return {"val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
 
@@ -270,6 +364,7 @@ def validate(model: SAMA, val_pairs) -> dict:
 
 
 def train(args) -> Path:
+    check_args(args)
     # --- processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if distributed:
@@ -307,7 +402,10 @@ def train(args) -> Path:
     model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter).to(device)
 
     steps_per_epoch = len((seg_set or mat_set)) // (args.batch_size * world * args.accum_steps)
-    total_steps = args.max_steps or args.epochs * max(steps_per_epoch, 1)
+    if args.max_steps is not None:
+        total_steps = args.max_steps
+    else:
+        total_steps = args.epochs * max(steps_per_epoch, 1)
 
     # --- optimiser over the new modules only; SAM has requires_grad False everywhere
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -321,7 +419,26 @@ def train(args) -> Path:
         if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
             raise TrainingError(f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
                                 f"not {model.config} on {sam_id['file']}")
+        last_pt = out_dir / "last.pt"
+        check_same_run(state, args, streams, last_pt)
+        if state["step"] > total_steps:
+            raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
+                                f"asked (--max-steps / --epochs); nothing done")
         model.load_state_dict({**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}})
+        if state["step"] == total_steps:  # a finished run: a job started again, or a typo
+            if master:
+                remove_stale_temporaries(out_dir)
+                # a kill between the last two saves leaves last.pt at the end, sama.pt behind it
+                if holds_weights(out_dir / "sama.pt", state["sama"]):
+                    done = f"{out_dir / 'sama.pt'} holds its weights already"
+                else:
+                    save_sama(model, out_dir / "sama.pt", sam_id)
+                    done = f"saved its weights to {out_dir / 'sama.pt'} (missing or older)"
+                print(f"nothing to train: {last_pt} is at step {total_steps} of {total_steps}; "
+                      f"{done} (raise --max-steps or --epochs to go on)")
+            if distributed:
+                dist.destroy_process_group()
+            return out_dir / "sama.pt"
         optimizer.load_state_dict(state["optimizer"])
         for name, s in streams.items():
             if s is not None:
@@ -340,6 +457,9 @@ def train(args) -> Path:
 
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir)
+        if args.resume:
+            drop_records_after(out_dir / "log.jsonl", step)
         n_train = sum(p.numel() for p in trainable)
         print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
               f"{total_steps} steps of {args.batch_size} x {world} x {args.accum_steps} per task; device {device}")
@@ -364,16 +484,19 @@ def train(args) -> Path:
                 (loss / args.accum_steps).backward()
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
-            # a NaN / inf loss stops every process before anything is saved from it
+            # a NaN / inf loss or gradient (Adam would write NaN into every weight) stops every
+            # process before anything is saved from it; clipping only scales the gradients
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
             stacked = torch.stack(list(sums.values()))  # every loss term: one device sync per step, not one per term
-            finite = torch.isfinite(stacked).all().float().reshape(1)
+            finite = (torch.isfinite(stacked).all() & torch.isfinite(grad_norm)).float().reshape(1)
             if distributed:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if finite.item() == 0:
                 bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
-                raise NonFiniteLoss(f"step {step}: loss is not finite ({bad}); stopped, the last checkpoint "
+                what = "loss" if not torch.isfinite(stacked).all() else "gradient"
+                raise NonFiniteLoss(f"step {step}: {what} is not finite ({bad}, grad_norm "
+                                    f"{grad_norm.item():.4g}); stopped, the last checkpoint "
                                     f"{out_dir / 'last.pt'} is untouched")
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
             optimizer.step()
             step += 1
             bar.update(1)

@@ -1,6 +1,7 @@
 """Tests for evaluate.py on a toy tree with a random tiny SAM / SAMA: files, keys, scores equal to
 metrics.py run on the written PNGs, --resume, and one-line errors."""
 
+import hashlib
 import inspect
 import json
 import shutil
@@ -223,3 +224,146 @@ def test_bad_checkpoint_is_one_line(toy, tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", bad, "--out", tmp_path / "out") == 2
     assert str(bad) in one_error_line(capsys)
+
+
+# ----------------------------------------------------------------------------------------------
+# --resume knows the weights by their content; bad splits and options are refused up front
+# ----------------------------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def files_under(folder: Path) -> set[str]:
+    if not folder.exists():
+        return set()
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_path, capsys):
+    sam_path, sama_path = checkpoints
+    ckpt = tmp_path / "sama.pt"
+    shutil.copy(sama_path, ckpt)
+    out = tmp_path / "dis"
+    args = ("--split", "DIS-VD", "--data", toy, "--limit", 1, "--out", out)
+    assert run(*args, "--checkpoint", ckpt) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["checkpoint_sha256"] == sha256(ckpt)
+    assert settings["sam_sha256"] == sha256(sam_path)
+    first = out / "pred" / f"{data.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
+    edited = np.full_like(data.load_mask(first), 77)  # tells a reused PNG from a recomputed one
+    predict.save_png(edited, first)
+    before = {name: (out / name).read_bytes() for name in files_under(out)}
+
+    # retrained: other weights at the same path
+    torch.manual_seed(1)
+    save_sama(SAMA(load_sam(sam_path)), ckpt, sam_identity(sam_path, "tiny"))
+    capsys.readouterr()
+    assert run(*args, "--checkpoint", ckpt, "--resume") == 2
+    assert one_error_line(capsys) == (f"error: {out}: holds predictions made with another "
+                                      "checkpoint_sha256; use another --out or drop --resume")
+    assert {name: (out / name).read_bytes() for name in files_under(out)} == before
+
+    # the same weights at another path: the predictions are theirs, reused
+    moved = tmp_path / "moved" / "sama.pt"
+    moved.parent.mkdir()
+    shutil.copy(sama_path, moved)
+    assert run(*args, "--checkpoint", moved, "--resume") == 0
+    assert np.array_equal(data.load_mask(first), edited)
+    assert json.loads((out / "settings.json").read_text())["checkpoint"] == str(moved.resolve())
+
+    # settings.json gone: nothing says which weights made the PNGs
+    (out / "settings.json").unlink()
+    capsys.readouterr()
+    assert run(*args, "--checkpoint", moved, "--resume") == 2
+    assert "no settings.json" in one_error_line(capsys)
+    assert np.array_equal(data.load_mask(first), edited)
+
+
+def test_resume_refuses_another_sam_file_at_the_same_path(toy, tmp_path, capsys):
+    sam_path = tmp_path / "sam.pth"
+    torch.manual_seed(5)
+    torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+    out = tmp_path / "aim500"
+    args = ("--split", "AIM-500", "--aim500", toy, "--model", "sam", "--sam-checkpoint", sam_path,
+            "--out", out)
+    assert run(*args) == 0
+    assert json.loads((out / "settings.json").read_text())["sam_sha256"] == sha256(sam_path)
+    torch.manual_seed(6)
+    torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+    capsys.readouterr()
+    assert run(*args, "--resume") == 2
+    assert "another sam_sha256" in one_error_line(capsys)
+
+
+def blacken(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros_like(data.load_mask(path))).save(path)
+
+
+@pytest.mark.parametrize("split", ["DIS-VD", "COIFT", "Composition-1K"])
+def test_an_empty_gt_is_refused_before_any_prediction(split, toy, checkpoints, tmp_path, capsys):
+    """The last GT all black: was scored IoU 0 in COIFT (zero points), a traceback in DIS and
+    Composition-1K after the other images' predictions were written."""
+    folder, option, reader = {
+        "DIS-VD": ("DIS5K", "--data", lambda root: data.dis_pairs(root, split)),
+        "COIFT": ("COIFT", "--coift", data.coift_pairs),
+        "Composition-1K": ("AIM", "--matting", data.composition1k_pairs),
+    }[split]
+    root = tmp_path / folder
+    shutil.copytree(toy / folder, root)
+    gt = reader(root)[-1][1]
+    blacken(gt)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run("--split", split, option, root, "--checkpoint", checkpoints[1], "--out", out) == 2
+    what = "alpha (no pixel > 0)" if split == "Composition-1K" else "mask (no pixel > 128)"
+    assert one_error_line(capsys) == f"error: {gt}: empty {what}"
+    assert not out.exists()
+
+
+def test_a_size_mismatch_is_found_before_any_prediction(toy, checkpoints, tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "DIS5K"
+    shutil.copytree(toy / "DIS5K", root)
+    image, gt = data.dis_pairs(root, "DIS-VD")[-1]
+    mask = Image.open(gt)
+    mask.resize((mask.width + 3, mask.height)).save(gt)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run("--split", "DIS-VD", "--data", root, "--checkpoint", checkpoints[1],
+               "--out", out) == 2
+    size = f"{mask.width + 3}x{mask.height}"
+    assert one_error_line(capsys).startswith(f"error: {gt}: size {size} differs from {image}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--limit", "--vis"])
+def test_negative_counts_are_refused(option, toy, checkpoints, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out)
+    assert run(*args, option, -1) == 2
+    assert one_error_line(capsys) == f"error: {option} -1: must be 0 or more"
+    assert not out.exists()
+
+
+def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_path, monkeypatch,
+                                                         capsys):
+    real = SamaPredictor.predict
+
+    def overflowing(self, *args, **kwargs):
+        seg, alpha, sam = real(self, *args, **kwargs)
+        return seg * np.float32("nan"), alpha, sam
+
+    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1],
+               "--out", out) == 3
+    image = data.dis_pairs(toy, "DIS-VD")[0][0]
+    assert one_error_line(capsys) == (f"error: {image}: NaN or inf in the model's segmentation "
+                                      "logits; not written, not scored")
+    assert files_under(out) == {"settings.json"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam, main, param_counts,
+from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam,
+                              load_sama, looks_like_safetensors, main, param_counts,
                               read_checkpoint, sam_identity, save_sama)
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA
@@ -246,3 +249,101 @@ def test_main_returns_2_in_process(tmp_path, capsys):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: ")
+
+
+# ----------------------------------------------------------------------------------------------
+# Files of another format or precision, and broken weights
+# ----------------------------------------------------------------------------------------------
+
+
+def safetensors_bytes(tensors: dict) -> bytes:
+    """The safetensors layout written by hand (the package is not a dependency): an 8-byte
+    little-endian header length, the JSON header, then the raw little-endian float32 data."""
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        blob = t.contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
+def test_safetensors_renamed_pth_is_named_as_such(tmp_path, tiny_file, capsys):
+    _, sd = tiny_file
+    path = tmp_path / "sam_tiny.pth"
+    path.write_bytes(safetensors_bytes({k: sd[k] for k in list(sd)[:4]}))
+    msg = error_of(path)
+    assert "looks like a safetensors file" in msg and "load_file" in msg
+    assert main([str(path)]) == 2  # the command line: one line, exit 2
+    err = capsys.readouterr().err
+    assert err == f"error: {msg}\n"
+
+
+def test_a_pytorch_file_is_not_taken_for_safetensors(tiny_file, tmp_path):
+    path, _ = tiny_file
+    assert not looks_like_safetensors(path)
+    legacy = tmp_path / "legacy.pth"  # the pre-1.6 pickle format: starts with 0x80
+    torch.save({"a": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert not looks_like_safetensors(legacy)
+    short = tmp_path / "cut.pth"  # a header length beyond the file's end
+    short.write_bytes(safetensors_bytes({"a": torch.zeros(2)})[:20])
+    assert not looks_like_safetensors(short)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_precisions_are_converted_with_one_warning_line(dtype, tmp_path, tiny_file, capsys):
+    _, sd = tiny_file
+    path = tmp_path / "sam_half.pth"
+    torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}, path)
+    capsys.readouterr()
+    model = load_sam(path)
+    err = capsys.readouterr().err
+    name = str(dtype).removeprefix("torch.")
+    assert err == f"warning: {path}: {name} weights, converted to float32\n"
+    loaded = model.state_dict()
+    for k, v in sd.items():  # float32 in memory, the file's values exactly
+        assert loaded[k].dtype == v.dtype
+        assert torch.equal(loaded[k], v.to(dtype).to(v.dtype)), k
+    load_sam(tiny_file[0])
+    assert capsys.readouterr().err == ""  # a float32 file: no word
+
+
+def test_sama_checkpoint_in_half_precision_warns_once(tmp_path, tiny_file, capsys):
+    path, _ = tiny_file
+    sama_path = tmp_path / "sama.pt"
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    ckpt = torch.load(sama_path, weights_only=True)
+    ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, sama_path)
+    capsys.readouterr()
+    model = load_sama(sama_path)
+    warned = capsys.readouterr().err
+    assert warned == f"warning: {sama_path}: float16 weights, converted to float32\n"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_nan_or_inf_weights_are_refused(tmp_path, tiny_file):
+    _, sd = tiny_file
+    path = tmp_path / "nan.pth"
+    key = "mask_decoder.iou_token.weight"
+    broken = dict(sd, **{key: sd[key].clone()})
+    broken[key][0, 0] = float("nan")
+    torch.save(broken, path)
+    msg = error_of(path)
+    assert f"NaN or inf in 1 tensor ({key})" in msg and "broken weights" in msg
+
+
+def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
+    path, _ = tiny_file
+    sama_path = tmp_path / "sama.pt"
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    ckpt = torch.load(sama_path, weights_only=True)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("inf"))
+    torch.save(ckpt, sama_path)
+    expected = rf"^{re.escape(str(sama_path))}: NaN or inf in 1 tensor \({key}\)"
+    with pytest.raises(CheckpointError, match=expected):
+        load_sama(sama_path)

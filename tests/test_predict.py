@@ -1,6 +1,7 @@
 """Tests for predict.py: three images at the input's displayed size and orientation, the cutout's
 alpha equal to alpha.png, and one-line errors for bad prompts."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +86,28 @@ def test_default_prefix_is_the_image_path_without_extension(checkpoint, rotated_
     ["--neg-point", "5"],                     # odd number of values
     ["--point", "10", "90"],                  # y beyond the displayed height (80)
     [],                                       # no prompt at all
+    ["--box", "nan", "10", "40", "70"],       # NaN fails every comparison: was accepted
+    ["--box", "5", "nan", "40", "70"],
+    ["--point", "nan", "40"],
+    ["--neg-point", "3", "inf", "--point", "20", "40"],
 ])
 def test_bad_prompts_exit_2_with_one_line(checkpoint, rotated_image, tmp_path, capsys, prompt):
     prefix = tmp_path / "x"
     assert predict.main([str(rotated_image), *prompt, "--checkpoint", str(checkpoint), "--out", str(prefix)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+    if any(v in ("nan", "inf") for v in prompt):
+        assert "must be finite numbers" in err, err
     assert not list(tmp_path.glob("x_*.png"))
+
+
+def test_non_numeric_prompt_is_refused_by_argparse(checkpoint, rotated_image, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        predict.main([str(rotated_image), "--box", "5", "ten", "40", "70",
+                      "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    assert "argument --box: invalid float value: 'ten'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_unreadable_image_and_checkpoint_exit_2(checkpoint, rotated_image, tmp_path, capsys):
@@ -102,3 +118,162 @@ def test_unreadable_image_and_checkpoint_exit_2(checkpoint, rotated_image, tmp_p
     assert predict.main([str(rotated_image), "--point", "1", "1", "--checkpoint", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.pt" in err and "\n" not in err
+
+
+# ----------------------------------------------------------------------------------------------
+# No silent wrong result: NaN weights and NaN outputs are refused, nothing written
+# ----------------------------------------------------------------------------------------------
+
+BOX = ["--box", "5", "10", "40", "70"]
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def run_predict(rotated_image, checkpoint, prefix, capsys) -> tuple[int, str]:
+    """predict.main on BOX -> (exit code, stderr)."""
+    capsys.readouterr()
+    code = predict.main([str(rotated_image), *BOX, "--checkpoint", str(checkpoint),
+                         "--out", str(prefix)])
+    return code, capsys.readouterr().err
+
+
+def test_nan_weights_are_refused_before_anything_is_written(checkpoint, rotated_image, tmp_path,
+                                                            capsys):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][key] = ckpt["state_dict"][key] * float("nan")
+    broken = tmp_path / "nan.pt"
+    torch.save(ckpt, broken)
+    code, err = run_predict(rotated_image, broken, tmp_path / "x", capsys)
+    assert code == 2
+    assert err == (f"error: {broken}: NaN or inf in 1 tensor ({key}): broken weights, e.g. from a "
+                   "diverged training run\n")
+    assert files_under(tmp_path) == {"nan.pt"}
+
+
+def test_non_finite_output_exits_3_and_writes_nothing(checkpoint, rotated_image, tmp_path,
+                                                      monkeypatch, capsys):
+    real = SamaPredictor.predict
+
+    def overflowing(self, *args, **kwargs):  # as an overflow in half precision would give
+        seg, alpha, sam = real(self, *args, **kwargs)
+        return seg, alpha * np.float32("nan"), sam
+
+    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "x", capsys)
+    assert code == 3
+    assert err == f"error: {rotated_image}: NaN or inf in the model's alpha; nothing written\n"
+    assert not any(tmp_path.iterdir())
+
+
+def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_image, monkeypatch):
+    from sam import SamPredictor
+
+    model = load_sama(checkpoint, device=DEVICE)
+    image = data.load_image(rotated_image)
+    box = np.array([5.0, 10, 40, 70])
+    for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
+        real = cls.predict
+        predictor = predict.Predictor(wrapped)
+        predictor.set_image(image)
+        assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
+
+        def poisoned(self, *args, real=real, **kwargs):  # the first map: the logits
+            first, *rest = real(self, *args, **kwargs)
+            return (first + np.float32("inf"), *rest)
+
+        monkeypatch.setattr(cls, "predict", poisoned)
+        with pytest.raises(predict.NonFiniteOutput,
+                           match=r"^NaN or inf in the model's (SAM|segmentation) logits$"):
+            predictor.predict(box=box)
+        monkeypatch.undo()
+
+
+# ----------------------------------------------------------------------------------------------
+# The three outputs: all or nothing, one line when they cannot be written
+# ----------------------------------------------------------------------------------------------
+
+
+def test_out_under_a_file_is_one_line(checkpoint, rotated_image, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    code, err = run_predict(rotated_image, checkpoint, notes / "cut" / "x", capsys)
+    assert code == 2
+    assert err == (f"error: {notes}: is a file, so {notes / 'cut'} cannot be a folder "
+                   "(choose another --out)\n")
+    assert files_under(tmp_path) == {"notes.txt"} and notes.read_text() == "a file"
+
+
+def test_a_target_that_is_a_folder_is_one_line(checkpoint, rotated_image, tmp_path, capsys):
+    (tmp_path / "x_alpha.png").mkdir()
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "x", capsys)
+    assert code == 2
+    folder = tmp_path / "x_alpha.png"
+    assert err == f"error: {folder}: is a folder, not a file (choose another --out)\n"
+    assert files_under(tmp_path) == {"x_alpha.png"}  # no mask, no cutout, no *.tmp
+
+
+def test_full_disk_on_the_third_file_leaves_nothing(checkpoint, rotated_image, tmp_path,
+                                                    monkeypatch, capsys):
+    import errno
+
+    # an earlier run's outputs for the same prefix stay as they were: never a mix of two runs
+    old = {name: tmp_path / "out" / f"x_{name}.png" for name in ("mask", "alpha", "cutout")}
+    for path in old.values():
+        predict.save_png(np.full((4, 4), 7, np.uint8), path)
+    before = {path: path.read_bytes() for path in old.values()}
+    real_save, calls = Image.Image.save, []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 3:
+            with open(fp, "wb") as f:  # part of the file reached the disk, then it was full
+                f.write(b"\x89PNG")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "out" / "x", capsys)
+    assert code == 2 and len(calls) == 3
+    assert err == (f"error: {old['cutout']}: cannot write (No space left on device); none of "
+                   "x_mask.png, x_alpha.png, x_cutout.png written\n")
+    assert {path: path.read_bytes() for path in old.values()} == before
+    assert files_under(tmp_path) == {"out", *(f"out/{path.name}" for path in old.values())}
+
+    # into a new folder: the folder made for the outputs goes too
+    calls.clear()
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "new" / "deeper" / "x", capsys)
+    assert code == 2 and "No space left on device" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_permission_denied_while_writing_leaves_nothing(checkpoint, rotated_image, tmp_path,
+                                                        monkeypatch, capsys):
+    def save(self, fp, *args, **kwargs):  # a folder that turned read-only after the check
+        raise PermissionError(13, os.strerror(13), str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "x", capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {tmp_path / 'x_mask.png'}: cannot write (Permission denied)")
+    assert not any(tmp_path.iterdir())
+
+
+def test_read_only_folder_is_refused_up_front(checkpoint, rotated_image, tmp_path, monkeypatch,
+                                              capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.geteuid() == 0:  # root may write anywhere: answer as the kernel would for anyone else
+        real_access = os.access
+        monkeypatch.setattr(os, "access",
+                            lambda p, mode: False if Path(p) == folder else real_access(p, mode))
+    try:
+        code, err = run_predict(rotated_image, checkpoint, folder / "x", capsys)
+    finally:
+        folder.chmod(0o700)
+    assert code == 2
+    assert err == f"error: {folder}: no permission to write there (choose another --out)\n"
+    assert not any(folder.iterdir())

@@ -540,3 +540,175 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
     # (BatchNorm statistics are updated in train mode only: one update per step)
     state = sama_state(out)["state_dict"]
     assert int(state["heads.0.fuse.1.num_batches_tracked"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Options: every value checked before any work; --resume continues the same run only
+# ----------------------------------------------------------------------------------------------
+
+AT_LEAST_1, AT_LEAST_0 = "must be 1 or more", "must be 0 or more"
+POSITIVE = "must be a finite number above 0"
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("--max-steps", "0", AT_LEAST_1),  # was: the full 12-epoch schedule
+    ("--max-steps", "-5", AT_LEAST_1),  # was: "saved ..." with nothing saved
+    ("--epochs", "0", AT_LEAST_1),
+    ("--save-every", "0", AT_LEAST_1),  # was: ZeroDivisionError after the first step
+    ("--log-every", "0", AT_LEAST_1),
+    ("--accum-steps", "0", AT_LEAST_1),
+    ("--batch-size", "0", AT_LEAST_1),
+    ("--workers", "-1", AT_LEAST_0),
+    ("--warmup-steps", "-1", AT_LEAST_0),
+    ("--val-every", "-1", AT_LEAST_0),
+    ("--val-images", "-1", AT_LEAST_0),
+    ("--seed", "-1", AT_LEAST_0),  # numpy's generators refuse negative seeds, mid-run
+    ("--lr", "nan", POSITIVE),
+    ("--lr", "-1", POSITIVE),
+    ("--lr", "0", POSITIVE),
+    ("--lr", "inf", POSITIVE),
+    ("--clip", "nan", POSITIVE),
+    ("--clip", "0", POSITIVE),
+])
+def test_bad_option_values_one_line_exit_2_nothing_written(option, value, problem, toy, tmp_path,
+                                                           capsys):
+    out = tmp_path / "out"
+    max_steps = [] if option in ("--max-steps", "--epochs") else ["--max-steps", "1"]
+    code, err = run_train(base_args(toy, out, *max_steps, option, value), capsys)
+    assert code == 2, err
+    assert assert_one_error_line(err) == f"error: {option} {value}: {problem}"
+    assert no_files_under(out)
+
+
+def snapshot(out: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_resume_continues_the_same_run_only(toy, sam_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ("--sam-checkpoint", str(sam_file), "--save-every", "100")
+    code, err = run_train(base_args(toy, out, *common, "--max-steps", "2"), capsys)
+    assert code == 0, err
+    before = snapshot(out)
+
+    # another recipe, other data or another number of processes: refused, one line naming what
+    changes = [(("--batch-size", "2"), "--batch-size 1 (now 2)"),
+               (("--lr", "0.002"), "--lr 0.001 (now 0.002)"),
+               (("--accum-steps", "2"), "--accum-steps 1 (now 2)"),
+               (("--seed", "8"), "--seed 42 (now 8)"),
+               (("--warmup-steps", "3"), "--warmup-steps 1 (now 3)"),
+               (("--clip", "0.5"), "--clip 1.0 (now 0.5)")]
+    for extra, named in changes:
+        argv = base_args(toy, out, *common, "--max-steps", "3", "--resume", *extra)
+        code, err = run_train(argv, capsys)
+        assert code == 2, err
+        line = assert_one_error_line(err)
+        assert line == (f"error: {out / 'last.pt'}: saved with {named}; resume with the same "
+                        "values, or train into another --out")
+    argv = base_args(toy, out, *common, "--max-steps", "3", "--resume", matting=False)
+    code, err = run_train(argv + ["--matting", str(toy / "AIM")], capsys)  # without AIM-500's 2
+    assert code == 2, err
+    assert "saved with 6 matting samples (now 4)" in assert_one_error_line(err)
+    assert snapshot(out) == before
+
+    # finished: nothing to train, said so; nothing "saved"
+    finished = base_args(toy, out, *common, "--max-steps", "2", "--resume")
+    capsys.readouterr()
+    assert train.main(finished) == 0
+    assert capsys.readouterr().out == (
+        f"nothing to train: {out / 'last.pt'} is at step 2 of 2; {out / 'sama.pt'} holds its "
+        "weights already (raise --max-steps or --epochs to go on)\n")
+    assert snapshot(out) == before
+    # ... unless sama.pt is missing (a kill between the two saves): written from last.pt
+    (out / "sama.pt").unlink()
+    assert train.main(finished) == 0
+    assert "saved its weights to" in capsys.readouterr().out
+    assert snapshot(out) == before  # the same bytes: the same tensors, configuration and SAM
+
+    # fewer steps than done: refused
+    code, err = run_train(base_args(toy, out, *common, "--max-steps", "1", "--resume"), capsys)
+    assert code == 2
+    assert assert_one_error_line(err) == (f"error: {out / 'last.pt'}: at step 2, past the 1 steps "
+                                          "asked (--max-steps / --epochs); nothing done")
+    assert snapshot(out) == before
+
+
+def test_a_killed_save_leaves_no_stray_file_and_no_step_logged_twice(toy, sam_file, tmp_path,
+                                                                      monkeypatch, capsys):
+    out = tmp_path / "run"
+    argv = base_args(toy, out, "--sam-checkpoint", str(sam_file), "--max-steps", "4",
+                     "--save-every", "2")
+    real_save, saves = train.atomic_save, []
+
+    def killed_in_the_second_save(obj, path):  # the training state at step 4: killed mid-write
+        saves.append(Path(path).name)
+        if saves.count("last.pt") == 2:
+            Path(f"{path}.tmp-4242").write_bytes(b"")  # what atomic_save had open
+            raise KeyboardInterrupt
+        real_save(obj, path)
+
+    monkeypatch.setattr(train, "atomic_save", killed_in_the_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(argv)
+    monkeypatch.setattr(train, "atomic_save", real_save)
+    logged = log_records(out)
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    assert read_checkpoint(out / "last.pt")["step"] == 2
+    with open(out / "log.jsonl", "a") as log:
+        log.write('{"step": 5, "kind": "bo')  # and a record cut short
+
+    capsys.readouterr()
+    code = train.main(argv + ["--resume"])
+    said, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"removed {out / 'last.pt.tmp-4242'} (left by an interrupted save)" in said
+    assert f"{out / 'log.jsonl'}: dropped 3 records logged after step 2, the checkpoint's" in said
+    assert not list(out.glob("*.tmp*"))
+    resumed = log_records(out)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]  # once each; 3 and 4 from the resumed run
+    assert [without_timing(r) for r in resumed] == [without_timing(r) for r in logged]
+    assert read_checkpoint(out / "last.pt")["step"] == 4
+
+
+def test_non_finite_gradient_stops_before_the_weights_turn_nan(toy, sam_file, tmp_path, monkeypatch,
+                                                               capsys):
+    """A finite loss with an infinite gradient: clipping would scale it to NaN and Adam write NaN
+    into the weights, saved as a sama.pt that looks fine until it is used."""
+    out = tmp_path / "run"
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def clip(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        calls.append(1)
+        if len(calls) == 2:  # the second step's gradients overflow
+            next(p for p in parameters if p.grad is not None).grad.fill_(float("inf"))
+        return real_clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    code, err = run_train(base_args(toy, out, "--sam-checkpoint", str(sam_file), "--max-steps", "3",
+                                    "--save-every", "1"), capsys)
+    assert code == 3, err
+    line = assert_one_error_line(err, "step 1: gradient is not finite", "grad_norm inf", "last.pt")
+    assert "seg " in line and "is untouched" in line
+    assert len(calls) == 2 and read_checkpoint(out / "last.pt")["step"] == 1
+    weights = sama_state(out)["state_dict"].values()
+    assert all(torch.isfinite(v).all() for v in weights if v.is_floating_point())
+    assert [r["step"] for r in log_records(out)] == [1]
+
+
+def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, capsys):
+    import evaluate
+    import predict
+
+    def broken(model, pairs, progress=True):
+        raise predict.NonFiniteOutput("NaN or inf in the model's segmentation logits")
+
+    monkeypatch.setattr(evaluate, "score_segmentation", broken)
+    out = tmp_path / "run"
+    argv = base_args(toy, out, "--tasks", "seg", "--max-steps", "2", "--val-every", "1",
+                     "--val-images", "1", "--save-every", "1", matting=False)
+    code, err = run_train(argv, capsys)
+    assert code == 3, err
+    assert assert_one_error_line(err) == ("error: validation: NaN or inf in the model's "
+                                          "segmentation logits; stopped before saving")
+    assert not (out / "last.pt").exists() and not (out / "sama.pt").exists()
