@@ -1,4 +1,4 @@
-"""Evaluation metrics, with the field's exact conventions (see shared/reference/metrics.md).
+"""Evaluation metrics, with the field's exact conventions (DESIGN.md, "Data and evaluation").
 
 Segmentation (DIS5K tables, Table 1 of the paper): max F-measure, weighted F-measure, MAE, S-measure
 and mean E-measure, numerically equal to PySODMetrics (the reference implementation BiRefNet and the

@@ -130,6 +130,8 @@ def prompt_tensors(
         if point_labels is None:
             raise ValueError("point_labels must be given with point_coords")
         coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(coords).all():
+            raise ValueError(f"point coordinates must be finite numbers, got {coords.tolist()}")
         coords = scale_coords(coords, original_size, image_size)
         points = torch.as_tensor(coords, dtype=torch.float32, device=device)[None]
         labels = np.asarray(point_labels).reshape(-1)
@@ -138,6 +140,8 @@ def prompt_tensors(
             raise ValueError(f"{points.shape[1]} points but {labels.shape[1]} labels")
     if box is not None:
         corners = np.asarray(box, dtype=np.float64).reshape(-1, 2, 2)
+        if not np.isfinite(corners).all():
+            raise ValueError(f"box coordinates must be finite numbers, got {corners.ravel().tolist()}")
         corners = scale_coords(corners, original_size, image_size)
         boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=device)
     return points, labels, boxes

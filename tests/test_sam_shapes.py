@@ -8,7 +8,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks, preprocess_shape, scale_coords
+from sam import (
+    SAM_VARIANTS,
+    Sam,
+    SamPredictor,
+    image_to_frame,
+    postprocess_masks,
+    preprocess_shape,
+    prompt_tensors,
+    scale_coords,
+)
 
 CFG = SAM_VARIANTS["tiny"]
 S, LOW = CFG.image_size, 4 * CFG.grid_size  # frame side, low-res mask side
@@ -136,3 +145,15 @@ def test_predictor_equals_forward_on_the_frame(model, h, w):
     np.testing.assert_allclose(low, low2[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(scores, iou2[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(logits, full[0].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("prompt", [
+    dict(box=np.array([10.0, np.nan, 100.0, 90.0])),
+    dict(box=np.array([10.0, 5.0, np.inf, 90.0])),
+    dict(point_coords=np.array([[np.nan, 5.0]]), point_labels=np.array([1])),
+])
+def test_non_finite_prompts_are_refused(prompt):
+    """NaN compares False with everything: unchecked, a NaN box would give an empty mask silently."""
+    with pytest.raises(ValueError, match="must be finite"):
+        prompt_tensors(prompt.get("point_coords"), prompt.get("point_labels"), prompt.get("box"),
+                       (120, 160), 64, torch.device("cpu"))
