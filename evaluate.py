@@ -17,6 +17,8 @@ metrics.py, so the scores equal metrics.py run on the written files.
 
 SAMA's segmentation prediction is its probability map sigmoid(seg logits) (maxF and meanEm sweep
 thresholds over it; a binary map would make them degenerate); SAM's is its binary mask, as released.
+A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored through the
+head it trained: its alpha as the segmentation map, or its segmentation probability as the alpha.
 Outputs in --out: pred/{stem}.png (pred-{k}pt/ for point splits), metrics.json, results.md (our row
 beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size.
 """
@@ -38,7 +40,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import data
-from load_sam_weights import CheckpointError, default_run_dir, load_sam, load_sama, read_sama_header
+from load_sam_weights import (CheckpointError, TASK_CHOICES, default_run_dir, load_sam, load_sama,
+                              read_sama_header)
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
 from predict import Predictor, keep_freed_cpu_memory, save_png
 from sam import Sam
@@ -88,7 +91,7 @@ PROMPTS = {
 # ----------------------------------------------------------------------------------------------
 
 DIS = ("maxF", "wF", "MAE", "Sm", "meanEm")
-FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": "both"}
+FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": ["seg", "matting"]}
 
 
 def _row(label: str, table: str, keys: tuple, values: tuple, **config) -> dict:
@@ -105,9 +108,9 @@ PAPER = {
         _row("SAMA without Local-Adapter", "Table 3", DIS, (0.882, 0.869, 0.027, 0.903, 0.942),
              **{**FULL, "use_local_adapter": False}),
         _row("SAMA trained on segmentation only", "Table 5", DIS, (0.917, 0.876, 0.027, 0.916, 0.946),
-             **{**FULL, "tasks": "seg"}),
+             **{**FULL, "tasks": ["seg"]}),
         _row("SAMA trained on matting only", "Table 5", DIS, (0.682, 0.709, 0.071, 0.807, 0.855),
-             **{**FULL, "tasks": "matting"}),
+             **{**FULL, "tasks": ["matting"]}),
     ],
     "DIS-TE1": [_row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
                 _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL)],
@@ -137,7 +140,12 @@ PAPER = {
         _row("SAMA", "Table 4", ("SAD", "MSE"), (9.08, 2.8), **FULL),
     ],
 }
+SINGLE_TASK_NOTE = ("A model trained for one task is scored through the head it trained (the paper "
+                    "does not say how it scored Table 5's other-task cells): trained for matting "
+                    "only, its alpha is the segmentation probability map; trained for segmentation "
+                    "only, its probability sigmoid(seg logits) is the alpha.")
 PAPER_NOTES = {
+    "DIS-VD": SINGLE_TASK_NOTE,
     "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its text.",
     "ThinObject-5K": "The paper reports no ThinObject-5K numbers.",
     "AIM-500": "The paper reports no AIM-500 numbers.",
@@ -146,11 +154,12 @@ PAPER_NOTES = {
 }
 
 
-def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
+def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:
     """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability scored at the GT's
-    resolution: SegMetrics results (maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation
-    by train.py; leaves the model in eval mode."""
-    predictor, seg = Predictor(model), SegMetrics()
+    resolution through the heads it trained (`tasks`; see Predictor): SegMetrics results (maxF,
+    wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation by train.py; leaves the model in eval
+    mode."""
+    predictor, seg = Predictor(model, tasks), SegMetrics()
     for image_path, gt_path in tqdm(pairs, desc="validate", disable=not progress, dynamic_ncols=True):
         image, gt = data.load_image(image_path), data.load_mask(gt_path)
         predictor.set_image(image)
@@ -360,7 +369,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--no-mvle", action="store_true", help="the ablation trained with --no-mvle")
     p.add_argument("--no-local-adapter", action="store_true", help="the ablation trained with --no-local-adapter")
-    p.add_argument("--tasks", default="both", choices=["seg", "matting", "both"], help="the run trained with --tasks")
+    p.add_argument("--tasks", choices=list(TASK_CHOICES),
+                   help="the run trained with --tasks (default: runs/sama, or what --checkpoint "
+                        "records); must agree with the checkpoint")
     p.add_argument("--data", default="./DIS5K", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
     p.add_argument("--coift", default="./COIFT", help="COIFT folder")
     p.add_argument("--thin", default="./ThinObject5K", help="ThinObject-5K folder (either layout)")
@@ -391,17 +402,44 @@ def main(argv=None) -> int:
 
 def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
     """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows) and
-    the SAM file it runs on."""
+    the SAM file it runs on. A SAMA model's configuration holds the tasks its checkpoint records."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
         return sam, {"model": "sam", "variant": sam.config.name}, str(Path(args.sam_checkpoint).resolve())
+    header = read_sama_header(checkpoint)
+    tasks = header["tasks"]
+    if args.model == "sama" and args.tasks and TASK_CHOICES[args.tasks] != tasks:
+        trained = next(name for name, heads in TASK_CHOICES.items() if heads == tasks)
+        raise CheckpointError(f"{checkpoint}: trained with --tasks {trained}, not --tasks "
+                              f"{args.tasks} (a head is scored only if it trained)")
     sama = load_sama(checkpoint, args.sam_checkpoint, device=device)
-    sam_file = str(Path(args.sam_checkpoint).resolve()) if args.sam_checkpoint else read_sama_header(checkpoint)["sam"]["file"]
+    sam_file = header["sam"]["file"]
+    if args.sam_checkpoint:
+        sam_file = str(Path(args.sam_checkpoint).resolve())
     if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
         raise CheckpointError(f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / --no-local-adapter)")
     if args.model == "sam":
         return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
-    return sama, {"model": "sama", **sama.config, "tasks": args.tasks}, sam_file
+    return sama, {"model": "sama", **sama.config, "tasks": tasks}, sam_file
+
+
+def prediction_text(kind: str, config: dict) -> str:
+    """What the written PNGs hold, for metrics.json and results.md."""
+    if config["model"] == "sam":
+        if kind == "matting":
+            return "SAM's binary mask as alpha (0 / 255)"
+        return "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+    tasks = config["tasks"]
+    if kind == "matting":
+        if "matting" in tasks:
+            return "SAMA alpha (matting head), 0-255 PNG"
+        return ("SAMA segmentation probability sigmoid(seg logits) as the alpha (the model trained "
+                "no matting head), 0-255 PNG")
+    threshold = "; mIoU / mBIoU at >= 128" + (" (logits >= 0)" if "seg" in tasks else "")
+    if "seg" in tasks:
+        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG{threshold}"
+    return (f"SAMA alpha (matting head) as the segmentation probability map (the model trained no "
+            f"segmentation head), 0-255 PNG{threshold}")
 
 
 def run(args) -> int:
@@ -410,7 +448,7 @@ def run(args) -> int:
     pairs = split.reader(root)  # data problems show before the model loads
     if args.limit:
         pairs = pairs[: args.limit]
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     name = "sam" if args.model == "sam" else run_dir.name
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{name}-{args.split}"
@@ -439,17 +477,12 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 
-    predictor = Predictor(model)
+    predictor = Predictor(model, config.get("tasks"))
     scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
     if args.vis:
         contact_sheet(predictor, split.kind, pairs[: args.vis], out / "vis.png")
 
-    if split.kind == "matting":
-        prediction = "SAMA alpha (matting head), 0-255 PNG" if args.model == "sama" else "SAM's binary mask as alpha (0 / 255)"
-    elif args.model == "sama":
-        prediction = "SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; mIoU / mBIoU at >= 128 (logits >= 0)"
-    else:
-        prediction = "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+    prediction = prediction_text(split.kind, config)
     report = {
         **settings,
         "data": str(Path(root).resolve()),

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam, main, param_counts,
-                              read_checkpoint, sam_identity, save_sama)
+                              read_checkpoint, read_sama_header, sam_identity, save_sama)
 from sam import SAM_VARIANTS, Sam
-from sama import SAMA
+from sama import SAMA, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SAM_VARIANTS["tiny"]
@@ -118,9 +118,34 @@ def test_wrapped_state_dict_is_refused_with_a_hint(tmp_path, tiny_file):
 def test_sama_file_is_refused(tmp_path, tiny_file):
     path, _ = tiny_file
     sama_path = tmp_path / "sama.pt"
-    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"), TASKS)
     msg = error_of(sama_path)
     assert "not a SAM state dict: a SAMA checkpoint" in msg and "load_sama" in msg
+
+
+def test_sama_checkpoint_records_the_tasks_it_trained(tmp_path, tiny_file):
+    path, _ = tiny_file
+    model, sam_id = SAMA(load_sam(path)), sam_identity(path, "tiny")
+    cases = ((["matting"], ["matting"]), (["seg"], ["seg"]), (["matting", "seg"], list(TASKS)))
+    for tasks, recorded in cases:
+        save_sama(model, tmp_path / "sama.pt", sam_id, tasks)
+        assert read_sama_header(tmp_path / "sama.pt")["tasks"] == recorded
+    for bad in ([], ["alpha"], ["seg", "seg"]):
+        with pytest.raises(CheckpointError, match="trained tasks"):
+            save_sama(model, tmp_path / "bad.pt", sam_id, bad)
+    assert not (tmp_path / "bad.pt").exists()
+
+    ckpt = read_checkpoint(tmp_path / "sama.pt")
+    for value, fragment in ((None, "records no trained tasks"), ("both", "trained tasks 'both'")):
+        if value is None:
+            del ckpt["tasks"]
+        else:
+            ckpt["tasks"] = value
+        torch.save(ckpt, tmp_path / "old.pt")
+        with pytest.raises(CheckpointError) as info:
+            read_sama_header(tmp_path / "old.pt")
+        msg = str(info.value)
+        assert msg.startswith(f"{tmp_path / 'old.pt'}: ") and fragment in msg and "\n" not in msg
 
 
 def test_truncated_file(tmp_path, tiny_file):
