@@ -13,6 +13,7 @@ Layouts read (see ../shared/reference/datasets.md), each reader pairing files by
     COIFT/{images, masks}                                          coift_pairs(root)
     AM-2K/validation/{original, mask, trimap}                      am2k_pairs(root)
     P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}   p3m500np_pairs(root)
+    RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}   refmatte_rw100_pairs(root)
 
 Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
 data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
@@ -37,6 +38,7 @@ A training sample (shape notation as in sam.py, S = frame side):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -278,6 +280,36 @@ def coift_pairs(root) -> list[tuple[Path, Path]]:
     root = _enter(root, "COIFT")
     layout = "COIFT/{images,masks}"
     return _pair_folders(_require(root, "images", layout), _require(root, "masks", layout))
+
+
+REFMATTE_LABELS = "refmatte_rw100_label.json"
+
+
+def refmatte_rw100_pairs(root) -> list[tuple[Path, Path]]:
+    """RefMatte-RW100 (image, alpha) pairs: image_all/{stem}.jpg with mask/{stem}.png, one per entry
+    of refmatte_rw100_label.json ({stem: {"image_name": ..., "expressions": [...]}}). Only the
+    entries' keys are read, to check the tree is the benchmark's: SAMA is prompted with the alpha's
+    box, not with the referring expressions."""
+    root = _enter(root, "RefMatte_RW_100")
+    layout = f"RefMatte_RW_100/{{image_all,mask,{REFMATTE_LABELS}}}"
+    pairs = _pair_folders(_require(root, "image_all", layout), _require(root, "mask", layout))
+    labels_path = root / REFMATTE_LABELS
+    if not labels_path.is_file():
+        raise DataError(f"{root}: no {REFMATTE_LABELS}; expected {layout}")
+    try:
+        labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{labels_path}: not readable JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(labels, dict):
+        raise DataError(f"{labels_path}: holds a JSON {type(labels).__name__}, not an object "
+                        f"keyed by the mask stems")
+    for _, mask in pairs:
+        if mask.stem not in labels:
+            raise DataError(f"{mask}: no entry {mask.stem!r} in {labels_path}")
+    unpaired = sorted(set(labels) - {mask.stem for _, mask in pairs})
+    if unpaired:
+        raise DataError(f"{labels_path}: entry {unpaired[0]!r} has no image_all / mask pair")
+    return pairs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -734,6 +766,7 @@ READERS = {  # name on the command line -> (reader, takes a split, is matting)
     "aim500": (aim500_pairs, False, True),
     "am2k": (am2k_pairs, False, True),
     "p3m500np": (p3m500np_pairs, False, True),
+    "refmatte": (refmatte_rw100_pairs, False, True),
 }
 
 
