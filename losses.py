@@ -140,7 +140,7 @@ def l1_loss(pred, target, valid=None):
         return _masked_mean((pred - target).abs(), valid)
 
 
-SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))  # 3x3 Sobel, d/dx; its transpose d/dy
+SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))  # 3x3 Sobel d/dx; transposed: d/dy
 
 
 def _sobel(x):
@@ -153,13 +153,15 @@ def _sobel(x):
 
 
 def grad_loss(pred, target, valid=None, smooth=0.01):
-    """Gradient-penalty loss of Dai et al. 2022 (their Eq. 4), as ViTMatte and Matte Anything compute it.
+    """Gradient-penalty loss of Dai et al. 2022 (their Eq. 4), as ViTMatte and Matte Anything
+    compute it.
 
-    L_Grad = sum over valid pixels of sum_{d in x, y} (|G_d alpha - G_d alpha_gt| + smooth |G_d alpha|)
+    L_Grad = sum_{valid pixels, d in x, y} (|G_d alpha - G_d alpha_gt| + smooth |G_d alpha|)
              / #valid pixels, smooth = 0.01,
-    G_x, G_y = 3x3 Sobel gradients with zero padding. Both maps are set to 0 on padding first, so the
-    valid region is filtered as the lineage filters a whole image (zero padding at its border) and a
-    padded pixel's value never enters. For a perfect prediction L_Grad = smooth * mean |G alpha_gt|, not 0.
+    G_x, G_y = 3x3 Sobel gradients with zero padding. Both maps are set to 0 on padding first, so
+    the valid region is filtered as the lineage filters a whole image (zero padding at its border)
+    and a padded pixel's value never enters. For a perfect prediction L_Grad = smooth * mean
+    |G alpha_gt|, not 0.
 
     Args:
         pred: (B, 1, H, W). target: (B, 1, H, W). valid: (B, 1, H, W) or None. smooth: float.
@@ -170,6 +172,7 @@ def grad_loss(pred, target, valid=None, smooth=0.01):
     pred, target, valid = _prepare(pred, target, valid, "pred")
     with _no_autocast(pred.device):
         g_pred, g_target = _sobel(pred * valid), _sobel(target * valid)  # (B, 2, H, W) each
+        # |G alpha - G alpha_gt| + smooth |G alpha|, per pixel and direction
         per_pixel = (g_pred - g_target).abs() + smooth * g_pred.abs()
         return (per_pixel * valid).sum() / valid.sum().clamp_min(1.0)
 
