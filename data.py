@@ -13,6 +13,9 @@ Layouts read (see ../shared/reference/datasets.md), each reader pairing files by
     COIFT/{images, masks}                                          coift_pairs(root)
     AM-2K/validation/{original, mask, trimap}                      am2k_pairs(root)
     P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}   p3m500np_pairs(root)
+    RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}   refmatte_rw100_pairs(root)
+    Distinctions-646/Test/{FG, GT}                                 d646_test_pairs(root)
+      composited once into Test/composite/{merged, alpha_copy, trimaps}  d646_test_triples
 
 Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
 data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
@@ -37,8 +40,11 @@ A training sample (shape notation as in sam.py, S = frame side):
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -278,6 +284,165 @@ def coift_pairs(root) -> list[tuple[Path, Path]]:
     root = _enter(root, "COIFT")
     layout = "COIFT/{images,masks}"
     return _pair_folders(_require(root, "images", layout), _require(root, "masks", layout))
+
+
+REFMATTE_LABELS = "refmatte_rw100_label.json"
+
+
+def refmatte_rw100_pairs(root) -> list[tuple[Path, Path]]:
+    """RefMatte-RW100 (image, alpha) pairs: image_all/{stem}.jpg with mask/{stem}.png, one per entry
+    of refmatte_rw100_label.json ({stem: {"image_name": ..., "expressions": [...]}}). Only the
+    entries' keys are read, to check the tree is the benchmark's: SAMA is prompted with the alpha's
+    box, not with the referring expressions."""
+    root = _enter(root, "RefMatte_RW_100")
+    layout = f"RefMatte_RW_100/{{image_all,mask,{REFMATTE_LABELS}}}"
+    pairs = _pair_folders(_require(root, "image_all", layout), _require(root, "mask", layout))
+    labels_path = root / REFMATTE_LABELS
+    if not labels_path.is_file():
+        raise DataError(f"{root}: no {REFMATTE_LABELS}; expected {layout}")
+    try:
+        labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{labels_path}: not readable JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(labels, dict):
+        raise DataError(f"{labels_path}: holds a JSON {type(labels).__name__}, not an object "
+                        f"keyed by the mask stems")
+    for _, mask in pairs:
+        if mask.stem not in labels:
+            raise DataError(f"{mask}: no entry {mask.stem!r} in {labels_path}")
+    unpaired = sorted(set(labels) - {mask.stem for _, mask in pairs})
+    if unpaired:
+        raise DataError(f"{labels_path}: entry {unpaired[0]!r} has no image_all / mask pair")
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# Distinctions-646's test set: composited once, as Composition-1K is distributed
+# ----------------------------------------------------------------------------------------------
+
+D646_PER_FG = 20  # backgrounds per foreground, as Composition-1K (Adobe's test set: 50 x 20)
+D646_TRIMAP_RADIUS = 5  # the set ships no trimaps: scored on make_trimap(alpha, 5)'s unknown region
+D646_FORMAT = "sama-d646-test-composite-1"  # in the manifest: a composite of another rule is stale
+D646_FOLDERS = ("merged", "alpha_copy", "trimaps")
+
+
+def d646_test_pairs(root) -> list[tuple[Path, Path]]:
+    """Distinctions-646 test (foreground, alpha) pairs as distributed: Test/{FG, GT}."""
+    root = _enter(root, "Distinctions-646")
+    layout = "Distinctions-646/Test/{FG,GT}"
+    return _pair_folders(_require(root, "Test/FG", layout), _require(root, "Test/GT", layout))
+
+
+def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
+    """Distinctions-646's test set composited like Composition-1K: (merged, alpha, trimap) triples.
+
+    Foreground k (in stem order) goes over images 20 k .. 20 k + 19 of `backgrounds` (that folder's
+    image files in name order, e.g. PASCAL VOC's JPEGImages; the first 20 N are used) by Adobe's
+    rule (composite). Written once, as Composition-1K is distributed, to
+    Test/composite/{merged, alpha_copy, trimaps}/{stem}_{i}.png; the trimap, which the set does not
+    ship, is make_trimap(alpha, D646_TRIMAP_RADIUS), so that its unknown region can be scored as
+    Composition-1K's. The folder appears whole or not at all (written beside it, then renamed), with
+    a manifest of what went in (the SHA-256 of every input file).
+
+    An existing composite is used if its manifest matches the foregrounds and alphas (and the
+    backgrounds, when given); a stale or partial one is refused in one line, as is a missing one
+    when no backgrounds are given.
+    """
+    pairs = d646_test_pairs(root)
+    test = pairs[0][0].parent.parent
+    folder = test / "composite"
+    manifest = {"format": D646_FORMAT, "per_foreground": D646_PER_FG,
+                "trimap_radius": D646_TRIMAP_RADIUS,
+                "foregrounds": [[fg.name, alpha.name, _sha256(fg), _sha256(alpha)]
+                                for fg, alpha in pairs]}
+    used = None  # the backgrounds' [name, sha256], in the order they are used
+    if backgrounds is not None:
+        bg_files = image_files(backgrounds)
+        need = D646_PER_FG * len(pairs)
+        if len(bg_files) < need:
+            raise DataError(f"{backgrounds}: {len(bg_files)} images; {len(pairs)} test foregrounds "
+                            f"x {D646_PER_FG} backgrounds need {need}")
+        bg_files = bg_files[:need]
+        used = [[b.name, _sha256(b)] for b in bg_files]
+    if not folder.exists():
+        if used is None:
+            raise DataError(f"{folder}: not composited yet; give a folder of background images "
+                            f"(e.g. PASCAL VOC's JPEGImages) to composite the test set over, once")
+        print(f"compositing Distinctions-646's test set once: {len(pairs)} foregrounds x "
+              f"{D646_PER_FG} backgrounds -> {folder}")
+        _write_d646_composite(pairs, bg_files, {**manifest, "backgrounds": used}, folder)
+
+    # what is on disk must be what these files make, and all of it
+    again = "delete it to composite again"
+    try:
+        found = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise DataError(f"{folder}: no readable manifest.json (a partial or foreign composite); "
+                        f"{again}") from None
+    if not isinstance(found, dict) or {k: found.get(k) for k in manifest} != manifest:
+        raise DataError(f"{folder}: stale: composited from other files than {test}/{{FG,GT}} "
+                        f"or by another rule; {again}")
+    if used is not None and found.get("backgrounds") != used:
+        raise DataError(f"{folder}: stale: composited over other backgrounds than the first "
+                        f"{len(used)} images of {backgrounds}; {again}, or give no backgrounds "
+                        f"to use it as it is")
+    layout = f"{folder}/{{{','.join(D646_FOLDERS)}}}"
+    expected = [f"{fg.stem}_{i}.png" for fg, _ in pairs for i in range(D646_PER_FG)]
+    for name in D646_FOLDERS:
+        missing = [n for n in expected if not (_require(folder, name, layout) / n).is_file()]
+        if missing:
+            raise DataError(f"{folder}: partial composite: {name}/{missing[0]} missing "
+                            f"({len(missing)} of {len(expected)}); {again}")
+    triples = _pair_folders(*(folder / name for name in D646_FOLDERS))
+    if len(triples) != len(expected):
+        raise DataError(f"{folder}: holds {len(triples)} images, {len(expected)} expected; {again}")
+    return triples
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_d646_composite(pairs, bg_files: list[Path], manifest: dict, folder: Path) -> None:
+    """All of `folder` or nothing: written into a temporary folder beside it, then renamed."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+        for name in D646_FOLDERS:
+            (tmp / name).mkdir(parents=True)
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL codecs release the GIL
+            jobs = [pool.submit(_d646_composite_one, k, fg, alpha, bg_files, tmp)
+                    for k, (fg, alpha) in enumerate(pairs)]
+            for job in jobs:
+                job.result()  # the first problem, in order
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        os.rename(tmp, folder)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write the composite ({e.strerror or e})") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _d646_composite_one(k: int, fg_path: Path, alpha_path: Path, bg_files: list[Path], out: Path):
+    """Foreground k over its 20 backgrounds -> out/{merged, alpha_copy, trimaps}/{stem}_{i}.png."""
+    fg, alpha = load_image(fg_path), load_mask(alpha_path)
+    if fg.shape[:2] != alpha.shape:
+        raise DataError(f"{alpha_path}: size {alpha.shape[1]}x{alpha.shape[0]} differs from "
+                        f"{fg_path} ({fg.shape[1]}x{fg.shape[0]})")
+    first = {name: out / name / f"{fg_path.stem}_0.png" for name in D646_FOLDERS[1:]}
+    Image.fromarray(alpha).save(first["alpha_copy"])
+    Image.fromarray(make_trimap(alpha, D646_TRIMAP_RADIUS)).save(first["trimaps"])
+    for i in range(D646_PER_FG):
+        name = f"{fg_path.stem}_{i}.png"
+        bg = load_image(bg_files[k * D646_PER_FG + i])
+        Image.fromarray(composite(fg, alpha, bg)).save(out / "merged" / name)
+        if i:  # the same alpha and trimap for every background
+            for folder, path in first.items():
+                shutil.copyfile(path, out / folder / name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -734,6 +899,8 @@ READERS = {  # name on the command line -> (reader, takes a split, is matting)
     "aim500": (aim500_pairs, False, True),
     "am2k": (am2k_pairs, False, True),
     "p3m500np": (p3m500np_pairs, False, True),
+    "refmatte": (refmatte_rw100_pairs, False, True),
+    "d646": (d646_test_pairs, False, True),
 }
 
 

@@ -4,6 +4,8 @@
     python evaluate.py --split DIS-TE --model sam           # plain SAM on the same box prompts
     python evaluate.py --split Composition-1K --matting ./AIM
     python evaluate.py --split COIFT --coift ./COIFT        # 1, 3, 5 and 10 positive points
+    python evaluate.py --split Distinctions-646 --backgrounds ./VOC2012/JPEGImages
+    python evaluate.py --split RefMatte-RW100 --refmatte ./RefMatte_RW_100
     python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
 
 Protocol (README, "Evaluation"): one prompt per image taken from the GT, one output (no multimask),
@@ -12,11 +14,17 @@ metrics.py, so the scores equal metrics.py run on the written files.
 
     segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU
     points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count
-    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
-                                                  the trimaps' unknown region, the others whole-image
+    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K and
+                                                  Distinctions-646 on the trimaps' unknown region,
+                                                  the others whole-image
+
+Distinctions-646's test set is composited once (data.d646_test_triples: each foreground over 20
+images of --backgrounds, Adobe's rule, a trimap derived from the alpha) into Test/composite.
 
 SAMA's segmentation prediction is its probability map sigmoid(seg logits) (maxF and meanEm sweep
 thresholds over it; a binary map would make them degenerate); SAM's is its binary mask, as released.
+A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored through the
+head it trained: its alpha as the segmentation map, or its segmentation probability as the alpha.
 Outputs in --out: pred/{stem}.png (pred-{k}pt/ for point splits), metrics.json, results.md (our row
 beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
 once settings.json shows the same weights (SHA-256 of the files), split and prompt made them.
@@ -40,8 +48,15 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import data
-from load_sam_weights import (CheckpointError, default_run_dir, file_sha256, load_sam, load_sama,
-                              read_sama_header)
+from load_sam_weights import (
+    TASK_CHOICES,
+    CheckpointError,
+    default_run_dir,
+    file_sha256,
+    load_sam,
+    load_sama,
+    read_sama_header,
+)
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
 from predict import NonFiniteOutput, Predictor, WriteError, keep_freed_cpu_memory, save_png
 from sam import Sam
@@ -62,6 +77,7 @@ class Split:
     root_option: str  # the command-line option holding the dataset root
     reader: Callable  # root -> [(image, gt[, trimap])]
     trimap_region: bool = False  # matting: score only the trimap's unknown region
+    options: tuple = ()  # further command-line options the reader takes, as keyword arguments
 
 
 SPLITS = {
@@ -73,6 +89,9 @@ SPLITS = {
     "AIM-500": Split("matting", "aim500", data.aim500_pairs),
     "AM-2K": Split("matting", "am2k", data.am2k_pairs),
     "P3M-500-NP": Split("matting", "p3m", data.p3m500np_pairs),
+    "Distinctions-646": Split("matting", "d646", data.d646_test_triples, trimap_region=True,
+                              options=("backgrounds",)),
+    "RefMatte-RW100": Split("matting", "refmatte", data.refmatte_rw100_pairs),
 }
 
 SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU")
@@ -91,7 +110,7 @@ PROMPTS = {
 # ----------------------------------------------------------------------------------------------
 
 DIS = ("maxF", "wF", "MAE", "Sm", "meanEm")
-FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": "both"}
+FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": ["seg", "matting"]}
 
 
 def _row(label: str, table: str, keys: tuple, values: tuple, **config) -> dict:
@@ -108,9 +127,9 @@ PAPER = {
         _row("SAMA without Local-Adapter", "Table 3", DIS, (0.882, 0.869, 0.027, 0.903, 0.942),
              **{**FULL, "use_local_adapter": False}),
         _row("SAMA trained on segmentation only", "Table 5", DIS, (0.917, 0.876, 0.027, 0.916, 0.946),
-             **{**FULL, "tasks": "seg"}),
+             **{**FULL, "tasks": ["seg"]}),
         _row("SAMA trained on matting only", "Table 5", DIS, (0.682, 0.709, 0.071, 0.807, 0.855),
-             **{**FULL, "tasks": "matting"}),
+             **{**FULL, "tasks": ["matting"]}),
     ],
     "DIS-TE1": [_row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
                 _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL)],
@@ -124,6 +143,15 @@ PAPER = {
                _row("SAMA", "Table 1", DIS, (0.926, 0.897, 0.026, 0.925, 0.956), **FULL)],
     # Table 2 prints MSE x1e3 already (2.9)
     "Composition-1K": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.8, 2.9), **FULL)],
+    "Distinctions-646": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.4, 2.2), **FULL)],
+    # Table 5 prints MSE unscaled (0.0100 = 10.0 x1e3)
+    "RefMatte-RW100": [
+        _row("SAMA trained on segmentation only", "Table 5", ("SAD", "MSE"), (62.70, 54.0),
+             **{**FULL, "tasks": ["seg"]}),
+        _row("SAMA trained on matting only", "Table 5", ("SAD", "MSE"), (34.25, 21.0),
+             **{**FULL, "tasks": ["matting"]}),
+        _row("SAMA trained on both tasks", "Table 5", ("SAD", "MSE"), (25.69, 10.0), **FULL),
+    ],
     # Table 4 prints MSE unscaled (0.003 = 3.0 x1e3) and names the set "P3M-500" (taken as P3M-500-NP)
     "AM-2K": [
         _row("SAMA without MVLE and Local-Adapter", "Table 4", ("SAD", "MSE"), (19.79, 28.0),
@@ -140,7 +168,24 @@ PAPER = {
         _row("SAMA", "Table 4", ("SAD", "MSE"), (9.08, 2.8), **FULL),
     ],
 }
+SINGLE_TASK_NOTE = ("A model trained for one task is scored through the head it trained (the paper "
+                    "does not say how it scored Table 5's other-task cells): trained for matting "
+                    "only, its alpha is the segmentation probability map; trained for segmentation "
+                    "only, its probability sigmoid(seg logits) is the alpha.")
 PAPER_NOTES = {
+    "DIS-VD": SINGLE_TASK_NOTE,
+    "Distinctions-646": (
+        f"Distinctions-646 ships no trimaps: each foreground's trimap is data.make_trimap(alpha, "
+        f"{data.D646_TRIMAP_RADIUS}) (unknown = alpha > 0 dilated by {data.D646_TRIMAP_RADIUS} px, "
+        f"minus alpha == 255 eroded by {data.D646_TRIMAP_RADIUS} px), and its unknown region is "
+        f"scored, as Composition-1K's trimaps are; the paper does not say which region it scored "
+        f"(its Table 2 sets trimap-free methods beside trimap-based ones), so the paper's row may "
+        f"be on another region. Composites: foreground k (in name order) over images 20 k .. "
+        f"20 k + 19 of the background folder (in name order), Adobe's rule."),
+    "RefMatte-RW100": (
+        "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
+        "(alpha > 0), not with its referring expressions, and scored on the whole image. Table 5 "
+        "prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. " + SINGLE_TASK_NOTE),
     "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its text.",
     "ThinObject-5K": "The paper reports no ThinObject-5K numbers.",
     "AIM-500": "The paper reports no AIM-500 numbers.",
@@ -149,11 +194,12 @@ PAPER_NOTES = {
 }
 
 
-def score_segmentation(model: SAMA, pairs, progress: bool = True) -> dict:
+def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:
     """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability scored at the GT's
-    resolution: SegMetrics results (maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation
-    by train.py; leaves the model in eval mode."""
-    predictor, seg = Predictor(model), SegMetrics()
+    resolution through the heads it trained (`tasks`; see Predictor): SegMetrics results (maxF,
+    wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation by train.py; leaves the model in eval
+    mode."""
+    predictor, seg = Predictor(model, tasks), SegMetrics()
     for image_path, gt_path in tqdm(pairs, desc="validate", disable=not progress, dynamic_ncols=True):
         image, gt = data.load_image(image_path), data.load_mask(gt_path)
         predictor.set_image(image)
@@ -367,7 +413,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--no-mvle", action="store_true", help="the ablation trained with --no-mvle")
     p.add_argument("--no-local-adapter", action="store_true", help="the ablation trained with --no-local-adapter")
-    p.add_argument("--tasks", default="both", choices=["seg", "matting", "both"], help="the run trained with --tasks")
+    p.add_argument("--tasks", choices=list(TASK_CHOICES),
+                   help="the run trained with --tasks (default: runs/sama, or what --checkpoint "
+                        "records); must agree with the checkpoint")
     p.add_argument("--data", default="./DIS5K", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
     p.add_argument("--coift", default="./COIFT", help="COIFT folder")
     p.add_argument("--thin", default="./ThinObject5K", help="ThinObject-5K folder (either layout)")
@@ -375,6 +423,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--aim500", default="./AIM-500", help="AIM-500 folder")
     p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
     p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
+    p.add_argument("--d646", default="./Distinctions-646", help="Distinctions-646 folder")
+    p.add_argument("--backgrounds", help="Distinctions-646: folder of background images to "
+                                         "composite its test set over, once (e.g. PASCAL VOC's "
+                                         "JPEGImages)")
+    p.add_argument("--refmatte", default="./RefMatte_RW_100", help="RefMatte-RW100 folder")
     p.add_argument("--out", help="output folder (default: runs/eval/<run>-<split>)")
     p.add_argument("--vis", type=int, default=0, metavar="N", help="write vis.png for the first N images")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N images (0: all)")
@@ -405,29 +458,57 @@ def main(argv=None) -> int:
 
 def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
     """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows) and
-    the SAM file it runs on."""
+    the SAM file it runs on. A SAMA model's configuration holds the tasks its checkpoint records."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
         return sam, {"model": "sam", "variant": sam.config.name}, str(Path(args.sam_checkpoint).resolve())
+    header = read_sama_header(checkpoint)
+    tasks = header["tasks"]
+    if args.model == "sama" and args.tasks and TASK_CHOICES[args.tasks] != tasks:
+        trained = next(name for name, heads in TASK_CHOICES.items() if heads == tasks)
+        raise CheckpointError(f"{checkpoint}: trained with --tasks {trained}, not --tasks "
+                              f"{args.tasks} (a head is scored only if it trained)")
     sama = load_sama(checkpoint, args.sam_checkpoint, device=device)
-    sam_file = str(Path(args.sam_checkpoint).resolve()) if args.sam_checkpoint else read_sama_header(checkpoint)["sam"]["file"]
+    sam_file = header["sam"]["file"]
+    if args.sam_checkpoint:
+        sam_file = str(Path(args.sam_checkpoint).resolve())
     if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
         raise CheckpointError(f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / --no-local-adapter)")
     if args.model == "sam":
         return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
-    return sama, {"model": "sama", **sama.config, "tasks": args.tasks}, sam_file
+    return sama, {"model": "sama", **sama.config, "tasks": tasks}, sam_file
+
+
+def prediction_text(kind: str, config: dict) -> str:
+    """What the written PNGs hold, for metrics.json and results.md."""
+    if config["model"] == "sam":
+        if kind == "matting":
+            return "SAM's binary mask as alpha (0 / 255)"
+        return "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+    tasks = config["tasks"]
+    if kind == "matting":
+        if "matting" in tasks:
+            return "SAMA alpha (matting head), 0-255 PNG"
+        return ("SAMA segmentation probability sigmoid(seg logits) as the alpha (the model trained "
+                "no matting head), 0-255 PNG")
+    threshold = "; mIoU / mBIoU at >= 128" + (" (logits >= 0)" if "seg" in tasks else "")
+    if "seg" in tasks:
+        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG{threshold}"
+    return (f"SAMA alpha (matting head) as the segmentation probability map (the model trained no "
+            f"segmentation head), 0-255 PNG{threshold}")
 
 
 def run(args) -> int:
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
-    pairs = split.reader(root)  # data problems show before the model loads
+    options = {name: getattr(args, name) for name in split.options}
+    pairs = split.reader(root, **options)  # data problems show before the model loads
     if args.limit:
         pairs = pairs[: args.limit]
     # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
     # naming the file, before any prediction
     data.check_pairs(pairs, matting=split.kind == "matting")
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     name = "sam" if args.model == "sam" else run_dir.name
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{name}-{args.split}"
@@ -466,17 +547,12 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 
-    predictor = Predictor(model)
+    predictor = Predictor(model, config.get("tasks"))
     scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
     if args.vis:
         contact_sheet(predictor, split.kind, pairs[: args.vis], out / "vis.png")
 
-    if split.kind == "matting":
-        prediction = "SAMA alpha (matting head), 0-255 PNG" if args.model == "sama" else "SAM's binary mask as alpha (0 / 255)"
-    elif args.model == "sama":
-        prediction = "SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; mIoU / mBIoU at >= 128 (logits >= 0)"
-    else:
-        prediction = "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+    prediction = prediction_text(split.kind, config)
     report = {
         **settings,
         "data": str(Path(root).resolve()),

@@ -26,13 +26,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from sam import SAM_VARIANTS, Sam, SamConfig, SamPredictor
-from sama import SAMA
+from sama import SAMA, TASKS
 
 SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
 
@@ -293,14 +293,29 @@ def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
 
 
 SAMA_FORMAT = "sama"
+# train.py / evaluate.py --tasks -> the heads that learn (and may be scored)
+TASK_CHOICES = {"seg": ["seg"], "matting": ["matting"], "both": list(TASKS)}
 
 
-def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict) -> None:
-    """Only SAMA's own tensors (trainable weights and BatchNorm statistics), its configuration and
-    the identity of its SAM checkpoint; SAM's weights stay in SAM's file."""
+def check_tasks(tasks, source: str) -> list[str]:
+    """The trained heads as a list in TASKS order; anything else -> CheckpointError."""
+    listed = isinstance(tasks, (list, tuple)) and all(isinstance(t, str) for t in tasks)
+    if not listed or not tasks or len(set(tasks)) != len(tasks) or not set(tasks) <= set(TASKS):
+        raise CheckpointError(f"{source}: trained tasks {tasks!r}: not a non-empty list of "
+                              f"distinct {' / '.join(TASKS)}")
+    return [t for t in TASKS if t in tasks]
+
+
+def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict,
+              tasks: Sequence[str]) -> None:
+    """Only SAMA's own tensors (trainable weights and BatchNorm statistics), its configuration, the
+    tasks it was trained for (the heads that learned: only those may be scored) and the identity of
+    its SAM checkpoint; SAM's weights stay in SAM's file."""
     model = getattr(model, "module", model)
+    tasks = check_tasks(list(tasks), os.fspath(path))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
-    atomic_save({"format": SAMA_FORMAT, "config": model.config, "sam": sam_id, "state_dict": state}, path)
+    atomic_save({"format": SAMA_FORMAT, "config": model.config, "tasks": tasks, "sam": sam_id,
+                 "state_dict": state}, path)
 
 
 def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
@@ -310,7 +325,7 @@ def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
 
 
 def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
-    """A SAMA checkpoint's contents, checked to be one ('config', 'sam', 'state_dict')."""
+    """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict')."""
     source = os.fspath(sama_checkpoint)
     ckpt = read_checkpoint(source)
     if ckpt.get("format") != SAMA_FORMAT:
@@ -325,6 +340,10 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     config = ckpt.get("config")
     if not isinstance(config, dict) or config.get("variant") not in SAM_VARIANTS:
         raise CheckpointError(f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant")
+    if "tasks" not in ckpt:  # without them an untrained head could be scored as if it had learned
+        raise CheckpointError(f"{source}: records no trained tasks (saved by an earlier version), "
+                              f"so an untrained head cannot be told apart; train it again")
+    ckpt["tasks"] = check_tasks(ckpt["tasks"], source)
     return ckpt
 
 
@@ -333,9 +352,11 @@ def load_sama(
 ) -> SAMA:
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
-    sam_checkpoint defaults to the path recorded at training time. Refused, with one line: a SAM file
-    of another variant or other weights than the ones SAMA was trained on, a SAMA file with
-    missing, extra or misshapen tensors, and NaN / inf weights in either file.
+    sam_checkpoint defaults to the path recorded at training time. The tasks it was trained for are
+    read_sama_header(...)["tasks"]: score it only through those heads (predict.Predictor does).
+    Refused, with one line: a SAMA file that records no trained tasks, a SAM file of another variant
+    or other weights than the ones SAMA was trained on, a SAMA file with missing, extra or
+    misshapen tensors, and NaN / inf weights in either file.
     """
     source = os.fspath(sama_checkpoint)
     ckpt = read_sama_header(source)

@@ -6,9 +6,10 @@
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
 all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
-of the image as displayed (after EXIF rotation), x to the right, y down. Exit status 2: a bad
-prompt, image, checkpoint or output path, or a failed write (one line, nothing written); 3: the
-model's output holds NaN or inf (nothing written).
+of the image as displayed (after EXIF rotation), x to the right, y down. The mask is the
+segmentation probability above 0.5; a model trained for one task gives both maps from its trained
+head (see Predictor). Exit status 2: a bad prompt, image, checkpoint or output path, or a failed
+write (one line, nothing written); 3: the model's output holds NaN or inf (nothing written).
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import ctypes
 import os
 import sys
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 import data
-from load_sam_weights import CheckpointError, load_sama
+from load_sam_weights import CheckpointError, load_sama, read_sama_header
 from sam import Sam, SamPredictor
-from sama import SAMA, SamaPredictor
+from sama import SAMA, TASKS, SamaPredictor
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,10 +53,19 @@ class Predictor:
     predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
     SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's mask).
     It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
+
+    A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
+    them): trained for matting only, its alpha is also the segmentation probability map; trained for
+    segmentation only, its probability sigmoid(seg logits) is also the alpha. The untrained head's
+    output is never returned.
     """
 
-    def __init__(self, model: Union[SAMA, Sam]) -> None:
+    def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None) -> None:
         self.is_sama = isinstance(model, SAMA)
+        if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
+            raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
+                             f"non-empty subset of {TASKS}; got {tasks!r}")
+        self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
 
     def set_image(self, image: np.ndarray) -> None:
@@ -72,8 +82,11 @@ class Predictor:
         seg_logits, alpha, sam_logits = self.predictor.predict(points, labels, box, return_logits=True)
         check_finite({"segmentation logits": seg_logits, "alpha": alpha, "SAM logits": sam_logits})
         seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()  # the probability map the field scores
+        if "seg" not in self.tasks:  # matting only: the alpha as the segmentation probability map
+            seg = alpha
+        if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
+            alpha = seg
         return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,23 +229,21 @@ def main(argv=None) -> int:
         check_prompt(args.box, points, h, w)
         check_outputs(list(targets.values()))
         model = load_sama(args.checkpoint, args.sam_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        tasks = read_sama_header(args.checkpoint)["tasks"]
     except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    predictor = SamaPredictor(model)
+    predictor = Predictor(model, tasks)  # a single-task model: both maps from its trained head
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
-    seg_logits, alpha, _ = predictor.predict(points if len(points) else None,
-                                             labels if len(points) else None,
-                                             None if args.box is None else np.asarray(args.box),
-                                             return_logits=True)
     try:
-        check_finite({"segmentation logits": seg_logits, "alpha": alpha})
+        out = predictor.predict(points if len(points) else None, labels if len(points) else None,
+                                None if args.box is None else np.asarray(args.box))
     except NonFiniteOutput as e:
         print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
         return 3
-    mask = seg_logits > 0  # as SamaPredictor thresholds
+    mask, alpha = out["seg"] > 0.5, out["alpha"]
 
     alpha_u8 = np.round(alpha * 255).astype(np.uint8)
     outputs = {

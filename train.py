@@ -36,6 +36,7 @@ import losses
 import evaluate
 from predict import NonFiniteOutput
 from load_sam_weights import (
+    TASK_CHOICES,
     CheckpointError,
     atomic_save,
     default_run_dir,
@@ -70,11 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up from 0 (Adam from scratch)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--tasks", default="both", choices=["seg", "matting", "both"], help="Table 5's ablation")
+    p.add_argument("--tasks", default="both", choices=list(TASK_CHOICES), help="Table 5's ablation")
     p.add_argument("--no-mvle", action="store_true", help="Tables 3-4: without MVLE")
     p.add_argument("--no-local-adapter", action="store_true", help="Tables 3-4: without Local-Adapters")
     p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--val-every", type=int, default=1000, help="validate on DIS-VD (maxF, MAE); 0: never")
+    p.add_argument("--val-every", type=int, default=1000,
+                   help="validate on DIS-VD (maxF, MAE) through the heads trained; 0: never")
     p.add_argument("--val-images", type=int, default=0, help="validate on the first N DIS-VD images (0: all)")
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU")
@@ -344,18 +346,20 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# Validation: DIS-VD with GT-box prompts, scored at the GT's resolution (as evaluate.py does)
+# Validation: DIS-VD with GT-box prompts, scored at the GT's resolution (as evaluate.py does),
+# through the heads the run trains: a matting-only run is validated on its alpha
 # ----------------------------------------------------------------------------------------------
 
 
-def validate(model: SAMA, val_pairs) -> dict:
+def validate(model: SAMA, val_pairs, tasks: list[str]) -> dict:
     was_training = model.training
     try:
-        scores = evaluate.score_segmentation(model, val_pairs, progress=False)
+        scores = evaluate.score_segmentation(model, tasks, val_pairs, progress=False)
     except NonFiniteOutput as e:
         raise NonFiniteLoss(f"validation: {e}; stopped before saving") from None
     model.train(was_training)
-    return {"val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
+    head = "seg" if "seg" in tasks else "matting"
+    return {"val_head": head, "val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,6 +380,7 @@ def train(args) -> Path:
         torch.cuda.set_device(device)
     master = rank == 0
     out_dir = Path(args.out)
+    tasks = TASK_CHOICES[args.tasks]  # the heads that learn: validated, and recorded in sama.pt
     torch.manual_seed(args.seed)
 
     # --- data first: a broken tree stops the run before anything is written
@@ -420,7 +425,7 @@ def train(args) -> Path:
             raise TrainingError(f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
                                 f"not {model.config} on {sam_id['file']}")
         last_pt = out_dir / "last.pt"
-        check_same_run(state, args, streams, last_pt)
+        check_same_run(state, args, streams, last_pt)  # --tasks included
         if state["step"] > total_steps:
             raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
                                 f"asked (--max-steps / --epochs); nothing done")
@@ -432,7 +437,7 @@ def train(args) -> Path:
                 if holds_weights(out_dir / "sama.pt", state["sama"]):
                     done = f"{out_dir / 'sama.pt'} holds its weights already"
                 else:
-                    save_sama(model, out_dir / "sama.pt", sam_id)
+                    save_sama(model, out_dir / "sama.pt", sam_id, tasks)
                     done = f"saved its weights to {out_dir / 'sama.pt'} (missing or older)"
                 print(f"nothing to train: {last_pt} is at step {total_steps} of {total_steps}; "
                       f"{done} (raise --max-steps or --epochs to go on)")
@@ -514,10 +519,10 @@ def train(args) -> Path:
                                         "s_per_step": dt, "peak_mem_mb": peak_memory_mb(device),
                                         **dict(zip(sums, terms.tolist()))})
             if master and val_pairs and (step % args.val_every == 0 or last):
-                write_record(bar, log, {"step": step, **validate(model, val_pairs)})
+                write_record(bar, log, {"step": step, **validate(model, val_pairs, tasks)})
             if master and (step % args.save_every == 0 or last):
                 save_training_state(out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args)
-                save_sama(model, out_dir / "sama.pt", sam_id)
+                save_sama(model, out_dir / "sama.pt", sam_id, tasks)
     finally:
         bar.close()  # before any error message: "error: ..." then starts a line of its own
         if log is not None:

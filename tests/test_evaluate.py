@@ -17,7 +17,7 @@ import predict
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
 from sam import SAM_VARIANTS, Sam
-from sama import SAMA, SamaPredictor
+from sama import SAMA, TASKS, SamaPredictor
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device evaluate.py picks: same numbers
 
@@ -39,8 +39,21 @@ def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
     torch.manual_seed(0)
     sam_path, sama_path = folder / "sam_tiny.pth", folder / "sama.pt"
     torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
-    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"))
+    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"), TASKS)
     return sam_path, sama_path
+
+
+@pytest.fixture(scope="module")
+def single_task(checkpoints, tmp_path_factory) -> dict:
+    """SAMA checkpoints recorded as trained for one task: {"seg": path, "matting": path}."""
+    sam_path, _ = checkpoints
+    folder = tmp_path_factory.mktemp("single")
+    torch.manual_seed(1)
+    model = SAMA(load_sam(sam_path))
+    paths = {task: folder / f"sama-{task}.pt" for task in TASKS}
+    for task, path in paths.items():
+        save_sama(model, path, sam_identity(sam_path, "tiny"), [task])
+    return paths
 
 
 def run(*argv) -> int:
@@ -90,8 +103,11 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
 
 
 def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run):
-    assert list(inspect.signature(evaluate.score_segmentation).parameters) == ["model", "pairs", "progress"]
-    scores = evaluate.score_segmentation(load_sama(checkpoints[1], device=DEVICE), data.dis_pairs(toy, "DIS-VD"), progress=False)
+    parameters = list(inspect.signature(evaluate.score_segmentation).parameters)
+    assert parameters == ["model", "tasks", "pairs", "progress"]
+    model = load_sama(checkpoints[1], device=DEVICE)
+    pairs = data.dis_pairs(toy, "DIS-VD")
+    scores = evaluate.score_segmentation(model, TASKS, pairs, progress=False)
     report = json.loads((dis_run / "metrics.json").read_text())
     assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
 
@@ -101,7 +117,7 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
     image, gt = data.load_image(image_path), data.load_mask(gt_path)
     box = data.mask_to_box(gt > 128)
-    ours = predict.Predictor(model)
+    ours = predict.Predictor(model, TASKS)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamaPredictor(model)
@@ -112,6 +128,91 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     assert 0 < mask.sum() < mask.size or not mask.any()
     np.testing.assert_array_equal(out["alpha"], alpha)
     np.testing.assert_array_equal(out["sam"], sam_mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# Table 5: a model is scored through a head it trained, or refused
+# ----------------------------------------------------------------------------------------------
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(logits)).numpy()
+
+
+def test_matting_only_model_is_scored_on_dis_through_its_matting_head(toy, single_task, tmp_path):
+    out = tmp_path / "dis"
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", single_task["matting"],
+               "--out", out) == 0
+    reference = SamaPredictor(load_sama(single_task["matting"], device=DEVICE))
+    for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
+        gt = data.load_mask(gt_path)
+        reference.set_image(data.load_image(image_path))
+        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 128), return_logits=True)
+        written = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
+        np.testing.assert_array_equal(written, evaluate.to_uint8(alpha))  # the matting head's alpha
+        # not the segmentation head, which never trained
+        assert not np.array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["config"]["tasks"] == ["matting"] and "matting head" in report["prediction"]
+    md = (out / "results.md").read_text()
+    marked = [line for line in md.splitlines() if "(same configuration as ours)" in line]
+    assert len(marked) == 1 and "trained on matting only" in marked[0] and "0.682" in marked[0], md
+    assert "scored through the head it trained" in md
+
+
+def test_segmentation_only_model_is_scored_on_mattes_through_its_segmentation_head(toy, single_task,
+                                                                                    tmp_path):
+    out = tmp_path / "aim500"
+    assert run("--split", "AIM-500", "--aim500", toy, "--checkpoint", single_task["seg"],
+               "--out", out) == 0
+    reference = SamaPredictor(load_sama(single_task["seg"], device=DEVICE))
+    for image_path, alpha_path, _ in data.aim500_pairs(toy):
+        gt = data.load_mask(alpha_path)
+        reference.set_image(data.load_image(image_path))
+        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 0), return_logits=True)
+        written = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        np.testing.assert_array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
+        assert not np.array_equal(written, evaluate.to_uint8(alpha))  # not the untrained head
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["config"]["tasks"] == ["seg"] and "no matting head" in report["prediction"]
+
+
+def test_an_untrained_head_is_refused_in_one_line(toy, checkpoints, single_task, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ("--split", "DIS-VD", "--data", toy, "--out", out)
+    assert run(*common, "--checkpoint", single_task["matting"], "--tasks", "seg") == 2
+    err = one_error_line(capsys)
+    assert str(single_task["matting"]) in err and "--tasks matting" in err and "--tasks seg" in err
+    assert run(*common, "--checkpoint", checkpoints[1], "--tasks", "matting") == 2
+    assert "--tasks both" in one_error_line(capsys)
+    old = tmp_path / "old.pt"  # a checkpoint that does not record its tasks
+    ckpt = torch.load(checkpoints[1], weights_only=True)
+    del ckpt["tasks"]
+    torch.save(ckpt, old)
+    assert run(*common, "--checkpoint", old) == 2
+    err = one_error_line(capsys)
+    assert str(old) in err and "records no trained tasks" in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, checkpoints):
+    model = load_sama(checkpoints[1], device=DEVICE)
+    image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
+    box = data.mask_to_box(data.load_mask(gt_path) > 128)
+    maps = {}
+    for tasks in (["seg"], ["matting"], ["matting", "seg"]):
+        predictor = predict.Predictor(model, tasks)
+        predictor.set_image(data.load_image(image_path))
+        maps[tasks[0] if len(tasks) == 1 else "both"] = predictor.predict(box=box)
+    both = maps["both"]
+    assert not np.array_equal(both["seg"], both["alpha"])
+    for key in ("seg", "alpha"):
+        np.testing.assert_array_equal(maps["seg"][key], both["seg"])
+        np.testing.assert_array_equal(maps["matting"][key], both["alpha"])
+    with pytest.raises(ValueError, match="tasks"):
+        predict.Predictor(model)
+    with pytest.raises(ValueError, match="tasks"):
+        predict.Predictor(model, ["alpha"])
 
 
 def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
@@ -258,7 +359,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
 
     # retrained: other weights at the same path
     torch.manual_seed(1)
-    save_sama(SAMA(load_sam(sam_path)), ckpt, sam_identity(sam_path, "tiny"))
+    save_sama(SAMA(load_sam(sam_path)), ckpt, sam_identity(sam_path, "tiny"), TASKS)
     capsys.readouterr()
     assert run(*args, "--checkpoint", ckpt, "--resume") == 2
     assert one_error_line(capsys) == (f"error: {out}: holds predictions made with another "

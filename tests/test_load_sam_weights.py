@@ -12,11 +12,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from load_sam_weights import (CheckpointError, check_sam_state_dict, infer_variant, load_sam,
-                              load_sama, looks_like_safetensors, main, param_counts,
-                              read_checkpoint, sam_identity, save_sama)
+from load_sam_weights import (
+    CheckpointError,
+    check_sam_state_dict,
+    infer_variant,
+    load_sam,
+    load_sama,
+    looks_like_safetensors,
+    main,
+    param_counts,
+    read_checkpoint,
+    read_sama_header,
+    sam_identity,
+    save_sama,
+)
 from sam import SAM_VARIANTS, Sam
-from sama import SAMA
+from sama import SAMA, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SAM_VARIANTS["tiny"]
@@ -121,9 +132,34 @@ def test_wrapped_state_dict_is_refused_with_a_hint(tmp_path, tiny_file):
 def test_sama_file_is_refused(tmp_path, tiny_file):
     path, _ = tiny_file
     sama_path = tmp_path / "sama.pt"
-    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"), TASKS)
     msg = error_of(sama_path)
     assert "not a SAM state dict: a SAMA checkpoint" in msg and "load_sama" in msg
+
+
+def test_sama_checkpoint_records_the_tasks_it_trained(tmp_path, tiny_file):
+    path, _ = tiny_file
+    model, sam_id = SAMA(load_sam(path)), sam_identity(path, "tiny")
+    cases = ((["matting"], ["matting"]), (["seg"], ["seg"]), (["matting", "seg"], list(TASKS)))
+    for tasks, recorded in cases:
+        save_sama(model, tmp_path / "sama.pt", sam_id, tasks)
+        assert read_sama_header(tmp_path / "sama.pt")["tasks"] == recorded
+    for bad in ([], ["alpha"], ["seg", "seg"]):
+        with pytest.raises(CheckpointError, match="trained tasks"):
+            save_sama(model, tmp_path / "bad.pt", sam_id, bad)
+    assert not (tmp_path / "bad.pt").exists()
+
+    ckpt = read_checkpoint(tmp_path / "sama.pt")
+    for value, fragment in ((None, "records no trained tasks"), ("both", "trained tasks 'both'")):
+        if value is None:
+            del ckpt["tasks"]
+        else:
+            ckpt["tasks"] = value
+        torch.save(ckpt, tmp_path / "old.pt")
+        with pytest.raises(CheckpointError) as info:
+            read_sama_header(tmp_path / "old.pt")
+        msg = str(info.value)
+        assert msg.startswith(f"{tmp_path / 'old.pt'}: ") and fragment in msg and "\n" not in msg
 
 
 def test_truncated_file(tmp_path, tiny_file):
@@ -313,7 +349,7 @@ def test_other_precisions_are_converted_with_one_warning_line(dtype, tmp_path, t
 def test_sama_checkpoint_in_half_precision_warns_once(tmp_path, tiny_file, capsys):
     path, _ = tiny_file
     sama_path = tmp_path / "sama.pt"
-    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"), TASKS)
     ckpt = torch.load(sama_path, weights_only=True)
     ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v
                           for k, v in ckpt["state_dict"].items()}
@@ -339,7 +375,7 @@ def test_nan_or_inf_weights_are_refused(tmp_path, tiny_file):
 def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
     path, _ = tiny_file
     sama_path = tmp_path / "sama.pt"
-    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"))
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"), TASKS)
     ckpt = torch.load(sama_path, weights_only=True)
     key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
     ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("inf"))

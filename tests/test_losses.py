@@ -51,11 +51,48 @@ def test_l1_by_hand():
 
 
 def test_grad_by_hand():
-    # 1 x 3 row, no y pairs. pred = [0, 1, 1], target = [0, 0, 1]: d pred = [1, 0], d target = [0, 1].
-    # sum |diff| = 2, smooth term 0.01 * (1 + 0) -> (2 + 0.01) / 3 pixels.
+    # 3x3 Sobel gradients, zero padding, then (|G pred - G target| + 0.01 |G pred|) summed over x
+    # and y and divided by the number of pixels. (1-pixel forward differences give 4.04 / 25,
+    # 0.606 / 9 and 2.01 / 3 on these three cases.)
+    # An impulse of 1 in a 5x5 map of zeros: G_x and G_y are the two kernels placed around it,
+    # sum |G_x| = sum |G_y| = 1 + 2 + 1 + 1 + 2 + 1 = 8. Against a zero target: (16 + 0.16) / 25.
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 1
+    zeros = torch.zeros_like(impulse)
+    assert grad_loss(impulse, zeros).item() == pytest.approx(16.16 / 25, rel=1e-6)
+    # A 3x3 ramp 0, 0.1, 0.2 along x, zero target. G_x = sum over the rows (weights 1, 2, 1, those
+    # inside the map) of p(x + 1) - p(x - 1): middle row 4 x (0.1, 0.2, -0.1), top and bottom rows
+    # 3 x (0.1, 0.2, -0.1): sum |G_x| = 1.6 + 2 x 1.2 = 4. G_y: 0 in the middle row; in the top
+    # row the row below weighted 1, 2, 1 over the columns inside: 0.1, 0.4, 0.5 (bottom row: minus
+    # that): sum |G_y| = 2. (4 + 2) x 1.01 / 9.
+    ramp = torch.tensor([0.0, 0.1, 0.2]).repeat(3, 1).view(1, 1, 3, 3)
+    assert grad_loss(ramp, torch.zeros_like(ramp)).item() == pytest.approx(6.06 / 9, rel=1e-6)
+    # A 1 x 3 row, G_y = 0. pred = [0, 1, 1]: G_x = 2 x (1, 1, -1); target = [0, 0, 1]:
+    # 2 x (0, 1, 0). sum |diff| = 2 + 0 + 2 = 4, smooth term 0.01 x 6 -> 4.06 / 3 pixels.
     pred = torch.tensor([0.0, 1.0, 1.0]).view(1, 1, 1, 3)
     target = torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 1, 3)
-    assert grad_loss(pred, target).item() == pytest.approx(2.01 / 3, rel=1e-6)
+    assert grad_loss(pred, target).item() == pytest.approx(4.06 / 3, rel=1e-6)
+
+
+def test_sobel_gradient_of_a_ramp_is_eight_times_its_slope():
+    # Inside the map the Sobel kernel sums (1 + 2 + 1) differences over 2 pixels: 8 x the slope,
+    # the factor by which L_Grad's weight in Eq. (10) differs from 1-pixel differences.
+    y, x = torch.meshgrid(torch.arange(6.0), torch.arange(7.0), indexing="ij")
+    g = losses._sobel((0.03 * x + 0.05 * y).view(1, 1, 6, 7))
+    inside = (slice(None), slice(1, -1), slice(1, -1))
+    assert torch.allclose(g[0, 0][inside[1:]], torch.full((4, 5), 8 * 0.03))
+    assert torch.allclose(g[0, 1][inside[1:]], torch.full((4, 5), 8 * 0.05))
+
+
+def test_grad_loss_sees_the_valid_region_as_a_whole_image():
+    # Padding is set to 0 before filtering: the valid region scores exactly as the cropped image
+    # would alone, whatever the padding holds.
+    g = torch.Generator().manual_seed(1)
+    pred, target = torch.rand(1, 1, 9, 11, generator=g), torch.rand(1, 1, 9, 11, generator=g)
+    valid = torch.zeros_like(pred)
+    valid[..., :6, :8] = 1
+    crop = grad_loss(pred[..., :6, :8], target[..., :6, :8]).item()
+    assert grad_loss(pred, target, valid).item() == pytest.approx(crop, rel=1e-6)
 
 
 def test_ssim_of_constant_maps_by_hand():

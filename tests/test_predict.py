@@ -13,7 +13,7 @@ import data
 import predict
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from sam import SAM_VARIANTS, Sam
-from sama import SAMA, SamaPredictor
+from sama import SAMA, TASKS, SamaPredictor
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device predict.py picks: same numbers
 RAW_H, RAW_W = 48, 80  # as stored; EXIF orientation 6 (rotate 90 degrees) displays it 80 high, 48 wide
@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     sam_path, sama_path = folder / "sam_tiny.pth", folder / "sama.pt"
     torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
-    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"))
+    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"), TASKS)
     return sama_path
 
 
@@ -60,12 +60,32 @@ def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tm
     np.testing.assert_array_equal(cut[..., :3], image)  # the colours, in the displayed orientation
     assert set(np.unique(mask).tolist()) <= {0, 255}
 
-    # the same prompt through SamaPredictor directly gives the same maps
+    # the same prompt through SamaPredictor directly gives the same maps (mask: probability > 0.5)
     ref = SamaPredictor(load_sama(checkpoint, device=DEVICE))
     ref.set_image(image)
-    ref_mask, ref_alpha, _ = ref.predict(np.array([[20.0, 40.0]]), np.array([1]), np.array(box, dtype=float))
+    ref_logits, ref_alpha, _ = ref.predict(np.array([[20.0, 40.0]]), np.array([1]),
+                                           np.array(box, dtype=float), return_logits=True)
+    ref_mask = torch.sigmoid(torch.from_numpy(ref_logits)).numpy() > 0.5
     np.testing.assert_array_equal(mask, ref_mask.astype(np.uint8) * 255)
     np.testing.assert_array_equal(alpha, np.round(ref_alpha * 255).astype(np.uint8))
+
+
+def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tmp_path):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["tasks"] = ["matting"]  # the same weights, recorded as trained for matting only
+    matting_only = tmp_path / "sama-matting.pt"
+    torch.save(ckpt, matting_only)
+    prefix = tmp_path / "cut"
+    box = [5, 10, 40, 70]
+    assert predict.main([str(rotated_image), "--box", *map(str, box),
+                         "--checkpoint", str(matting_only), "--out", str(prefix)]) == 0
+    ref = SamaPredictor(load_sama(checkpoint, device=DEVICE))
+    ref.set_image(data.load_image(rotated_image))
+    seg_mask, ref_alpha, _ = ref.predict(box=np.array(box, dtype=float))
+    alpha_mask = ref_alpha > 0.5
+    assert not np.array_equal(seg_mask, alpha_mask)  # the heads disagree: the test tells them apart
+    written = np.asarray(Image.open(f"{prefix}_mask.png"))
+    np.testing.assert_array_equal(written, alpha_mask.astype(np.uint8) * 255)
 
 
 def test_default_prefix_is_the_image_path_without_extension(checkpoint, rotated_image, tmp_path):
@@ -176,7 +196,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
         real = cls.predict
-        predictor = predict.Predictor(wrapped)
+        predictor = predict.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
         predictor.set_image(image)
         assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
 

@@ -1,0 +1,320 @@
+"""The readers of Table 2's Distinctions-646 and Table 5's RefMatte-RW100 on small trees in their
+official layouts: Distinctions-646's test set composited once like Composition-1K (pairing, Adobe's
+rule, derived trimaps, all or nothing, stale and partial composites refused), RefMatte-RW100's
+image / mask / label tree, their one-line errors, and evaluate.py end to end on both."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+import evaluate
+from data import DataError
+from load_sam_weights import load_sam, sam_identity, save_sama
+from metrics import MattingMetrics
+from sam import SAM_VARIANTS, Sam
+from sama import SAMA, TASKS
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
+
+FG_SIZES = [(40, 56), (48, 36)]  # (h, w) of the test foregrounds
+N_BG = 43  # 2 foregrounds x 20 backgrounds are used, the last 3 are not
+
+
+def save(array: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def matte(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured foreground (h, w, 3) and the alpha of a soft-edged disc (h, w): 255 inside, 0
+    outside, a 4-pixel ramp between."""
+    rng = np.random.default_rng(seed)
+    fg = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:h, 0:w]
+    d = np.hypot(y - h / 2, x - w / 2)
+    alpha = np.clip((0.35 * min(h, w) - d) / 4 + 0.5, 0, 1)
+    return fg, np.round(255 * alpha).astype(np.uint8)
+
+
+def write_d646(root: Path) -> tuple[Path, Path]:
+    """Distinctions-646/Test/{FG, GT} with two foregrounds, and a folder of N_BG backgrounds named
+    so that their name order differs from the order they were made in; some are smaller than the
+    foregrounds (upscaled by the composition), some larger."""
+    d646 = root / "Distinctions-646"
+    for k, (h, w) in enumerate(FG_SIZES):
+        fg, alpha = matte(h, w, seed=k)
+        save(fg, d646 / "Test" / "FG" / f"fg_{k}.png")
+        save(alpha, d646 / "Test" / "GT" / f"fg_{k}.png")
+    rng = np.random.default_rng(7)
+    for i in range(N_BG):
+        h, w = (24, 30) if i % 3 == 0 else (64, 80)
+        name = f"{(i * 17) % N_BG:06d}.jpg"
+        save(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), root / "VOC" / name)
+    return d646, root / "VOC"
+
+
+@pytest.fixture
+def d646(tmp_path) -> tuple[Path, Path]:
+    return write_d646(tmp_path)
+
+
+def one_line(error: pytest.ExceptionInfo, *fragments: str) -> str:
+    msg = str(error.value)
+    assert "\n" not in msg, msg
+    for fragment in fragments:
+        assert fragment in msg, f"{fragment!r} not in {msg!r}"
+    return msg
+
+
+# ----------------------------------------------------------------------------------------------
+# Distinctions-646: composited once, as Composition-1K is distributed
+# ----------------------------------------------------------------------------------------------
+
+
+def test_d646_composite_pairs_backgrounds_in_name_order_by_adobes_rule(d646):
+    root, voc = d646
+    triples = data.d646_test_triples(root, voc)
+    composite = root / "Test" / "composite"
+    assert len(triples) == 2 * data.D646_PER_FG
+    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "composite"]
+    backgrounds = sorted(voc.iterdir())
+    for merged, alpha_copy, trimap in triples:
+        stem, i = merged.stem.rsplit("_", 1)
+        k, i = int(stem[-1]), int(i)
+        fg = data.load_image(root / "Test" / "FG" / f"{stem}.png")
+        alpha = data.load_mask(root / "Test" / "GT" / f"{stem}.png")
+        assert merged.parent == composite / "merged"
+        assert alpha_copy.name == trimap.name == merged.name
+        bg = data.load_image(backgrounds[k * data.D646_PER_FG + i])  # foreground k: 20 k + i
+        np.testing.assert_array_equal(data.load_image(merged), data.composite(fg, alpha, bg))
+        np.testing.assert_array_equal(data.load_mask(alpha_copy), alpha)
+        expected_trimap = data.make_trimap(alpha, data.D646_TRIMAP_RADIUS)
+        np.testing.assert_array_equal(data.load_mask(trimap), expected_trimap)
+        assert (expected_trimap == 128).any() and (expected_trimap == 0).any()
+    manifest = json.loads((composite / "manifest.json").read_text())
+    used = [p.name for p in backgrounds[: 2 * data.D646_PER_FG]]
+    assert [name for name, _ in manifest["backgrounds"]] == used
+
+    # written once: later calls, with the same backgrounds or none, read it as it is
+    stamps = {p: p.stat().st_mtime_ns for p in composite.rglob("*")}
+    assert data.d646_test_triples(root) == triples
+    assert data.d646_test_triples(root.parent, voc) == triples  # the folder holding it works too
+    assert {p: p.stat().st_mtime_ns for p in composite.rglob("*")} == stamps
+
+
+def test_d646_stale_or_partial_composite_is_refused(d646):
+    root, voc = d646
+    triples = data.d646_test_triples(root, voc)
+    composite = root / "Test" / "composite"
+    again = "delete it to composite again"
+
+    gt = root / "Test" / "GT" / "fg_1.png"
+    original = gt.read_bytes()
+    alpha = data.load_mask(gt)
+    save(np.where(alpha > 0, 255, 0).astype(np.uint8), gt)  # another alpha for the same foreground
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(composite), "stale", again)
+    gt.write_bytes(original)
+
+    used = sorted(voc.iterdir())[5]
+    used.write_bytes((sorted(voc.iterdir())[6]).read_bytes())  # other pixels under a used name
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, voc)
+    one_line(e, str(composite), "stale", "other backgrounds", str(voc))
+    assert data.d646_test_triples(root) == triples  # without backgrounds: used as it is
+
+    triples[3][0].unlink()
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(composite), "partial composite", f"merged/{triples[3][0].name} missing", again)
+    shutil.copyfile(triples[4][0], triples[3][0])
+    triples[7][2].unlink()
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, "partial composite", f"trimaps/{triples[7][2].name} missing")
+    shutil.copyfile(triples[4][2], triples[7][2])
+    for name in data.D646_FOLDERS:  # an image no foreground made
+        shutil.copyfile(triples[0][0], composite / name / "stray_0.png")
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(composite), f"holds {len(triples) + 1} images", again)
+    (composite / "manifest.json").unlink()
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(composite), "manifest.json", again)
+
+
+def test_d646_composite_is_all_or_nothing(d646):
+    root, voc = d646
+    bad = sorted(voc.iterdir())[2 * data.D646_PER_FG - 3]  # used by the second foreground
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 3])  # truncated
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, voc)
+    one_line(e, str(bad), "cannot read image")
+    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT"]  # nothing half-written
+    bad.write_bytes(good)
+    assert len(data.d646_test_triples(root, voc)) == 2 * data.D646_PER_FG
+
+
+def test_d646_broken_trees_are_one_line(d646, tmp_path):
+    root, voc = d646
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(root / "Test" / "composite"), "not composited yet", "background")
+    few = tmp_path / "few"
+    shutil.copytree(voc, few)
+    for p in sorted(few.iterdir())[2 * data.D646_PER_FG - 1:]:
+        p.unlink()
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, few)
+    one_line(e, str(few), f"{2 * data.D646_PER_FG - 1} images", f"need {2 * data.D646_PER_FG}")
+
+    fg = root / "Test" / "FG" / "fg_0.png"
+    save(np.zeros((10, 12, 3), np.uint8), fg)  # the foreground no longer fits its alpha
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, voc)
+    one_line(e, "fg_0.png", "differs from", str(fg))
+    assert not (root / "Test" / "composite").exists()
+    shutil.rmtree(root / "Test" / "GT")
+    with pytest.raises(DataError) as e:
+        data.d646_test_pairs(root)
+    one_line(e, str(root), "no Test/GT folder", "Distinctions-646/Test/{FG,GT}")
+
+
+# ----------------------------------------------------------------------------------------------
+# RefMatte-RW100: {image_all, mask} + refmatte_rw100_label.json
+# ----------------------------------------------------------------------------------------------
+
+REFMATTE_STEMS = ["photo_1_0", "photo_1_1", "photo_2_0"]  # two objects of photo_1, one of photo_2
+
+
+def write_refmatte(root: Path) -> Path:
+    """RefMatte_RW_100 as distributed: one image per labelled object in image_all, its alpha in
+    mask, and the labels keyed by the same stems."""
+    rw = root / "RefMatte_RW_100"
+    labels = {}
+    for k, stem in enumerate(REFMATTE_STEMS):
+        fg, alpha = matte(44, 60, seed=10 + k)
+        background = np.random.default_rng(20 + k).integers(0, 256, fg.shape, dtype=np.uint8)
+        save(data.composite(fg, alpha, background), rw / "image_all" / f"{stem}.jpg")
+        save(alpha, rw / "mask" / f"{stem}.png")
+        labels[stem] = {"image_name": stem.rsplit("_", 1)[0], "expressions": [f"object number {k}"]}
+    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
+    return rw
+
+
+def test_refmatte_reader(tmp_path):
+    rw = write_refmatte(tmp_path)
+    pairs = data.refmatte_rw100_pairs(rw)
+    names = [(image.name, mask.name) for image, mask in pairs]
+    assert names == [(f"{s}.jpg", f"{s}.png") for s in REFMATTE_STEMS]
+    assert data.refmatte_rw100_pairs(tmp_path) == pairs  # the folder holding it works too
+    assert data.main(["check", "refmatte", str(rw)]) == 0
+
+
+@pytest.mark.parametrize("breakage", ["no labels", "not json", "a list", "missing entry",
+                                      "extra entry", "missing mask"])
+def test_refmatte_broken_tree_is_one_line(tmp_path, breakage):
+    rw = write_refmatte(tmp_path)
+    labels_path = rw / data.REFMATTE_LABELS
+    labels = json.loads(labels_path.read_text())
+    if breakage == "no labels":
+        labels_path.unlink()
+        fragments = (str(rw), data.REFMATTE_LABELS, "RefMatte_RW_100/{image_all,mask,")
+    elif breakage == "not json":
+        labels_path.write_text('{"photo_1_0": ')
+        fragments = (str(labels_path), "not readable JSON")
+    elif breakage == "a list":
+        labels_path.write_text(json.dumps(list(labels)))
+        fragments = (str(labels_path), "JSON list")
+    elif breakage == "missing entry":
+        del labels["photo_1_1"]
+        labels_path.write_text(json.dumps(labels))
+        fragments = (str(rw / "mask" / "photo_1_1.png"), "no entry 'photo_1_1'")
+    elif breakage == "extra entry":
+        labels["photo_3_0"] = {"image_name": "photo_3", "expressions": ["a third one"]}
+        labels_path.write_text(json.dumps(labels))
+        fragments = (str(labels_path), "'photo_3_0'", "no image_all / mask pair")
+    else:
+        (rw / "mask" / "photo_2_0.png").unlink()
+        fragments = ("photo_2_0.jpg", "no file named photo_2_0.*", "mask")
+    with pytest.raises(DataError) as e:
+        data.refmatte_rw100_pairs(rw)
+    one_line(e, *fragments)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate.py end to end on both (a random tiny SAMA)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    sam_path, sama_path = folder / "sam_tiny.pth", folder / "sama.pt"
+    torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+    save_sama(SAMA(load_sam(sam_path)), sama_path, sam_identity(sam_path, "tiny"), TASKS)
+    return sama_path
+
+
+def run(*argv) -> int:
+    return evaluate.main([*map(str, argv), "--no-progress"])
+
+
+def test_evaluate_distinctions_646_end_to_end(d646, checkpoint, tmp_path, capsys):
+    root, voc = d646
+    out = tmp_path / "eval"
+    common = ("--split", "Distinctions-646", "--d646", root, "--checkpoint", checkpoint,
+              "--out", out, "--limit", 3)
+    assert run(*common) == 2  # not composited yet, and no backgrounds given
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "not composited yet" in err
+    assert run(*common, "--backgrounds", voc) == 0
+    triples = data.d646_test_triples(root)[:3]
+    direct = MattingMetrics()
+    for _, alpha_path, trimap_path in triples:
+        pred = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        direct.update(pred, data.load_mask(alpha_path), data.load_mask(trimap_path))
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["scores"] == direct.results() and report["scores"]["region"].startswith("unknown")
+    md = (out / "results.md").read_text()
+    assert "Region: unknown (trimap == 128)" in md and "make_trimap(alpha, 5)" in md
+    rows = [line for line in md.splitlines() if line.startswith("| paper:")]
+    assert len(rows) == 1
+    row = rows[0]
+    assert "paper: SAMA (same configuration as ours)" in row and "22.4" in row and "2.2" in row
+
+
+def test_evaluate_refmatte_rw100_end_to_end(checkpoint, tmp_path):
+    rw = write_refmatte(tmp_path)
+    out = tmp_path / "eval"
+    assert run("--split", "RefMatte-RW100", "--refmatte", rw, "--checkpoint", checkpoint,
+               "--out", out) == 0
+    direct = MattingMetrics()
+    for _, alpha_path in data.refmatte_rw100_pairs(rw):
+        pred = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        direct.update(pred, data.load_mask(alpha_path))
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
+    assert report["scores"]["n"] == len(REFMATTE_STEMS) and "alpha > 0" in report["prompt"]
+    md = (out / "results.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| paper:") and "Table 5" in line]
+    assert len(rows) == 3
+    expected = {"segmentation only": ("62.7", "54"), "matting only": ("34.25", "21"),
+                "both tasks": ("25.69", "10")}
+    for words, (sad, mse) in expected.items():
+        row = next(r for r in rows if words in r)
+        assert f"| {sad} | {mse} |" in row, row
+    marked = [r for r in rows if "(same configuration as ours)" in r]
+    assert len(marked) == 1 and "both tasks" in marked[0]
+    assert "box of its alpha" in md and "whole image" in md
