@@ -104,6 +104,10 @@ def check_args(args) -> None:
     for option, value in (("--lr", args.lr), ("--clip", args.clip)):
         if not (math.isfinite(value) and value > 0):
             raise TrainingError(f"{option} {value:g}: must be a finite number above 0")
+    last_pt = Path(args.out) / "last.pt"
+    if not args.resume and last_pt.exists():  # a new run would overwrite that run's checkpoints
+        raise TrainingError(f"{last_pt}: a training run is there already; --resume continues it, "
+                            f"or train into another --out")
 
 
 class NonFiniteLoss(TrainingError):

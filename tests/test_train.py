@@ -733,3 +733,17 @@ def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, ca
     assert assert_one_error_line(err) == ("error: validation: NaN or inf in the model's "
                                           "segmentation logits; stopped before saving")
     assert not (out / "last.pt").exists() and not (out / "sama.pt").exists()
+
+
+def test_a_new_run_never_overwrites_a_run_that_is_there(toy, tmp_path, capsys):
+    """Without --resume, a folder that holds last.pt is refused before any work: its checkpoints
+    and log stay as they were."""
+    out = tmp_path / "run"
+    argv = base_args(toy, out, "--tasks", "seg", "--max-steps", "1", matting=False)
+    code, err = run_train(argv, capsys)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = run_train(argv, capsys)
+    assert code == 2
+    assert_one_error_line(err, "last.pt: a training run is there already; --resume continues it")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
