@@ -2,9 +2,9 @@
 
     python benchmark_metrics.py
 
-SegMetrics (which also computes mIoU and mBIoU) vs PySODMetrics' Fmeasure, WeightedFmeasure, Smeasure,
-Emeasure and MAE stepped on the same uint8 maps, at 1024 x 1024 and 3000 x 2000; then MattingMetrics'
-time per image at 2000 x 2000. PySODMetrics is a test / benchmark oracle only.
+SegMetrics (which also computes mIoU and mBIoU) vs PySODMetrics' Fmeasure, WeightedFmeasure,
+Smeasure, Emeasure and MAE stepped on the same uint8 maps, at 1024 x 1024 and 3000 x 2000; then
+MattingMetrics' time per image at 2000 x 2000. PySODMetrics is a test / benchmark oracle only.
 """
 
 import time
@@ -19,7 +19,8 @@ KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm")
 
 
 def blob_pair(h, w, rng):
-    """A GT of a few overlapping ellipses with a hole, and a blurred, noisy, slightly shifted prediction."""
+    """A GT of a few overlapping ellipses with a hole, and a blurred, noisy, slightly shifted
+    prediction."""
     yy, xx = np.ogrid[:h, :w]
     gt = np.zeros((h, w), bool)
     for _ in range(3):
@@ -33,7 +34,8 @@ def blob_pair(h, w, rng):
 
 
 def compare(pairs):
-    """Steps PySODMetrics and SegMetrics image by image, alternating, so load changes hit both alike.
+    """Steps PySODMetrics and SegMetrics image by image, alternating, so load changes hit both
+    alike.
 
     Returns:
         (pysod seconds, ours seconds, pysod results, our results).
@@ -42,8 +44,13 @@ def compare(pairs):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Fmeasure's deprecation notice
-        fm, wfm, sm, em, mae = (py_sod_metrics.Fmeasure(), py_sod_metrics.WeightedFmeasure(),
-                                py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.MAE())
+        fm, wfm, sm, em, mae = (
+            py_sod_metrics.Fmeasure(),
+            py_sod_metrics.WeightedFmeasure(),
+            py_sod_metrics.Smeasure(),
+            py_sod_metrics.Emeasure(),
+            py_sod_metrics.MAE(),
+        )
         seg = SegMetrics()
         t_ref = t_ours = 0.0
         for pred, gt in pairs:
@@ -64,8 +71,10 @@ def compare(pairs):
 
 def main():
     rng = np.random.default_rng(0)
-    print("Segmentation: SegMetrics (+ mIoU, mBIoU) vs PySODMetrics (Fmeasure, WeightedFmeasure, Smeasure, "
-          "Emeasure, MAE)")
+    print(
+        "Segmentation: SegMetrics (+ mIoU, mBIoU) vs PySODMetrics (Fmeasure, WeightedFmeasure, "
+        "Smeasure, Emeasure, MAE)"
+    )
     for (h, w), count in (((1024, 1024), 4), ((2000, 3000), 3)):
         pairs = [blob_pair(h, w, rng) for _ in range(count)]
         t_ref, t_ours, ref, ours = compare(pairs)
@@ -73,9 +82,11 @@ def main():
         print(f"  {w}x{h}, {count} images: PySODMetrics {t_ref / count:.3f} s/image, "
               f"SegMetrics {t_ours / count:.3f} s/image, throughput x{t_ref / t_ours:.2f}")
         print("    " + "  ".join(f"{k} {ref[k]:.6f} / {ours[k]:.6f}" for k in KEYS)
-              + f"  (PySODMetrics / ours)")
-        print(f"    max relative difference {worst:.1e}: {'EQUAL' if worst <= 1e-6 else 'DIFFERENT'} (tolerance 1e-6);"
-              f" mIoU {ours['mIoU']:.4f}, mBIoU {ours['mBIoU']:.4f}")
+              + "  (PySODMetrics / ours)")
+        print(
+            f"    max relative difference {worst:.1e}: {'EQUAL' if worst <= 1e-6 else 'DIFFERENT'} "
+            f"(tolerance 1e-6); mIoU {ours['mIoU']:.4f}, mBIoU {ours['mBIoU']:.4f}"
+        )
 
     h = w = 2000
     count = 2
@@ -83,8 +94,12 @@ def main():
     for _ in range(count):
         pred, gt = blob_pair(h, w, rng)
         gt_alpha = ndimage.gaussian_filter(gt.astype(np.float64), 3).astype(np.uint8)  # soft edges
-        trimap = np.where(ndimage.binary_dilation(gt > 128, iterations=15) & ~ndimage.binary_erosion(
-            gt > 128, iterations=15), 128, np.where(gt > 128, 255, 0)).astype(np.uint8)
+        trimap = np.where(
+            ndimage.binary_dilation(gt > 128, iterations=15)
+            & ~ndimage.binary_erosion(gt > 128, iterations=15),
+            128,
+            np.where(gt > 128, 255, 0),
+        ).astype(np.uint8)
         pairs.append((pred, gt_alpha, trimap))
     for use_trimap in (False, True):
         mat = MattingMetrics()
@@ -93,8 +108,11 @@ def main():
             mat.update(pred, gt_alpha, trimap if use_trimap else None)
         seconds = (time.perf_counter() - start) / count
         r = mat.results()
-        print(f"Matting: MattingMetrics {w}x{h}, {count} images, region {r['region']}: {seconds:.3f} s/image "
-              f"(SAD {r['SAD']:.3f}, MSE {r['MSE']:.3f}, Grad {r['Grad']:.3f}, Conn {r['Conn']:.3f})")
+        print(
+            f"Matting: MattingMetrics {w}x{h}, {count} images, region {r['region']}: "
+            f"{seconds:.3f} s/image (SAD {r['SAD']:.3f}, MSE {r['MSE']:.3f}, "
+            f"Grad {r['Grad']:.3f}, Conn {r['Conn']:.3f})"
+        )
 
 
 if __name__ == "__main__":

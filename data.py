@@ -8,13 +8,14 @@ Layouts read (see ../shared/reference/datasets.md), each reader pairing files by
     ThinObject5K/{images, masks, list/{train,test}.txt}            thin_pairs(root, split)
     ThinObject5K/{images_train, masks_train, images_test, masks_test}  (HQ-SAM's repack)
     Combined_Dataset/Training_set/{Adobe-licensed images, Other}/{fg, alpha}   aim_train_pairs(root)
-    Combined_Dataset/Test_set/Adobe-licensed images/{merged, alpha_copy, trimaps}  composition1k_pairs
-    AIM-500/{original, mask, trimap}                               aim500_pairs(root)
-    COIFT/{images, masks}                                          coift_pairs(root)
-    AM-2K/validation/{original, mask, trimap}                      am2k_pairs(root)
-    P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}   p3m500np_pairs(root)
-    RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}   refmatte_rw100_pairs(root)
-    Distinctions-646/Test/{FG, GT}                                 d646_test_pairs(root)
+    Combined_Dataset/Test_set/Adobe-licensed images/{merged, alpha_copy, trimaps}
+    composition1k_pairs AIM-500/{original, mask, trimap}
+    aim500_pairs(root) COIFT/{images, masks}
+    coift_pairs(root) AM-2K/validation/{original, mask, trimap}
+    am2k_pairs(root) P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}
+    p3m500np_pairs(root) RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}
+    refmatte_rw100_pairs(root) Distinctions-646/Test/{FG, GT}
+    d646_test_pairs(root)
       composited once into Test/composite/{merged, alpha_copy, trimaps}  d646_test_triples
 
 Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
@@ -29,11 +30,11 @@ A training sample (shape notation as in sam.py, S = frame side):
     image        (3, S, S)    float32  SAM's frame: normalised, zero-padded bottom / right
     image_local  (3, 2S, 2S)  float32  the same view rendered at twice the resolution; its four
                                        S x S quadrants are the MVLE local views
-    target       (1, S, S)    float32  gt > 128 (segmentation) or alpha / 255 (matting); 0 on padding
-    valid        (1, S, S)    float32  1 on image pixels, 0 on padding
+    target       (1, S, S)    float32  gt > 128 (segmentation) or alpha / 255 (matting); 0 on
+    padding valid        (1, S, S)    float32  1 on image pixels, 0 on padding
     box          (4,)         float32  noisy GT box, xyxy frame pixels
-    points       (10, 2)      float32  positive points, xy frame pixels;  point_labels (10,) int64 ones
-    mask_input   (1, S/4, S/4) float32 noisy GT mask as SAM mask-input logits (+/-MASK_LOGIT)
+    points       (10, 2)      float32  positive points, xy frame pixels;  point_labels (10,) int64
+    ones mask_input   (1, S/4, S/4) float32 noisy GT mask as SAM mask-input logits (+/-MASK_LOGIT)
     is_matting   ()           bool
 """
 
@@ -76,7 +77,8 @@ class DataError(ValueError):
 
 
 def _open(path) -> Image.Image:
-    """Open, fully decode (so truncation shows here, not mid-training) and apply EXIF orientation."""
+    """Open, fully decode (so truncation shows here, not mid-training) and apply EXIF
+    orientation."""
     try:
         img = Image.open(path)
         img.load()
@@ -87,12 +89,14 @@ def _open(path) -> Image.Image:
 
 
 def _to_uint8(img: Image.Image) -> np.ndarray:
-    """(H, W) 8-bit array from a one-channel image of any depth; 16-bit values are scaled to 0-255."""
+    """(H, W) 8-bit array from a one-channel image of any depth; 16-bit values are scaled to
+    0-255."""
     if img.mode.startswith("I;16"):
         return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
     if img.mode in ("I", "F"):
         a = np.asarray(img, dtype=np.float64)
-        # 32-bit modes hold either 8-bit values or 16-bit ones (older Pillow opens 16-bit PNGs as "I")
+        # 32-bit modes hold either 8-bit values or 16-bit ones (older Pillow opens 16-bit PNGs as
+        # "I")
         if a.max() > 255:
             a = a / 257.0
         return np.clip(np.round(a), 0, 255).astype(np.uint8)
@@ -100,7 +104,8 @@ def _to_uint8(img: Image.Image) -> np.ndarray:
 
 
 def load_image(path) -> np.ndarray:
-    """Image file -> (H, W, 3) uint8 RGB. Grayscale, palette, RGBA (alpha dropped), 16-bit: all read."""
+    """Image file -> (H, W, 3) uint8 RGB. Grayscale, palette, RGBA (alpha dropped), 16-bit: all
+    read."""
     img = _open(path)
     if img.mode.startswith("I") or img.mode == "F":
         return np.repeat(_to_uint8(img)[:, :, None], 3, axis=2)
@@ -110,9 +115,9 @@ def load_image(path) -> np.ndarray:
 def load_mask(path) -> np.ndarray:
     """Mask / alpha file -> (H, W) uint8 0-255.
 
-    Colour masks take the maximum over R, G, B (a red-on-black mask stays 255). With an alpha channel
-    the colour is used, unless the colour is constant over the image: then the mask was saved as
-    transparency and the alpha channel is the mask. 16-bit masks are scaled to 0-255.
+    Colour masks take the maximum over R, G, B (a red-on-black mask stays 255). With an alpha
+    channel the colour is used, unless the colour is constant over the image: then the mask was
+    saved as transparency and the alpha channel is the mask. 16-bit masks are scaled to 0-255.
     """
     img = _open(path)
     if img.mode in ("P", "PA"):
@@ -149,7 +154,8 @@ def _require(root: Path, sub: str, layout: str) -> Path:
 
 
 def image_files(folder) -> list[Path]:
-    """Sorted image files of a folder (any case of extension; hidden files ignored), e.g. --backgrounds."""
+    """Sorted image files of a folder (any case of extension; hidden files ignored), e.g.
+    --backgrounds."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
@@ -165,7 +171,9 @@ def _files(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in image_files(folder):
         if p.stem in out:
-            raise DataError(f"{p}: two files with the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
+            raise DataError(
+                f"{p}: two files with the stem {p.stem!r} ({out[p.stem].name}, {p.name})"
+            )
         out[p.stem] = p
     return out
 
@@ -208,7 +216,8 @@ def thin_pairs(root, split: str) -> list[tuple[Path, Path]]:
     if split not in ("train", "test"):
         raise DataError(f"unknown ThinObject-5K split {split!r}; one of train, test")
     root = _enter(root, "ThinObject5K")
-    layout = "ThinObject5K/{images,masks,list/{train,test}.txt} or ThinObject5K/{images,masks}_{train,test}"
+    layout = ("ThinObject5K/{images,masks,list/{train,test}.txt} or "
+              "ThinObject5K/{images,masks}_{train,test}")
     if (root / f"images_{split}").is_dir():
         return _pair_folders(root / f"images_{split}", _require(root, f"masks_{split}", layout))
     images, masks = _files(_require(root, "images", layout)), _require(root, "masks", layout)
@@ -232,7 +241,9 @@ def _combined_dataset(root) -> Path:
     """The Combined_Dataset folder, given it or the folder holding it (the --matting argument)."""
     root = _enter(root, "Combined_Dataset")
     if not root.is_dir():
-        raise DataError(f"{root}: folder not found; expected Combined_Dataset/{{Training_set,Test_set}}")
+        raise DataError(
+            f"{root}: folder not found; expected Combined_Dataset/{{Training_set,Test_set}}"
+        )
     return root
 
 
@@ -240,13 +251,17 @@ def aim_train_pairs(root) -> list[tuple[Path, Path]]:
     """AIM training (foreground, alpha) pairs from the Adobe-licensed and Other folders."""
     root = _combined_dataset(root)
     layout = "Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}"
-    subsets = [s for s in ("Adobe-licensed images", "Other") if (root / "Training_set" / s).is_dir()]
+    subsets = [
+        s for s in ("Adobe-licensed images", "Other") if (root / "Training_set" / s).is_dir()
+    ]
     if not subsets:
         raise DataError(f"{root}: no Training_set/Adobe-licensed images folder; expected {layout}")
     pairs = []
     for s in subsets:
         sub = f"Training_set/{s}"
-        pairs += _pair_folders(_require(root, f"{sub}/fg", layout), _require(root, f"{sub}/alpha", layout))
+        pairs += _pair_folders(
+            _require(root, f"{sub}/fg", layout), _require(root, f"{sub}/alpha", layout)
+        )
     return pairs
 
 
@@ -255,10 +270,14 @@ def composition1k_pairs(root) -> list[tuple[Path, Path, Path]]:
     root = _combined_dataset(root)
     layout = "Combined_Dataset/Test_set/Adobe-licensed images/{merged,alpha_copy,trimaps}"
     sub = "Test_set/Adobe-licensed images"
-    return _pair_folders(*(_require(root, f"{sub}/{d}", layout) for d in ("merged", "alpha_copy", "trimaps")))
+    return _pair_folders(
+        *(_require(root, f"{sub}/{d}", layout) for d in ("merged", "alpha_copy", "trimaps"))
+    )
 
 
-def _triples(root, name: str, sub: str, dirs: tuple[str, str, str]) -> list[tuple[Path, Path, Path]]:
+def _triples(
+    root, name: str, sub: str, dirs: tuple[str, str, str]
+) -> list[tuple[Path, Path, Path]]:
     root = _enter(root, name)
     layout = f"{name}/{sub}{{{','.join(dirs)}}}"
     return _pair_folders(*(_require(root, sub + d, layout) for d in dirs))
@@ -457,13 +476,19 @@ def _check_one(files: tuple, matting: bool) -> None:
             mask = load_mask(path)
             # the prompt box needs an object: gt > 128 for masks, alpha > 0 for mattes
             if not (mask > 0 if matting else mask > 128).any():
-                raise DataError(f"{path}: empty {'alpha' if matting else 'mask'} (no pixel > {0 if matting else 128})")
+                raise DataError(
+                    f"{path}: empty {'alpha' if matting else 'mask'} (no pixel > "
+                    f"{0 if matting else 128})"
+                )
             sizes.append(mask.shape[::-1])
         else:
             sizes.append(_open(path).size)
     for path, size in zip(files[1:], sizes[1:]):
         if size != sizes[0]:
-            raise DataError(f"{path}: size {size[0]}x{size[1]} differs from {files[0]} ({sizes[0][0]}x{sizes[0][1]})")
+            raise DataError(
+                f"{path}: size {size[0]}x{size[1]} differs from {files[0]} "
+                f"({sizes[0][0]}x{sizes[0][1]})"
+            )
 
 
 def check_pairs(pairs, matting: bool = False, workers: int = 0) -> None:
@@ -488,7 +513,8 @@ def check_pairs(pairs, matting: bool = False, workers: int = 0) -> None:
 
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool -> (4,) float32 tight box xyxy, inclusive pixel indices (as HQ-SAM's masks_to_boxes)."""
+    """(H, W) bool -> (4,) float32 tight box xyxy, inclusive pixel indices (as HQ-SAM's
+    masks_to_boxes)."""
     ys, xs = np.nonzero(mask)
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 
@@ -501,11 +527,14 @@ def _fit_view(h: int, w: int, size: int) -> tuple:
 
 
 def _jitter_view(h: int, w: int, size: int, rng: np.random.Generator) -> tuple:
-    """Large-scale jitter as HQ-SAM: longest side = U(0.1, 2) x size; a larger result is cropped at a
-    random offset, a smaller one sits at the top-left and the rest is padding (as SAM's frame)."""
+    """Large-scale jitter as HQ-SAM: longest side = U(0.1, 2) x size; a larger result is cropped at
+    a random offset, a smaller one sits at the top-left and the rest is padding (as SAM's frame)."""
     scale = rng.uniform(*JITTER) * size / max(h, w)
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    oy, ox = int(rng.integers(0, max(sh - size, 0) + 1)), int(rng.integers(0, max(sw - size, 0) + 1))
+    oy, ox = (
+        int(rng.integers(0, max(sh - size, 0) + 1)),
+        int(rng.integers(0, max(sw - size, 0) + 1)),
+    )
     return sh, sw, oy, ox, min(size, sh - oy), min(size, sw - ox)
 
 
@@ -522,11 +551,14 @@ def _render(img: Image.Image, view: tuple) -> np.ndarray:
 
 
 def _frame(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """(h, w, 3) uint8 -> (3, size, size) float32 normalised and zero-padded (sam.normalize_and_pad)."""
+    """(h, w, 3) uint8 -> (3, size, size) float32 normalised and zero-padded
+    (sam.normalize_and_pad)."""
     return normalize_and_pad(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float(), size)
 
 
-def _noisy_box(box: np.ndarray, ch: int, cw: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _noisy_box(
+    box: np.ndarray, ch: int, cw: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
     """Each coordinate moved by N(0, (10% of the box side)^2), capped at 20 px of a 1024 frame, then
     clipped to the image content. (HQ-SAM computes a noisy box but feeds the clean one; SAM's own
     training adds this noise, and a box prompt drawn by hand is never tight.)"""
@@ -559,7 +591,9 @@ def _noisy_mask_input(target: torch.Tensor, rng: np.random.Generator) -> torch.T
     """
     m = F.avg_pool2d(target[None], 4)  # (1, 1, S/4, S/4)
     n = m.shape[-1]
-    coarse = F.interpolate(F.interpolate(m, size=(n // 8, n // 8), mode="area"), size=(n, n), mode="bilinear")
+    coarse = F.interpolate(
+        F.interpolate(m, size=(n // 8, n // 8), mode="area"), size=(n, n), mode="bilinear"
+    )
     boundary = ((m - coarse).abs() >= 0.01).float()
     noise = torch.from_numpy(rng.standard_normal(m.shape).astype(np.float32))
     noisy = (m + noise * boundary) > 0.5
@@ -638,7 +672,9 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     bh, bw = bg.shape[:2]
     if bw < w or bh < h:
         r = max(w / bw, h / bh)
-        bg = np.asarray(Image.fromarray(bg).resize((math.ceil(bw * r), math.ceil(bh * r)), Image.BICUBIC))
+        bg = np.asarray(
+            Image.fromarray(bg).resize((math.ceil(bw * r), math.ceil(bh * r)), Image.BICUBIC)
+        )
     b = bg[:h, :w].astype(np.float64)
     a = alpha[:, :, None].astype(np.float64) / 255.0
     # Eq. (1): I = alpha F + (1 - alpha) B
@@ -650,7 +686,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
     np.random.default_rng([seed, e, i]): a resumed or distributed run sees exactly the same data."""
 
     def __init__(self, pairs, image_size: int, augment: bool = True, seed: int = 0):
-        self.pairs, self.image_size, self.augment, self.seed = list(pairs), image_size, augment, seed
+        self.pairs, self.image_size, self.augment, self.seed = (
+            list(pairs),
+            image_size,
+            augment,
+            seed,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -662,12 +703,15 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def _load(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, Path]:
-        """Sample i's random generator, image (H, W, 3), mask or alpha (H, W) and the mask's path."""
+        """Sample i's random generator, image (H, W, 3), mask or alpha (H, W) and the mask's
+        path."""
         image_path, mask_path = self.pairs[i][:2]
         image, mask = load_image(image_path), load_mask(mask_path)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"{mask_path}: size {mask.shape[1]}x{mask.shape[0]} differs from {image_path} "
-                            f"({image.shape[1]}x{image.shape[0]})")
+            raise DataError(
+                f"{mask_path}: size {mask.shape[1]}x{mask.shape[0]} differs from {image_path} "
+                f"({image.shape[1]}x{image.shape[0]})"
+            )
         return np.random.default_rng([self.seed, self.epoch, i]), image, mask, mask_path
 
     def __getitem__(self, i: int) -> dict:
@@ -733,7 +777,13 @@ def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.n
     f, theta, phase = rng.uniform(8, 30), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
     stripes = 15 * np.sin(f * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
     noise = 8 * rng.standard_normal((h, w, 3), dtype=np.float32)
-    return base.astype(np.float32) + gx * xx[..., None] + gy * yy[..., None] + stripes[..., None] + noise
+    return (
+        base.astype(np.float32)
+        + gx * xx[..., None]
+        + gy * yy[..., None]
+        + stripes[..., None]
+        + noise
+    )
 
 
 def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -758,7 +808,10 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
             pts, (x, y), a = [root], root, rng.uniform(0, 2 * np.pi)
             for _ in range(rng.integers(4, 9)):
                 a += rng.normal(0, 0.5)
-                x, y = np.clip(x + 0.08 * W * np.cos(a), x0, x1), np.clip(y + 0.08 * H * np.sin(a), y0, y1)
+                x, y = (
+                    np.clip(x + 0.08 * W * np.cos(a), x0, x1),
+                    np.clip(y + 0.08 * H * np.sin(a), y0, y1),
+                )
                 pts.append((x, y))
             d.line(pts, fill=255, width=int(rng.integers(SS, 3 * SS + 1)), joint="curve")
     elif kind == "grid":  # a mesh inside a frame
@@ -771,15 +824,23 @@ def _shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     elif kind == "ring":  # a ring with a hole, and spokes
         d.ellipse([x0, y0, x1, y1], fill=255)
         t = rng.uniform(0.15, 0.3)
-        d.ellipse([x0 + t * (x1 - x0), y0 + t * (y1 - y0), x1 - t * (x1 - x0), y1 - t * (y1 - y0)], fill=0)
+        d.ellipse(
+            [x0 + t * (x1 - x0), y0 + t * (y1 - y0), x1 - t * (x1 - x0), y1 - t * (y1 - y0)], fill=0
+        )
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         for a in rng.uniform(0, 2 * np.pi, rng.integers(2, 5)):
-            d.line([(cx, cy), (cx + (x1 - x0) / 2 * np.cos(a), cy + (y1 - y0) / 2 * np.sin(a))], fill=255, width=2 * SS)
+            d.line(
+                [(cx, cy), (cx + (x1 - x0) / 2 * np.cos(a), cy + (y1 - y0) / 2 * np.sin(a))],
+                fill=255,
+                width=2 * SS,
+            )
     else:  # blob: a union of ellipses
         for _ in range(rng.integers(3, 7)):
             cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
             rx, ry = rng.uniform(0.1, 0.25) * W, rng.uniform(0.1, 0.25) * H
-            d.ellipse([max(x0, cx - rx), max(y0, cy - ry), min(x1, cx + rx), min(y1, cy + ry)], fill=255)
+            d.ellipse(
+                [max(x0, cx - rx), max(y0, cy - ry), min(x1, cx + rx), min(y1, cy + ry)], fill=255
+            )
     return np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float64) / 255.0
 
 
@@ -813,7 +874,9 @@ def make_trimap(alpha: np.ndarray, radius: int = 5) -> np.ndarray:
 
 def _save(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, quality=92) if path.suffix == ".jpg" else Image.fromarray(array).save(path)
+    Image.fromarray(array).save(path, quality=92) if path.suffix == ".jpg" else Image.fromarray(
+        array
+    ).save(path)
 
 
 def _toy_pair(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -827,7 +890,8 @@ def _toy_pair(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _toy_matte(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A foreground texture (h, w, 3), its alpha (h, w) and the background colour it contrasts with."""
+    """A foreground texture (h, w, 3), its alpha (h, w) and the background colour it contrasts
+    with."""
     h, w = TOY_SIZES[rng.integers(len(TOY_SIZES))]
     fg_c, bg_c = _colours(rng)
     fg = np.clip(_texture(rng, h, w, fg_c), 0, 255).astype(np.uint8)
@@ -873,7 +937,9 @@ def make_toy(root, seed: int = 0, n_train: int = 48, n_val: int = 16, n_test: in
         trimap = make_trimap(alpha)
         for k in range(min(per_fg, n_comp - j * per_fg)):
             name = f"test_{j:04d}_{k}.png"
-            _save(composite(fg, alpha, backgrounds[(j * per_fg + k) % n_bg]), test / "merged" / name)
+            _save(
+                composite(fg, alpha, backgrounds[(j * per_fg + k) % n_bg]), test / "merged" / name
+            )
             _save(alpha, test / "alpha_copy" / name)
             _save(trimap, test / "trimaps" / name)
 
@@ -910,25 +976,37 @@ def main(argv=None) -> int:
     toy = sub.add_parser("make-toy", help="write small synthetic datasets in the official layouts")
     toy.add_argument("dir", type=Path)
     toy.add_argument("--seed", type=int, default=0)
-    toy.add_argument("--n-train", type=int, default=48, help="DIS-TR images (val and test: 16 each)")
+    toy.add_argument(
+        "--n-train", type=int, default=48, help="DIS-TR images (val and test: 16 each)"
+    )
     check = sub.add_parser("check", help="read a dataset and run check_pairs on it (pre-flight)")
     check.add_argument("dataset", choices=READERS)
     check.add_argument("root", type=Path)
-    check.add_argument("split", nargs="?", help="DIS-TR, DIS-VD, DIS-TE1..4, DIS-TE (dis5k); train, test (thin)")
+    check.add_argument(
+        "split", nargs="?", help="DIS-TR, DIS-VD, DIS-TE1..4, DIS-TE (dis5k); train, test (thin)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "make-toy":
             if args.dir.exists() and not args.dir.is_dir():
                 raise DataError(f"{args.dir}: exists and is not a folder")
             make_toy(args.dir, seed=args.seed, n_train=args.n_train)
-            print(f"wrote toy datasets to {args.dir}: DIS5K, AIM/Combined_Dataset, AIM-500, backgrounds")
+            print(
+                f"wrote toy datasets to {args.dir}: DIS5K, AIM/Combined_Dataset, AIM-500, "
+                "backgrounds"
+            )
         else:
             reader, takes_split, matting = READERS[args.dataset]
             if takes_split != (args.split is not None):
-                parser.error(f"{args.dataset}: {'a split is needed' if takes_split else 'takes no split'}")
+                parser.error(
+                    f"{args.dataset}: {'a split is needed' if takes_split else 'takes no split'}"
+                )
             pairs = reader(args.root, args.split) if takes_split else reader(args.root)
             check_pairs(pairs, matting=matting)
-            print(f"ok: {len(pairs)} {args.dataset} {'triples' if len(pairs[0]) == 3 else 'pairs'} in {args.root}")
+            print(
+                f"ok: {len(pairs)} {args.dataset} {'triples' if len(pairs[0]) == 3 else 'pairs'} "
+                f"in {args.root}"
+            )
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@
 4. Evaluates plain SAM and SAMA with evaluate.py on the toy DIS-TE1 and the toy Composition-1K,
    prints the table and the path of a contact sheet.
 
-Toy numbers demonstrate that the pipeline works end to end; they say nothing about the paper's results.
+Toy numbers demonstrate that the pipeline works end to end; they say nothing about the paper's
+results.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ from sam import SAM_VARIANTS, Sam
 
 
 def pretrain_tiny_sam(toy: Path, steps: int, seed: int, out: Path) -> Path:
-    """Train the whole tiny SAM (nothing frozen) on the toy segmentation set; save its state_dict."""
+    """Train the whole tiny SAM (nothing frozen) on the toy segmentation set; save its
+    state_dict."""
     torch.manual_seed(seed)
     sam = Sam(SAM_VARIANTS["tiny"]).train()
-    dataset = data.SegmentationDataset(data.dis_pairs(toy / "DIS5K", "DIS-TR"), sam.config.image_size, seed=seed)
+    dataset = data.SegmentationDataset(
+        data.dis_pairs(toy / "DIS5K", "DIS-TR"), sam.config.image_size, seed=seed
+    )
     stream = train.BatchStream(dataset, batch_size=8, world=1, rank=0, seed=seed, workers=0)
     optimizer = torch.optim.AdamW(sam.parameters(), lr=2e-3, weight_decay=0.01)
     prompt_rng = torch.Generator().manual_seed(seed)
     for step in range(steps):
         batch = stream.next()
-        kind = train.PROMPT_KINDS[int(torch.randint(2, (1,), generator=prompt_rng))]  # box or points
+        # box or points
+        kind = train.PROMPT_KINDS[int(torch.randint(2, (1,), generator=prompt_rng))]
         logits, _ = sam(batch["image"], **train.prompts(batch, kind))
         logits = F.interpolate(logits, batch["target"].shape[-2:], mode="bilinear")
         loss, _ = losses.seg_loss(logits, batch["target"], batch["valid"])
@@ -58,7 +63,9 @@ def pretrain_tiny_sam(toy: Path, steps: int, seed: int, out: Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="SAMA's five-minute CPU demo on toy data.")
-    p.add_argument("--out", default="runs/demo", help="where the toy data, checkpoints and results go")
+    p.add_argument(
+        "--out", default="runs/demo", help="where the toy data, checkpoints and results go"
+    )
     p.add_argument("--sam-steps", type=int, default=300, help="steps of tiny-SAM pre-training")
     p.add_argument("--sama-steps", type=int, default=200, help="steps of SAMA training")
     p.add_argument("--seed", type=int, default=0)
@@ -75,24 +82,68 @@ def main(argv=None) -> int:
 
     print(f"[3/4] SAMA on top of it (SAM frozen), {args.sama_steps} steps")
     run = out / "sama"
-    code = train.main([
-        "--model", "tiny", "--sam-checkpoint", str(sam_path), "--data", str(toy / "DIS5K"),
-        "--matting", str(toy / "AIM"), "--aim500", str(toy / "AIM-500"), "--backgrounds", str(toy / "backgrounds"),
-        "--out", str(run), "--max-steps", str(args.sama_steps), "--batch-size", "4", "--workers", "0",
-        "--warmup-steps", "20", "--log-every", "50", "--val-every", "0", "--save-every", str(args.sama_steps),
-        "--seed", str(args.seed),
-    ])
+    code = train.main(
+        [
+            "--model",
+            "tiny",
+            "--sam-checkpoint",
+            str(sam_path),
+            "--data",
+            str(toy / "DIS5K"),
+            "--matting",
+            str(toy / "AIM"),
+            "--aim500",
+            str(toy / "AIM-500"),
+            "--backgrounds",
+            str(toy / "backgrounds"),
+            "--out",
+            str(run),
+            "--max-steps",
+            str(args.sama_steps),
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--warmup-steps",
+            "20",
+            "--log-every",
+            "50",
+            "--val-every",
+            "0",
+            "--save-every",
+            str(args.sama_steps),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     if code != 0:
         return code
 
     print("[4/4] plain SAM vs SAMA on toy DIS-TE1 (box prompts) and toy Composition-1K (matting)")
     rows = {}
-    for split, roots in (("DIS-TE1", ["--data", str(toy / "DIS5K")]), ("Composition-1K", ["--matting", str(toy / "AIM")])):
+    for split, roots in (
+        ("DIS-TE1", ["--data", str(toy / "DIS5K")]),
+        ("Composition-1K", ["--matting", str(toy / "AIM")]),
+    ):
         for model in ("sam", "sama"):
             dest = out / "eval" / f"{model}-{split}"
             vis = ["--vis", "6"] if (model == "sama" and split == "DIS-TE1") else []
-            code = evaluate.main(["--split", split, *roots, "--model", model, "--checkpoint", str(run / "sama.pt"),
-                                  "--sam-checkpoint", str(sam_path), "--out", str(dest), *vis])
+            code = evaluate.main(
+                [
+                    "--split",
+                    split,
+                    *roots,
+                    "--model",
+                    model,
+                    "--checkpoint",
+                    str(run / "sama.pt"),
+                    "--sam-checkpoint",
+                    str(sam_path),
+                    "--out",
+                    str(dest),
+                    *vis,
+                ]
+            )
             if code != 0:
                 return code
             rows[(split, model)] = json.loads((dest / "metrics.json").read_text())["scores"]
@@ -100,13 +151,24 @@ def main(argv=None) -> int:
     seg, mat = rows[("DIS-TE1", "sam")], rows[("DIS-TE1", "sama")]
     print("\ntoy DIS-TE1   maxF    MAE     wF      Sm      meanEm  mIoU    mBIoU")
     for name, r in (("SAM ", seg), ("SAMA", mat)):
-        print(f"  {name}        " + "  ".join(f"{r[k]:.4f}" for k in ("maxF", "MAE", "wF", "Sm", "meanEm", "mIoU", "mBIoU")))
+        print(
+            f"  {name}        "
+            + "  ".join(
+                f"{r[k]:.4f}" for k in ("maxF", "MAE", "wF", "Sm", "meanEm", "mIoU", "mBIoU")
+            )
+        )
     print("toy Composition-1K   SAD     MSE(x1e3)  Grad    Conn")
     for name in ("sam", "sama"):
         r = rows[("Composition-1K", name)]
-        print(f"  {name.upper():4}               " + "  ".join(f"{r[k]:.4f}" for k in ("SAD", "MSE", "Grad", "Conn")))
+        print(
+            f"  {name.upper():4}               "
+            + "  ".join(f"{r[k]:.4f}" for k in ("SAD", "MSE", "Grad", "Conn"))
+        )
     print(f"\ncontact sheet: {out / 'eval' / 'sama-DIS-TE1' / 'vis.png'}")
-    print(f"done in {time.time() - t0:.0f} s. Toy numbers show the pipeline works; they are not the paper's results.")
+    print(
+        f"done in {time.time() - t0:.0f} s. Toy numbers show the pipeline works; they are not the "
+        "paper's results."
+    )
     return 0
 
 

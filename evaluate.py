@@ -99,9 +99,10 @@ MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
 PROMPTS = {
     "seg": "GT box: tight box of gt > 128 (inclusive pixel indices, data.mask_to_box)",
     "matting": "GT box: tight box of alpha > 0 (inclusive pixel indices, data.mask_to_box)",
-    "points": f"{'/'.join(map(str, POINT_COUNTS))} positive points drawn uniformly without replacement "
-              f"from the pixels of gt > 128 (numpy default_rng((seed {POINT_SEED}, crc32 of the stem)), "
-              f"nested: the k-point prompt is the first k of the 10), pixel indices as xy",
+    "points": f"{'/'.join(map(str, POINT_COUNTS))} positive points drawn uniformly without "
+              f"replacement from the pixels of gt > 128 (numpy default_rng((seed {POINT_SEED}, "
+              f"crc32 of the stem)), nested: the k-point prompt is the first k of the 10), pixel "
+              f"indices as xy",
 }
 
 
@@ -121,50 +122,131 @@ PAPER = {
     "DIS-VD": [
         _row("SAM", "Table 1", DIS, (0.835, 0.782, 0.069, 0.808, 0.889), model="sam"),
         _row("SAMA", "Table 1", DIS, (0.942, 0.885, 0.021, 0.930, 0.962), **FULL),
-        _row("SAMA without MVLE and Local-Adapter", "Table 3", DIS, (0.872, 0.849, 0.038, 0.868, 0.932),
-             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
-        _row("SAMA without MVLE", "Table 3", DIS, (0.893, 0.876, 0.029, 0.912, 0.944), **{**FULL, "use_mvle": False}),
-        _row("SAMA without Local-Adapter", "Table 3", DIS, (0.882, 0.869, 0.027, 0.903, 0.942),
-             **{**FULL, "use_local_adapter": False}),
-        _row("SAMA trained on segmentation only", "Table 5", DIS, (0.917, 0.876, 0.027, 0.916, 0.946),
-             **{**FULL, "tasks": ["seg"]}),
-        _row("SAMA trained on matting only", "Table 5", DIS, (0.682, 0.709, 0.071, 0.807, 0.855),
-             **{**FULL, "tasks": ["matting"]}),
+        _row(
+            "SAMA without MVLE and Local-Adapter",
+            "Table 3",
+            DIS,
+            (0.872, 0.849, 0.038, 0.868, 0.932),
+            **{**FULL, "use_mvle": False, "use_local_adapter": False},
+        ),
+        _row(
+            "SAMA without MVLE",
+            "Table 3",
+            DIS,
+            (0.893, 0.876, 0.029, 0.912, 0.944),
+            **{**FULL, "use_mvle": False},
+        ),
+        _row(
+            "SAMA without Local-Adapter",
+            "Table 3",
+            DIS,
+            (0.882, 0.869, 0.027, 0.903, 0.942),
+            **{**FULL, "use_local_adapter": False},
+        ),
+        _row(
+            "SAMA trained on segmentation only",
+            "Table 5",
+            DIS,
+            (0.917, 0.876, 0.027, 0.916, 0.946),
+            **{**FULL, "tasks": ["seg"]},
+        ),
+        _row(
+            "SAMA trained on matting only",
+            "Table 5",
+            DIS,
+            (0.682, 0.709, 0.071, 0.807, 0.855),
+            **{**FULL, "tasks": ["matting"]},
+        ),
     ],
-    "DIS-TE1": [_row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
-                _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL)],
-    "DIS-TE2": [_row("SAM", "Table 1", DIS, (0.803, 0.758, 0.081, 0.792, 0.863), model="sam"),
-                _row("SAMA", "Table 1", DIS, (0.932, 0.904, 0.019, 0.934, 0.962), **FULL)],
-    "DIS-TE3": [_row("SAM", "Table 1", DIS, (0.773, 0.724, 0.094, 0.761, 0.848), model="sam"),
-                _row("SAMA", "Table 1", DIS, (0.920, 0.889, 0.032, 0.924, 0.949), **FULL)],
-    "DIS-TE4": [_row("SAM", "Table 1", DIS, (0.677, 0.634, 0.162, 0.697, 0.762), model="sam"),
-                _row("SAMA", "Table 1", DIS, (0.917, 0.857, 0.041, 0.897, 0.937), **FULL)],
-    "DIS-TE": [_row("SAM", "Table 1", DIS, (0.773, 0.731, 0.096, 0.773, 0.845), model="sam"),
-               _row("SAMA", "Table 1", DIS, (0.926, 0.897, 0.026, 0.925, 0.956), **FULL)],
+    "DIS-TE1": [
+        _row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL),
+    ],
+    "DIS-TE2": [
+        _row("SAM", "Table 1", DIS, (0.803, 0.758, 0.081, 0.792, 0.863), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.932, 0.904, 0.019, 0.934, 0.962), **FULL),
+    ],
+    "DIS-TE3": [
+        _row("SAM", "Table 1", DIS, (0.773, 0.724, 0.094, 0.761, 0.848), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.920, 0.889, 0.032, 0.924, 0.949), **FULL),
+    ],
+    "DIS-TE4": [
+        _row("SAM", "Table 1", DIS, (0.677, 0.634, 0.162, 0.697, 0.762), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.917, 0.857, 0.041, 0.897, 0.937), **FULL),
+    ],
+    "DIS-TE": [
+        _row("SAM", "Table 1", DIS, (0.773, 0.731, 0.096, 0.773, 0.845), model="sam"),
+        _row("SAMA", "Table 1", DIS, (0.926, 0.897, 0.026, 0.925, 0.956), **FULL),
+    ],
     # Table 2 prints MSE x1e3 already (2.9)
     "Composition-1K": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.8, 2.9), **FULL)],
     "Distinctions-646": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.4, 2.2), **FULL)],
     # Table 5 prints MSE unscaled (0.0100 = 10.0 x1e3)
     "RefMatte-RW100": [
-        _row("SAMA trained on segmentation only", "Table 5", ("SAD", "MSE"), (62.70, 54.0),
-             **{**FULL, "tasks": ["seg"]}),
-        _row("SAMA trained on matting only", "Table 5", ("SAD", "MSE"), (34.25, 21.0),
-             **{**FULL, "tasks": ["matting"]}),
+        _row(
+            "SAMA trained on segmentation only",
+            "Table 5",
+            ("SAD", "MSE"),
+            (62.70, 54.0),
+            **{**FULL, "tasks": ["seg"]},
+        ),
+        _row(
+            "SAMA trained on matting only",
+            "Table 5",
+            ("SAD", "MSE"),
+            (34.25, 21.0),
+            **{**FULL, "tasks": ["matting"]},
+        ),
         _row("SAMA trained on both tasks", "Table 5", ("SAD", "MSE"), (25.69, 10.0), **FULL),
     ],
-    # Table 4 prints MSE unscaled (0.003 = 3.0 x1e3) and names the set "P3M-500" (taken as P3M-500-NP)
+    # Table 4 prints MSE unscaled (0.003 = 3.0 x1e3) and names the set "P3M-500" (taken as
+    # P3M-500-NP)
     "AM-2K": [
-        _row("SAMA without MVLE and Local-Adapter", "Table 4", ("SAD", "MSE"), (19.79, 28.0),
-             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
-        _row("SAMA without MVLE", "Table 4", ("SAD", "MSE"), (12.74, 7.0), **{**FULL, "use_mvle": False}),
-        _row("SAMA without Local-Adapter", "Table 4", ("SAD", "MSE"), (13.12, 11.0), **{**FULL, "use_local_adapter": False}),
+        _row(
+            "SAMA without MVLE and Local-Adapter",
+            "Table 4",
+            ("SAD", "MSE"),
+            (19.79, 28.0),
+            **{**FULL, "use_mvle": False, "use_local_adapter": False},
+        ),
+        _row(
+            "SAMA without MVLE",
+            "Table 4",
+            ("SAD", "MSE"),
+            (12.74, 7.0),
+            **{**FULL, "use_mvle": False},
+        ),
+        _row(
+            "SAMA without Local-Adapter",
+            "Table 4",
+            ("SAD", "MSE"),
+            (13.12, 11.0),
+            **{**FULL, "use_local_adapter": False},
+        ),
         _row("SAMA", "Table 4", ("SAD", "MSE"), (8.04, 3.0), **FULL),
     ],
     "P3M-500-NP": [
-        _row("SAMA without MVLE and Local-Adapter", "Table 4", ("SAD", "MSE"), (16.06, 34.6),
-             **{**FULL, "use_mvle": False, "use_local_adapter": False}),
-        _row("SAMA without MVLE", "Table 4", ("SAD", "MSE"), (12.15, 5.7), **{**FULL, "use_mvle": False}),
-        _row("SAMA without Local-Adapter", "Table 4", ("SAD", "MSE"), (13.09, 6.3), **{**FULL, "use_local_adapter": False}),
+        _row(
+            "SAMA without MVLE and Local-Adapter",
+            "Table 4",
+            ("SAD", "MSE"),
+            (16.06, 34.6),
+            **{**FULL, "use_mvle": False, "use_local_adapter": False},
+        ),
+        _row(
+            "SAMA without MVLE",
+            "Table 4",
+            ("SAD", "MSE"),
+            (12.15, 5.7),
+            **{**FULL, "use_mvle": False},
+        ),
+        _row(
+            "SAMA without Local-Adapter",
+            "Table 4",
+            ("SAD", "MSE"),
+            (13.09, 6.3),
+            **{**FULL, "use_local_adapter": False},
+        ),
         _row("SAMA", "Table 4", ("SAD", "MSE"), (9.08, 2.8), **FULL),
     ],
 }
@@ -181,16 +263,20 @@ PAPER_NOTES = {
         f"scored, as Composition-1K's trimaps are; the paper does not say which region it scored "
         f"(its Table 2 sets trimap-free methods beside trimap-based ones), so the paper's row may "
         f"be on another region. Composites: foreground k (in name order) over images 20 k .. "
-        f"20 k + 19 of the background folder (in name order), Adobe's rule."),
+        f"20 k + 19 of the background folder (in name order), Adobe's rule."
+    ),
     "RefMatte-RW100": (
         "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
         "(alpha > 0), not with its referring expressions, and scored on the whole image. Table 5 "
-        "prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. " + SINGLE_TASK_NOTE),
-    "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its text.",
+        "prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. " + SINGLE_TASK_NOTE
+    ),
+    "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its "
+             "text.",
     "ThinObject-5K": "The paper reports no ThinObject-5K numbers.",
     "AIM-500": "The paper reports no AIM-500 numbers.",
     "AM-2K": "Table 4 prints MSE unscaled (e.g. 0.003); shown here x1e3 like ours.",
-    "P3M-500-NP": "Table 4 prints MSE unscaled (e.g. 0.0028) for \"P3M-500\"; shown here x1e3 like ours.",
+    "P3M-500-NP": 'Table 4 prints MSE unscaled (e.g. 0.0028) for "P3M-500"; shown here x1e3 like '
+                  'ours.',
 }
 
 
@@ -200,7 +286,9 @@ def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict
     wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation by train.py; leaves the model in eval
     mode."""
     predictor, seg = Predictor(model, tasks), SegMetrics()
-    for image_path, gt_path in tqdm(pairs, desc="validate", disable=not progress, dynamic_ncols=True):
+    for image_path, gt_path in tqdm(
+        pairs, desc="validate", disable=not progress, dynamic_ncols=True
+    ):
         image, gt = data.load_image(image_path), data.load_mask(gt_path)
         predictor.set_image(image)
         seg.update(predictor.predict(box=data.mask_to_box(gt > 128))["seg"], gt)
@@ -227,7 +315,8 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
-    """The PNG as a (H, W) uint8 map if it exists, decodes fully and has the expected shape, else None."""
+    """The PNG as a (H, W) uint8 map if it exists, decodes fully and has the expected shape, else
+    None."""
     if not path.is_file():
         return None
     try:
@@ -248,7 +337,9 @@ def write_text(text: str, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def evaluate(split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True) -> dict:
+def evaluate(
+    split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True
+) -> dict:
     """Predict what is missing (everything without --resume), then score every PNG written.
 
     Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results.
@@ -258,20 +349,26 @@ def evaluate(split_name: str, pairs, out: Path, predictor: Predictor, resume: bo
     stems = [Path(p[1]).stem for p in pairs]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
-        raise data.DataError(f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite")
+        raise data.DataError(
+            f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite"
+        )
 
     seg, matting = SegMetrics(), MattingMetrics()
     iou = {k: [] for k in POINT_COUNTS}
     biou = {k: [] for k in POINT_COUNTS}
-    for files, stem in tqdm(list(zip(pairs, stems)), desc=split_name, disable=not progress, dynamic_ncols=True):
+    for files, stem in tqdm(
+        list(zip(pairs, stems)), desc=split_name, disable=not progress, dynamic_ncols=True
+    ):
         gt = data.load_mask(files[1])
         paths = [out / f / f"{stem}.png" for f in folders]
         preds = [read_png(p, gt.shape) for p in paths] if resume else [None] * len(paths)
         if any(p is None for p in preds):
             image = data.load_image(files[0])
             if image.shape[:2] != gt.shape:
-                raise data.DataError(f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
-                                     f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})")
+                raise data.DataError(
+                    f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
+                    f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})"
+                )
             predictor.set_image(image)
             try:
                 maps = predict_split(predictor, split.kind, gt, stem)
@@ -307,7 +404,10 @@ def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str) ->
     if kind == "matting":
         return [predictor.predict(box=data.mask_to_box(gt > 0))["alpha"]]
     points = sample_points(gt, stem)
-    return [predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["seg"] for k in POINT_COUNTS]
+    return [
+        predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["seg"]
+        for k in POINT_COUNTS
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,8 +443,14 @@ def contact_sheet(predictor: Predictor, kind: str, pairs, path: Path) -> None:
         panels = [shown, gt, to_uint8(out["sam"]), to_uint8(out["seg"] >= 0.5) if sama else grey,
                   to_uint8(out["alpha"]) if sama else grey]
         w = round(image.shape[1] * VIS_HEIGHT / image.shape[0])
-        rows.append([(p if isinstance(p, Image.Image) else Image.fromarray(p)).convert("RGB").resize((w, VIS_HEIGHT))
-                     for p in panels])
+        rows.append(
+            [
+                (p if isinstance(p, Image.Image) else Image.fromarray(p))
+                .convert("RGB")
+                .resize((w, VIS_HEIGHT))
+                for p in panels
+            ]
+        )
     gap, header = 4, 16
     width = max(sum(panel.width for panel in row) + gap * 4 for row in rows)
     sheet = Image.new("RGB", (width, header + len(rows) * (VIS_HEIGHT + gap)), (255, 255, 255))
@@ -389,12 +495,21 @@ def results_markdown(split_name: str, report: dict) -> str:
              f"Prompt: {report['prompt']}.  ", f"Prediction: {report['prediction']}.  "]
     if kind == "matting":
         lines.append(f"Region: {scores['region']}; SAD, Grad, Conn / 1000, MSE x1e3.  ")
-    lines += [f"Images: {scores['n']}.", "", "| row | source | " + " | ".join(keys) + " |",
-              "|---|---|" + "---|" * len(keys), "| **ours** | this run | " + " | ".join(fmt(scores[k]) for k in keys) + " |"]
+    lines += [
+        f"Images: {scores['n']}.",
+        "",
+        "| row | source | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+        "| **ours** | this run | " + " | ".join(fmt(scores[k]) for k in keys) + " |",
+    ]
     for row in PAPER.get(split_name, []):
         match = all(ours.get(k) == v for k, v in row["config"].items())
         label = f"paper: {row['label']}" + (" (same configuration as ours)" if match else "")
-        lines.append(f"| {label} | {row['table']} | " + " | ".join(fmt(row["scores"].get(k)) for k in keys) + " |")
+        lines.append(
+            f"| {label} | {row['table']} | "
+            + " | ".join(fmt(row["scores"].get(k)) for k in keys)
+            + " |"
+        )
     if split_name in PAPER_NOTES:
         lines += ["", PAPER_NOTES[split_name]]
     return "\n".join(lines) + "\n"
@@ -408,18 +523,32 @@ def results_markdown(split_name: str, report: dict) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", required=True, help=", ".join(SPLITS))
-    p.add_argument("--model", default="sama", choices=["sama", "sam"], help="sam: the plain-SAM baseline row")
-    p.add_argument("--checkpoint", help="SAMA checkpoint (default: the training run's sama.pt for the switches below)")
-    p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+    p.add_argument(
+        "--model", default="sama", choices=["sama", "sam"], help="sam: the plain-SAM baseline row"
+    )
+    p.add_argument(
+        "--checkpoint",
+        help="SAMA checkpoint (default: the training run's sama.pt for the switches below)",
+    )
+    p.add_argument(
+        "--sam-checkpoint",
+        help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
+    )
     p.add_argument("--no-mvle", action="store_true", help="the ablation trained with --no-mvle")
-    p.add_argument("--no-local-adapter", action="store_true", help="the ablation trained with --no-local-adapter")
+    p.add_argument(
+        "--no-local-adapter",
+        action="store_true",
+        help="the ablation trained with --no-local-adapter",
+    )
     p.add_argument("--tasks", choices=list(TASK_CHOICES),
                    help="the run trained with --tasks (default: runs/sama, or what --checkpoint "
                         "records); must agree with the checkpoint")
     p.add_argument("--data", default="./DIS5K", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
     p.add_argument("--coift", default="./COIFT", help="COIFT folder")
     p.add_argument("--thin", default="./ThinObject5K", help="ThinObject-5K folder (either layout)")
-    p.add_argument("--matting", default="./AIM", help="folder holding Combined_Dataset (Composition-1K), or it")
+    p.add_argument(
+        "--matting", default="./AIM", help="folder holding Combined_Dataset (Composition-1K), or it"
+    )
     p.add_argument("--aim500", default="./AIM-500", help="AIM-500 folder")
     p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
     p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
@@ -429,8 +558,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                                          "JPEGImages)")
     p.add_argument("--refmatte", default="./RefMatte_RW_100", help="RefMatte-RW100 folder")
     p.add_argument("--out", help="output folder (default: runs/eval/<run>-<split>)")
-    p.add_argument("--vis", type=int, default=0, metavar="N", help="write vis.png for the first N images")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N images (0: all)")
+    p.add_argument(
+        "--vis", type=int, default=0, metavar="N", help="write vis.png for the first N images"
+    )
+    p.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="only the first N images (0: all)"
+    )
     p.add_argument("--resume", action="store_true", help="reuse the predictions already in --out")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -457,11 +590,16 @@ def main(argv=None) -> int:
 
 
 def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
-    """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows) and
-    the SAM file it runs on. A SAMA model's configuration holds the tasks its checkpoint records."""
+    """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows)
+    and the SAM file it runs on. A SAMA model's configuration holds the tasks its checkpoint
+    records."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
-        return sam, {"model": "sam", "variant": sam.config.name}, str(Path(args.sam_checkpoint).resolve())
+        return (
+            sam,
+            {"model": "sam", "variant": sam.config.name},
+            str(Path(args.sam_checkpoint).resolve()),
+        )
     header = read_sama_header(checkpoint)
     tasks = header["tasks"]
     if args.model == "sama" and args.tasks and TASK_CHOICES[args.tasks] != tasks:
@@ -473,7 +611,10 @@ def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], d
     if args.sam_checkpoint:
         sam_file = str(Path(args.sam_checkpoint).resolve())
     if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
-        raise CheckpointError(f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / --no-local-adapter)")
+        raise CheckpointError(
+            f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / "
+            "--no-local-adapter)"
+        )
     if args.model == "sam":
         return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
     return sama, {"model": "sama", **sama.config, "tasks": tasks}, sam_file
@@ -512,9 +653,15 @@ def run(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     name = "sam" if args.model == "sam" else run_dir.name
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{name}-{args.split}"
-    if not args.checkpoint and not checkpoint.exists() and not (args.model == "sam" and args.sam_checkpoint):
-        raise CheckpointError(f"{checkpoint}: no such file (the default training run's weights for these switches); "
-                              f"train first or pass --checkpoint")
+    if (
+        not args.checkpoint
+        and not checkpoint.exists()
+        and not (args.model == "sam" and args.sam_checkpoint)
+    ):
+        raise CheckpointError(
+            f"{checkpoint}: no such file (the default training run's weights for these switches); "
+            f"train first or pass --checkpoint"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config, sam_file = load_model(args, checkpoint, device)
 

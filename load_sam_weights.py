@@ -47,7 +47,8 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
-    """torch.load(weights_only=True) on CPU; any unreadable, truncated or non-dict file -> CheckpointError."""
+    """torch.load(weights_only=True) on CPU; any unreadable, truncated or non-dict file ->
+    CheckpointError."""
     src = os.fspath(path)
     if not os.path.exists(src):
         raise CheckpointError(f"{src}: no such file")
@@ -60,19 +61,24 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
                               "PyTorch checkpoint; convert it with safetensors.torch.load_file, "
                               "then torch.save")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says enough
+        # torch warns about pickle protocols; the error below says enough
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = torch.load(src, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found:
-            problem = (f"holds Python objects, not only tensors ({found.group(1)}); "
-                       "not unpickled, since that could run arbitrary code")
+            problem = (
+                f"holds Python objects, not only tensors ({found.group(1)}); "
+                "not unpickled, since that could run arbitrary code"
+            )
         else:
             problem = "unreadable: not a PyTorch checkpoint, or a corrupted one"
         raise CheckpointError(f"{src}: {problem}") from None
     except EOFError:
-        raise CheckpointError(f"{src}: truncated: the file ends in the middle of the data") from None
+        raise CheckpointError(
+            f"{src}: truncated: the file ends in the middle of the data"
+        ) from None
     except RuntimeError as e:
         if "zip archive" in str(e) or "central directory" in str(e):
             problem = "truncated or corrupted: not a complete PyTorch zip archive"
@@ -80,9 +86,13 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
             problem = f"unreadable: {str(e).splitlines()[0][:200]}" if str(e) else "unreadable"
         raise CheckpointError(f"{src}: {problem}") from None
     except Exception as e:  # anything else torch.load trips on means the bytes are not a checkpoint
-        raise CheckpointError(f"{src}: unreadable: not a PyTorch checkpoint ({type(e).__name__})") from None
+        raise CheckpointError(
+            f"{src}: unreadable: not a PyTorch checkpoint ({type(e).__name__})"
+        ) from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{src}: not a state dict: the file holds a {type(obj).__name__}, not a dict")
+        raise CheckpointError(
+            f"{src}: not a state dict: the file holds a {type(obj).__name__}, not a dict"
+        )
     return obj
 
 
@@ -119,18 +129,28 @@ def _first(names: list[str], n: int = 3) -> str:
     return shown + (f", ... {len(names) - n} more" if len(names) > n else "")
 
 
-def check_keys_and_shapes(state_dict: Mapping, expected: Mapping[str, torch.Tensor], source: str) -> None:
-    """Key-for-key check of state_dict against a model's state_dict (shapes only; meta tensors are fine)."""
+def check_keys_and_shapes(
+    state_dict: Mapping, expected: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Key-for-key check of state_dict against a model's state_dict (shapes only; meta tensors are
+    fine)."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_first(missing)})")
+            parts.append(
+                f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_first(missing)})"
+            )
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({_first(unexpected)})")
+            parts.append(
+                f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} "
+                f"({_first(unexpected)})"
+            )
         hint = ""
-        if any(re.search(r"hf_token|hf_mlp|compress_vit_feat|embedding_encoder", k) for k in unexpected):
+        if any(
+            re.search(r"hf_token|hf_mlp|compress_vit_feat|embedding_encoder", k) for k in unexpected
+        ):
             hint = "; this looks like an HQ-SAM checkpoint"
         elif unexpected and not missing:
             hint = "; the file holds more than this model (a SAMA or other extended checkpoint?)"
@@ -140,12 +160,17 @@ def check_keys_and_shapes(state_dict: Mapping, expected: Mapping[str, torch.Tens
         k = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise CheckpointError(
-            f"{source}: shape mismatch at {k}: file {list(state_dict[k].shape)}, model {list(expected[k].shape)}{more}"
+            f"{source}: shape mismatch at {k}: file {list(state_dict[k].shape)}, model "
+            f"{list(expected[k].shape)}{more}"
         )
-    wrong_kind = [k for k in expected if state_dict[k].is_floating_point() != expected[k].is_floating_point()]
+    wrong_kind = [
+        k for k in expected if state_dict[k].is_floating_point() != expected[k].is_floating_point()
+    ]
     if wrong_kind:
         k = wrong_kind[0]
-        raise CheckpointError(f"{source}: {k} has dtype {state_dict[k].dtype}, the model's is {expected[k].dtype}")
+        raise CheckpointError(
+            f"{source}: {k} has dtype {state_dict[k].dtype}, the model's is {expected[k].dtype}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,7 +179,8 @@ def check_keys_and_shapes(state_dict: Mapping, expected: Mapping[str, torch.Tens
 
 
 def _describe(cfg: SamConfig) -> str:
-    return f"pos_embed {cfg.grid_size}x{cfg.grid_size}x{cfg.encoder_embed_dim}, {cfg.encoder_depth} blocks"
+    G = cfg.grid_size
+    return f"pos_embed {G}x{G}x{cfg.encoder_embed_dim}, {cfg.encoder_depth} blocks"
 
 
 def _check_is_sam_state_dict(state_dict: dict, source: str) -> None:
@@ -162,21 +188,28 @@ def _check_is_sam_state_dict(state_dict: dict, source: str) -> None:
     if not state_dict:
         raise CheckpointError(f"{source}: not a SAM state dict: the dict is empty")
     if state_dict.get("format") == SAMA_FORMAT:
-        raise CheckpointError(f"{source}: not a SAM state dict: a SAMA checkpoint (load it with load_sama)")
-    others = [k for k, v in state_dict.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+        raise CheckpointError(
+            f"{source}: not a SAM state dict: a SAMA checkpoint (load it with load_sama)"
+        )
+    others = [
+        k for k, v in state_dict.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))
+    ]
     if others:
         names = [str(k) for k in others]
         hint = ""
         for wrapper in ("model", "state_dict"):
             inner = state_dict.get(wrapper)
             if isinstance(inner, dict) and any(str(k).startswith("image_encoder.") for k in inner):
-                hint = f"; the weights are wrapped under {wrapper!r} (a training checkpoint? save that entry alone)"
+                hint = (f"; the weights are wrapped under {wrapper!r} (a training checkpoint? "
+                        f"save that entry alone)")
         raise CheckpointError(
-            f"{source}: not a SAM state dict: {len(names)} entries are not tensors ({_first(names)}){hint}"
+            f"{source}: not a SAM state dict: {len(names)} entries are not tensors "
+            f"({_first(names)}){hint}"
         )
     if not any(k.startswith("image_encoder.") for k in state_dict):
         raise CheckpointError(
-            f"{source}: not a SAM state dict: no image_encoder.* keys (first keys: {_first(list(state_dict))})"
+            f"{source}: not a SAM state dict: no image_encoder.* keys (first keys: "
+            f"{_first(list(state_dict))})"
         )
 
 
@@ -185,7 +218,9 @@ def _shape_signature(state_dict: Mapping) -> tuple[Optional[tuple[int, ...]], in
     pe = state_dict.get("image_encoder.pos_embed")
     blocks = {int(k.split(".")[2]) for k in state_dict
               if k.startswith("image_encoder.blocks.") and k.split(".")[2].isdigit()}
-    return (tuple(pe.shape) if isinstance(pe, torch.Tensor) else None), (max(blocks) + 1 if blocks else 0)
+    return (tuple(pe.shape) if isinstance(pe, torch.Tensor) else None), (
+        max(blocks) + 1 if blocks else 0
+    )
 
 
 def infer_variant(state_dict: Mapping) -> Optional[str]:
@@ -203,7 +238,8 @@ def check_sam_state_dict(
 ) -> SamConfig:
     """Check a SAM state dict key for key and shape for shape; returns its configuration.
 
-    variant: a name in SAM_VARIANTS, a SamConfig (custom sizes), or None to infer it from the shapes.
+    variant: a name in SAM_VARIANTS, a SamConfig (custom sizes), or None to infer it from the
+    shapes.
     """
     _check_is_sam_state_dict(state_dict, source)
     found = infer_variant(state_dict)
@@ -211,18 +247,22 @@ def check_sam_state_dict(
         cfg = variant
     elif variant is not None:
         if variant not in SAM_VARIANTS:
-            raise CheckpointError(f"{source}: unknown variant {variant!r} (known: {', '.join(SAM_VARIANTS)})")
+            raise CheckpointError(
+                f"{source}: unknown variant {variant!r} (known: {', '.join(SAM_VARIANTS)})"
+            )
         cfg = SAM_VARIANTS[variant]
         if found is not None and found != variant:
             raise CheckpointError(
-                f"{source}: wrong variant: asked for {variant} ({_describe(cfg)}) but the file holds "
-                f"{found} ({_describe(SAM_VARIANTS[found])})"
+                f"{source}: wrong variant: asked for {variant} ({_describe(cfg)}) but the file "
+                f"holds {found} ({_describe(SAM_VARIANTS[found])})"
             )
     elif found is None:
         pe_shape, depth = _shape_signature(state_dict)
         pe = "no image_encoder.pos_embed" if pe_shape is None else f"pos_embed {list(pe_shape)}"
         known = "; ".join(f"{n}: {_describe(c)}" for n, c in SAM_VARIANTS.items())
-        raise CheckpointError(f"{source}: cannot tell the SAM variant from {pe} and {depth} blocks (known: {known})")
+        raise CheckpointError(
+            f"{source}: cannot tell the SAM variant from {pe} and {depth} blocks (known: {known})"
+        )
     else:
         cfg = SAM_VARIANTS[found]
     with torch.device("meta"):  # the expected keys and shapes, without allocating the weights
@@ -263,7 +303,8 @@ def param_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a
+    file."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -319,8 +360,14 @@ def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict,
 
 
 def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
-    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same switches."""
-    name = "sama" + "-no-mvle" * no_mvle + "-no-local-adapter" * no_local_adapter + ("" if tasks == "both" else f"-{tasks}")
+    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same
+    switches."""
+    name = (
+        "sama"
+        + "-no-mvle" * no_mvle
+        + "-no-local-adapter" * no_local_adapter
+        + ("" if tasks == "both" else f"-{tasks}")
+    )
     return Path("runs") / name
 
 
@@ -330,16 +377,25 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     ckpt = read_checkpoint(source)
     if ckpt.get("format") != SAMA_FORMAT:
         if any(isinstance(k, str) and k.startswith("image_encoder.") for k in ckpt):
-            raise CheckpointError(f"{source}: this is a SAM checkpoint, not a SAMA one (pass it as --sam-checkpoint)")
+            raise CheckpointError(
+                f"{source}: this is a SAM checkpoint, not a SAMA one (pass it as --sam-checkpoint)"
+            )
         if ckpt.get("format") == "sama-training-state":
-            raise CheckpointError(f"{source}: a training state (for --resume); the weights are in sama.pt beside it")
+            raise CheckpointError(
+                f"{source}: a training state (for --resume); the weights are in sama.pt beside it"
+            )
         raise CheckpointError(f"{source}: not a SAMA checkpoint (no 'format': 'sama' entry)")
     missing = [k for k in ("config", "sam", "state_dict") if k not in ckpt]
     if missing or not {"file", "sha256"} <= set(ckpt["sam"]):
-        raise CheckpointError(f"{source}: an incomplete SAMA checkpoint (missing {', '.join(missing) or 'sam.file / sam.sha256'})")
+        raise CheckpointError(
+            f"{source}: an incomplete SAMA checkpoint (missing "
+            f"{', '.join(missing) or 'sam.file / sam.sha256'})"
+        )
     config = ckpt.get("config")
     if not isinstance(config, dict) or config.get("variant") not in SAM_VARIANTS:
-        raise CheckpointError(f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant")
+        raise CheckpointError(
+            f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant"
+        )
     if "tasks" not in ckpt:  # without them an untrained head could be scored as if it had learned
         raise CheckpointError(f"{source}: records no trained tasks (saved by an earlier version), "
                               f"so an untrained head cannot be told apart; train it again")
@@ -348,7 +404,9 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
 
 
 def load_sama(
-    sama_checkpoint: Union[str, os.PathLike], sam_checkpoint: Union[str, os.PathLike, None] = None, device="cpu"
+    sama_checkpoint: Union[str, os.PathLike],
+    sam_checkpoint: Union[str, os.PathLike, None] = None,
+    device="cpu",
 ) -> SAMA:
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
@@ -363,15 +421,22 @@ def load_sama(
     config, recorded = ckpt["config"], ckpt["sam"]
     sam_path = os.fspath(sam_checkpoint) if sam_checkpoint is not None else recorded["file"]
     if not os.path.exists(sam_path):
-        raise CheckpointError(f"{source}: its SAM checkpoint {sam_path} is missing (pass --sam-checkpoint)")
+        raise CheckpointError(
+            f"{source}: its SAM checkpoint {sam_path} is missing (pass --sam-checkpoint)"
+        )
     sam_state = read_checkpoint(sam_path)
     sam_cfg = check_sam_state_dict(sam_state, None, source=sam_path)
     if sam_cfg.name != config["variant"]:
-        raise CheckpointError(f"{sam_path}: a {sam_cfg.name} SAM, but {source} was trained on {config['variant']}")
+        raise CheckpointError(
+            f"{sam_path}: a {sam_cfg.name} SAM, but {source} was trained on {config['variant']}"
+        )
     found = sam_identity(sam_path, sam_cfg.name)
     if found["sha256"] != recorded["sha256"]:
-        raise CheckpointError(f"{sam_path}: not the SAM weights {source} was trained on "
-                              f"(sha256 {found['sha256'][:12]}..., expected {recorded['sha256'][:12]}... of {recorded['file']})")
+        raise CheckpointError(
+            f"{sam_path}: not the SAM weights {source} was trained on "
+            f"(sha256 {found['sha256'][:12]}..., expected {recorded['sha256'][:12]}... of "
+            f"{recorded['file']})"
+        )
     with torch.device("meta"):
         expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"]).state_dict()
     expected = {k: v for k, v in expected.items() if not k.startswith("sam.")}
@@ -380,7 +445,9 @@ def load_sama(
     check_float32_and_finite(ckpt["state_dict"], source)
     with torch.device(device):
         model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"])
-    model.load_state_dict({**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True)
+    model.load_state_dict(
+        {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
+    )
     return model.eval()
 
 
@@ -390,7 +457,8 @@ def load_sama(
 
 
 def synthetic_image(h: int = 480, w: int = 640) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A shaded orange disc on a blue-green gradient: image (h, w, 3) uint8, disc mask (h, w), box xyxy."""
+    """A shaded orange disc on a blue-green gradient: image (h, w, 3) uint8, disc mask (h, w), box
+    xyxy."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     image = np.stack([40 + 60 * x / w, 90 + 100 * y / h, 200 - 80 * x / w], axis=-1)
     cy, cx, r = 0.55 * h, 0.45 * w, 0.25 * min(h, w)
@@ -404,7 +472,9 @@ def synthetic_image(h: int = 480, w: int = 640) -> tuple[np.ndarray, np.ndarray,
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="an official SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
-    parser.add_argument("--variant", choices=list(SAM_VARIANTS), help="default: told from the tensor shapes")
+    parser.add_argument(
+        "--variant", choices=list(SAM_VARIANTS), help="default: told from the tensor shapes"
+    )
     args = parser.parse_args(argv)
     try:
         model = load_sam(args.checkpoint, args.variant)
@@ -424,9 +494,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     area = int(mask.sum())
     iou_disc = (mask & disc).sum() / max((mask | disc).sum(), 1)
     print(
-        f"box prompt {[round(v) for v in box]} on a {image.shape[0]}x{image.shape[1]} synthetic disc: "
-        f"mask area {area:,} px ({100 * area / mask.size:.1f}% of the image), predicted IoU {scores[0]:.3f}, "
-        f"IoU with the disc {iou_disc:.3f} ({time.time() - t0:.1f} s)"
+        f"box prompt {[round(v) for v in box]} on a {image.shape[0]}x{image.shape[1]} synthetic "
+        f"disc: mask area {area:,} px ({100 * area / mask.size:.1f}% of the image), predicted IoU "
+        f"{scores[0]:.3f}, IoU with the disc {iou_disc:.3f} ({time.time() - t0:.1f} s)"
     )
     return 0
 

@@ -1,10 +1,10 @@
-"""Training losses (paper Sec. "Training Loss"): L_seg = BCE + IoU + SSIM, L_matting = L1 + SSIM + Grad +
-Laplacian (Eq. 10).
+"""Training losses (paper Sec. "Training Loss"): L_seg = BCE + IoU + SSIM, L_matting = L1 + SSIM +
+Grad + Laplacian (Eq. 10).
 
-Every loss takes batches (B, 1, H, W) and an optional valid-pixel mask `valid` (B, 1, H, W), 1 on image
-pixels and 0 on padding (SAM pads images to 1024 x 1024): padded pixels never change a loss value, and
-get zero gradient. Losses are computed in float32 with autocast disabled, so they behave the same under
-bf16 autocast on CUDA. Plain torch only.
+Every loss takes batches (B, 1, H, W) and an optional valid-pixel mask `valid` (B, 1, H, W), 1 on
+image pixels and 0 on padding (SAM pads images to 1024 x 1024): padded pixels never change a loss
+value, and get zero gradient. Losses are computed in float32 with autocast disabled, so they behave
+the same under bf16 autocast on CUDA. Plain torch only.
 """
 
 import torch
@@ -24,13 +24,17 @@ def _prepare(pred, target, valid, pred_name):
         if not x.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if pred.shape != target.shape:
-        raise ValueError(f"shape mismatch: {pred_name} {tuple(pred.shape)} vs target {tuple(target.shape)}")
+        raise ValueError(
+            f"shape mismatch: {pred_name} {tuple(pred.shape)} vs target {tuple(target.shape)}"
+        )
     if valid is None:
         valid = torch.ones_like(target, dtype=torch.float32)
     else:
         if not torch.is_tensor(valid) or valid.shape != target.shape:
             shape = tuple(valid.shape) if torch.is_tensor(valid) else type(valid).__name__
-            raise ValueError(f"valid must be a tensor of shape {tuple(target.shape)} like target, got {shape}")
+            raise ValueError(
+                f"valid must be a tensor of shape {tuple(target.shape)} like target, got {shape}"
+            )
         valid = valid.float()
     return pred.float(), target.float(), valid
 
@@ -44,9 +48,9 @@ def _masked_mean(x, valid):
     return (x * valid).sum() / valid.sum().clamp_min(1.0)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Individual terms
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def bce_loss(logits, target, valid=None):
     """Binary cross-entropy on logits, mean over valid pixels.
@@ -62,13 +66,16 @@ def bce_loss(logits, target, valid=None):
     """
     logits, target, valid = _prepare(logits, target, valid, "logits")
     with _no_autocast(logits.device):
-        return _masked_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), valid)
+        return _masked_mean(
+            F.binary_cross_entropy_with_logits(logits, target, reduction="none"), valid
+        )
 
 
 def iou_loss(prob, target, valid=None):
     """Soft IoU loss, per image then averaged over the batch.
 
-    L_IoU = 1 - (sum p g + eps) / (sum p + sum g - sum p g + eps), sums over valid pixels, eps = 1e-6.
+    L_IoU = 1 - (sum p g + eps) / (sum p + sum g - sum p g + eps), sums over valid pixels, eps =
+    1e-6.
 
     Args:
         prob: (B, 1, H, W) in [0, 1]. target: (B, 1, H, W) in [0, 1]. valid: (B, 1, H, W) or None.
@@ -103,9 +110,10 @@ def ssim_loss(pred, target, valid=None):
     """1 - mean SSIM over valid pixels, 11x11 Gaussian window, sigma 1.5 (Wang et al. 2004).
 
     SSIM = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2)),
-    C1 = 0.01^2, C2 = 0.03^2. The local statistics are Gaussian-weighted means over the valid pixels of
-    the window only (normalised convolution: blur(v x) / blur(v)), so padding and the outside of the
-    image never enter a window; a constant map has mu = the constant and s = 0 right up to the border.
+    C1 = 0.01^2, C2 = 0.03^2. The local statistics are Gaussian-weighted means over the valid pixels
+    of the window only (normalised convolution: blur(v x) / blur(v)), so padding and the outside of
+    the image never enter a window; a constant map has mu = the constant and s = 0 right up to the
+    border.
 
     Args:
         pred: (B, 1, H, W) in [0, 1]. target: (B, 1, H, W) in [0, 1]. valid: (B, 1, H, W) or None.
@@ -187,13 +195,15 @@ def _gauss5(x, kernel):
 
 
 def laplacian_loss(pred, target, valid=None, levels=5):
-    """Laplacian-pyramid loss (Hou and Liu 2019): L_Lap = sum_{i=1..5} 2^(i-1) mean |L^i(alpha) - L^i(alpha_gt)|.
+    """Laplacian-pyramid loss (Hou and Liu 2019): L_Lap = sum_{i=1..5} 2^(i-1) mean |L^i(alpha) -
+    L^i(alpha_gt)|.
 
-    L^i is level i of the Laplacian pyramid (5x5 binomial kernel, reflect padding, x2 down / up-sampling):
-    L^i = G^i - up(down(G^i)), G^1 = the map, G^(i+1) = down(G^i). The pyramid is linear, so the loss is
-    the pyramid of the error e = (alpha - alpha_gt) * valid; padding thus carries no error. Level i's sum
-    of |L^i| is divided by its number of valid pixels (valid subsampled like the maps), which is the plain
-    mean when valid is None. Odd sizes are handled by cropping the up-sampled map.
+    L^i is level i of the Laplacian pyramid (5x5 binomial kernel, reflect padding, x2 down /
+    up-sampling): L^i = G^i - up(down(G^i)), G^1 = the map, G^(i+1) = down(G^i). The pyramid is
+    linear, so the loss is the pyramid of the error e = (alpha - alpha_gt) * valid; padding thus
+    carries no error. Level i's sum of |L^i| is divided by its number of valid pixels (valid
+    subsampled like the maps), which is the plain mean when valid is None. Odd sizes are handled by
+    cropping the up-sampled map.
 
     Args:
         pred: (B, 1, H, W). target: (B, 1, H, W). valid: (B, 1, H, W) or None. levels: int.
@@ -208,7 +218,8 @@ def laplacian_loss(pred, target, valid=None, levels=5):
         total = pred.new_zeros(())
         for i in range(levels):
             h, w = current.shape[-2:]
-            if min(h, w) < 3:  # reflect padding needs at least 3 pixels; coarser levels carry nothing
+            # reflect padding needs at least 3 pixels; coarser levels carry nothing
+            if min(h, w) < 3:
                 break
             down = _gauss5(current, kernel)[:, :, ::2, ::2]
             up = torch.zeros_like(current)
@@ -219,9 +230,9 @@ def laplacian_loss(pred, target, valid=None, levels=5):
         return total
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The paper's two composite losses
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def seg_loss(logits, target, valid=None):
     """L_seg = L_BCE + L_IoU + L_SSIM on the mask logits (sigmoid inside).

@@ -4,13 +4,14 @@ Segmentation (DIS5K tables, Table 1 of the paper): max F-measure, weighted F-mea
 and mean E-measure, numerically equal to PySODMetrics (the reference implementation BiRefNet and the
 DIS benchmark use); plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
 
-Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on the
-trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
+Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on
+the trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
 
 Both accumulators keep running sums only (never the maps), so a dataset of 6000 px images streams
-through in constant memory. Everything that depends on the prediction only through its 256 grey levels
-(F, E, S, MAE) is computed from one joint (grey level, GT) histogram per image quadrant instead of 256
-threshold passes; the weighted F-measure needs the maps (distance transform + Gaussian filter).
+through in constant memory. Everything that depends on the prediction only through its 256 grey
+levels (F, E, S, MAE) is computed from one joint (grey level, GT) histogram per image quadrant
+instead of 256 threshold passes; the weighted F-measure needs the maps (distance transform +
+Gaussian filter).
 
 Conventions taken where the references are silent or ill-defined (each documented where it applies):
 - every prediction is scored as the uint8 map a PNG would hold: float input is round(pred * 255);
@@ -29,9 +30,9 @@ EPS = np.spacing(1)  # MATLAB's eps; the reference code adds it to every denomin
 _CHUNK_PIXELS = 1 << 21  # rows are processed in blocks of about this many pixels to bound memory
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Input preparation
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def _check_2d(x, name):
     if not isinstance(x, np.ndarray):
@@ -48,7 +49,8 @@ def prediction_to_uint8(pred, shape=None):
         shape: (H, W) to resize to (the GT's size), or None to keep the size.
 
     Returns:
-        (H, W) uint8 array. Float input becomes round(pred * 255); resizing is PIL bilinear on the uint8 map.
+        (H, W) uint8 array. Float input becomes round(pred * 255); resizing is PIL bilinear on the
+        uint8 map.
     """
     _check_2d(pred, "pred")
     if pred.dtype == np.uint8:
@@ -59,13 +61,17 @@ def prediction_to_uint8(pred, shape=None):
             raise ValueError("pred contains NaN")
         lo, hi = pred.min(), pred.max()
         if lo < 0 or hi > 1:
-            raise ValueError(f"float pred must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)")
+            raise ValueError(
+                f"float pred must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)"
+            )
         pred_u8 = np.round(pred * 255).astype(np.uint8)
     else:
         raise ValueError(f"pred must be uint8 (0-255) or float in [0, 1], got dtype {pred.dtype}")
     if shape is not None and pred_u8.shape != tuple(shape):
         height, width = shape
-        pred_u8 = np.asarray(Image.fromarray(pred_u8).resize((width, height), Image.Resampling.BILINEAR))
+        pred_u8 = np.asarray(
+            Image.fromarray(pred_u8).resize((width, height), Image.Resampling.BILINEAR)
+        )
     return pred_u8
 
 
@@ -95,9 +101,9 @@ def _check_masks(pred, gt):
         raise ValueError(f"shape mismatch: pred {pred.shape} vs gt {gt.shape}")
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Interactive segmentation (HQ-SAM, COIFT): mask IoU and boundary IoU
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def mask_iou(pred, gt):
     """IoU = |pred & gt| / |pred | gt| of two bool masks (1.0 when both are empty).
@@ -118,9 +124,9 @@ def mask_iou(pred, gt):
 def mask_boundary(mask, dilation_ratio=0.02):
     """Inner boundary band of a mask: mask minus its erosion, as in HQ-SAM's boundary IoU.
 
-    d = max(1, round(dilation_ratio * sqrt(H^2 + W^2))); the erosion is a 3x3 ones kernel applied d times
-    on the zero-padded mask, i.e. one (2d+1)x(2d+1) minimum filter with zeros outside the image (so the
-    image border counts as boundary).
+    d = max(1, round(dilation_ratio * sqrt(H^2 + W^2))); the erosion is a 3x3 ones kernel applied d
+    times on the zero-padded mask, i.e. one (2d+1)x(2d+1) minimum filter with zeros outside the
+    image (so the image border counts as boundary).
 
     Args:
         mask: (H, W) bool.
@@ -134,7 +140,8 @@ def mask_boundary(mask, dilation_ratio=0.02):
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return boundary
-    # Outside the mask's bounding box everything is 0 anyway, so filtering the box alone is the same.
+    # Outside the mask's bounding box everything is 0 anyway, so filtering the box alone is the
+    # same.
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     eroded = ndimage.minimum_filter(mask[box], size=2 * d + 1, mode="constant", cval=0)
     boundary[box] = mask[box] & ~eroded
@@ -154,12 +161,13 @@ def boundary_iou(pred, gt, dilation_ratio=0.02):
     return mask_iou(mask_boundary(pred, dilation_ratio), mask_boundary(gt, dilation_ratio))
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Salient / dichotomous segmentation: F, weighted F, MAE, S, E (PySODMetrics conventions)
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def _grey_levels(pred_u8):
-    """Value of each grey level after pred / 255 and min-max rescaling (MATLAB mapminmax(im2double)).
+    """Value of each grey level after pred / 255 and min-max rescaling (MATLAB
+    mapminmax(im2double)).
 
     Returns:
         (256,) float64 lookup table; a constant map stays pred / 255.
@@ -172,7 +180,8 @@ def _grey_levels(pred_u8):
 
 
 def _joint_histogram(pred_u8, gt):
-    """Counts of (grey level, GT) pairs: (2, 256) int64, row 0 = GT background, row 1 = GT foreground."""
+    """Counts of (grey level, GT) pairs: (2, 256) int64, row 0 = GT background, row 1 = GT
+    foreground."""
     counts = np.zeros(512, dtype=np.int64)
     h, w = pred_u8.shape
     step = max(1, _CHUNK_PIXELS // max(w, 1))
@@ -187,8 +196,8 @@ def _joint_histogram(pred_u8, gt):
 def _f_and_e_curves(hist, v):
     """F-measure (beta^2 = 0.3) and E-measure curves over the 256 thresholds t = 0..255.
 
-    The thresholded map is p = uint8(v * 255) >= t. With TP(t), FP(t) the predicted-foreground counts on GT
-    foreground / background, N pixels and G GT pixels:
+    The thresholded map is p = uint8(v * 255) >= t. With TP(t), FP(t) the predicted-foreground
+    counts on GT foreground / background, N pixels and G GT pixels:
         precision = TP / (TP + FP) (1 when nothing is predicted), recall = TP / max(G, 1),
         F = 1.3 precision recall / (0.3 precision + recall), 0 where the numerator is 0;
         E = sum over the 4 (pred, GT) cells of count * (align + 1)^2 / 4 / (N - 1 + EPS),
@@ -228,7 +237,8 @@ def _f_and_e_curves(hist, v):
 
 
 def _object_similarity(counts, values):
-    """s(x) = 2 mean(x) / (mean(x)^2 + 1 + std(x, ddof=1) + EPS) of a region given as a histogram."""
+    """s(x) = 2 mean(x) / (mean(x)^2 + 1 + std(x, ddof=1) + EPS) of a region given as a
+    histogram."""
     n = counts.sum()
     mean = counts @ values / n
     std = np.sqrt(counts @ (values - mean) ** 2 / (n - 1)) if n > 1 else 0.0
@@ -239,8 +249,8 @@ def _quadrant_ssim(hist, v, pred64_quadrant):
     """SSIM-like score of one quadrant: 4 mx my sxy / ((mx^2 + my^2)(sx^2 + sy^2) + EPS).
 
     Variances use N - 1 + EPS; the score is 1 if numerator and denominator are both 0, 0 if only the
-    numerator is. `pred64_quadrant` is used only to reproduce the reference's float mean in the one case
-    where it decides that branch (constant prediction on a constant-GT quadrant).
+    numerator is. `pred64_quadrant` is used only to reproduce the reference's float mean in the one
+    case where it decides that branch (constant prediction on a constant-GT quadrant).
     """
     bg, fg = hist
     n0, n1 = bg.sum(), fg.sum()
@@ -273,8 +283,8 @@ def _quadrant_ssim(hist, v, pred64_quadrant):
 def _gaussian_1d(size, sigma):
     """1-D factor of MATLAB's fspecial('gaussian', size, sigma), normalised to sum 1.
 
-    The 2-D kernel is the outer product of this with itself (fspecial's eps * max cut-off never removes
-    an entry for 7x7, sigma 5), so filtering separably is the same 2-D filter.
+    The 2-D kernel is the outer product of this with itself (fspecial's eps * max cut-off never
+    removes an entry for 7x7, sigma 5), so filtering separably is the same 2-D filter.
     """
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-x * x / (2 * sigma * sigma))
@@ -285,9 +295,10 @@ def _weighted_f(pred64, gt):
     """Weighted F-measure (Margolin et al. 2014), beta^2 = 1.
 
     E = |pred - gt|; Et = E with each background pixel taking E at its nearest GT pixel;
-    EA = Et * Gaussian(7x7, sigma 5) (zero padding); Ew = min(E, EA) on GT, E * (2 - exp(ln 0.5 / 5 * Dst))
-    on background (Dst = distance to the GT); R = 1 - mean(Ew[GT]), TPw = |GT| - sum(Ew[GT]),
-    FPw = sum(Ew[~GT]), P = TPw / (TPw + FPw + EPS), Q = 2 R P / (R + P + EPS). Empty GT -> 0.
+    EA = Et * Gaussian(7x7, sigma 5) (zero padding); Ew = min(E, EA) on GT, E * (2 - exp(ln 0.5 / 5
+    * Dst)) on background (Dst = distance to the GT); R = 1 - mean(Ew[GT]), TPw = |GT| -
+    sum(Ew[GT]), FPw = sum(Ew[~GT]), P = TPw / (TPw + FPw + EPS), Q = 2 R P / (R + P + EPS). Empty
+    GT -> 0.
 
     Args:
         pred64: (H, W) float64 in [0, 1]. gt: (H, W) bool.
@@ -315,8 +326,8 @@ def _weighted_f(pred64, gt):
     del error_a, error_t
 
     # On background Ew = E * B = pred * (2 - exp(ln 0.5 / 5 * Dst)). Dst^2 is an integer and beyond
-    # Dst = 266 the weight rounds to exactly 2.0, so B is a table lookup on min(Dst^2, 300^2): the same
-    # float operations as computing it per pixel, done once per distinct value.
+    # Dst = 266 the weight rounds to exactly 2.0, so B is a table lookup on min(Dst^2, 300^2): the
+    # same float operations as computing it per pixel, done once per distinct value.
     far = 300 ** 2
     weight_of = 2 - np.exp(np.log(0.5) / 5 * np.sqrt(np.arange(far + 1, dtype=np.float64)))
     dtype = np.int32 if h * h + w * w < 2 ** 31 else np.int64
@@ -343,19 +354,22 @@ def seg_scores(pred_u8, gt):
     Preparation as the reference: pred / 255, min-max rescaled to [0, 1] unless constant.
 
     S-measure (alpha = 0.5): y = mean(gt); y = 0 -> 1 - mean(pred); y = 1 -> mean(pred);
-    else max(0, 0.5 So + 0.5 Sr), So = y s(pred[gt]) + (1 - y) s((1 - pred)[~gt]) and Sr the area-weighted
-    quadrant SSIM around the GT centroid (cy, cx) = round(mean GT coordinates) + 1.
+    else max(0, 0.5 So + 0.5 Sr), So = y s(pred[gt]) + (1 - y) s((1 - pred)[~gt]) and Sr the
+    area-weighted quadrant SSIM around the GT centroid (cy, cx) = round(mean GT coordinates) + 1.
 
     Args:
         pred_u8: (H, W) uint8. gt: (H, W) bool.
 
     Returns:
-        dict: "f_curve", "e_curve" ((256,) float64, index = threshold), "wF", "MAE", "Sm", "IoU", "BIoU".
+        dict: "f_curve", "e_curve" ((256,) float64, index = threshold), "wF", "MAE", "Sm", "IoU",
+        "BIoU".
     """
     _check_2d(pred_u8, "pred_u8")
     _check_2d(gt, "gt")
     if pred_u8.dtype != np.uint8 or gt.dtype != bool:
-        raise ValueError(f"seg_scores takes a uint8 pred and a bool gt, got {pred_u8.dtype} and {gt.dtype}")
+        raise ValueError(
+            f"seg_scores takes a uint8 pred and a bool gt, got {pred_u8.dtype} and {gt.dtype}"
+        )
     if pred_u8.shape != gt.shape:
         raise ValueError(f"shape mismatch: pred {pred_u8.shape} vs gt {gt.shape}")
     h, w = gt.shape
@@ -406,13 +420,15 @@ def seg_scores(pred_u8, gt):
 
 
 class SegMetrics:
-    """Dataset-level segmentation scores: maxF, wF, MAE, Sm, meanEm (DIS5K tables) and mIoU, mBIoU (HQ-SAM).
+    """Dataset-level segmentation scores: maxF, wF, MAE, Sm, meanEm (DIS5K tables) and mIoU, mBIoU
+    (HQ-SAM).
 
-    Per image: the prediction is resized to the GT's size (PIL bilinear on the uint8 map), scored, and only
-    running sums are kept (two 256-bin curves and five scalars).
+    Per image: the prediction is resized to the GT's size (PIL bilinear on the uint8 map), scored,
+    and only running sums are kept (two 256-bin curves and five scalars).
 
-    maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E curve;
-    the other scores are image averages. mIoU / mBIoU binarise the raw prediction at pred / 255 > 0.5.
+    maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E
+    curve; the other scores are image averages. mIoU / mBIoU binarise the raw prediction at pred /
+    255 > 0.5.
     """
 
     def __init__(self):
@@ -455,9 +471,9 @@ class SegMetrics:
         }
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Matting: SAD, MSE, Grad, Conn (Deep Image Matting evaluation code)
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def alpha_to_float(alpha, name="alpha"):
     """Alpha matte as float64 in [0, 1]: uint8 / 255, float checked for NaN and range.
@@ -472,13 +488,17 @@ def alpha_to_float(alpha, name="alpha"):
     if alpha.dtype == np.uint8:
         return alpha / 255
     if not np.issubdtype(alpha.dtype, np.floating):
-        raise ValueError(f"{name} must be uint8 (0-255) or float in [0, 1], got dtype {alpha.dtype}")
+        raise ValueError(
+            f"{name} must be uint8 (0-255) or float in [0, 1], got dtype {alpha.dtype}"
+        )
     alpha = alpha.astype(np.float64)
     if np.isnan(alpha).any():
         raise ValueError(f"{name} contains NaN")
     lo, hi = alpha.min(), alpha.max()
     if lo < 0 or hi > 1:
-        raise ValueError(f"float {name} must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)")
+        raise ValueError(
+            f"float {name} must lie in [0, 1], got range [{lo}, {hi}] (pass uint8 for 0-255 maps)"
+        )
     return alpha
 
 
@@ -486,8 +506,8 @@ def _gaussian_derivative_filters(sigma=1.4, epsilon=1e-2):
     """Separable factors of DIM's gaussgradient kernel: hx(i, j) = G(u_i) dG(u_j) / ||G dG||_2.
 
     halfsize = ceil(sigma sqrt(-2 ln(sqrt(2 pi) sigma epsilon))) = 4 for sigma 1.4, a 9x9 kernel;
-    G(u) = exp(-u^2 / (2 sigma^2)) / (sigma sqrt(2 pi)), dG(u) = -u G(u) / sigma^2. The L2 norm of an
-    outer product is the product of the norms, so each factor is normalised on its own.
+    G(u) = exp(-u^2 / (2 sigma^2)) / (sigma sqrt(2 pi)), dG(u) = -u G(u) / sigma^2. The L2 norm of
+    an outer product is the product of the norms, so each factor is normalised on its own.
     """
     half = int(np.ceil(sigma * np.sqrt(-2 * np.log(np.sqrt(2 * np.pi) * sigma * epsilon))))
     u = np.arange(-half, half + 1, dtype=np.float64)
@@ -497,21 +517,25 @@ def _gaussian_derivative_filters(sigma=1.4, epsilon=1e-2):
 
 
 def _gradient_magnitude(alpha):
-    """|grad| of mat2gray(alpha) with first-order Gaussian derivative filters (true convolution, replicate
-    border). A constant map has zero gradient whatever its scaling."""
+    """|grad| of mat2gray(alpha) with first-order Gaussian derivative filters (true convolution,
+    replicate border). A constant map has zero gradient whatever its scaling."""
     lo, hi = alpha.min(), alpha.max()
     x = (alpha - lo) / (hi - lo) if hi > lo else np.zeros_like(alpha)
     g, dg = _gaussian_derivative_filters()
-    gx = ndimage.convolve1d(ndimage.convolve1d(x, g, axis=0, mode="nearest"), dg, axis=1, mode="nearest")
-    gy = ndimage.convolve1d(ndimage.convolve1d(x, dg, axis=0, mode="nearest"), g, axis=1, mode="nearest")
+    gx = ndimage.convolve1d(
+        ndimage.convolve1d(x, g, axis=0, mode="nearest"), dg, axis=1, mode="nearest"
+    )
+    gy = ndimage.convolve1d(
+        ndimage.convolve1d(x, dg, axis=0, mode="nearest"), g, axis=1, mode="nearest"
+    )
     return np.sqrt(gx * gx + gy * gy)
 
 
 def _largest_component(mask):
     """Largest 4-connected component of `mask` (bool), never the background.
 
-    Ties go to the first component in column-major scan order, as MATLAB's bwconncomp + max would pick;
-    labelling the transpose makes scipy number components in that order.
+    Ties go to the first component in column-major scan order, as MATLAB's bwconncomp + max would
+    pick; labelling the transpose makes scipy number components in that order.
     """
     labels, count = ndimage.label(mask.T)  # 4-connectivity is scipy's default structure in 2-D
     if count == 0:
@@ -523,15 +547,16 @@ def _largest_component(mask):
 def _connectivity_phi(pred, gt, step=0.1):
     """phi maps of the connectivity error (Rhemann et al. 2009, DIM's implementation).
 
-    For t = step .. 1: Omega_t = largest 4-connected component of (pred >= t) & (gt >= t); l(x) = the
-    threshold just before the first t with x outside Omega_t (1 if x is always inside); d = alpha - l;
-    phi = 1 - d * (d >= 0.15).
+    For t = step .. 1: Omega_t = largest 4-connected component of (pred >= t) & (gt >= t); l(x) =
+    the threshold just before the first t with x outside Omega_t (1 if x is always inside); d =
+    alpha - l; phi = 1 - d * (d >= 0.15).
 
     Returns:
         (phi_pred, phi_gt), each (H, W) float64.
     """
     n_steps = int(round(1 / step))
-    thresholds = np.arange(n_steps + 1) / n_steps  # k / 10 exactly as MATLAB's 0:0.1:1 (6 * 0.1 != 0.6)
+    # k / 10 exactly as MATLAB's 0:0.1:1 (6 * 0.1 != 0.6)
+    thresholds = np.arange(n_steps + 1) / n_steps
     level = np.full(pred.shape, -1.0)
     for previous, t in zip(thresholds[:-1], thresholds[1:]):
         omega = _largest_component((pred >= t) & (gt >= t))
@@ -545,7 +570,8 @@ def _connectivity_phi(pred, gt, step=0.1):
 
 
 def matting_scores(pred, gt, region=None):
-    """Per-image matting errors in the units papers print, on `region` (bool mask) or the whole image.
+    """Per-image matting errors in the units papers print, on `region` (bool mask) or the whole
+    image.
 
     SAD = sum |pred - gt| / 1000; MSE = mean (pred - gt)^2 * 1e3 (0 on an empty region);
     Grad = sum (|grad pred| - |grad gt|)^2 / 1000; Conn = sum |phi_pred - phi_gt| / 1000,
@@ -574,9 +600,9 @@ def matting_scores(pred, gt, region=None):
 class MattingMetrics:
     """Dataset-level SAD, MSE (x 1e3), Grad, Conn (SAD, Grad, Conn / 1000): means over images.
 
-    With a trimap, only its unknown region (trimap == 128) is scored (Composition-1K, Distinctions-646);
-    without, the whole image (trimap-free benchmarks: AM-2K, P3M-500, AIM-500, RefMatte-RW100). One
-    accumulator holds one region kind; mixing them raises ValueError.
+    With a trimap, only its unknown region (trimap == 128) is scored (Composition-1K,
+    Distinctions-646); without, the whole image (trimap-free benchmarks: AM-2K, P3M-500, AIM-500,
+    RefMatte-RW100). One accumulator holds one region kind; mixing them raises ValueError.
     """
 
     REGIONS = {True: "unknown (trimap == 128)", False: "whole image"}
@@ -607,7 +633,10 @@ class MattingMetrics:
             region = trimap == 128
         kind = self.REGIONS[trimap is not None]
         if self.region is not None and kind != self.region:
-            raise ValueError(f"region mismatch: this accumulator scores the {self.region}, got an image for the {kind}")
+            raise ValueError(
+                f"region mismatch: this accumulator scores the {self.region}, got an image for the "
+                f"{kind}"
+            )
         self.region = kind
         for k, v in matting_scores(pred, gt, region).items():
             self.sums[k] += v

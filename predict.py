@@ -51,8 +51,8 @@ class Predictor:
     """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
 
     predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
-    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's mask).
-    It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
+    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's
+    mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
 
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
     them): trained for matting only, its alpha is also the segmentation probability map; trained for
@@ -79,9 +79,12 @@ class Predictor:
             check_finite({"SAM logits": logits[0]})
             mask = logits[0] > self.predictor.model.mask_threshold  # as SamPredictor thresholds
             return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
-        seg_logits, alpha, sam_logits = self.predictor.predict(points, labels, box, return_logits=True)
+        seg_logits, alpha, sam_logits = self.predictor.predict(
+            points, labels, box, return_logits=True
+        )
         check_finite({"segmentation logits": seg_logits, "alpha": alpha, "SAM logits": sam_logits})
-        seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()  # the probability map the field scores
+        # the probability map the field scores
+        seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()
         if "seg" not in self.tasks:  # matting only: the alpha as the segmentation probability map
             seg = alpha
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
@@ -96,12 +99,13 @@ class Predictor:
 
 def keep_freed_cpu_memory() -> None:
     """On glibc, let freed tensor memory stay in the process for the next tensor, instead of
-    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next one.
+    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next
+    one.
 
     On the CPU the five-view encoder batch allocates many such blocks: measured on 2 cores at 512 px
     (ViT-B), 1.25M page faults and 3.7 s of kernel time per pass, 5.7-6.6x one view; with freed
-    memory reused, almost no faults and 4.7-5.0x, as five single passes. The process keeps its peak memory.
-    Elsewhere (macOS, Windows, musl) this does nothing.
+    memory reused, almost no faults and 4.7-5.0x, as five single passes. The process keeps its peak
+    memory. Elsewhere (macOS, Windows, musl) this does nothing.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -215,20 +219,28 @@ def main(argv=None) -> int:
     p.add_argument("--neg-point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
                    help="negative point(s): x y [x y ...]; may repeat")
     p.add_argument("--checkpoint", default="runs/sama/sama.pt", help="SAMA checkpoint")
-    p.add_argument("--sam-checkpoint", help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+    p.add_argument(
+        "--sam-checkpoint",
+        help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
+    )
     p.add_argument("--out", help="output prefix (default: the image path without its extension)")
     args = p.parse_args(argv)
     keep_freed_cpu_memory()
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     try:
-        image = data.load_image(args.image)  # EXIF orientation applied: outputs match what viewers show
+        # EXIF orientation applied: outputs match what viewers show
+        image = data.load_image(args.image)
         h, w = image.shape[:2]
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
         check_prompt(args.box, points, h, w)
         check_outputs(list(targets.values()))
-        model = load_sama(args.checkpoint, args.sam_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        model = load_sama(
+            args.checkpoint,
+            args.sam_checkpoint,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
         tasks = read_sama_header(args.checkpoint)["tasks"]
     except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)

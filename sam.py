@@ -141,7 +141,9 @@ def prompt_tensors(
     if box is not None:
         corners = np.asarray(box, dtype=np.float64).reshape(-1, 2, 2)
         if not np.isfinite(corners).all():
-            raise ValueError(f"box coordinates must be finite numbers, got {corners.ravel().tolist()}")
+            raise ValueError(
+                f"box coordinates must be finite numbers, got {corners.ravel().tolist()}"
+            )
         corners = scale_coords(corners, original_size, image_size)
         boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=device)
     return points, labels, boxes

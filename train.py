@@ -55,29 +55,51 @@ from sama import SAMA
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="./DIS5K", help="folder holding DIS-TR and DIS-VD (DIS5K layout)")
-    p.add_argument("--matting", help="folder holding Combined_Dataset (Adobe Image Matting), or that folder")
-    p.add_argument("--thin", help="ThinObject-5K folder (original or HQ-SAM layout), added to segmentation")
+    p.add_argument(
+        "--data", default="./DIS5K", help="folder holding DIS-TR and DIS-VD (DIS5K layout)"
+    )
+    p.add_argument(
+        "--matting", help="folder holding Combined_Dataset (Adobe Image Matting), or that folder"
+    )
+    p.add_argument(
+        "--thin", help="ThinObject-5K folder (original or HQ-SAM layout), added to segmentation"
+    )
     p.add_argument("--aim500", help="AIM-500 folder, added to matting")
-    p.add_argument("--backgrounds", help="folder of background images for AIM (default: DIS-TR images)")
+    p.add_argument(
+        "--backgrounds", help="folder of background images for AIM (default: DIS-TR images)"
+    )
     p.add_argument("--sam-checkpoint", help="official SAM checkpoint, e.g. sam_vit_l_0b3195.pth")
-    p.add_argument("--model", default="vit_l", choices=list(SAM_VARIANTS), help="SAM variant (tiny: tests)")
-    p.add_argument("--out", help="output folder (default: runs/sama, with the ablation switches appended)")
-    p.add_argument("--batch-size", type=int, default=4, help="per process, for each task (HQ-SAM: 4 per GPU)")
+    p.add_argument(
+        "--model", default="vit_l", choices=list(SAM_VARIANTS), help="SAM variant (tiny: tests)"
+    )
+    p.add_argument(
+        "--out", help="output folder (default: runs/sama, with the ablation switches appended)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="per process, for each task (HQ-SAM: 4 per GPU)"
+    )
     p.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimiser step")
     p.add_argument("--epochs", type=int, default=12, help="HQ-SAM: 12 epochs, lr x0.1 after 10")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: --epochs)")
+    p.add_argument(
+        "--max-steps", type=int, help="stop after this many optimiser steps (default: --epochs)"
+    )
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (HQ-SAM: 1e-3)")
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up from 0 (Adam from scratch)")
+    p.add_argument(
+        "--warmup-steps", type=int, default=100, help="linear warm-up from 0 (Adam from scratch)"
+    )
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--tasks", default="both", choices=list(TASK_CHOICES), help="Table 5's ablation")
     p.add_argument("--no-mvle", action="store_true", help="Tables 3-4: without MVLE")
-    p.add_argument("--no-local-adapter", action="store_true", help="Tables 3-4: without Local-Adapters")
+    p.add_argument(
+        "--no-local-adapter", action="store_true", help="Tables 3-4: without Local-Adapters"
+    )
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--val-every", type=int, default=1000,
                    help="validate on DIS-VD (maxF, MAE) through the heads trained; 0: never")
-    p.add_argument("--val-images", type=int, default=0, help="validate on the first N DIS-VD images (0: all)")
+    p.add_argument(
+        "--val-images", type=int, default=0, help="validate on the first N DIS-VD images (0: all)"
+    )
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -121,10 +143,13 @@ class NonFiniteLoss(TrainingError):
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffled, whole batches only) that can start in the middle of an epoch."""
+    """DistributedSampler (shuffled, whole batches only) that can start in the middle of an
+    epoch."""
 
     def __init__(self, dataset, world: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.start = 0
 
     def __iter__(self):
@@ -137,14 +162,25 @@ class ResumableSampler(DistributedSampler):
 class BatchStream:
     """Batches from one dataset without end; (epoch, batches taken) is its whole state."""
 
-    def __init__(self, dataset, batch_size: int, world: int, rank: int, seed: int, workers: int) -> None:
+    def __init__(
+        self, dataset, batch_size: int, world: int, rank: int, seed: int, workers: int
+    ) -> None:
         if len(dataset) < batch_size * world:
-            raise TrainingError(f"{len(dataset)} samples cannot fill one batch of {batch_size} x {world} processes")
+            raise TrainingError(
+                f"{len(dataset)} samples cannot fill one batch of {batch_size} x {world} processes"
+            )
         self.dataset, self.batch_size = dataset, batch_size
         self.sampler = ResumableSampler(dataset, world, rank, seed)
-        self.loader = DataLoader(dataset, batch_size, sampler=self.sampler, num_workers=workers, drop_last=True,
-                                 pin_memory=torch.cuda.is_available(), persistent_workers=False,
-                                 generator=torch.Generator().manual_seed(seed))  # leaves the global RNG alone
+        self.loader = DataLoader(
+            dataset,
+            batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            drop_last=True,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(seed),
+        )  # leaves the global RNG alone
         self.epoch, self.taken, self.iterator = 0, 0, None
 
     def state_dict(self) -> dict:
@@ -181,8 +217,10 @@ def build_datasets(args, image_size: int) -> tuple:
         seg = data.SegmentationDataset(seg_pairs, image_size, augment=True, seed=args.seed)
     if args.tasks in ("matting", "both"):
         if not args.matting:
-            raise TrainingError("--matting is required for matting training: the folder holding Combined_Dataset "
-                                "(Adobe Image Matting, from its authors), or use --tasks seg")
+            raise TrainingError(
+                "--matting is required for matting training: the folder holding Combined_Dataset "
+                "(Adobe Image Matting, from its authors), or use --tasks seg"
+            )
         fg_pairs = data.aim_train_pairs(args.matting)
         natural = data.aim500_pairs(args.aim500) if args.aim500 else []
         data.check_pairs(fg_pairs + natural, matting=True, workers=args.workers)
@@ -190,7 +228,9 @@ def build_datasets(args, image_size: int) -> tuple:
             backgrounds = data.image_files(args.backgrounds)
         else:
             backgrounds = [image for image, _ in seg_pairs]
-        mat = data.MattingDataset(fg_pairs, natural, backgrounds, image_size, augment=True, seed=args.seed)
+        mat = data.MattingDataset(
+            fg_pairs, natural, backgrounds, image_size, augment=True, seed=args.seed
+        )
     return seg, mat, val_pairs
 
 
@@ -217,21 +257,30 @@ class SamaLoss(nn.Module):
         self.model = model
 
     def forward(self, seg_batch, mat_batch, kind: str) -> tuple[torch.Tensor, dict]:
-        # encode + one task's decoder pass: SAMA.forward would also run plain SAM's pass, which no loss reads
+        # encode + one task's decoder pass: SAMA.forward would also run plain SAM's pass, which no
+        # loss reads
         total, terms = 0.0, {}
         if seg_batch is not None:
             features = self.model.encode(seg_batch["image"], seg_batch["image_local"])
             logits = self.model.decode(features, "seg", **prompts(seg_batch, kind))
             logits = F.interpolate(logits.float(), seg_batch["target"].shape[-2:], mode="bilinear")
             l_seg, t = losses.seg_loss(logits, seg_batch["target"], seg_batch["valid"])
-            total, terms = total + l_seg, {**terms, "seg": l_seg, **{f"seg_{k}": v for k, v in t.items()}}
+            total, terms = (
+                total + l_seg,
+                {**terms, "seg": l_seg, **{f"seg_{k}": v for k, v in t.items()}},
+            )
         if mat_batch is not None:
             features = self.model.encode(mat_batch["image"], mat_batch["image_local"])
-            alpha = torch.sigmoid(self.model.decode(features, "matting", **prompts(mat_batch, kind)))
+            alpha = torch.sigmoid(
+                self.model.decode(features, "matting", **prompts(mat_batch, kind))
+            )
             alpha = F.interpolate(alpha.float(), mat_batch["target"].shape[-2:], mode="bilinear")
             l_mat, t = losses.matting_loss(alpha, mat_batch["target"], mat_batch["valid"])
             # L = L_seg + L_matting
-            total, terms = total + l_mat, {**terms, "matting": l_mat, **{f"matting_{k}": v for k, v in t.items()}}
+            total, terms = (
+                total + l_mat,
+                {**terms, "matting": l_mat, **{f"matting_{k}": v for k, v in t.items()}},
+            )
         return total, terms
 
 
@@ -247,8 +296,11 @@ def get_lr(step: int, total_steps: int, args) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args):
-    """Everything --resume needs, SAM excluded (it is read again from its own file), written atomically."""
+def save_training_state(
+    path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args
+):
+    """Everything --resume needs, SAM excluded (it is read again from its own file), written
+    atomically."""
     state = {
         "format": "sama-training-state",
         "sama": {k: v for k, v in model.state_dict().items() if not k.startswith("sam.")},
@@ -338,7 +390,9 @@ def write_record(bar, log, record: dict) -> None:
     """One log line on the terminal and the same as a JSON line in OUT/log.jsonl (rank 0 only)."""
     if log is None:
         return
-    bar.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+    bar.write(
+        " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+    )
     log.write(json.dumps(record) + "\n")
     log.flush()
 
@@ -389,8 +443,12 @@ def train(args) -> Path:
 
     # --- data first: a broken tree stops the run before anything is written
     seg_set, mat_set, val_pairs = build_datasets(args, SAM_VARIANTS[args.model].image_size)
-    streams = {name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers) if ds is not None else None
-               for name, ds in (("seg", seg_set), ("matting", mat_set))}
+    streams = {
+        name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers)
+        if ds is not None
+        else None
+        for name, ds in (("seg", seg_set), ("matting", mat_set))
+    }
 
     # --- SAM: an official checkpoint, or (tiny only) a random SAM saved in the official format
     if args.sam_checkpoint:
@@ -403,12 +461,16 @@ def train(args) -> Path:
         if distributed:
             dist.barrier()
     else:
-        raise TrainingError(f"--sam-checkpoint is required for {args.model}: download the official "
-                            f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything")
+        raise TrainingError(
+            f"--sam-checkpoint is required for {args.model}: download the official "
+            f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything"
+        )
     sam = load_sam(sam_path, args.model, device=device)
     sam_id = sam_identity(sam_path, sam.config.name)
-    torch.manual_seed(args.seed)  # SAMA's initial weights from the seed alone, however SAM was made or found
-    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter).to(device)
+    # SAMA's initial weights from the seed alone, however SAM was made or found
+    torch.manual_seed(args.seed)
+    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
+    model = model.to(device)
 
     steps_per_epoch = len((seg_set or mat_set)) // (args.batch_size * world * args.accum_steps)
     if args.max_steps is not None:
@@ -419,21 +481,26 @@ def train(args) -> Path:
     # --- optimiser over the new modules only; SAM has requires_grad False everywhere
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=args.lr, weight_decay=0.0)
-    prompt_rng = torch.Generator().manual_seed(args.seed)  # the prompt kind of each step, same on every rank
+    # the prompt kind of each step, same on every rank
+    prompt_rng = torch.Generator().manual_seed(args.seed)
     step = 0
     if args.resume:
         state = read_checkpoint(out_dir / "last.pt")
         if state.get("format") != "sama-training-state":
             raise TrainingError(f"{out_dir / 'last.pt'}: not a SAMA training state")
         if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
-            raise TrainingError(f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
-                                f"not {model.config} on {sam_id['file']}")
+            raise TrainingError(
+                f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
+                f"not {model.config} on {sam_id['file']}"
+            )
         last_pt = out_dir / "last.pt"
         check_same_run(state, args, streams, last_pt)  # --tasks included
         if state["step"] > total_steps:
             raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
                                 f"asked (--max-steps / --epochs); nothing done")
-        model.load_state_dict({**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}})
+        model.load_state_dict(
+            {**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}}
+        )
         if state["step"] == total_steps:  # a finished run: a job started again, or a typo
             if master:
                 remove_stale_temporaries(out_dir)
@@ -457,7 +524,8 @@ def train(args) -> Path:
         step = state["step"]
 
     if distributed and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm statistics over the global batch
+        # BatchNorm statistics over the global batch
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = SamaLoss(model)
     if distributed:
         loss_fn = DDP(loss_fn, device_ids=[local_rank] if device.type == "cuda" else None,
@@ -470,8 +538,11 @@ def train(args) -> Path:
         if args.resume:
             drop_records_after(out_dir / "log.jsonl", step)
         n_train = sum(p.numel() for p in trainable)
-        print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
-              f"{total_steps} steps of {args.batch_size} x {world} x {args.accum_steps} per task; device {device}")
+        print(
+            f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
+            f"{total_steps} steps of {args.batch_size} x {world} x {args.accum_steps} per task; "
+            f"device {device}"
+        )
     log = open(out_dir / "log.jsonl", "a") if master else None
     bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True)
     model.train()
@@ -486,8 +557,10 @@ def train(args) -> Path:
             optimizer.zero_grad(set_to_none=True)
             sums = {}
             for _ in range(args.accum_steps):
-                seg_batch, mat_batch = ({k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
-                                        for s in (streams["seg"], streams["matting"]))
+                seg_batch, mat_batch = (
+                    {k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
+                    for s in (streams["seg"], streams["matting"])
+                )
                 with autocast:
                     loss, terms = loss_fn(seg_batch, mat_batch, kind)
                 (loss / args.accum_steps).backward()
@@ -496,7 +569,8 @@ def train(args) -> Path:
             # a NaN / inf loss or gradient (Adam would write NaN into every weight) stops every
             # process before anything is saved from it; clipping only scales the gradients
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
-            stacked = torch.stack(list(sums.values()))  # every loss term: one device sync per step, not one per term
+            # every loss term: one device sync per step, not one per term
+            stacked = torch.stack(list(sums.values()))
             finite = (torch.isfinite(stacked).all() & torch.isfinite(grad_norm)).float().reshape(1)
             if distributed:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -519,13 +593,25 @@ def train(args) -> Path:
                     terms /= world
                 dt = (time.time() - t_last) / (step - step_last)
                 t_last, step_last = time.time(), step
-                write_record(bar, log, {"step": step, "kind": kind, "lr": lr, "grad_norm": grad_norm.item(),
-                                        "s_per_step": dt, "peak_mem_mb": peak_memory_mb(device),
-                                        **dict(zip(sums, terms.tolist()))})
+                write_record(
+                    bar,
+                    log,
+                    {
+                        "step": step,
+                        "kind": kind,
+                        "lr": lr,
+                        "grad_norm": grad_norm.item(),
+                        "s_per_step": dt,
+                        "peak_mem_mb": peak_memory_mb(device),
+                        **dict(zip(sums, terms.tolist())),
+                    },
+                )
             if master and val_pairs and (step % args.val_every == 0 or last):
                 write_record(bar, log, {"step": step, **validate(model, val_pairs, tasks)})
             if master and (step % args.save_every == 0 or last):
-                save_training_state(out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args)
+                save_training_state(
+                    out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args
+                )
                 save_sama(model, out_dir / "sama.pt", sam_id, tasks)
     finally:
         bar.close()  # before any error message: "error: ..." then starts a line of its own

@@ -1,4 +1,5 @@
-"""Shared test helpers: the official segment-anything package as an oracle, random weights, a report.
+"""Shared test helpers: the official segment-anything package as an oracle, random weights, a
+report.
 
 The official package (pip `segment-anything`, a test dependency only) imports torchvision in its
 `__init__`, which is not installed here. `import_official()` imports its `modeling` and `predictor`
@@ -32,7 +33,8 @@ from sam import PIXEL_MEAN, PIXEL_STD, SamConfig  # the repository root is on sy
 
 
 def _torchvision_stand_in() -> dict[str, types.ModuleType]:
-    """torchvision / .transforms / .transforms.functional with resize and to_pil_image on PIL images."""
+    """torchvision / .transforms / .transforms.functional with resize and to_pil_image on PIL
+    images."""
     functional = types.ModuleType("torchvision.transforms.functional")
     functional.to_pil_image = lambda image: Image.fromarray(image)
     functional.resize = lambda image, size: image.resize((size[1], size[0]), Image.BILINEAR)
@@ -49,7 +51,10 @@ def import_official() -> types.SimpleNamespace:
     if "segment_anything.predictor" not in sys.modules:
         spec = importlib.util.find_spec("segment_anything")  # locates the package, runs nothing
         if spec is None or not spec.submodule_search_locations:
-            pytest.skip("the test oracle `segment-anything` is not installed (pip install -r requirements-dev.txt)")
+            pytest.skip(
+                "the test oracle `segment-anything` is not installed (pip install -r "
+                "requirements-dev.txt)"
+            )
         package = types.ModuleType("segment_anything")
         package.__path__ = list(spec.submodule_search_locations)
         package.__file__ = spec.origin
@@ -68,7 +73,8 @@ def import_official() -> types.SimpleNamespace:
 
 
 def build_official_sam(cfg: SamConfig) -> nn.Module:
-    """The official Sam with the sizes of `cfg` (the arguments of the official builders), in eval mode."""
+    """The official Sam with the sizes of `cfg` (the arguments of the official builders), in eval
+    mode."""
     m = import_official().modeling
     G = cfg.grid_size
     sam = m.Sam(
@@ -117,21 +123,23 @@ def build_official_sam(cfg: SamConfig) -> nn.Module:
 
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int) -> nn.Module:
-    """Overwrite EVERY tensor of model.state_dict() with seeded random values, scaled to keep activations sane.
+    """Overwrite EVERY tensor of model.state_dict() with seeded random values, scaled to keep
+    activations sane.
 
     SAM initialises pos_embed and rel_pos_* to zeros and LayerNorms to (1, 0); a parity test on such
-    weights could not see a wrong positional encoding or a swapped norm, so everything is drawn here:
-    LayerNorm weights 1 + N(0, 0.1^2), biases N(0, 0.1^2), linear / conv weights N(0, 1 / fan_in),
-    rel_pos N(0, 1 / head size) (attention biases of order 1), pos_embed N(0, 0.5^2), embeddings and the
-    Fourier gaussian matrix N(0, 1). The hypernetwork MLPs' 3 layers get a gain of 1.8 each (~6 in all)
-    so that the low-res logits are of order 1-10, of both signs.
+    weights could not see a wrong positional encoding or a swapped norm, so everything is drawn
+    here: LayerNorm weights 1 + N(0, 0.1^2), biases N(0, 0.1^2), linear / conv weights N(0, 1 /
+    fan_in), rel_pos N(0, 1 / head size) (attention biases of order 1), pos_embed N(0, 0.5^2),
+    embeddings and the Fourier gaussian matrix N(0, 1). The hypernetwork MLPs' 3 layers get a gain
+    of 1.8 each (~6 in all) so that the low-res logits are of order 1-10, of both signs.
     """
     g = torch.Generator().manual_seed(seed)
 
     def draw(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
         t.copy_(mean + std * torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype))
 
-    keys, done = set(model.state_dict()), set()  # persistent tensors only (not Sam's pixel_mean / pixel_std)
+    # persistent tensors only (not Sam's pixel_mean / pixel_std)
+    keys, done = set(model.state_dict()), set()
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         own = dict(mod.named_parameters(recurse=False)) | dict(mod.named_buffers(recurse=False))
@@ -144,9 +152,11 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
             elif name == "bias":
                 draw(t, 0.1)
             elif name == "weight" and isinstance(mod, nn.ConvTranspose2d):
-                draw(t, 1 / math.sqrt(t.shape[0]))  # (in, out, k, k), stride = k: each output sees `in` inputs
+                # (in, out, k, k), stride = k: each output sees `in` inputs
+                draw(t, 1 / math.sqrt(t.shape[0]))
             elif name == "weight" and isinstance(mod, (nn.Linear, nn.Conv2d)):
-                gain = 1.8 if "output_hypernetworks_mlps" in prefix else 1.0  # 1.8^3 ~ 6: logits of order 1-10
+                # 1.8^3 ~ 6: logits of order 1-10
+                gain = 1.8 if "output_hypernetworks_mlps" in prefix else 1.0
                 draw(t, gain / math.sqrt(t[0].numel()))
             elif name.startswith("rel_pos"):
                 draw(t, 1 / math.sqrt(t.shape[-1]))
@@ -232,5 +242,8 @@ def pytest_terminal_summary(terminalreporter):
     rows = sorted({(s, p) for s, p, _ in PARITY})
     tr.write_line(f"{'model':<8} {'prompt':<28} " + " ".join(f"{q:>12}" for q in quantities))
     for s, p in rows:
-        cells = [f"{PARITY[(s, p, q)]:12.2e}" if (s, p, q) in PARITY else f"{'-':>12}" for q in quantities]
+        cells = [
+            f"{PARITY[(s, p, q)]:12.2e}" if (s, p, q) in PARITY else f"{'-':>12}"
+            for q in quantities
+        ]
         tr.write_line(f"{s:<8} {p:<28} " + " ".join(cells))

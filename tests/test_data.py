@@ -69,12 +69,17 @@ def test_make_toy_writes_every_layout(toy):
         assert len(data.dis_pairs(toy, f"DIS-TE{k}")) == 2
     assert len(data.dis_pairs(toy, "DIS-TE")) == 8
     for pair in data.dis_pairs(toy, "DIS-TR"):
-        assert pair[0].suffix == ".jpg" and pair[1].suffix == ".png" and pair[0].stem == pair[1].stem
+        assert (
+            pair[0].suffix == ".jpg" and pair[1].suffix == ".png" and pair[0].stem == pair[1].stem
+        )
     # --matting: the folder holding Combined_Dataset, or Combined_Dataset itself
     for matting in (toy / "AIM", toy / "AIM" / "Combined_Dataset"):
         assert len(data.aim_train_pairs(matting)) == 8
         assert len(data.composition1k_pairs(matting)) == 8
-    assert {p[0].parent.parent.name for p in data.aim_train_pairs(toy / "AIM")} == {"Adobe-licensed images", "Other"}
+    assert {p[0].parent.parent.name for p in data.aim_train_pairs(toy / "AIM")} == {
+        "Adobe-licensed images",
+        "Other",
+    }
     assert len(data.aim500_pairs(toy)) == len(data.aim500_pairs(toy / "AIM-500")) == 4
     assert len(backgrounds(toy)) == 4
     data.check_pairs(data.dis_pairs(toy, "DIS-TR"))
@@ -91,8 +96,11 @@ def test_make_toy_trimaps_and_determinism(toy, tmp_path):
     counts = dict(n_train=1, n_val=1, n_test=1, n_fg=1, n_comp=1, n_aim500=1, n_bg=1)
     data.make_toy(tmp_path / "a", seed=3, **counts)
     data.make_toy(tmp_path / "b", seed=3, **counts)
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 6 * 2 + 2 + 5 + 3 + 1  # DIS5K, AIM train, comp-1K (fg, alpha, merged, alpha_copy, trimap), AIM-500, bg
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    # DIS5K, AIM train, comp-1K (fg, alpha, merged, alpha_copy, trimap), AIM-500, bg
+    assert len(files) == 6 * 2 + 2 + 5 + 3 + 1
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
@@ -100,8 +108,18 @@ def test_make_toy_trimaps_and_determinism(toy, tmp_path):
 def test_thin_object_both_layouts(toy, tmp_path):
     pairs = data.dis_pairs(toy, "DIS-TR")
     orig, repack = tmp_path / "orig" / "ThinObject5K", tmp_path / "repack" / "ThinObject5K"
-    for d in ("images", "masks", "list", "images_train", "masks_train", "images_test", "masks_test"):
-        (orig if d in ("images", "masks", "list") else repack).joinpath(d).mkdir(parents=True, exist_ok=True)
+    for d in (
+        "images",
+        "masks",
+        "list",
+        "images_train",
+        "masks_train",
+        "images_test",
+        "masks_test",
+    ):
+        (orig if d in ("images", "masks", "list") else repack).joinpath(d).mkdir(
+            parents=True, exist_ok=True
+        )
     for i, (im, gt) in enumerate(pairs):
         split = "train" if i < 6 else "test"
         shutil.copy(im, orig / "images")
@@ -122,11 +140,22 @@ def test_evaluation_readers(tmp_path):
     image, mask = blob()
     trimap = data.make_trimap(mask)
     tree(tmp_path / "COIFT", {"images": [("a.jpg", image)], "masks": [("a.png", mask)]})
-    tree(tmp_path / "AM-2K" / "validation", {"original": [("m_1.jpg", image)], "mask": [("m_1.png", mask)],
-                                             "trimap": [("m_1.png", trimap)]})
-    tree(tmp_path / "P3M-10k" / "validation" / "P3M-500-NP", {
-        "original_image": [("p_1.jpg", image), ("p_2.jpg", image)],
-        "mask": [("p_1.png", mask), ("p_2.png", mask)], "trimap": [("p_1.png", trimap), ("p_2.png", trimap)]})
+    tree(
+        tmp_path / "AM-2K" / "validation",
+        {
+            "original": [("m_1.jpg", image)],
+            "mask": [("m_1.png", mask)],
+            "trimap": [("m_1.png", trimap)],
+        },
+    )
+    tree(
+        tmp_path / "P3M-10k" / "validation" / "P3M-500-NP",
+        {
+            "original_image": [("p_1.jpg", image), ("p_2.jpg", image)],
+            "mask": [("p_1.png", mask), ("p_2.png", mask)],
+            "trimap": [("p_1.png", trimap), ("p_2.png", trimap)],
+        },
+    )
     assert len(data.coift_pairs(tmp_path)) == len(data.coift_pairs(tmp_path / "COIFT")) == 1
     assert len(data.am2k_pairs(tmp_path / "AM-2K")) == 1
     assert [p[0].name for p in data.p3m500np_pairs(tmp_path / "P3M-10k")] == ["p_1.jpg", "p_2.jpg"]
@@ -229,7 +258,9 @@ def test_missing_folder_shows_layout(tmp_path):
     assert "no DIS-VD/im folder; expected" in one_line_error(data.dis_pairs, tmp_path, "DIS-VD")
     msg = one_line_error(data.aim_train_pairs, tmp_path)
     assert "Training_set" in msg and "{fg,alpha}" in msg
-    assert "or ThinObject5K/{images,masks}_{train,test}" in one_line_error(data.thin_pairs, tmp_path, "train")
+    assert "or ThinObject5K/{images,masks}_{train,test}" in one_line_error(
+        data.thin_pairs, tmp_path, "train"
+    )
     assert "expected AIM-500/{original,mask,trimap}" in one_line_error(data.aim500_pairs, tmp_path)
 
 
@@ -283,11 +314,23 @@ def test_empty_masks(tmp_path):
 
 
 def test_cli_exit_code(tmp_path, toy, capsys):
-    r = subprocess.run([sys.executable, str(ROOT / "data.py"), "check", "dis5k", str(tmp_path / "nowhere"), "DIS-TR"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "data.py"),
+            "check",
+            "dis5k",
+            str(tmp_path / "nowhere"),
+            "DIS-TR",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "expected DIS5K/" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    assert data.main(["check", "aim", str(toy / "AIM")]) == 0  # in-process: one interpreter start is enough
+    # in-process: one interpreter start is enough
+    assert data.main(["check", "aim", str(toy / "AIM")]) == 0
     assert "ok: 8 aim pairs" in capsys.readouterr().out
     dis_tree(tmp_path)
     (tmp_path / "DIS5K" / "DIS-TR" / "gt" / "x0.png").unlink()
@@ -301,17 +344,28 @@ def test_cli_exit_code(tmp_path, toy, capsys):
 
 
 def check_sample(s: dict, size: int, matting: bool) -> None:
-    shapes = {"image": (3, size, size), "image_local": (3, 2 * size, 2 * size), "target": (1, size, size),
-              "valid": (1, size, size), "box": (4,), "points": (10, 2), "point_labels": (10,),
-              "mask_input": (1, size // 4, size // 4), "is_matting": ()}
+    shapes = {
+        "image": (3, size, size),
+        "image_local": (3, 2 * size, 2 * size),
+        "target": (1, size, size),
+        "valid": (1, size, size),
+        "box": (4,),
+        "points": (10, 2),
+        "point_labels": (10,),
+        "mask_input": (1, size // 4, size // 4),
+        "is_matting": (),
+    }
     assert {k: tuple(v.shape) for k, v in s.items()} == shapes
-    assert all(v.dtype == torch.float32 for k, v in s.items() if k not in ("point_labels", "is_matting"))
+    assert all(
+        v.dtype == torch.float32 for k, v in s.items() if k not in ("point_labels", "is_matting")
+    )
     assert s["point_labels"].dtype == torch.int64 and (s["point_labels"] == 1).all()
     assert s["is_matting"].dtype == torch.bool and bool(s["is_matting"]) == matting
     # padding is exactly where the normalised frame is 0 in every channel (no pixel equals the mean)
     padding = (s["image"] == 0).all(0, keepdim=True)
     assert torch.equal(s["valid"] == 0, padding)
-    local_valid = ~(s["image_local"] == 0).all(0)  # (2S, 2S): twice the content, +/-1 px of SAM's rounding
+    # (2S, 2S): twice the content, +/-1 px of SAM's rounding
+    local_valid = ~(s["image_local"] == 0).all(0)
     lh, lw = int(local_valid[:, 0].sum()), int(local_valid[0].sum())
     assert local_valid[:lh, :lw].all() and local_valid.sum() == lh * lw
     t = s["target"]
@@ -326,7 +380,13 @@ def check_sample(s: dict, size: int, matting: bool) -> None:
     box = s["box"]
     ch, cw = int(s["valid"][0, :, 0].sum()), int(s["valid"][0, 0].sum())
     assert abs(lh - 2 * ch) <= 1 and abs(lw - 2 * cw) <= 1
-    assert box[0] <= box[2] and box[1] <= box[3] and box.min() >= 0 and box[2] <= cw - 1 and box[3] <= ch - 1
+    assert (
+        box[0] <= box[2]
+        and box[1] <= box[3]
+        and box.min() >= 0
+        and box[2] <= cw - 1
+        and box[3] <= ch - 1
+    )
     assert (box - tight).abs().max() <= 20 / 1024 * size + 1e-4
     # points on the object
     px, py = s["points"][:, 0].long(), s["points"][:, 1].long()
@@ -343,7 +403,9 @@ def test_segmentation_samples(toy):
 
 
 def test_matting_samples(toy):
-    ds = data.MattingDataset(data.aim_train_pairs(toy / "AIM"), data.aim500_pairs(toy), backgrounds(toy), S)
+    ds = data.MattingDataset(
+        data.aim_train_pairs(toy / "AIM"), data.aim500_pairs(toy), backgrounds(toy), S
+    )
     assert len(ds) == 8 + 4
     for i in range(len(ds)):
         s = ds[i]
@@ -357,7 +419,8 @@ def test_no_augment_is_sams_frame(toy):
     for i, (im, gt) in enumerate(pairs):
         s = ds[i]
         assert torch.equal(s["image"], sam.image_to_frame(data.load_image(im), S))
-        assert torch.equal(s["image_local"], sam.image_to_frame(data.load_image(im), 2 * S))  # as SamaPredictor
+        # as SamaPredictor
+        assert torch.equal(s["image_local"], sam.image_to_frame(data.load_image(im), 2 * S))
         h, w = sam.preprocess_shape(*data.load_mask(gt).shape, S)
         assert s["valid"].sum() == h * w
 
@@ -372,7 +435,9 @@ def test_local_view_quadrants_align(toy):
             local, glob = small[:, y:y + h, x:x + h], s["image"][:, y:y + h, x:x + h]
             assert (local - glob).abs().mean() < 0.1, m
         # one pixel of misalignment is clearly worse: the test can tell
-        assert (small[:, :, 1:] - s["image"][:, :, :-1]).abs().mean() > 2 * (small - s["image"]).abs().mean()
+        assert (small[:, :, 1:] - s["image"][:, :, :-1]).abs().mean() > 2 * (
+            small - s["image"]
+        ).abs().mean()
 
 
 def test_determinism(toy):
@@ -413,13 +478,17 @@ def test_composite_by_hand():
     assert out.dtype == np.uint8 and out.shape == (2, 3, 3)
     assert (out == np.floor(a * 200 + (1 - a) * bg[:2, :3])).all()
     assert (out[0, 0] == bg[0, 0]).all() and (out[0, 2] == 200).all()
-    # smaller background: upscaled bicubically by max(w/bw, h/bh) = max(6/4, 4/2) = 2 to 8x4, cropped at (0, 0)
+    # smaller background: upscaled bicubically by max(w/bw, h/bh) = max(6/4, 4/2) = 2 to 8x4,
+    # cropped at (0, 0)
     fg, alpha = np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.uint8)
-    bg = np.array([[[0] * 3, [0] * 3, [200] * 3, [200] * 3], [[0] * 3] * 2 + [[200] * 3] * 2], np.uint8)
+    bg = np.array(
+        [[[0] * 3, [0] * 3, [200] * 3, [200] * 3], [[0] * 3] * 2 + [[200] * 3] * 2], np.uint8
+    )
     out = data.composite(fg, alpha, bg)
     up = np.asarray(Image.fromarray(bg).resize((math.ceil(4 * 2), math.ceil(2 * 2)), Image.BICUBIC))
     assert up.shape == (4, 8, 3) and (out == up[:4, :6]).all()
-    assert out[:, 0].max() < 20 and out[:, 5].min() > 180  # left of the background kept, not centred
+    # left of the background kept, not centred
+    assert out[:, 0].max() < 20 and out[:, 5].min() > 180
 
 
 # ----------------------------------------------------------------------------------------------

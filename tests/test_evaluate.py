@@ -19,12 +19,14 @@ from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device evaluate.py picks: same numbers
+# the device evaluate.py picks: same numbers
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
-    """DIS5K / AIM / AIM-500 toy trees, plus COIFT made of the DIS-VD pairs (same layout as the release)."""
+    """DIS5K / AIM / AIM-500 toy trees, plus COIFT made of the DIS-VD pairs (same layout as the
+    release)."""
     root = tmp_path_factory.mktemp("toy")
     data.make_toy(root, seed=1, n_train=1, n_val=3, n_test=1, n_fg=1, n_comp=3, n_aim500=2, n_bg=2)
     for src, dst in (("im", "images"), ("gt", "masks")):
@@ -69,17 +71,42 @@ def one_error_line(capsys) -> str:
 @pytest.fixture(scope="module")
 def dis_run(toy, checkpoints, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "dis"
-    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out, "--vis", 2) == 0
+    assert (
+        run(
+            "--split",
+            "DIS-VD",
+            "--data",
+            toy,
+            "--checkpoint",
+            checkpoints[1],
+            "--out",
+            out,
+            "--vis",
+            2,
+        )
+        == 0
+    )
     return out
 
 
 def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, dis_run):
     report = json.loads((dis_run / "metrics.json").read_text())
-    for key in ("split", "model", "checkpoint", "sam_checkpoint", "config", "prompt", "prediction", "scores", "paper"):
+    for key in (
+        "split",
+        "model",
+        "checkpoint",
+        "sam_checkpoint",
+        "config",
+        "prompt",
+        "prediction",
+        "scores",
+        "paper",
+    ):
         assert key in report
     assert set(report["scores"]) == {*evaluate.SEG_KEYS, "n"}
     assert report["config"]["model"] == "sama" and "gt > 128" in report["prompt"]
-    assert report["sam_checkpoint"] == str(checkpoints[0].resolve())  # the SAM file recorded in sama.pt
+    # the SAM file recorded in sama.pt
+    assert report["sam_checkpoint"] == str(checkpoints[0].resolve())
 
     pairs = data.dis_pairs(toy, "DIS-VD")
     direct = SegMetrics()
@@ -123,7 +150,8 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     official = SamaPredictor(model)
     official.set_image(image)
     mask, alpha, sam_mask = official.predict(box=box)
-    clear = np.abs(out["seg"] - 0.5) > 1e-6  # float32 sigmoid of a logit within ~1e-6 of 0 may round to 0.5
+    # float32 sigmoid of a logit within ~1e-6 of 0 may round to 0.5
+    clear = np.abs(out["seg"] - 0.5) > 1e-6
     assert np.array_equal((out["seg"] > 0.5)[clear], mask[clear])
     assert 0 < mask.sum() < mask.size or not mask.any()
     np.testing.assert_array_equal(out["alpha"], alpha)
@@ -217,7 +245,19 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
 
 def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
     out = tmp_path / "coift"
-    assert run("--split", "COIFT", "--coift", toy / "COIFT", "--checkpoint", checkpoints[1], "--out", out) == 0
+    assert (
+        run(
+            "--split",
+            "COIFT",
+            "--coift",
+            toy / "COIFT",
+            "--checkpoint",
+            checkpoints[1],
+            "--out",
+            out,
+        )
+        == 0
+    )
     report = json.loads((out / "metrics.json").read_text())
     for k in evaluate.POINT_COUNTS:
         ious, bious = [], []
@@ -241,14 +281,27 @@ def test_sample_points_deterministic_nested_and_on_the_object():
     assert (gt[ys, xs] > 128).all() and len({(x, y) for x, y in zip(xs, ys)}) == 10
     tiny = np.zeros((8, 8), np.uint8)
     tiny[3, 4] = tiny[6, 1] = 255
-    assert sorted(map(tuple, evaluate.sample_points(tiny, "t").tolist())) == [(1.0, 6.0), (4.0, 3.0)]
+    assert sorted(map(tuple, evaluate.sample_points(tiny, "t").tolist())) == [
+        (1.0, 6.0),
+        (4.0, 3.0),
+    ]
 
 
 def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     sam_path, _ = checkpoints
     out = tmp_path / "comp"
-    args = ("--split", "Composition-1K", "--matting", toy / "AIM", "--model", "sam", "--sam-checkpoint", sam_path,
-            "--out", out)
+    args = (
+        "--split",
+        "Composition-1K",
+        "--matting",
+        toy / "AIM",
+        "--model",
+        "sam",
+        "--sam-checkpoint",
+        sam_path,
+        "--out",
+        out,
+    )
     assert run(*args) == 0
     triples = data.composition1k_pairs(toy / "AIM")
     preds = {t[1].stem: out / "pred" / f"{t[1].stem}.png" for t in triples}
@@ -256,7 +309,11 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     def direct():
         m = MattingMetrics()
         for _, alpha_path, trimap_path in triples:
-            m.update(data.load_mask(preds[alpha_path.stem]), data.load_mask(alpha_path), data.load_mask(trimap_path))
+            m.update(
+                data.load_mask(preds[alpha_path.stem]),
+                data.load_mask(alpha_path),
+                data.load_mask(trimap_path),
+            )
         return m.results()
 
     report = json.loads((out / "metrics.json").read_text())
@@ -291,7 +348,9 @@ def test_resume_refuses_predictions_of_another_model(toy, checkpoints, tmp_path,
     report = json.loads((out / "metrics.json").read_text())
     direct = MattingMetrics()
     for _, alpha_path, _ in data.aim500_pairs(toy):
-        direct.update(data.load_mask(out / "pred" / f"{alpha_path.stem}.png"), data.load_mask(alpha_path))
+        direct.update(
+            data.load_mask(out / "pred" / f"{alpha_path.stem}.png"), data.load_mask(alpha_path)
+        )
     assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
     capsys.readouterr()
     assert run(*common, "--model", "sam", "--sam-checkpoint", checkpoints[0], "--resume") == 2
@@ -299,7 +358,16 @@ def test_resume_refuses_predictions_of_another_model(toy, checkpoints, tmp_path,
 
 
 def test_ablation_switch_must_match_the_checkpoint(toy, checkpoints, tmp_path, capsys):
-    args = ("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", tmp_path / "out")
+    args = (
+        "--split",
+        "DIS-VD",
+        "--data",
+        toy,
+        "--checkpoint",
+        checkpoints[1],
+        "--out",
+        tmp_path / "out",
+    )
     assert run(*args, "--no-local-adapter") == 2
     assert "use_local_adapter" in one_error_line(capsys)
 
@@ -323,7 +391,9 @@ def test_missing_dataset_folder_is_one_line(tmp_path, capsys, split, option, lay
 def test_bad_checkpoint_is_one_line(toy, tmp_path, capsys):
     bad = tmp_path / "sama.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", bad, "--out", tmp_path / "out") == 2
+    assert (
+        run("--split", "DIS-VD", "--data", toy, "--checkpoint", bad, "--out", tmp_path / "out") == 2
+    )
     assert str(bad) in one_error_line(capsys)
 
 

@@ -1,4 +1,5 @@
-"""load_sam: variant inference, parameter counts, one clear line for every kind of wrong file, the CLI."""
+"""load_sam: variant inference, parameter counts, one clear line for every kind of wrong file, the
+CLI."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def meta_state_dict(variant: str) -> dict:
 
 @pytest.fixture
 def tiny_file(official_checkpoint):
-    """A tiny checkpoint in the official format (saved from the official modules) and its state dict."""
+    """A tiny checkpoint in the official format (saved from the official modules) and its state
+    dict."""
     model, path = official_checkpoint(TINY, seed=3, name="sam_tiny.pth")
     return path, model.state_dict()
 
@@ -73,7 +75,12 @@ def test_param_counts_on_meta_match_the_official_models(variant):
         model = Sam(SAM_VARIANTS[variant])
     counts = param_counts(model)
     total, encoder = OFFICIAL_COUNTS[variant]
-    assert counts == {"image_encoder": encoder, "prompt_encoder": 6_220, "mask_decoder": 4_058_340, "total": total}
+    assert counts == {
+        "image_encoder": encoder,
+        "prompt_encoder": 6_220,
+        "mask_decoder": 4_058_340,
+        "total": total,
+    }
 
 
 @pytest.mark.parametrize("variant", ["vit_b", "vit_l", "vit_h", "tiny"])
@@ -187,7 +194,8 @@ def test_empty_missing_and_directory(tmp_path):
 
 def test_pickled_python_objects_are_not_run(tmp_path):
     path = tmp_path / "objects.pth"
-    torch.save({"image_encoder.pos_embed": Path("x")}, path)  # weights_only refuses non-tensor globals
+    # weights_only refuses non-tensor globals
+    torch.save({"image_encoder.pos_embed": Path("x")}, path)
     msg = error_of(path)
     assert "Python objects" in msg and "Path" in msg
 
@@ -200,7 +208,11 @@ def test_wrong_variant_asked(tiny_file):
 
 def test_missing_keys(tmp_path, tiny_file):
     _, sd = tiny_file
-    gone = ["mask_decoder.iou_token.weight", "prompt_encoder.no_mask_embed.weight", "image_encoder.neck.0.weight"]
+    gone = [
+        "mask_decoder.iou_token.weight",
+        "prompt_encoder.no_mask_embed.weight",
+        "image_encoder.neck.0.weight",
+    ]
     path = tmp_path / "missing.pth"
     torch.save({k: v for k, v in sd.items() if k not in gone}, path)
     msg = error_of(path)
@@ -213,7 +225,11 @@ def test_many_missing_keys_are_counted_not_all_listed(tmp_path, tiny_file):
     kept = {k: v for k, v in sd.items() if not k.startswith("mask_decoder.")}
     torch.save(kept, path)
     msg = error_of(path)
-    assert f"{len(sd) - len(kept)} missing keys (mask_decoder." in msg and "more" in msg and len(msg) < 400
+    assert (
+        f"{len(sd) - len(kept)} missing keys (mask_decoder." in msg
+        and "more" in msg
+        and len(msg) < 400
+    )
 
 
 def test_unexpected_keys(tmp_path, tiny_file):
@@ -221,7 +237,11 @@ def test_unexpected_keys(tmp_path, tiny_file):
     path = tmp_path / "extra.pth"
     torch.save(dict(sd, **{"mask_decoder.hf_token.weight": torch.zeros(1, 64)}), path)
     msg = error_of(path)
-    assert "1 unexpected key (mask_decoder.hf_token.weight)" in msg and "HQ-SAM" in msg and "missing" not in msg
+    assert (
+        "1 unexpected key (mask_decoder.hf_token.weight)" in msg
+        and "HQ-SAM" in msg
+        and "missing" not in msg
+    )
 
 
 def test_shape_mismatch(tmp_path, tiny_file):
@@ -262,7 +282,11 @@ def test_cli_good_tiny_checkpoint(tiny_file):
     assert "variant: tiny" in out.stdout
     for part, n in counts.items():
         assert f"{part} {n:,}" in out.stdout
-    assert "mask area" in out.stdout and "predicted IoU" in out.stdout and "Traceback" not in out.stderr
+    assert (
+        "mask area" in out.stdout
+        and "predicted IoU" in out.stdout
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_cli_bad_files(tmp_path, tiny_file):
@@ -275,7 +299,9 @@ def test_cli_bad_files(tmp_path, tiny_file):
         out = run_cli(file, *extra)
         assert out.returncode == 2, out
         lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: {file}: ") and problem in lines[0], out.stderr
+        assert (
+            len(lines) == 1 and lines[0].startswith(f"error: {file}: ") and problem in lines[0]
+        ), out.stderr
         assert "Traceback" not in out.stderr + out.stdout and out.stdout == ""
 
 

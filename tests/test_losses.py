@@ -6,7 +6,16 @@ import pytest
 import torch
 
 import losses
-from losses import bce_loss, grad_loss, iou_loss, l1_loss, laplacian_loss, matting_loss, seg_loss, ssim_loss
+from losses import (
+    bce_loss,
+    grad_loss,
+    iou_loss,
+    l1_loss,
+    laplacian_loss,
+    matting_loss,
+    seg_loss,
+    ssim_loss,
+)
 
 TERMS = [bce_loss, iou_loss, ssim_loss, l1_loss, grad_loss, laplacian_loss]
 
@@ -21,22 +30,24 @@ def random_batch(b=2, h=23, w=30, seed=0):
     return logits, pred, mask, alpha
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Hand-computed values
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def test_bce_by_hand():
     # sigmoid(0) = 1/2 vs target 1: ln 2; sigmoid(ln 3) = 3/4 vs target 0: -ln(1/4) = ln 4.
     logits = torch.tensor([0.0, math.log(3)]).view(1, 1, 1, 2)
     target = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
-    assert bce_loss(logits, target).item() == pytest.approx((math.log(2) + math.log(4)) / 2, rel=1e-6)
+    assert bce_loss(logits, target).item() == pytest.approx(
+        (math.log(2) + math.log(4)) / 2, rel=1e-6
+    )
     valid = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
     assert bce_loss(logits, target, valid).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_iou_by_hand():
-    # Image 1: p = [.5, .5, 1, 0], g = [1, 0, 1, 0]: I = 1.5, U = 2 + 2 - 1.5 = 2.5 -> 1 - 0.6 = 0.4.
-    # Image 2: p = [1, 1, 0, 0], g = [0, 0, 1, 1]: I = 0 -> 1. Batch mean 0.7.
+    # Image 1: p = [.5, .5, 1, 0], g = [1, 0, 1, 0]: I = 1.5, U = 2 + 2 - 1.5 = 2.5 -> 1 - 0.6 =
+    # 0.4. Image 2: p = [1, 1, 0, 0], g = [0, 0, 1, 1]: I = 0 -> 1. Batch mean 0.7.
     prob = torch.tensor([[0.5, 0.5, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]).view(2, 1, 2, 2)
     target = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]]).view(2, 1, 2, 2)
     assert iou_loss(prob, target).item() == pytest.approx(0.7, abs=1e-6)
@@ -106,9 +117,9 @@ def test_ssim_of_constant_maps_by_hand():
     assert ssim_loss(pred, target).item() == pytest.approx(expected, rel=1e-5)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Minima and properties
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def test_perfect_prediction_is_the_minimum():
     _, _, mask, alpha = random_batch()
@@ -120,7 +131,9 @@ def test_perfect_prediction_is_the_minimum():
     assert terms["l1"].item() == 0 and terms["laplacian"].item() == 0
     assert terms["ssim"].item() == pytest.approx(0, abs=1e-6)
     # Dai et al.'s smoothness term is what remains of the gradient loss.
-    assert terms["grad"].item() == pytest.approx(0.01 * grad_loss(torch.zeros_like(alpha), alpha, smooth=0).item())
+    assert terms["grad"].item() == pytest.approx(
+        0.01 * grad_loss(torch.zeros_like(alpha), alpha, smooth=0).item()
+    )
     assert grad_loss(alpha, alpha, smooth=0).item() == 0
     assert total.item() == pytest.approx(sum(t.item() for t in terms.values()))
 
@@ -130,7 +143,9 @@ def test_losses_grow_with_error():
     noise = torch.rand_like(alpha) - 0.5
     small, large = (alpha + 0.1 * noise).clamp(0, 1), (alpha + 0.8 * noise).clamp(0, 1)
     for fn in (l1_loss, ssim_loss, grad_loss, laplacian_loss):
-        assert fn(alpha, alpha).item() < fn(small, alpha).item() < fn(large, alpha).item(), fn.__name__
+        assert fn(alpha, alpha).item() < fn(small, alpha).item() < fn(large, alpha).item(), (
+            fn.__name__
+        )
 
 
 def test_laplacian_is_homogeneous_in_the_error():
@@ -176,7 +191,8 @@ def test_valid_mask_of_ones_equals_no_mask():
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_finite_gradients_on_constant_inputs(value):
     target = torch.full((2, 1, 16, 16), value)
-    for fn, x in ((seg_loss, torch.full((2, 1, 16, 16), 30.0 * (2 * value - 1))),  # confident logits
+    # confident logits
+    for fn, x in ((seg_loss, torch.full((2, 1, 16, 16), 30.0 * (2 * value - 1))),
                   (seg_loss, torch.zeros(2, 1, 16, 16)),
                   (matting_loss, torch.full((2, 1, 16, 16), value)),
                   (matting_loss, torch.full((2, 1, 16, 16), 1 - value))):
@@ -207,7 +223,9 @@ def test_float32_inside_bf16_autocast():
         assert a.dtype == torch.float32 and a.item() == pytest.approx(p.item(), rel=1e-6)
     # bf16 inputs are upcast: the result is the float32 loss of the rounded inputs.
     assert from_bf16.dtype == torch.float32
-    assert from_bf16.item() == pytest.approx(seg_loss(logits.bfloat16().float(), mask)[0].item(), rel=1e-6)
+    assert from_bf16.item() == pytest.approx(
+        seg_loss(logits.bfloat16().float(), mask)[0].item(), rel=1e-6
+    )
 
 
 def test_odd_and_tiny_sizes():
@@ -218,9 +236,9 @@ def test_odd_and_tiny_sizes():
             assert torch.isfinite(total)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Bad input
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fn", [seg_loss, matting_loss] + TERMS)
 def test_bad_input(fn):

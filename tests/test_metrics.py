@@ -16,14 +16,21 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import metrics
-from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, matting_scores, prediction_to_uint8
+from metrics import (
+    MattingMetrics,
+    SegMetrics,
+    boundary_iou,
+    mask_iou,
+    matting_scores,
+    prediction_to_uint8,
+)
 
 RTOL, ATOL = 1e-6, 1e-12  # ATOL only for scores that are exactly 0
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Generators of GT / prediction pairs
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 GT_KINDS = ["blobs", "lines", "mesh", "holes", "empty", "full", "noise", "pixel"]
 PRED_KINDS = ["noisy_gt", "noise", "constant", "binary", "float", "blur_only", "inverted"]
@@ -80,7 +87,8 @@ def make_pred(kind, gt_u8, shape, rng):
 
 @st.composite
 def pairs(draw, max_side=40):
-    """One (pred, gt) pair: pred uint8 or float, maybe at another size than the GT; gt uint8 or bool."""
+    """One (pred, gt) pair: pred uint8 or float, maybe at another size than the GT; gt uint8 or
+    bool."""
     h, w = draw(st.integers(2, max_side)), draw(st.integers(2, max_side))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     gt = make_gt(draw(st.sampled_from(GT_KINDS)), h, w, rng)
@@ -93,16 +101,21 @@ def pairs(draw, max_side=40):
     return pred, gt
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # The oracle
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def pysod_results(prepared):
     """PySODMetrics' five metrics over a list of (pred uint8, gt uint8) pairs at the same size."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Fmeasure's deprecation notice, empty-slice means
-        fm, wfm, sm, em, mae = (py_sod_metrics.Fmeasure(), py_sod_metrics.WeightedFmeasure(),
-                                py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.MAE())
+        fm, wfm, sm, em, mae = (
+            py_sod_metrics.Fmeasure(),
+            py_sod_metrics.WeightedFmeasure(),
+            py_sod_metrics.Smeasure(),
+            py_sod_metrics.Emeasure(),
+            py_sod_metrics.MAE(),
+        )
         for pred, gt in prepared:
             for m in (fm, wfm, sm, em, mae):
                 m.step(pred, gt)
@@ -111,19 +124,22 @@ def pysod_results(prepared):
         return {
             "maxF": f_curve.max(), "wF": wfm.get_results()["wfm"], "MAE": mae.get_results()["mae"],
             "Sm": sm.get_results()["sm"], "meanEm": e_curve.mean(),
-            "f_curve": f_curve[::-1], "e_curve": e_curve[::-1],  # the oracle orders thresholds 255 .. 0
+            # the oracle orders thresholds 255 .. 0
+            "f_curve": f_curve[::-1], "e_curve": e_curve[::-1],
             "sms": np.array(sm.sms, dtype=np.float64),
         }
 
 
 def prepare(pred, gt):
-    """What SegMetrics scores, as the oracle's uint8 inputs: the pred resized to the GT, gt as 0 / 255."""
+    """What SegMetrics scores, as the oracle's uint8 inputs: the pred resized to the GT, gt as 0 /
+    255."""
     gt_u8 = (gt.astype(np.uint8) * 255) if gt.dtype == bool else gt
     return prediction_to_uint8(pred, gt_u8.shape), gt_u8
 
 
 def empty_quadrant(gt_u8):
-    """True where the S-measure's GT centroid puts a quadrant outside the image (the oracle gives NaN)."""
+    """True where the S-measure's GT centroid puts a quadrant outside the image (the oracle gives
+    NaN)."""
     gt = gt_u8 > 128
     if not 0 < gt.sum() < gt.size:
         return False
@@ -131,9 +147,9 @@ def empty_quadrant(gt_u8):
     return cy == gt.shape[0] or cx == gt.shape[1]
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Segmentation: equality with PySODMetrics
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pair=pairs())
@@ -195,7 +211,8 @@ def test_resizing_is_pil_bilinear_on_uint8():
     pred = rng.integers(0, 256, (30, 50), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(pred).resize((70, 20), Image.Resampling.BILINEAR))
     np.testing.assert_array_equal(prediction_to_uint8(pred, (20, 70)), expected)
-    np.testing.assert_array_equal(prediction_to_uint8(pred / 255.0), pred)  # float maps back exactly
+    # float maps back exactly
+    np.testing.assert_array_equal(prediction_to_uint8(pred / 255.0), pred)
 
 
 def test_perfect_prediction_scores():
@@ -205,19 +222,20 @@ def test_perfect_prediction_scores():
     r = m.results()
     assert r["maxF"] == pytest.approx(1) and r["wF"] == pytest.approx(1) and r["MAE"] == 0
     assert r["Sm"] == pytest.approx(1) and r["mIoU"] == 1 and r["mBIoU"] == 1
-    # Every pixel scores 1 in the enhanced matrix at every threshold but t = 0 (where the whole image
-    # counts as predicted foreground); the sum is divided by N - 1.
+    # Every pixel scores 1 in the enhanced matrix at every threshold but t = 0 (where the whole
+    # image counts as predicted foreground); the sum is divided by N - 1.
     e_curve = metrics.seg_scores(gt, gt > 128)["e_curve"]
     np.testing.assert_allclose(e_curve[1:], gt.size / (gt.size - 1))
     assert e_curve[0] < 1
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Interactive segmentation: mask IoU, boundary IoU (HQ-SAM)
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def hqsam_boundary(mask):
-    """HQ-SAM's mask_to_boundary with OpenCV: pad 1 zero, erode with 3x3 ones d times, crop, subtract."""
+    """HQ-SAM's mask_to_boundary with OpenCV: pad 1 zero, erode with 3x3 ones d times, crop,
+    subtract."""
     h, w = mask.shape
     d = max(1, int(round(0.02 * np.sqrt(h ** 2 + w ** 2))))
     padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
@@ -238,7 +256,9 @@ def test_mask_iou_by_hand():
 def test_boundary_iou_equals_hqsam_opencv(h, w, seed, kind):
     rng = np.random.default_rng(seed)
     gt = make_gt(kind, h, w, rng) > 128
-    pred = ndimage.binary_dilation(gt, iterations=int(rng.integers(0, 3))) ^ (rng.random((h, w)) < 0.02)
+    pred = ndimage.binary_dilation(gt, iterations=int(rng.integers(0, 3))) ^ (
+        rng.random((h, w)) < 0.02
+    )
     ref_gt, ref_pred = hqsam_boundary(gt), hqsam_boundary(pred)
     np.testing.assert_array_equal(metrics.mask_boundary(gt), ref_gt)
     union = (ref_gt | ref_pred).sum()
@@ -256,9 +276,9 @@ def test_miou_thresholds_raw_prediction_at_half():
     assert m.results()["mIoU"] == pytest.approx(4 / 8)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Bad input
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("pred, gt, message", [
     (np.full((4, 4), 1.5), np.zeros((4, 4), bool), r"\[0, 1\]"),
@@ -295,9 +315,9 @@ def test_results_before_update():
         MattingMetrics().results()
 
 
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 # Matting
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------
 
 def test_sad_mse_by_hand():
     pred = np.array([[0.0, 1.0], [0.5, 0.25]])
@@ -312,9 +332,9 @@ def test_sad_mse_by_hand():
 
 
 def test_conn_by_hand_and_largest_component_is_never_background():
-    # One row, 4-connectivity. For t = 0.1 .. 0.5 the thresholded intersection is {0, 1} and {4}: the
-    # largest component is {0, 1} (the background {2, 3, 5} is larger and must not be picked). Pixels
-    # 2..5 leave it at t = 0.1, so l = 0 there; pixels 0, 1 stay in it up to t = 1, so l = 1.
+    # One row, 4-connectivity. For t = 0.1 .. 0.5 the thresholded intersection is {0, 1} and {4}:
+    # the largest component is {0, 1} (the background {2, 3, 5} is larger and must not be picked).
+    # Pixels 2..5 leave it at t = 0.1, so l = 0 there; pixels 0, 1 stay in it up to t = 1, so l = 1.
     # d_pred = [0, 0, 0, 0, .5, 0] -> phi_pred = [1, 1, 1, 1, .5, 1];
     # d_gt = [0, 0, 1, 0, 1, 0]   -> phi_gt = [1, 1, 0, 1, 0, 1]; sum |diff| = 1.5.
     pred = np.array([[1.0, 1.0, 0.0, 0.0, 0.5, 0.0]])
@@ -323,8 +343,8 @@ def test_conn_by_hand_and_largest_component_is_never_background():
 
 
 def test_conn_thresholds_by_hand():
-    # A 2x2 block of alpha 1 in both maps keeps l = 1 there. The other pixel is cut from it by a zero
-    # column, so it leaves the largest component at t = 0.1: l = 0, d = alpha.
+    # A 2x2 block of alpha 1 in both maps keeps l = 1 there. The other pixel is cut from it by a
+    # zero column, so it leaves the largest component at t = 0.1: l = 0, d = alpha.
     # pred 0.1 -> d = 0.1 < 0.15 -> phi = 1; gt 0.3 -> phi = 0.7: contributes 0.3.
     # A pixel with pred 0.2, gt 0.5 (also isolated): phi 0.8 vs 0.5: contributes 0.3. Total 0.6.
     pred = np.array([[1, 1, 0, 0.1, 0, 0.2], [1, 1, 0, 0, 0, 0]])
@@ -342,8 +362,8 @@ def test_conn_level_is_threshold_before_leaving():
 
 def test_conn_ties_go_to_first_component_in_column_major_order():
     # Two single-pixel components for t = 0.1 .. 0.5 (none from 0.6 on): B = (0, 2) with pred 0.6,
-    # gt 0.5 and A = (2, 0) with pred 0.5, gt 0.5. MATLAB's bwconncomp scans column-major, so the tie
-    # goes to A; B leaves at t = 0.1 (l = 0): phi_pred = 1 - 0.6 = 0.4, phi_gt = 0.5 -> 0.1.
+    # gt 0.5 and A = (2, 0) with pred 0.5, gt 0.5. MATLAB's bwconncomp scans column-major, so the
+    # tie goes to A; B leaves at t = 0.1 (l = 0): phi_pred = 1 - 0.6 = 0.4, phi_gt = 0.5 -> 0.1.
     # A leaves at t = 0.6 (l = 0.5): d = 0 in both -> 0. (Row-major order would pick B: total 0.)
     pred = np.zeros((3, 3))
     gt = np.zeros((3, 3))
@@ -356,7 +376,8 @@ def gaussgradient_2d(image, sigma=1.4):
     """DIM's MATLAB gaussgradient written out in 2-D (the kernel built entry by entry)."""
     half = int(np.ceil(sigma * np.sqrt(-2 * np.log(np.sqrt(2 * np.pi) * sigma * 0.01))))
     size = 2 * half + 1
-    gauss = lambda x: np.exp(-x ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))  # noqa: E731
+    # noqa: E731
+    gauss = lambda x: np.exp(-x ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))
     hx = np.zeros((size, size))
     for i in range(size):
         for j in range(size):
@@ -398,7 +419,9 @@ def test_matting_properties(h, w, seed):
     got = m.results()
     assert got["region"] == "unknown (trimap == 128)" and got["n"] == 1
     assert got["SAD"] == pytest.approx(np.abs(pred - gt)[unknown].sum() / 1000)
-    assert got["MSE"] == pytest.approx(((pred - gt)[unknown] ** 2).mean() * 1e3 if unknown.any() else 0)
+    assert got["MSE"] == pytest.approx(
+        ((pred - gt)[unknown] ** 2).mean() * 1e3 if unknown.any() else 0
+    )
     for key, value in matting_scores(pred, gt, unknown).items():
         assert got[key] == pytest.approx(value), key
     # SAD and MSE do not see the known region at all.
@@ -409,8 +432,13 @@ def test_matting_properties(h, w, seed):
 
 def test_matting_accumulates_means_and_uint8_equals_float():
     rng = np.random.default_rng(5)
-    maps = [(rng.integers(0, 256, (12, 17), dtype=np.uint8), rng.integers(0, 256, (12, 17), dtype=np.uint8))
-            for _ in range(3)]
+    maps = [
+        (
+            rng.integers(0, 256, (12, 17), dtype=np.uint8),
+            rng.integers(0, 256, (12, 17), dtype=np.uint8),
+        )
+        for _ in range(3)
+    ]
     m_u8, m_f = MattingMetrics(), MattingMetrics()
     for p, g in maps:
         m_u8.update(p, g)

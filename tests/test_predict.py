@@ -16,7 +16,8 @@ from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the device predict.py picks: same numbers
-RAW_H, RAW_W = 48, 80  # as stored; EXIF orientation 6 (rotate 90 degrees) displays it 80 high, 48 wide
+# as stored; EXIF orientation 6 (rotate 90 degrees) displays it 80 high, 48 wide
+RAW_H, RAW_W = 48, 80
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,12 @@ def test_default_prefix_is_the_image_path_without_extension(checkpoint, rotated_
 ])
 def test_bad_prompts_exit_2_with_one_line(checkpoint, rotated_image, tmp_path, capsys, prompt):
     prefix = tmp_path / "x"
-    assert predict.main([str(rotated_image), *prompt, "--checkpoint", str(checkpoint), "--out", str(prefix)]) == 2
+    assert (
+        predict.main(
+            [str(rotated_image), *prompt, "--checkpoint", str(checkpoint), "--out", str(prefix)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
     if any(v in ("nan", "inf") for v in prompt):
@@ -131,7 +137,12 @@ def test_non_numeric_prompt_is_refused_by_argparse(checkpoint, rotated_image, tm
 
 
 def test_unreadable_image_and_checkpoint_exit_2(checkpoint, rotated_image, tmp_path, capsys):
-    assert predict.main([str(tmp_path / "none.jpg"), "--point", "1", "1", "--checkpoint", str(checkpoint)]) == 2
+    assert (
+        predict.main(
+            [str(tmp_path / "none.jpg"), "--point", "1", "1", "--checkpoint", str(checkpoint)]
+        )
+        == 2
+    )
     assert "none.jpg" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"nope")

@@ -42,35 +42,60 @@ def prompts(h: int, w: int) -> dict[str, dict]:
     box = np.array([0.2 * w, 0.15 * h, 0.75 * w, 0.8 * h])
     return {
         "point": dict(point_coords=np.array([pt(0.4, 0.5)]), point_labels=np.array([1])),
-        "points + negative": dict(point_coords=np.array([pt(0.4, 0.5), pt(0.6, 0.3), pt(0.9, 0.9)]),
-                                  point_labels=np.array([1, 1, 0])),
+        "points + negative": dict(
+            point_coords=np.array([pt(0.4, 0.5), pt(0.6, 0.3), pt(0.9, 0.9)]),
+            point_labels=np.array([1, 1, 0]),
+        ),
         "box": dict(box=box),
-        "box + points": dict(point_coords=np.array([pt(0.5, 0.5), pt(0.3, 0.7)]), point_labels=np.array([1, 0]),
-                             box=box),
+        "box + points": dict(
+            point_coords=np.array([pt(0.5, 0.5), pt(0.3, 0.7)]),
+            point_labels=np.array([1, 0]),
+            box=box,
+        ),
     }
 
 
-def compare_prediction(scale: str, prompt: str, official_predictor, predictor: SamPredictor, kwargs: dict):
+def compare_prediction(
+    scale: str, prompt: str, official_predictor, predictor: SamPredictor, kwargs: dict
+):
     """One predict() call on both sides: low-res logits, IoU scores, full-size logits and masks."""
     hi_o, iou_o, low_o = official_predictor.predict(**kwargs, return_logits=True)
     masks, iou, low = predictor.predict(**kwargs)
     hi, _, _ = predictor.predict(**kwargs, return_logits=True)
     assert masks.dtype == bool and masks.shape == hi_o.shape and low.shape == low_o.shape
-    d_low, d_iou, d_hi = np.abs(low - low_o).max(), np.abs(iou - iou_o).max(), np.abs(hi - hi_o).max()
-    for quantity, d in (("low-res logits", d_low), ("IoU scores", d_iou), ("full-size logits", d_hi)):
+    d_low, d_iou, d_hi = (
+        np.abs(low - low_o).max(),
+        np.abs(iou - iou_o).max(),
+        np.abs(hi - hi_o).max(),
+    )
+    for quantity, d in (
+        ("low-res logits", d_low),
+        ("IoU scores", d_iou),
+        ("full-size logits", d_hi),
+    ):
         record(scale, prompt, quantity, d)
-    assert d_low <= TOL and d_iou <= TOL and d_hi <= TOL, f"{prompt}: {d_low:.2e} {d_iou:.2e} {d_hi:.2e}"
+    assert d_low <= TOL and d_iou <= TOL and d_hi <= TOL, (
+        f"{prompt}: {d_low:.2e} {d_iou:.2e} {d_hi:.2e}"
+    )
     differ = masks != (hi_o > 0.0)
     assert not differ[np.abs(hi_o) >= TOL].any(), f"{prompt}: masks differ away from the threshold"
     record(scale, prompt, "mask px differ", differ.sum())
     return low_o, iou_o
 
 
-def compare_image(scale: str, official_predictor, predictor: SamPredictor, image: np.ndarray, cases):
-    """Embedding, then every (prompt type, multimask) case; "+ mask_input" re-prompts with the best previous logits."""
+def compare_image(
+    scale: str, official_predictor, predictor: SamPredictor, image: np.ndarray, cases
+):
+    """Embedding, then every (prompt type, multimask) case; "+ mask_input" re-prompts with the best
+    previous logits."""
     official_predictor.set_image(image)
     predictor.set_image(image)
-    d_emb = (predictor.get_image_embedding() - official_predictor.get_image_embedding()).abs().max().item()
+    d_emb = (
+        (predictor.get_image_embedding() - official_predictor.get_image_embedding())
+        .abs()
+        .max()
+        .item()
+    )
     record(scale, "(image embedding)", "embedding", d_emb)
     assert d_emb <= TOL
     assert predictor.original_size == official_predictor.original_size
@@ -81,27 +106,34 @@ def compare_image(scale: str, official_predictor, predictor: SamPredictor, image
         kwargs = dict(table[base], multimask_output=multimask)
         low, iou = compare_prediction(scale, base, official_predictor, predictor, kwargs)
         if prompt != base:
-            kwargs["mask_input"] = low[[int(np.argmax(iou))]]  # (1, 4G, 4G), the official logits for both
+            # (1, 4G, 4G), the official logits for both
+            kwargs["mask_input"] = low[[int(np.argmax(iou))]]
             compare_prediction(scale, prompt, official_predictor, predictor, kwargs)
             if base == "point":  # the mask alone, no sparse prompt at all
                 only = dict(mask_input=kwargs["mask_input"], multimask_output=multimask)
                 compare_prediction(scale, "mask_input only", official_predictor, predictor, only)
 
 
-ALL_CASES = [(p, m) for m in (True, False)
-             for p in ("point + mask_input", "points + negative", "box", "box + points + mask_input")]
+ALL_CASES = [
+    (p, m)
+    for m in (True, False)
+    for p in ("point + mask_input", "points + negative", "box", "box + points + mask_input")
+]
 
 
 def make_pair(official, official_checkpoint, cfg: SamConfig, seed: int):
     off_model, path = official_checkpoint(cfg, seed)
-    model = load_sam(path, None if cfg.name in SAM_VARIANTS else cfg)  # official sizes: variant told from shapes
+    # official sizes: variant told from shapes
+    model = load_sam(path, None if cfg.name in SAM_VARIANTS else cfg)
     assert model.config == cfg
     return off_model, model, official.SamPredictor(off_model), SamPredictor(model)
 
 
 @pytest.mark.parametrize("cfg", SMALL_CONFIGS, ids=lambda c: c.name)
 def test_predictor_parity_small(official, official_checkpoint, cfg):
-    off_model, model, off_pred, pred = make_pair(official, official_checkpoint, cfg, seed=SMALL_CONFIGS.index(cfg))
+    off_model, model, off_pred, pred = make_pair(
+        official, official_checkpoint, cfg, seed=SMALL_CONFIGS.index(cfg)
+    )
     for i, (h, w) in enumerate(IMAGE_SIZES):
         compare_image("small", off_pred, pred, random_image(h, w, seed=i), ALL_CASES)
     # no prompt at all (SAM's "segment something": sparse tokens empty, dense = no_mask)
@@ -117,7 +149,8 @@ def test_predictor_parity_small(official, official_checkpoint, cfg):
 
 @pytest.mark.parametrize("cfg", SMALL_CONFIGS[1:3], ids=lambda c: c.name)
 def test_early_feature_parity(official, official_checkpoint, cfg):
-    """The second encoder output (HQ-SAM's "early" feature) is the output of the first global block."""
+    """The second encoder output (HQ-SAM's "early" feature) is the output of the first global
+    block."""
     off_model, model, _, _ = make_pair(official, official_checkpoint, cfg, seed=7)
     seen = {}
     block = off_model.image_encoder.blocks[cfg.encoder_global_attn_indexes[0]]
@@ -135,7 +168,8 @@ def test_early_feature_parity(official, official_checkpoint, cfg):
 
 @pytest.mark.parametrize("multimask", [True, False])
 def test_batched_forward_matches_official_per_image(official, official_checkpoint, multimask):
-    """Sam.forward on a batch of 2 images, each with its own prompts, against the official predictor per image."""
+    """Sam.forward on a batch of 2 images, each with its own prompts, against the official predictor
+    per image."""
     cfg = SMALL_CONFIGS[1]
     off_model, model, off_pred, _ = make_pair(official, official_checkpoint, cfg, seed=11)
     S, G = cfg.image_size, cfg.grid_size
@@ -143,12 +177,16 @@ def test_batched_forward_matches_official_per_image(official, official_checkpoin
     rng = np.random.default_rng(0)
     cases = {
         "batched: points (padded)": lambda h, w, i: dict(
-            point_coords=rng.uniform(0, 1, (3, 2)) * [w, h], point_labels=np.array([[1, 0, 1], [1, -1, -1]][i])),
+            point_coords=rng.uniform(0, 1, (3, 2)) * [w, h],
+            point_labels=np.array([[1, 0, 1], [1, -1, -1]][i]),
+        ),
         "batched: box": lambda h, w, i: dict(box=np.array([0.1 * w, 0.2 * h, 0.7 * w, 0.9 * h])),
         "batched: box + points + mask": lambda h, w, i: dict(
-            point_coords=rng.uniform(0, 1, (2, 2)) * [w, h], point_labels=np.array([1, 0]),
+            point_coords=rng.uniform(0, 1, (2, 2)) * [w, h],
+            point_labels=np.array([1, 0]),
             box=np.array([0.2 * w, 0.1 * h, 0.9 * w, 0.6 * h]),
-            mask_input=rng.normal(0, 3, (1, 4 * G, 4 * G)).astype(np.float32)),
+            mask_input=rng.normal(0, 3, (1, 4 * G, 4 * G)).astype(np.float32),
+        ),
     }
     frames = torch.stack([image_to_frame(im, S) for im in images])
     for case, make in cases.items():
@@ -160,12 +198,26 @@ def test_batched_forward_matches_official_per_image(official, official_checkpoin
             expected.append((low_o, iou_o))
         batch = {}
         if "point_coords" in kwargs[0]:
-            batch["points"] = torch.tensor(np.stack([scale_coords(kw["point_coords"], im.shape[:2], S)
-                                                     for im, kw in zip(images, kwargs)]), dtype=torch.float32)
+            batch["points"] = torch.tensor(
+                np.stack(
+                    [
+                        scale_coords(kw["point_coords"], im.shape[:2], S)
+                        for im, kw in zip(images, kwargs)
+                    ]
+                ),
+                dtype=torch.float32,
+            )
             batch["point_labels"] = torch.tensor(np.stack([kw["point_labels"] for kw in kwargs]))
         if "box" in kwargs[0]:
-            batch["boxes"] = torch.tensor(np.stack([scale_coords(kw["box"].reshape(2, 2), im.shape[:2], S).reshape(4)
-                                                    for im, kw in zip(images, kwargs)]), dtype=torch.float32)
+            batch["boxes"] = torch.tensor(
+                np.stack(
+                    [
+                        scale_coords(kw["box"].reshape(2, 2), im.shape[:2], S).reshape(4)
+                        for im, kw in zip(images, kwargs)
+                    ]
+                ),
+                dtype=torch.float32,
+            )
         if "mask_input" in kwargs[0]:
             batch["mask_inputs"] = torch.tensor(np.stack([kw["mask_input"] for kw in kwargs]))
         with torch.no_grad():
@@ -179,11 +231,14 @@ def test_batched_forward_matches_official_per_image(official, official_checkpoin
 
 
 def test_predictor_parity_vit_b(official, official_checkpoint):
-    """The real ViT-B size (1024 px frames, 64x64 tokens, window 14 padded to 70): one image, a few prompts.
+    """The real ViT-B size (1024 px frames, 64x64 tokens, window 14 padded to 70): one image, a few
+    prompts.
 
     About 1 minute on 2 CPU cores, nearly all of it the two image encoders.
     """
-    _, _, off_pred, pred = make_pair(official, official_checkpoint, SAM_VARIANTS["vit_b"], seed=2023)
+    _, _, off_pred, pred = make_pair(
+        official, official_checkpoint, SAM_VARIANTS["vit_b"], seed=2023
+    )
     cases = [("point", True), ("points + negative", False), ("box + points + mask_input", False)]
     with torch_threads(DEFAULT_THREADS):  # big matmuls: worth every core
         compare_image("vit_b", off_pred, pred, random_image(360, 480, seed=5), cases)

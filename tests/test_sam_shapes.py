@@ -1,4 +1,5 @@
-"""Property tests on the tiny SAM: output shapes and consistency for any image size and prompt mix."""
+"""Property tests on the tiny SAM: output shapes and consistency for any image size and prompt
+mix."""
 
 from __future__ import annotations
 
@@ -62,8 +63,15 @@ def test_predictor_shapes(model, inputs):
     M = 3 if kwargs["multimask_output"] else 1
     predictor = SamPredictor(model)
     predictor.set_image(image)
-    assert predictor.get_image_embedding().shape == (1, CFG.prompt_embed_dim, CFG.grid_size, CFG.grid_size)
-    assert tuple(predictor.input_size) == preprocess_shape(h, w, S) and max(predictor.input_size) == S
+    assert predictor.get_image_embedding().shape == (
+        1,
+        CFG.prompt_embed_dim,
+        CFG.grid_size,
+        CFG.grid_size,
+    )
+    assert (
+        tuple(predictor.input_size) == preprocess_shape(h, w, S) and max(predictor.input_size) == S
+    )
     masks, scores, low = predictor.predict(**kwargs)
     assert masks.shape == (M, h, w) and masks.dtype == bool
     assert scores.shape == (M,) and low.shape == (M, LOW, LOW)
@@ -71,7 +79,8 @@ def test_predictor_shapes(model, inputs):
     logits, scores2, _ = predictor.predict(**kwargs, return_logits=True)
     assert logits.shape == (M, h, w) and logits.dtype == np.float32
     np.testing.assert_array_equal(masks, logits > model.mask_threshold)
-    np.testing.assert_array_equal(scores, scores2)  # the encoder ran once; predict has no hidden state
+    # the encoder ran once; predict has no hidden state
+    np.testing.assert_array_equal(scores, scores2)
 
 
 @st.composite
@@ -96,7 +105,8 @@ def batch_inputs(draw):
 @FAST
 @given(batch_inputs())
 def test_batched_forward_shapes_and_per_item_equality(model, inputs):
-    """Shapes for any batch, and each item equal to running it alone (no mixing across the batch)."""
+    """Shapes for any batch, and each item equal to running it alone (no mixing across the
+    batch)."""
     images, kwargs = inputs
     B, M = images.shape[0], 3 if kwargs["multimask_output"] else 1
     with torch.no_grad():
@@ -115,9 +125,14 @@ def test_batched_forward_is_differentiable(model):
     torch.manual_seed(1)
     images = torch.randn(2, 3, S, S, requires_grad=True)
     masks_in = torch.randn(2, 1, LOW, LOW, requires_grad=True)
-    low, iou = model(images, points=torch.rand(2, 3, 2) * S, point_labels=torch.tensor([[1, 0, 1], [1, 1, -1]]),
-                     boxes=torch.tensor([[10.0, 20, 200, 180], [0, 0, 255, 255]]), mask_inputs=masks_in,
-                     multimask_output=True)
+    low, iou = model(
+        images,
+        points=torch.rand(2, 3, 2) * S,
+        point_labels=torch.tensor([[1, 0, 1], [1, 1, -1]]),
+        boxes=torch.tensor([[10.0, 20, 200, 180], [0, 0, 255, 255]]),
+        mask_inputs=masks_in,
+        multimask_output=True,
+    )
     (low.sigmoid().mean() + iou.sum()).backward()
     assert images.grad.abs().sum() > 0 and masks_in.grad.abs().sum() > 0
     for part in ("image_encoder", "prompt_encoder", "mask_decoder"):
@@ -129,14 +144,16 @@ def test_batched_forward_is_differentiable(model):
 @FAST
 @given(st.integers(8, 600), st.integers(8, 600))
 def test_predictor_equals_forward_on_the_frame(model, h, w):
-    """SamPredictor = image_to_frame + scale_coords + Sam.forward + postprocess_masks, for any image size."""
+    """SamPredictor = image_to_frame + scale_coords + Sam.forward + postprocess_masks, for any image
+    size."""
     rng = np.random.default_rng(h * 1000 + w)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     pts, labels = rng.uniform(0, 1, (2, 2)) * [w, h], np.array([1, 0])
     predictor = SamPredictor(model)
     predictor.set_image(image)
-    logits, scores, low = predictor.predict(point_coords=pts, point_labels=labels, multimask_output=False,
-                                            return_logits=True)
+    logits, scores, low = predictor.predict(
+        point_coords=pts, point_labels=labels, multimask_output=False, return_logits=True
+    )
     frame = image_to_frame(image, S)[None]
     points = torch.tensor(scale_coords(pts, (h, w), S), dtype=torch.float32)[None]
     with torch.no_grad():
@@ -153,7 +170,8 @@ def test_predictor_equals_forward_on_the_frame(model, h, w):
     dict(point_coords=np.array([[np.nan, 5.0]]), point_labels=np.array([1])),
 ])
 def test_non_finite_prompts_are_refused(prompt):
-    """NaN compares False with everything: unchecked, a NaN box would give an empty mask silently."""
+    """NaN compares False with everything: unchecked, a NaN box would give an empty mask
+    silently."""
     with pytest.raises(ValueError, match="must be finite"):
         prompt_tensors(prompt.get("point_coords"), prompt.get("point_labels"), prompt.get("box"),
                        (120, 160), 64, torch.device("cpu"))

@@ -25,7 +25,10 @@ def randomized_sam(seed: int = 0) -> Sam:
     sam = Sam(CFG)
     with torch.no_grad():
         for name, p in sam.state_dict().items():
-            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if name.endswith("norm1.weight") or name.endswith("norm2.weight") else 0.0))
+            p.copy_(
+                torch.randn_like(p) * 0.1
+                + (1.0 if name.endswith("norm1.weight") or name.endswith("norm2.weight") else 0.0)
+            )
     return sam
 
 
@@ -64,7 +67,12 @@ def test_forward_shapes(B, n_points, use_box, use_mask, switches):
 
 
 @settings(max_examples=10, deadline=None)
-@given(h=st.integers(8, 400), w=st.integers(8, 400), switches=st.sampled_from(SWITCHES), n_points=st.integers(0, 3))
+@given(
+    h=st.integers(8, 400),
+    w=st.integers(8, 400),
+    switches=st.sampled_from(SWITCHES),
+    n_points=st.integers(0, 3),
+)
 def test_predictor_shapes_any_image_size(h, w, switches, n_points):
     predictor = SamaPredictor(SAMA(Sam(CFG), *switches))
     rng = np.random.default_rng(h * 1000 + w)
@@ -93,9 +101,9 @@ def zero_gradient_by_design(model: SAMA, name: str) -> bool:
 
     A key projection's bias adds one constant to all of a query's scores, which the softmax ignores.
     A bias added to the local tokens after their last normalisation (the last Local-Adapter's
-    LayerNorm; without adapters, MVLE's LayerNorm and F_early's) reaches the heads only through their
-    bias-free 1x1 conv and a BatchNorm in training mode, which subtracts any constant per channel
-    (in eval mode, with running statistics, it counts).
+    LayerNorm; without adapters, MVLE's LayerNorm and F_early's) reaches the heads only through
+    their bias-free 1x1 conv and a BatchNorm in training mode, which subtracts any constant per
+    channel (in eval mode, with running statistics, it counts).
     """
     if model.local_adapters is not None:
         last = {f"local_adapters.{len(model.local_adapters) - 1}.norm.bias"}
@@ -111,11 +119,17 @@ def test_optimizer_step_changes_only_trainable_tensors(switches):
     sam_before = {k: v.clone() for k, v in model.sam.state_dict().items()}
     images, images_local, boxes, target = batch(2)
     out = model(images, images_local, boxes=boxes)
-    loss = seg_loss(out["seg_logits"], target[:, :, ::2, ::2])[0] + matting_loss(out["alpha"], target[:, :, ::2, ::2])[0]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # SAM's tensors included: they must not move
+    loss = (
+        seg_loss(out["seg_logits"], target[:, :, ::2, ::2])[0]
+        + matting_loss(out["alpha"], target[:, :, ::2, ::2])[0]
+    )
+    # SAM's tensors included: they must not move
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     opt.zero_grad()
     loss.backward()
-    typical = np.median([p.grad.abs().max().item() for p in model.parameters() if p.grad is not None])
+    typical = np.median(
+        [p.grad.abs().max().item() for p in model.parameters() if p.grad is not None]
+    )
     for name, p in model.named_parameters():
         if name.startswith("sam."):
             assert not p.requires_grad and p.grad is None, name
@@ -123,12 +137,18 @@ def test_optimizer_step_changes_only_trainable_tensors(switches):
             assert p.grad.abs().max() < 1e-4 * typical, f"{name}: {p.grad.abs().max():.1e}"
         else:
             assert p.requires_grad, name
-            assert p.grad is not None and p.grad.abs().max() > 1e-4 * typical, f"{name} received no gradient"
+            assert p.grad is not None and p.grad.abs().max() > 1e-4 * typical, (
+                f"{name} received no gradient"
+            )
     trainable_before = {n: p.clone() for n, p in model.named_parameters() if p.requires_grad}
     opt.step()
     for k, v in model.sam.state_dict().items():
         assert torch.equal(v, sam_before[k]), f"frozen tensor sam.{k} changed"
-    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable_before[n])]
+    moved = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and not torch.equal(p, trainable_before[n])
+    ]
     assert len(moved) == len(trainable_before)
 
 
@@ -184,11 +204,15 @@ def test_predictor_equals_batched_forward_and_caches_the_encoder():
 
     box = np.array([20, 10, 180, 140])
     mask, alpha, _ = predictor.predict(box=box)
-    mask2, alpha2, _ = predictor.predict(point_coords=np.array([[100, 70]]), point_labels=np.array([1]))
+    mask2, alpha2, _ = predictor.predict(
+        point_coords=np.array([[100, 70]]), point_labels=np.array([1])
+    )
     assert len(calls) == encoder_calls, "a prompt re-ran the image encoder"
 
     frame, local = image_to_frame(image, S)[None], image_to_frame(image, 2 * S)[None]
-    box_frame = torch.tensor(sam.scale_coords(box.reshape(2, 2), image.shape[:2], S).reshape(1, 4), dtype=torch.float32)
+    box_frame = torch.tensor(
+        sam.scale_coords(box.reshape(2, 2), image.shape[:2], S).reshape(1, 4), dtype=torch.float32
+    )
     with torch.no_grad():
         out = model(frame, local, boxes=box_frame)
     input_size = sam.preprocess_shape(*image.shape[:2], S)
@@ -209,7 +233,8 @@ def test_quadrants_and_windows_round_trip():
     tokens = x.permute(0, 2, 3, 1)  # (2, 8, 8, 3) channels last
     w = sama.to_windows(tokens, 2)
     assert w.shape == (8, 16, 3)
-    assert torch.equal(w[1].T.reshape(3, 4, 4), x[0, :, :4, 4:])  # window 1 of image 0, tokens row-major
+    # window 1 of image 0, tokens row-major
+    assert torch.equal(w[1].T.reshape(3, 4, 4), x[0, :, :4, 4:])
     assert torch.equal(sama.from_windows(w, 2, 8, 8), tokens)
 
 
@@ -239,7 +264,10 @@ def test_local_adapter_attends_within_its_window_only():
     adapter = sama.LocalAdapter(C, 4)
     F_out = torch.randn(1, G * G, C)
     F_local = torch.randn(n * n, (2 * G // n) ** 2, C)
-    pe_out, pe_local = torch.randn(n * n, (G // n) ** 2, C), torch.randn(n * n, (2 * G // n) ** 2, C)
+    pe_out, pe_local = (
+        torch.randn(n * n, (G // n) ** 2, C),
+        torch.randn(n * n, (2 * G // n) ** 2, C),
+    )
     with torch.no_grad():
         out, local = adapter(F_out, F_local, pe_out, pe_local)
         changed = F_local.clone()
@@ -257,7 +285,11 @@ def test_local_adapter_attends_within_its_window_only():
         q = g2l.q_proj(f + pe_out[0, 0])
         k, v = g2l.k_proj(F_local[0] + pe_local[0]), g2l.v_proj(F_local[0])
         heads = 4
-        qh, kh, vh = q.view(heads, -1), k.view(-1, heads, q.shape[0] // heads), v.view(-1, heads, q.shape[0] // heads)
+        qh, kh, vh = (
+            q.view(heads, -1),
+            k.view(-1, heads, q.shape[0] // heads),
+            v.view(-1, heads, q.shape[0] // heads),
+        )
         att = torch.softmax(torch.einsum("hc,thc->ht", qh, kh) / (qh.shape[-1] ** 0.5), dim=-1)
         F2 = g2l.out_proj(torch.einsum("ht,thc->hc", att, vh).reshape(-1))
         expected_token = f + torch.sigmoid(adapter.confidence(f)) * F2
@@ -265,7 +297,8 @@ def test_local_adapter_attends_within_its_window_only():
 
 
 def test_predictors_under_bf16_autocast_return_float32_arrays():
-    """bf16 autocast (the CUDA setting; the CPU has it too) must not leak bf16 into the numpy outputs."""
+    """bf16 autocast (the CUDA setting; the CPU has it too) must not leak bf16 into the numpy
+    outputs."""
     model = SAMA(randomized_sam()).eval()
     image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     box = np.array([20, 15, 140, 100])
@@ -300,7 +333,18 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 forward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
-    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
-                                       check=True, cwd=Path(sama.__file__).parent).stdout) for mode in ("keep", "default")}
+    faults = {
+        mode: int(
+            subprocess.run(
+                [sys.executable, "-c", script, mode],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=Path(sama.__file__).parent,
+            ).stdout
+        )
+        for mode in ("keep", "default")
+    }
     assert faults["default"] >= 100, faults  # 17 blocks of 16,384 pages (fewer with huge pages)
-    assert faults["keep"] * 4 < faults["default"], faults  # seen: 0, or one block when the heap is fragmented
+    # seen: 0, or one block when the heap is fragmented
+    assert faults["keep"] * 4 < faults["default"], faults

@@ -36,7 +36,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
-TIMING_KEYS = ("s_per_step", "peak_mem_mb")  # differ from run to run; everything else in a log record must not
+# differ from run to run; everything else in a log record must not
+TIMING_KEYS = ("s_per_step", "peak_mem_mb")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,7 +54,8 @@ def toy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sam_file(tmp_path_factory) -> Path:
-    """A random tiny SAM in the official format (a plain state dict), shared by the runs that compare weights."""
+    """A random tiny SAM in the official format (a plain state dict), shared by the runs that
+    compare weights."""
     path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
     torch.manual_seed(123)
     atomic_save(Sam(SAM_VARIANTS["tiny"]).state_dict(), path)
@@ -62,14 +64,31 @@ def sam_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def single_process(monkeypatch):
-    """In-process runs must not see a torchrun environment (train.py goes distributed on WORLD_SIZE > 1)."""
+    """In-process runs must not see a torchrun environment (train.py goes distributed on WORLD_SIZE
+    > 1)."""
     for name in DIST_ENV:
         monkeypatch.delenv(name, raising=False)
 
 
 def base_args(toy: Path, out, *extra: str, matting: bool = True) -> list[str]:
-    args = ["--model", "tiny", "--data", str(toy / "DIS5K"), "--backgrounds", str(toy / "backgrounds"),
-            "--batch-size", "1", "--workers", "0", "--val-every", "0", "--log-every", "1", "--warmup-steps", "1"]
+    args = [
+        "--model",
+        "tiny",
+        "--data",
+        str(toy / "DIS5K"),
+        "--backgrounds",
+        str(toy / "backgrounds"),
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+        "--val-every",
+        "0",
+        "--log-every",
+        "1",
+        "--warmup-steps",
+        "1",
+    ]
     if matting:
         args += ["--matting", str(toy / "AIM"), "--aim500", str(toy / "AIM-500")]
     if out is not None:
@@ -78,8 +97,9 @@ def base_args(toy: Path, out, *extra: str, matting: bool = True) -> list[str]:
 
 
 def run_train(argv: list[str], capsys=None) -> tuple[int, str]:
-    """train.main in this process -> (exit code, stderr). tqdm's bar goes to stderr too: callers that
-    check the error line look at the lines starting 'error:' and at the absence of any traceback."""
+    """train.main in this process -> (exit code, stderr). tqdm's bar goes to stderr too: callers
+    that check the error line look at the lines starting 'error:' and at the absence of any
+    traceback."""
     if capsys is not None:
         capsys.readouterr()
     code = train.main(argv)
@@ -89,7 +109,8 @@ def run_train(argv: list[str], capsys=None) -> tuple[int, str]:
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Records the initial state dict of every SAMA that train.py builds (train.SAMA is looked up at call time)."""
+    """Records the initial state dict of every SAMA that train.py builds (train.SAMA is looked up at
+    call time)."""
     initial: list[dict] = []
 
     class SpySAMA(SAMA):
@@ -131,10 +152,13 @@ def is_progress_bar(line: str) -> bool:
 
 
 def assert_one_error_line(err: str, *fragments: str) -> str:
-    """stderr holds one line "error: ..." of its own, besides tqdm's bar (in-process runs that got to training)."""
+    """stderr holds one line "error: ..." of its own, besides tqdm's bar (in-process runs that got
+    to training)."""
     assert "Traceback" not in err, err
     lines = [line for line in err.split("\n") if line.strip() and not is_progress_bar(line)]
-    assert len(lines) == 1, f"expected exactly one line on stderr besides the progress bar, got: {err!r}"
+    assert len(lines) == 1, (
+        f"expected exactly one line on stderr besides the progress bar, got: {err!r}"
+    )
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
@@ -161,7 +185,9 @@ def test_one_step_changes_only_trainable_tensors(toy, sam_file, tmp_path, spy, c
 
     assert sam_file.read_bytes() == sam_bytes, "the SAM checkpoint file was modified"
     ckpt = sama_state(out)
-    assert not [k for k in ckpt["state_dict"] if k.startswith("sam.")], "sama.pt must not hold SAM's weights"
+    assert not [k for k in ckpt["state_dict"] if k.startswith("sam.")], (
+        "sama.pt must not hold SAM's weights"
+    )
     assert ckpt["sam"]["sha256"] == sha256(sam_file)
 
     model = load_sama(out / "sama.pt", sam_file)
@@ -182,15 +208,25 @@ def test_one_step_changes_only_trainable_tensors(toy, sam_file, tmp_path, spy, c
     state = read_checkpoint(out / "last.pt")
     assert state["step"] == 1
     assert not [k for k in state["sama"] if k.startswith("sam.")]
-    assert len(state["optimizer"]["state"]) == len(trainable), "the optimiser must hold the trainable tensors only"
+    assert len(state["optimizer"]["state"]) == len(trainable), (
+        "the optimiser must hold the trainable tensors only"
+    )
 
 
 def test_overfitting_one_batch_drives_the_loss_down(toy):
     torch.manual_seed(0)
     S = SAM_VARIANTS["tiny"].image_size
-    seg = data.SegmentationDataset(data.dis_pairs(toy / "DIS5K", "DIS-TR"), S, augment=False, seed=0)
-    mat = data.MattingDataset(data.aim_train_pairs(toy / "AIM"), [], data.image_files(toy / "backgrounds"), S,
-                              augment=False, seed=0)
+    seg = data.SegmentationDataset(
+        data.dis_pairs(toy / "DIS5K", "DIS-TR"), S, augment=False, seed=0
+    )
+    mat = data.MattingDataset(
+        data.aim_train_pairs(toy / "AIM"),
+        [],
+        data.image_files(toy / "backgrounds"),
+        S,
+        augment=False,
+        seed=0,
+    )
     seg_batch = {k: v[None] for k, v in seg[0].items()}
     mat_batch = {k: v[None] for k, v in mat[0].items()}
     model = SAMA(Sam(SAM_VARIANTS["tiny"])).train()
@@ -217,12 +253,22 @@ def test_overfitting_one_batch_drives_the_loss_down(toy):
 
 
 def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_path, capsys):
-    # 4 steps of 2 micro-batches: the segmentation stream (4 images) ends its epoch exactly at the split,
-    # the matting stream (6 samples) is mid-epoch at the split and crosses into epoch 1 at step 3.
-    # --max-steps N for both runs: the lr schedule (warm-up, x0.1 at 10/12) depends on it. The first half
-    # runs with --max-steps N/2 as the issue asks, which gives the same lr as N here (no decay before 10/12 N).
+    # 4 steps of 2 micro-batches: the segmentation stream (4 images) ends its epoch exactly at the
+    # split, the matting stream (6 samples) is mid-epoch at the split and crosses into epoch 1 at
+    # step 3. --max-steps N for both runs: the lr schedule (warm-up, x0.1 at 10/12) depends on it.
+    # The first half runs with --max-steps N/2 as the issue asks, which gives the same lr as N here
+    # (no decay before 10/12 N).
     N = 4
-    common = ("--sam-checkpoint", str(sam_file), "--accum-steps", "2", "--seed", "7", "--save-every", "100")
+    common = (
+        "--sam-checkpoint",
+        str(sam_file),
+        "--accum-steps",
+        "2",
+        "--seed",
+        "7",
+        "--save-every",
+        "100",
+    )
     straight, split = tmp_path / "straight", tmp_path / "split"
     code, err = run_train(base_args(toy, straight, *common, "--max-steps", str(N)), capsys)
     assert code == 0, err
@@ -246,15 +292,19 @@ def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_pat
     assert sa["streams"] == sb["streams"]
     assert sa["streams"]["seg"]["epoch"] == 1 and sa["streams"]["matting"]["epoch"] == 1
     assert torch.equal(sa["rng"]["prompt"], sb["rng"]["prompt"])
-    # (not sa["rng"]["torch"]: each iter(DataLoader) draws a base seed from the global RNG, and the resumed
-    # run opens more iterators than the straight one; harmless while nothing in training uses that RNG)
+    # (not sa["rng"]["torch"]: each iter(DataLoader) draws a base seed from the global RNG, and the
+    # resumed run opens more iterators than the straight one; harmless while nothing in training
+    # uses that RNG)
     oa, ob = sa["optimizer"], sb["optimizer"]
     assert oa["param_groups"] == ob["param_groups"]
     assert set(oa["state"]) == set(ob["state"])
     for i in oa["state"]:
-        assert float(oa["state"][i]["step"]) == float(ob["state"][i]["step"]) == N  # Adam's count continued
+        # Adam's count continued
+        assert float(oa["state"][i]["step"]) == float(ob["state"][i]["step"]) == N
         for name in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(oa["state"][i][name], ob["state"][i][name]), f"optimizer state {i}.{name} differs"
+            assert torch.equal(oa["state"][i][name], ob["state"][i][name]), (
+                f"optimizer state {i}.{name} differs"
+            )
 
     # the log continues: steps 1..N once each, in order, with the straight run's values
     la, lb = log_records(straight), log_records(split)
@@ -263,12 +313,17 @@ def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_pat
     for r in lb:
         assert r["s_per_step"] > 0 and r["peak_mem_mb"] > 0
     with capsys.disabled():  # shown with pytest -s
-        print(f"\ntiny model, CPU, 1 thread, 2 x batch 1 per task: "
-              f"s_per_step {[round(r['s_per_step'], 3) for r in la]}, peak_mem_mb {la[-1]['peak_mem_mb']:.0f}")
+        print(
+            f"\ntiny model, CPU, 1 thread, 2 x batch 1 per task: "
+            f"s_per_step {[round(r['s_per_step'], 3) for r in la]}, peak_mem_mb "
+            f"{la[-1]['peak_mem_mb']:.0f}"
+        )
 
     # resuming onto another configuration, or from nothing, is refused in one line, nothing touched
     before = (split / "last.pt").read_bytes()
-    code, err = run_train(base_args(toy, split, *common, "--max-steps", str(N + 1), "--resume", "--no-mvle"), capsys)
+    code, err = run_train(
+        base_args(toy, split, *common, "--max-steps", str(N + 1), "--resume", "--no-mvle"), capsys
+    )
     assert code == 2
     assert_one_error_line(err, "last.pt", "saved for")
     assert (split / "last.pt").read_bytes() == before
@@ -305,24 +360,48 @@ def test_ddp_two_processes_match_gradient_accumulation(toy, tmp_path, spy, capsy
     ddp, one = tmp_path / "ddp", tmp_path / "one"
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(ROOT / "train.py"),
-           *base_args(toy, ddp, "--max-steps", str(steps), "--seed", "3")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(ROOT / "train.py"),
+        *base_args(toy, ddp, "--max-steps", str(steps), "--seed", "3"),
+    ]
     # no --sam-checkpoint: rank 0 writes the random tiny SAM while rank 1 waits at the barrier
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
 
     sam_path = ddp / "sam_tiny_random.pth"
-    code, err = run_train(base_args(toy, one, "--max-steps", str(steps), "--seed", "3", "--accum-steps", "2",
-                                    "--sam-checkpoint", str(sam_path)), capsys)
+    code, err = run_train(
+        base_args(
+            toy,
+            one,
+            "--max-steps",
+            str(steps),
+            "--seed",
+            "3",
+            "--accum-steps",
+            "2",
+            "--sam-checkpoint",
+            str(sam_path),
+        ),
+        capsys,
+    )
     assert code == 0, err
     a, b = sama_state(ddp), sama_state(one)
     assert a["sam"]["sha256"] == b["sam"]["sha256"] == sha256(sam_path)
     assert a["config"] == b["config"]
 
     init = spy[0]
-    params = sorted(n for n in init if not n.startswith("sam.") and "running_" not in n and "num_batches" not in n)
+    params = sorted(
+        n
+        for n in init
+        if not n.startswith("sam.") and "running_" not in n and "num_batches" not in n
+    )
     assert params
     moved = max((b["state_dict"][n] - init[n]).abs().max().item() for n in params)
     assert moved > 1e-3, "the reference run barely trained: the comparison would prove nothing"
@@ -351,8 +430,12 @@ def _copy_dis(toy: Path, tmp: Path) -> Path:
 
 
 def _missing_data(toy, tmp):
-    return ["--data", str(tmp / "nowhere" / "DIS5K")], ("nowhere", "folder not found", "expected DIS5K/{DIS-TR",
-                                                        "{im,gt}")
+    return ["--data", str(tmp / "nowhere" / "DIS5K")], (
+        "nowhere",
+        "folder not found",
+        "expected DIS5K/{DIS-TR",
+        "{im,gt}",
+    )
 
 
 def _missing_mask(toy, tmp):
@@ -386,7 +469,14 @@ def _empty_mask(toy, tmp):
 def _missing_alpha(toy, tmp):
     aim = tmp / "AIM"
     shutil.copytree(toy / "AIM", aim)
-    (aim / "Combined_Dataset" / "Training_set" / "Adobe-licensed images" / "alpha" / "fg_0001.png").unlink()
+    (
+        aim
+        / "Combined_Dataset"
+        / "Training_set"
+        / "Adobe-licensed images"
+        / "alpha"
+        / "fg_0001.png"
+    ).unlink()
     return ["--matting", str(aim)], ("fg_0001.png", "no file named fg_0001.*", "alpha")
 
 
@@ -398,15 +488,24 @@ def _missing_sam_checkpoint(toy, tmp):
     return ["--model", "vit_b"], ("--sam-checkpoint is required for vit_b", "sam_vit_b")
 
 
-BROKEN = [_missing_data, _missing_mask, _size_mismatch, _truncated_image, _empty_mask, _missing_alpha,
-          _missing_matting, _missing_sam_checkpoint]
+BROKEN = [
+    _missing_data,
+    _missing_mask,
+    _size_mismatch,
+    _truncated_image,
+    _empty_mask,
+    _missing_alpha,
+    _missing_matting,
+    _missing_sam_checkpoint,
+]
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[f.__name__.lstrip("_") for f in BROKEN])
 def test_broken_tree_one_line_exit_2_nothing_written(case, toy, tmp_path, capsys):
     extra, fragments = case(toy, tmp_path)
     out = tmp_path / "out"
-    # --model tiny without --sam-checkpoint: a run that got past the checks would write OUT/sam_tiny_random.pth
+    # --model tiny without --sam-checkpoint: a run that got past the checks would write
+    # OUT/sam_tiny_random.pth
     argv = base_args(toy, out, "--max-steps", "1", matting=extra is not None) + (extra or [])
     code, err = run_train(argv, capsys)
     assert code == 2, err
@@ -434,7 +533,9 @@ def test_cli_broken_tree_prints_one_line_without_traceback(toy, tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_nan_loss_stops_without_touching_the_last_checkpoint(toy, sam_file, tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_without_touching_the_last_checkpoint(
+    toy, sam_file, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "run"
     nan_from = 3  # the third optimiser step (step index 2); every step saves (--save-every 1)
     real_seg_loss = losses.seg_loss
@@ -445,7 +546,12 @@ def test_nan_loss_stops_without_touching_the_last_checkpoint(toy, sam_file, tmp_
         calls.append(1)
         if len(calls) >= nan_from:
             if not snapshot:  # what the previous, good step left on disk
-                snapshot.update({name: (out / name).read_bytes() for name in ("last.pt", "sama.pt", "log.jsonl")})
+                snapshot.update(
+                    {
+                        name: (out / name).read_bytes()
+                        for name in ("last.pt", "sama.pt", "log.jsonl")
+                    }
+                )
             total = total * float("nan")
         return total, terms
 
@@ -474,7 +580,12 @@ def test_nan_loss_stops_without_touching_the_last_checkpoint(toy, sam_file, tmp_
 @pytest.mark.parametrize("tasks", ["both", "seg", "matting"])
 def test_default_out_follows_default_run_dir(no_mvle, no_local_adapter, tasks):
     argv = ["--tasks", tasks] + ["--no-mvle"] * no_mvle + ["--no-local-adapter"] * no_local_adapter
-    expected = "sama" + "-no-mvle" * no_mvle + "-no-local-adapter" * no_local_adapter + ("" if tasks == "both" else f"-{tasks}")
+    expected = (
+        "sama"
+        + "-no-mvle" * no_mvle
+        + "-no-local-adapter" * no_local_adapter
+        + ("" if tasks == "both" else f"-{tasks}")
+    )
     assert train.default_run_dir(no_mvle, no_local_adapter, tasks) == Path("runs") / expected
     assert Path(train.parse_args(argv).out) == Path("runs") / expected
     assert train.parse_args(argv + ["--out", "elsewhere"]).out == "elsewhere"
@@ -482,28 +593,45 @@ def test_default_out_follows_default_run_dir(no_mvle, no_local_adapter, tasks):
 
 @pytest.mark.parametrize("switch", [["--no-mvle"], ["--no-local-adapter"], ["--tasks", "seg"]],
                          ids=["no-mvle", "no-local-adapter", "seg-only"])
-def test_ablation_switch_is_saved_and_uses_the_default_folder(switch, toy, tmp_path, monkeypatch, spy, capsys):
+def test_ablation_switch_is_saved_and_uses_the_default_folder(
+    switch, toy, tmp_path, monkeypatch, spy, capsys
+):
     monkeypatch.chdir(tmp_path)
     seg_only = switch == ["--tasks", "seg"]
     # no --out: the run must land in default_run_dir; no --matting for seg only (not needed)
-    code, err = run_train(base_args(toy, None, "--max-steps", "1", *switch, matting=not seg_only), capsys)
+    code, err = run_train(
+        base_args(toy, None, "--max-steps", "1", *switch, matting=not seg_only), capsys
+    )
     assert code == 0, err
     args = train.parse_args(switch)
     out = tmp_path / train.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [out.name]
-    assert {p.name for p in out.iterdir()} == {"sam_tiny_random.pth", "sama.pt", "last.pt", "log.jsonl"}
+    assert {p.name for p in out.iterdir()} == {
+        "sam_tiny_random.pth",
+        "sama.pt",
+        "last.pt",
+        "log.jsonl",
+    }
 
     ckpt = sama_state(out)
     use_mvle, use_adapter = "--no-mvle" not in switch, "--no-local-adapter" not in switch
-    assert ckpt["config"] == {"variant": "tiny", "use_mvle": use_mvle, "use_local_adapter": use_adapter}
+    assert ckpt["config"] == {
+        "variant": "tiny",
+        "use_mvle": use_mvle,
+        "use_local_adapter": use_adapter,
+    }
     assert ckpt["tasks"] == TASK_CHOICES[args.tasks]  # the heads that learned, the only ones scored
     keys = set(ckpt["state_dict"])
     assert any(k.startswith("mvle.") for k in keys) == use_mvle
     assert any(k.startswith("local_adapters.") for k in keys) == use_adapter
-    assert any(k.startswith("early_proj.") for k in keys) and any(k.startswith("heads.1.") for k in keys)
+    assert any(k.startswith("early_proj.") for k in keys) and any(
+        k.startswith("heads.1.") for k in keys
+    )
     assert read_checkpoint(out / "last.pt")["args"]["tasks"] == args.tasks
     model = load_sama(out / "sama.pt")  # the recorded SAM file is found again
-    assert (model.mvle is not None) == use_mvle and (model.local_adapters is not None) == use_adapter
+    assert (model.mvle is not None) == use_mvle and (
+        model.local_adapters is not None
+    ) == use_adapter
 
     init, trained = spy[0], ckpt["state_dict"]
     matting_head = [k for k in trained if k.startswith("heads.1.")]
@@ -532,12 +660,16 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
         argv = base_args(toy, out, "--tasks", tasks, "--max-steps", "2", "--val-every", "1",
                          "--val-images", "1", matting=tasks == "matting")
         code, err = run_train(argv, capsys)
-    except Exception as e:  # evaluate.py belongs to another work item; do not report its bug as train.py's
+    # evaluate.py belongs to another work item; do not report its bug as train.py's
+    except Exception as e:
         import traceback
 
         where = traceback.extract_tb(e.__traceback__)[-1].filename
         if Path(where).name in ("evaluate.py", "metrics.py"):
-            pytest.skip(f"evaluate.score_segmentation is broken ({type(e).__name__}: {e} in {Path(where).name})")
+            pytest.skip(
+                f"evaluate.score_segmentation is broken ({type(e).__name__}: {e} in "
+                f"{Path(where).name})"
+            )
         raise
     assert code == 0, err
     records = log_records(out)
