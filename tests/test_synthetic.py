@@ -30,7 +30,8 @@ def bench(tmp_path_factory) -> Path:
 
 
 def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(root)): p.read_bytes() for p in paths}
 
 
 def same_sample(a: dict, b: dict) -> bool:
@@ -52,8 +53,9 @@ def test_corpus_samples_are_pure_functions_of_seed_and_index():
     # asking for fewer targets gives the same image and the same first target
     one = synthetic.corpus_sample(0, 5, n_targets=1)
     assert same_sample(one, {"image": first["image"], "targets": first["targets"][:1]})
-    assert not np.array_equal(first["image"], synthetic.corpus_sample(1, 5)["image"])  # the seed matters
-    assert not np.array_equal(first["image"], synthetic.corpus_sample(0, 4)["image"])  # so does i
+    # the seed matters, and so does i
+    assert not np.array_equal(first["image"], synthetic.corpus_sample(1, 5)["image"])
+    assert not np.array_equal(first["image"], synthetic.corpus_sample(0, 4)["image"])
 
 
 def test_corpus_prompts_are_true_to_their_target():
@@ -72,10 +74,12 @@ def test_corpus_prompts_are_true_to_their_target():
             tight = data.mask_to_box(mask)
             cap = synthetic.BOX_NOISE_MAX * max(h, w)
             assert np.all(np.abs(t["box"] - tight) <= cap + 1e-4)  # SAM's box noise, capped
-            assert 0 <= t["box"][0] <= t["box"][2] <= w - 1 and 0 <= t["box"][1] <= t["box"][3] <= h - 1
+            x0, y0, x1, y1 = t["box"]
+            assert 0 <= x0 <= x1 <= w - 1 and 0 <= y0 <= y1 <= h - 1
             x, y = t["points"].astype(int).T
             assert t["point_labels"][0] == 1  # the first click is positive
-            assert np.array_equal(mask[y, x], t["point_labels"] == 1)  # positives inside, negatives out
+            # positives inside, negatives outside
+            assert np.array_equal(mask[y, x], t["point_labels"] == 1)
             assert t["mask_input"].shape == (h, w) and t["mask_input"].dtype == bool
 
 
@@ -91,15 +95,18 @@ def test_benchmark_is_deterministic_and_in_the_official_layouts(bench, tmp_path)
     assert files(other).keys() == files(bench).keys() and files(other) != files(bench)
 
     n = SMALL
-    for root, split, count in ((bench / "DIS5K", "DIS-TR", n["DIS-TR"]), (bench / "DIS5K", "DIS-VD", n["DIS-VD"]),
-                               (bench / "DIS5K", "DIS-TE1", n["DIS-TE1"]),
-                               (bench / "solid" / "DIS5K", "DIS-VD", n["solid/DIS-VD"]),
-                               (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"])):
+    segmentation = [(bench / "DIS5K", "DIS-TR", n["DIS-TR"]),
+                    (bench / "DIS5K", "DIS-VD", n["DIS-VD"]),
+                    (bench / "DIS5K", "DIS-TE1", n["DIS-TE1"]),
+                    (bench / "solid" / "DIS5K", "DIS-VD", n["solid/DIS-VD"]),
+                    (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"])]
+    for root, split, count in segmentation:
         pairs = data.dis_pairs(root, split)
         assert len(pairs) == count
         data.check_pairs(pairs, workers=1)
     matting = [(data.aim_train_pairs(bench / "AIM"), n["matting/train-fg"]),
-               (data.composition1k_pairs(bench / "AIM"), n["matting/test-fg"] * synthetic.COMP_BACKGROUNDS),
+               (data.composition1k_pairs(bench / "AIM"),
+                n["matting/test-fg"] * synthetic.COMP_BACKGROUNDS),
                (data.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"])]
     for pairs, count in matting:
         assert len(pairs) == count
@@ -112,12 +119,14 @@ def test_benchmark_splits_are_disjoint(bench):
     streams = [s["stream"] for s in manifest["splits"].values()]
     assert len(set(streams)) == len(streams) and synthetic.STREAMS["corpus"] not in streams
     assert manifest["thin_structure_test_split"] == "DIS5K/DIS-TE1"
-    # no image appears in two splits (the images, not their masks: empty-background alphas may repeat)
+    # no image appears in two splits (images only: masks of simple shapes could repeat)
     image_dirs = ["DIS5K/DIS-TR/im", "DIS5K/DIS-VD/im", "DIS5K/DIS-TE1/im", "solid/DIS5K/DIS-VD/im",
-                  "solid/DIS5K/DIS-TE1/im", "AIM/Combined_Dataset/Training_set/Adobe-licensed images/fg",
+                  "solid/DIS5K/DIS-TE1/im",
+                  "AIM/Combined_Dataset/Training_set/Adobe-licensed images/fg",
                   "AIM/Combined_Dataset/Training_set/Other/fg",
                   "AIM/Combined_Dataset/Test_set/Adobe-licensed images/fg",
-                  "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged", "AM-2K/validation/original",
+                  "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged",
+                  "AM-2K/validation/original",
                   "backgrounds"]
     seen = {}
     for folder in image_dirs:
@@ -147,11 +156,12 @@ def test_composition_follows_eq_1(bench):
     merged = data.load_image(test / "merged" / "test_0001_2.png")
     assert np.array_equal(merged, data.composite(fg, alpha, bg))
     assert np.array_equal(data.load_mask(test / "alpha_copy" / "test_0001_2.png"), alpha)
-    assert np.array_equal(data.load_mask(test / "trimaps" / "test_0001_2.png"), data.make_trimap(alpha))
+    trimap = data.load_mask(test / "trimaps" / "test_0001_2.png")
+    assert np.array_equal(trimap, data.make_trimap(alpha))
 
 
 def test_the_thin_split_is_thin_and_the_mattes_are_soft():
-    """Most of a thin structure's pixels vanish under a 2 px erosion; a solid shape keeps most of its."""
+    """Most of a thin structure's pixels vanish under a 2 px erosion; a solid shape keeps most."""
 
     def eroded_away(gt: np.ndarray) -> float:
         m = gt > 128
