@@ -1,0 +1,877 @@
+"""Synthetic data for the miniature: the stand-in SAM's pre-training corpus and a fine-structure
+benchmark in the official dataset layouts.
+
+    python synthetic.py DIR [--seed 0]      # writes the benchmark below (deterministic from --seed)
+
+Nothing here can use SAM's real training data (SA-1B) or the real benchmarks, so both are drawn
+procedurally, every image a pure function of (seed, stream, index): `np.random.default_rng([seed,
+stream, index])`. Each split has a stream of its own (STREAMS), so no two splits share a seed and
+the pre-training corpus (stream 0, unbounded) never draws a benchmark image.
+
+1. The corpus (`corpus_sample(seed, i)`), for pre-training the stand-in SAM (pretrain_sam.py):
+   mostly solid objects (ellipses, rectangles, polygons, blobs, stars, letters, shapes with holes;
+   some with thin appendages, a few sticks and outlines) with their own textures, 1-5 per image,
+   later ones occluding earlier ones, on textured backgrounds (flat, gradients, stripes, checks,
+   smooth noise) with clutter. Each sample is an image, a target object's visible mask and the
+   prompts SAM is trained with: a noisy box, positive / negative points and a noisy mask input.
+   The corpus is not made to defeat thin structures: the stand-in's limit there is its mask
+   resolution (4G, a quarter of the frame), as the real SAM's is.
+
+2. The benchmark (`write_benchmark`), images 176-320 px (the stand-in's frame is 256 px):
+
+    DIS5K/DIS-TR, DIS-VD, DIS-TE1 /{im,gt}   thin structures: lines from a hub, meshes in frames,
+                                             wheels and rings with spokes, branching trees,
+                                             bodies with thin legs. DIS-TE1: the thin-structure
+                                             test split.
+    AIM/Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}   matting foregrounds
+        (hair, fur, glass, veil, lace), composited on the fly by train.py over backgrounds/
+    AIM/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,merged,alpha_copy,trimaps}
+        Composition-1K style: each test foreground over 4 test backgrounds, per Eq. (1)
+    AM-2K/validation/{original,mask,trimap}  the matting validation set (evaluate.py --split AM-2K)
+    backgrounds/                             training backgrounds (train.py --backgrounds)
+    solid/DIS5K/DIS-VD, DIS-TE1 /{im,gt}     plain solid shapes on textured backgrounds: the
+                                             stand-in SAM's validation set (DIS-VD) and its
+                                             held-out test (DIS-TE1)
+    manifest.json                            seed, and for every split its stream and image count
+
+Masks and alphas are drawn at SS = 4 times the resolution and box-filtered down: anti-aliased
+edges and sub-pixel strands. A segmentation GT is the coverage > 0.5 (0 / 255).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from data import composite, make_trimap, mask_to_box
+
+SS = 4  # supersampling of every drawn mask
+SIZE_RANGE = (176, 320)  # image sides in pixels (the stand-in SAM's frame: 256)
+MIN_CONTRAST = 60.0  # RGB distance between an object's base colour and the background beneath it
+JPEG_QUALITY = 95  # DIS5K and AM-2K images are JPEG files, as distributed
+
+# One random stream per use: sample i of a split is np.random.default_rng([seed, stream, i]).
+STREAMS = {
+    "corpus": 0,  # the pre-training corpus (unbounded)
+    "solid/DIS-VD": 1, "solid/DIS-TE1": 2,
+    "DIS-TR": 3, "DIS-VD": 4, "DIS-TE1": 5,
+    "matting/train-fg": 6, "matting/backgrounds": 7,
+    "matting/test-fg": 8, "matting/test-bg": 9,
+    "matting/val-fg": 10, "matting/val-bg": 11,
+}
+COUNTS = {  # images per split (Composition-1K: 16 foregrounds x COMP_BACKGROUNDS)
+    "solid/DIS-VD": 48, "solid/DIS-TE1": 64,
+    "DIS-TR": 320, "DIS-VD": 48, "DIS-TE1": 64,
+    "matting/train-fg": 128, "matting/backgrounds": 64,
+    "matting/test-fg": 16, "matting/val-fg": 48,
+}
+COMP_BACKGROUNDS = 4  # backgrounds per Composition-1K-style test foreground (Adobe: 20)
+THIN_TEST_SPLIT = "DIS-TE1"  # the thin-structure test split
+
+
+def rng_for(seed: int, stream: str, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, STREAMS[stream], i])
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing at SS x: unit-square outlines placed in the image, coverage maps
+# ----------------------------------------------------------------------------------------------
+
+
+class Layer:
+    """An (h, w) coverage map drawn on an SS x canvas: ImageDraw in image pixels, box-filtered down.
+
+    window (x0, y0, x1, y1), integer pixels: only that part of the image is drawn (the rest of the
+    map is 0), which saves time for small objects. Mode "RGBA" draws in colours: fill (r, g, b,
+    255).
+    """
+
+    def __init__(self, h: int, w: int, mode: str = "L", window: tuple = None) -> None:
+        self.h, self.w = h, w
+        self.x0, self.y0, x1, y1 = window or (0, 0, w, h)
+        self.canvas = Image.new(mode, (SS * (x1 - self.x0), SS * (y1 - self.y0)), 0)
+        self.draw = ImageDraw.Draw(self.canvas)
+
+    def _xy(self, pts) -> list:
+        return [(SS * (x - self.x0), SS * (y - self.y0)) for x, y in pts]
+
+    def polygon(self, pts: np.ndarray, fill=255) -> None:
+        self.draw.polygon(self._xy(pts), fill=fill)
+
+    def line(self, pts: np.ndarray, width: float, fill=255) -> None:
+        """A polyline `width` image pixels wide (at least one canvas pixel)."""
+        self.draw.line(self._xy(pts), fill=fill, width=max(1, round(SS * width)), joint="curve")
+
+    def disc(self, cx: float, cy: float, r: float, fill=255) -> None:
+        (x0, y0), (x1, y1) = self._xy([(cx - r, cy - r), (cx + r, cy + r)])
+        self.draw.ellipse([x0, y0, x1, y1], fill=fill)
+
+    def merge(self, canvas: np.ndarray) -> None:
+        """Draw a canvas-sized uint8 array over the layer (the maximum of the two)."""
+        self.canvas = Image.fromarray(np.maximum(np.asarray(self.canvas), canvas))
+        self.draw = ImageDraw.Draw(self.canvas)
+
+    def _down(self) -> np.ndarray:
+        """The canvas box-filtered to image pixels: (window h, window w[, 4]) float32, 0-255."""
+        cw, ch = self.canvas.size
+        return np.asarray(self.canvas.resize((cw // SS, ch // SS), Image.BOX), np.float32)
+
+    def coverage(self) -> np.ndarray:
+        """(h, w) float32 in [0, 1]: the fraction of each pixel drawn."""
+        down = self._down()
+        out = np.zeros((self.h, self.w), np.float32)
+        out[self.y0:self.y0 + down.shape[0], self.x0:self.x0 + down.shape[1]] = down / 255.0
+        return out
+
+    def colour_and_coverage(self) -> tuple[np.ndarray, np.ndarray]:
+        """RGBA layers over the whole image: the mean colour drawn in each pixel (h, w, 3) and the
+        coverage (h, w)."""
+        rgba = self._down()
+        return rgba[..., :3], rgba[..., 3] / 255.0
+
+
+class Placement:
+    """Where an object sits: centre (cx, cy), half-sizes (rx, ry) and rotation theta, in pixels."""
+
+    def __init__(self, cx: float, cy: float, rx: float, ry: float, theta: float) -> None:
+        self.cx, self.cy, self.rx, self.ry, self.theta = cx, cy, rx, ry, theta
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> "Placement":
+        """An object U(lo, hi) x the image's shorter side in size, aspect up to 1:2, inside."""
+        size = rng.uniform(lo, hi) * min(h, w) / 2
+        aspect = np.exp(rng.uniform(-0.35, 0.35))
+        rx, ry = size * aspect, size / aspect
+        reach = max(rx, ry)  # a rotated object stays within its circumscribed square
+        cx = rng.uniform(min(reach, w / 2), max(w - reach, w / 2))
+        cy = rng.uniform(min(reach, h / 2), max(h - reach, h / 2))
+        return cls(cx, cy, rx, ry, rng.uniform(0, 2 * np.pi))
+
+    def __call__(self, unit: np.ndarray) -> np.ndarray:
+        """(N, 2) points of the unit square [-1, 1]^2 -> (N, 2) image xy: scale, rotate, move."""
+        c, s = np.cos(self.theta), np.sin(self.theta)
+        x, y = unit[:, 0] * self.rx, unit[:, 1] * self.ry
+        return np.stack([self.cx + c * x - s * y, self.cy + s * x + c * y], axis=1)
+
+    @property
+    def scale(self) -> float:
+        return min(self.rx, self.ry)
+
+    def window(self, h: int, w: int, extent: float, margin: float = 6.0) -> tuple:
+        """(x0, y0, x1, y1) integer pixels, inside the image, holding every point within
+        extent x max(rx, ry) + margin of the centre."""
+        r = extent * max(self.rx, self.ry) + margin
+        x0 = int(np.clip(np.floor(self.cx - r), 0, w - 1))
+        x1 = int(np.clip(np.ceil(self.cx + r), 1, w))
+        y0 = int(np.clip(np.floor(self.cy - r), 0, h - 1))
+        y1 = int(np.clip(np.ceil(self.cy + r), 1, h))
+        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def _circle(n: int = 72) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([np.cos(t), np.sin(t)], axis=1)
+
+
+def _radial(r: np.ndarray) -> np.ndarray:
+    """A closed outline with radius r[k] at angle 2 pi k / len(r)."""
+    return _circle(len(r)) * r[:, None]
+
+
+def _outline(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """(N, 2) closed outline in the unit square of a solid shape."""
+    if kind == "ellipse":
+        return _circle()
+    if kind == "rect":
+        return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    if kind == "polygon":  # 3-8 vertices at jittered, evenly spread angles: convex or not
+        n = int(rng.integers(3, 9))
+        t = (np.arange(n) + rng.uniform(-0.35, 0.35, n)) * 2 * np.pi / n + rng.uniform(0, 2 * np.pi)
+        r = rng.uniform(0.55, 1.0, n)
+        return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    if kind == "blob":  # r(t) = 1 + sum_k a_k cos(k t + phi_k), k = 2..5
+        t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
+        r = np.ones_like(t)
+        for k in range(2, 6):
+            r += rng.uniform(0, 0.5 / k) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+        return _radial(r / r.max())
+    if kind == "star":
+        n = int(rng.integers(4, 9))
+        r = np.tile([1.0, rng.uniform(0.35, 0.6)], n)
+        return _radial(r)
+    raise ValueError(f"unknown outline {kind!r}")
+
+
+def _arc(a0: float, a1: float, r: float = 0.8, n: int = 16) -> list:
+    t = np.linspace(np.radians(a0), np.radians(a1), n)
+    return list(zip(r * np.cos(t), r * np.sin(t)))
+
+
+LETTERS = {  # strokes in the unit square, y down
+    "L": [[(-0.6, -1), (-0.6, 1), (0.6, 1)]],
+    "T": [[(-0.8, -1), (0.8, -1)], [(0, -1), (0, 1)]],
+    "H": [[(-0.7, -1), (-0.7, 1)], [(0.7, -1), (0.7, 1)], [(-0.7, 0), (0.7, 0)]],
+    "E": [[(0.7, -1), (-0.6, -1), (-0.6, 1), (0.7, 1)], [(-0.6, 0), (0.5, 0)]],
+    "F": [[(0.7, -1), (-0.6, -1), (-0.6, 1)], [(-0.6, 0), (0.5, 0)]],
+    "X": [[(-0.8, -1), (0.8, 1)], [(0.8, -1), (-0.8, 1)]],
+    "V": [[(-0.8, -1), (0, 1), (0.8, -1)]],
+    "A": [[(-0.8, 1), (0, -1), (0.8, 1)], [(-0.45, 0.2), (0.45, 0.2)]],
+    "K": [[(-0.6, -1), (-0.6, 1)], [(0.7, -1), (-0.6, 0.1), (0.7, 1)]],
+    "N": [[(-0.7, 1), (-0.7, -1), (0.7, 1), (0.7, -1)]],
+    "Z": [[(-0.7, -1), (0.7, -1), (-0.7, 1), (0.7, 1)]],
+    "Y": [[(-0.8, -1), (0, 0)], [(0.8, -1), (0, 0), (0, 1)]],
+    "C": [_arc(40, 320)],
+    "U": [[(-0.7, -1)] + [(x, y + 0.3) for x, y in _arc(180, 0, 0.7)] + [(0.7, -1)]],
+}
+
+
+def draw_solid(rng: np.random.Generator, layer: Layer, p: Placement, kind: str) -> None:
+    """One solid object: an outline shape (with a hole in 20%), or a letter of thick strokes."""
+    if kind == "letter":
+        width = rng.uniform(0.28, 0.45) * p.scale
+        for stroke in LETTERS[str(rng.choice(list(LETTERS)))]:
+            layer.line(p(np.array(stroke, dtype=np.float64)), width)
+        return
+    outline = _outline(rng, kind)
+    layer.polygon(p(outline))
+    if kind != "star" and rng.random() < 0.2:  # a hole: the same outline kind, shrunk, off-centre
+        hole = _outline(rng, kind) * rng.uniform(0.3, 0.55) + rng.uniform(-0.15, 0.15, 2)
+        layer.polygon(p(hole), fill=0)
+
+
+def draw_appendages(rng: np.random.Generator, layer: Layer, p: Placement) -> None:
+    """1-3 thin parts (handles, antennae, stalks), 2-5 px wide, growing out of an object."""
+    for _ in range(int(rng.integers(1, 4))):
+        a = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(1.4, 2.0)
+        bend = rng.normal(0, 0.3)
+        t = np.linspace(0, 1, 4)[:, None]
+        direction = np.array([np.cos(a), np.sin(a)])
+        normal = np.array([-direction[1], direction[0]])
+        unit = t * length * direction + bend * np.sin(np.pi * t) * normal
+        layer.line(p(unit), rng.uniform(2.0, 5.0))
+
+
+SOLID_KINDS = ("ellipse", "rect", "polygon", "blob", "star", "letter")
+
+
+# ----------------------------------------------------------------------------------------------
+# Textures and colours
+# ----------------------------------------------------------------------------------------------
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """(h, w) float32 smooth noise in about [-1, 1]: a cells x cells random grid, upsampled
+    bicubically."""
+    grid = rng.uniform(0, 255, (cells, cells)).astype(np.uint8)
+    return np.asarray(Image.fromarray(grid).resize((w, h), Image.BICUBIC), np.float32) / 127.5 - 1
+
+
+def texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, amp: float) -> np.ndarray:
+    """(h, w, 3) float32: a base colour with one pattern (flat, gradient, stripes, checks or smooth
+    noise) of amplitude up to `amp` along a random direction in RGB."""
+    kind = rng.choice(["flat", "gradient", "stripes", "checks", "noise"])
+    colour = rng.uniform(-1, 1, 3).astype(np.float32) * amp
+    if kind == "flat":
+        return np.broadcast_to(base.astype(np.float32), (h, w, 3)).copy()
+    if kind == "noise":
+        pattern = _smooth_noise(rng, h, w, int(rng.integers(3, 17)))
+    else:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        if kind == "gradient":
+            a = rng.uniform(0, 2 * np.pi)
+            pattern = (xx * np.cos(a) + yy * np.sin(a)) / max(h, w)
+        elif kind == "stripes":
+            a, period = rng.uniform(0, np.pi), rng.uniform(5, 40)
+            phase = 2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period
+            pattern = np.sin(phase + rng.uniform(0, 7))
+        else:
+            cell = rng.uniform(6, 40)
+            pattern = 2.0 * ((np.floor(xx / cell) + np.floor(yy / cell)) % 2) - 1
+    return base.astype(np.float32) + pattern[..., None] * colour
+
+
+def background(rng: np.random.Generator, h: int, w: int, clutter: float) -> np.ndarray:
+    """(h, w, 3) float32 textured background; with probability `clutter`, 5-25 small distractors
+    (ellipses, rectangles, polygons, short lines) in colours of their own."""
+    image = texture(rng, h, w, rng.uniform(20, 235, 3), rng.uniform(10, 60))
+    if rng.random() < clutter:
+        layer = Layer(h, w, mode="RGBA")
+        for _ in range(int(rng.integers(5, 26))):
+            p = Placement.random(rng, h, w, 0.04, 0.15)
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3)) + (255,)
+            if rng.random() < 0.3:
+                layer.line(p(np.array([[-1.0, 0.0], [1.0, 0.0]])), rng.uniform(1, 4), fill=colour)
+            else:
+                kind = str(rng.choice(["ellipse", "rect", "polygon"]))
+                layer.polygon(p(_outline(rng, kind)), colour)
+        colours, a = layer.colour_and_coverage()
+        image = a[..., None] * colours + (1 - a[..., None]) * image
+    return image
+
+
+def object_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
+    """An object's base colour at least MIN_CONTRAST from the mean colour `under` it (or the
+    farthest of 20 tries)."""
+    best, best_d = None, -1.0
+    for _ in range(20):
+        c = rng.uniform(0, 255, 3)
+        d = float(np.linalg.norm(c - under))
+        if d > best_d:
+            best, best_d = c, d
+        if d >= MIN_CONTRAST:
+            break
+    return best
+
+
+def paint(rng: np.random.Generator, image: np.ndarray, alpha: np.ndarray, amp: float) -> np.ndarray:
+    """image with an object of coverage alpha painted over it in a texture of its own (drawn over
+    the object's bounding box only)."""
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return image
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    a, under = alpha[box][..., None], image[box]
+    inside = a[..., 0] > 0.5
+    mean_under = under[inside].mean(axis=0) if inside.any() else under.reshape(-1, 3).mean(axis=0)
+    fg = texture(rng, *a.shape[:2], object_colour(rng, mean_under), amp)
+    image = image.copy()
+    image[box] = a * fg + (1 - a) * under
+    return image
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def with_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32 -> uint8 with pixel noise of std U(2, 10) (a camera's)."""
+    return to_uint8(image + rng.uniform(2, 10) * rng.standard_normal(image.shape, np.float32))
+
+
+def as_jpeg(image: np.ndarray) -> np.ndarray:
+    """The image as its JPEG file holds it (encoded as _save encodes it, decoded)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def image_size(rng: np.random.Generator) -> tuple[int, int]:
+    h, w = rng.integers(SIZE_RANGE[0], SIZE_RANGE[1] + 1, 2)
+    return int(h), int(w)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. The pre-training corpus
+# ----------------------------------------------------------------------------------------------
+
+NUM_PROMPT_POINTS = 8  # points per target: the first is positive, the rest positive or negative
+BOX_NOISE, BOX_NOISE_MAX = 0.1, 20 / 1024  # SAM: std 10% of the box side, at most 20 px of 1024
+
+
+def corpus_object(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w) coverage of one corpus object: 90% solid (15% of those with thin appendages), 10% a
+    stick or an outline."""
+    p = Placement.random(rng, h, w, 0.15, 0.65)
+    r = rng.random()
+    if r < 0.05:  # a stick, 2-6 px wide
+        layer = Layer(h, w, window=p.window(h, w, 1.0))
+        layer.line(p(np.array([[-1.0, 0.0], [1.0, 0.0]])), rng.uniform(2.0, 6.0))
+    elif r < 0.10:  # an outline 2-6 px wide
+        layer = Layer(h, w, window=p.window(h, w, 1.5))
+        kind = str(rng.choice(["ellipse", "rect", "polygon", "blob"]))
+        outline = p(_outline(rng, kind))
+        layer.line(np.concatenate([outline, outline[:1]]), rng.uniform(2.0, 6.0))
+    else:
+        appendages = rng.random() < 0.15
+        layer = Layer(h, w, window=p.window(h, w, 2.4 if appendages else 1.5))
+        draw_solid(rng, layer, p, str(rng.choice(SOLID_KINDS)))
+        if appendages:
+            draw_appendages(rng, layer, p)
+    return layer.coverage()
+
+
+def corpus_scene(seed: int, i: int) -> tuple[np.ndarray, list[np.ndarray], np.random.Generator]:
+    """Corpus image i: (H, W, 3) uint8, the visible masks (H, W) bool of the objects that can be
+    targets (visible area >= 64 px and >= 25% of the object), and the generator, to draw prompts."""
+    rng = rng_for(seed, "corpus", i)
+    h, w = image_size(rng)
+    image = background(rng, h, w, clutter=0.5)
+    alphas = []
+    for _ in range(int(rng.choice([1, 2, 3, 4, 5], p=[0.2, 0.25, 0.25, 0.15, 0.15]))):
+        alphas.append(corpus_object(rng, h, w))
+        image = paint(rng, image, alphas[-1], rng.uniform(0, 40))
+    masks, above = [], np.ones((h, w), np.float32)
+    for a in reversed(alphas):  # visible coverage: a_j times (1 - a_k) for every k drawn later
+        visible = a * above > 0.5
+        if visible.sum() >= max(64, 0.25 * (a > 0.5).sum()):
+            masks.append(visible)
+        above *= 1 - a
+    if not masks:  # the last object drawn is whole; keep the largest visible part
+        masks = [alphas[-1] >= alphas[-1].max() * 0.5]
+    image = with_noise(rng, image)
+    return (as_jpeg(image) if rng.random() < 0.5 else image), masks, rng  # half of them JPEG files
+
+
+def noisy_box(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """(4,) float32 xyxy: the tight box, each coordinate moved by N(0, (10% of the side)^2) capped
+    at 20 px of a 1024 image (SAM's training noise), clipped to the image."""
+    h, w = mask.shape
+    box = mask_to_box(mask).astype(np.float64)
+    side = np.array([box[2] - box[0] + 1, box[3] - box[1] + 1] * 2)
+    cap = BOX_NOISE_MAX * max(h, w)
+    noise = np.clip(rng.normal(0, 1, 4) * BOX_NOISE * side, -cap, cap)
+    b = np.clip(box + noise, 0, [w - 1, h - 1] * 2)
+    x0, x1 = sorted(b[0::2])
+    y0, y1 = sorted(b[1::2])
+    return np.array([x0, y0, x1, y1], np.float32)
+
+
+def prompt_points(rng: np.random.Generator, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(NUM_PROMPT_POINTS, 2) float32 xy pixel indices and (NUM_PROMPT_POINTS,) int64 labels.
+
+    The first point is positive, drawn uniformly from the mask (SAM's first click); each later one
+    is positive (from the mask) or negative (from the box grown by 20% outside the mask, or anywhere
+    outside it), with equal chance."""
+    h, w = mask.shape
+    x0, y0, x1, y1 = mask_to_box(mask)
+    gx, gy = 0.2 * (x1 - x0 + 1), 0.2 * (y1 - y0 + 1)
+    near = np.zeros_like(mask)
+    near[max(0, int(y0 - gy)):int(y1 + gy) + 1, max(0, int(x0 - gx)):int(x1 + gx) + 1] = True
+    near &= ~mask
+    outside = near if near.any() else ~mask
+    labels = np.concatenate([[1], rng.integers(0, 2, NUM_PROMPT_POINTS - 1)]).astype(np.int64)
+    if not outside.any():  # the object fills the image: no negative point possible
+        labels[:] = 1
+    points = np.zeros((NUM_PROMPT_POINTS, 2), np.float32)
+    for label, region in ((1, mask), (0, outside)):
+        ys, xs = np.nonzero(region)
+        picked = rng.integers(len(xs), size=int((labels == label).sum())) if len(xs) else []
+        points[labels == label] = np.stack([xs[picked], ys[picked]], axis=1)
+    return points, labels
+
+
+def noisy_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the mask as an earlier, imperfect prediction of it (SAM's mask input): grown or
+    shrunk by up to 3 px, its boundary roughened by smooth noise, 0-2 blobs added or cut near it."""
+    h, w = mask.shape
+    m = mask.astype(np.float32)
+    r = int(rng.integers(-3, 4))
+    if r > 0:
+        m = ndimage.binary_dilation(mask, iterations=r).astype(np.float32)
+    elif r < 0:
+        eroded = ndimage.binary_erosion(mask, iterations=-r)
+        m = eroded.astype(np.float32) if eroded.any() else m
+    m = ndimage.gaussian_filter(m, rng.uniform(0.5, 3.0)) + 0.3 * _smooth_noise(rng, h, w, 12)
+    noisy = m > 0.5
+    x0, y0, x1, y1 = mask_to_box(mask)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(0, 3))):
+        cx, cy = rng.uniform(x0, x1 + 1), rng.uniform(y0, y1 + 1)
+        rx, ry = rng.uniform(0.05, 0.2, 2) * [x1 - x0 + 1, y1 - y0 + 1] + 1
+        blob = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        noisy = noisy | blob if rng.random() < 0.5 else noisy & ~blob
+    return noisy
+
+
+def corpus_sample(seed: int, i: int, n_targets: int = 1) -> dict:
+    """Corpus sample i, a pure function of (seed, i).
+
+    Returns {"image": (H, W, 3) uint8, "targets": [up to n_targets dicts, distinct objects]}, each
+    target {"mask": (H, W) bool (the visible part), "box": (4,) float32 noisy xyxy, "points":
+    (NUM_PROMPT_POINTS, 2) float32 xy, "point_labels": (NUM_PROMPT_POINTS,) int64 1 / 0,
+    "mask_input": (H, W) bool noisy mask}; coordinates are pixel indices of the image.
+    """
+    image, masks, rng = corpus_scene(seed, i)
+    targets = []
+    for k in rng.permutation(len(masks))[:n_targets]:
+        mask = masks[k]
+        points, labels = prompt_points(rng, mask)
+        targets.append({"mask": mask, "box": noisy_box(rng, mask), "points": points,
+                        "point_labels": labels, "mask_input": noisy_mask(rng, mask)})
+    return {"image": image, "targets": targets}
+
+
+# ----------------------------------------------------------------------------------------------
+# 2a. Held-out solid objects (the stand-in SAM's validation and test)
+# ----------------------------------------------------------------------------------------------
+
+
+def solid_pair(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair i of a solid split ("DIS-VD" or "DIS-TE1") as its files hold it: image (H, W, 3) uint8
+    (after the JPEG round trip) and GT (H, W) uint8 0 / 255."""
+    image, gt = solid_image(seed, split, i)
+    return as_jpeg(image), gt
+
+
+def solid_image(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A plain solid shape (no appendages, no occluder) on a textured background: the image before
+    its JPEG encoding, and the GT."""
+    rng = rng_for(seed, f"solid/{split}", i)
+    h, w = image_size(rng)
+    image = background(rng, h, w, clutter=0.0)
+    layer = Layer(h, w)
+    draw_solid(rng, layer, Placement.random(rng, h, w, 0.3, 0.7), SOLID_KINDS[i % len(SOLID_KINDS)])
+    alpha = layer.coverage()
+    image = paint(rng, image, alpha, rng.uniform(0, 40))
+    return with_noise(rng, image), np.where(alpha > 0.5, 255, 0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2b. Thin structures (DIS5K layout)
+# ----------------------------------------------------------------------------------------------
+
+
+def _walk(rng, start, angle, steps, step, drift, bounds) -> np.ndarray:
+    """A random-walk polyline from start: `steps` steps of length `step`, the heading drifting by
+    N(0, drift^2) at each."""
+    pts = [np.asarray(start, np.float64)]
+    for _ in range(steps):
+        angle += rng.normal(0, drift)
+        nxt = pts[-1] + step * np.array([np.cos(angle), np.sin(angle)])
+        pts.append(np.clip(nxt, bounds[0], bounds[1]))
+    return np.array(pts)
+
+
+def thin_lines(rng, layer: Layer, p: Placement) -> None:
+    """3-7 wandering strands, 1.5-3.5 px wide, from a small hub (a dandelion, a tangle of wire)."""
+    layer.disc(p.cx, p.cy, rng.uniform(2, 4))
+    lo, hi = p(np.array([[-1.0, -1.0]]))[0], p(np.array([[1.0, 1.0]]))[0]
+    bounds = (np.minimum(lo, hi), np.maximum(lo, hi))
+    for _ in range(int(rng.integers(3, 8))):
+        pts = _walk(rng, (p.cx, p.cy), rng.uniform(0, 2 * np.pi), int(rng.integers(6, 13)),
+                    rng.uniform(0.12, 0.2) * p.scale, 0.35, bounds)
+        layer.line(pts, rng.uniform(1.5, 3.5))
+
+
+def thin_mesh(rng, layer: Layer, p: Placement) -> None:
+    """A net of 1.5-3 px lines, 7-18 px apart, clipped to a rectangle or an ellipse, in a frame
+    2-5 px wide (a fence panel, a racket)."""
+    h, w = layer.h, layer.w
+    grid = Layer(h, w)
+    step, width, a = rng.uniform(7, 18), rng.uniform(1.5, 3.0), rng.uniform(0, np.pi)
+    diag = np.hypot(h, w)
+    for angle in (a, a + rng.choice([np.pi / 2, np.pi / 3])):
+        d, n = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+        for off in np.arange(-diag, diag, step):
+            c = np.array([w / 2, h / 2]) + off * n
+            grid.line(np.array([c - diag * d, c + diag * d]), width)
+    outline = p(_outline(rng, str(rng.choice(["rect", "ellipse"]))))
+    region = Layer(h, w)
+    region.polygon(outline)
+    layer.merge(np.minimum(np.asarray(grid.canvas), np.asarray(region.canvas)))  # the net, clipped
+    layer.line(np.concatenate([outline, outline[:1]]), rng.uniform(2.0, 5.0))
+
+
+def _wheel(rng, layer: Layer, cx: float, cy: float, r: float) -> None:
+    """A rim 2-5 px wide, a hub and 6-24 spokes 1.5-2.5 px wide."""
+    layer.line(np.concatenate([_circle(), _circle()[:1]]) * r + [cx, cy], rng.uniform(2.0, 5.0))
+    layer.disc(cx, cy, rng.uniform(2.5, 5))
+    width = rng.uniform(1.5, 2.5)
+    spokes = np.linspace(0, 2 * np.pi, int(rng.integers(6, 25)), endpoint=False) + rng.uniform(0, 1)
+    for t in spokes:
+        layer.line(np.array([[cx, cy], [cx + r * np.cos(t), cy + r * np.sin(t)]]), width)
+
+
+def thin_rings(rng, layer: Layer, p: Placement) -> None:
+    """A wheel, two wheels joined by a frame (a bicycle), or concentric rings joined by bars."""
+    kind = rng.choice(["wheel", "bicycle", "concentric"])
+    if kind == "wheel":
+        _wheel(rng, layer, p.cx, p.cy, p.scale)
+    elif kind == "bicycle":
+        r = p.scale * 0.5
+        c, s = np.cos(p.theta) * r * 1.15, np.sin(p.theta) * r * 0.3
+        a, b = np.array([p.cx - c, p.cy - s]), np.array([p.cx + c, p.cy + s])
+        for cx, cy in (a, b):
+            _wheel(rng, layer, cx, cy, r)
+        top = (a + b) / 2 + np.array([0.0, -r * rng.uniform(0.8, 1.2)])
+        layer.line(np.array([a, top, b, (a + b) / 2, a]), rng.uniform(2.0, 4.0))
+    else:
+        width = rng.uniform(1.5, 3.5)
+        radii = np.sort(rng.uniform(0.3, 1.0, int(rng.integers(2, 5))))
+        ring = np.concatenate([_circle(), _circle()[:1]])
+        for r in radii:
+            layer.line(p(ring * r), width)
+        for t in rng.uniform(0, 2 * np.pi, int(rng.integers(2, 6))):
+            layer.line(p(np.array([[0.0, 0.0], [np.cos(t), np.sin(t)]]) * radii[-1]), width)
+
+
+def thin_branch(rng, layer: Layer, p: Placement) -> None:
+    """A branching tree: a trunk 4-8 px wide, each branch splitting into 2-3 thinner ones
+    (x0.55-0.75 in width, x0.6-0.8 in length) down to 1.5 px."""
+    start = p(np.array([[0.0, 1.0]]))[0]
+    stack = [(start, p.theta - np.pi / 2, 0.8 * p.scale, rng.uniform(4.0, 8.0))]
+    while stack:
+        xy, angle, length, width = stack.pop()
+        pts = _walk(rng, xy, angle, 3, length / 3, 0.15, (np.array([0.0, 0.0]),
+                                                         np.array([layer.w - 1.0, layer.h - 1.0])))
+        layer.line(pts, width)
+        child = width * rng.uniform(0.55, 0.75)
+        if child >= 1.5:
+            for _ in range(int(rng.integers(2, 4))):
+                turn, shorter = rng.uniform(-0.9, 0.9), rng.uniform(0.6, 0.8)
+                stack.append((pts[-1], angle + turn, length * shorter, child))
+
+
+def thin_creature(rng, layer: Layer, p: Placement) -> None:
+    """A solid body (an insect) with 6-8 legs and two antennae, 1.5-3 px wide."""
+    body = Placement(p.cx, p.cy, 0.45 * p.rx, 0.25 * p.ry, p.theta)
+    layer.polygon(body(_circle()))
+    head = Placement(*body(np.array([[1.25, 0.0]]))[0], 0.25 * p.ry, 0.2 * p.ry, p.theta)
+    layer.polygon(head(_circle()))
+    width = rng.uniform(1.5, 3.0)
+    for k in range(int(rng.integers(3, 5))):
+        x = -0.6 + 1.2 * k / 3
+        for side in (-1, 1):
+            knee = [x + rng.uniform(-0.2, 0.2), side * rng.uniform(1.5, 2.5)]
+            foot = [x + rng.uniform(-0.8, 0.8), side * rng.uniform(2.8, 3.8)]
+            layer.line(body(np.array([[x, 0.0], knee, foot])), width)
+    for side in (-1, 1):
+        tip = [rng.uniform(2.5, 3.5), side * rng.uniform(0.8, 2.0)]
+        layer.line(body(np.array([[1.4, 0.0], [2.0, side * 0.5], tip])), rng.uniform(1.5, 2.0))
+
+
+THIN_KINDS = {"lines": thin_lines, "mesh": thin_mesh, "rings": thin_rings, "branch": thin_branch,
+              "creature": thin_creature}
+
+
+def thin_pair(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair i of a thin split (DIS-TR, DIS-VD, DIS-TE1) as its files hold it: image (H, W, 3) uint8
+    (after the JPEG round trip) and GT (H, W) uint8 0 / 255."""
+    image, gt = thin_image(seed, split, i)
+    return as_jpeg(image), gt
+
+
+def thin_image(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A thin structure (kind i mod 5) on a textured background: the image before its JPEG encoding,
+    and the GT (coverage > 0.5)."""
+    rng = rng_for(seed, split, i)
+    h, w = image_size(rng)
+    image = background(rng, h, w, clutter=0.3)
+    layer = Layer(h, w)
+    kind = list(THIN_KINDS)[i % len(THIN_KINDS)]
+    THIN_KINDS[kind](rng, layer, Placement.random(rng, h, w, 0.55, 0.85))
+    alpha = layer.coverage()
+    image = paint(rng, image, alpha, rng.uniform(0, 30))
+    return with_noise(rng, image), np.where(alpha > 0.5, 255, 0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2c. Mattes: hair, fur, glass, veil, lace
+# ----------------------------------------------------------------------------------------------
+
+
+def _strands(rng, layer: Layer, body: np.ndarray, n: int, length: tuple, width: tuple) -> None:
+    """n strands growing outwards from the edge of `body` (bool), each 3-6 bending segments."""
+    edge = np.argwhere(body & ~ndimage.binary_erosion(body))
+    cy, cx = edge.mean(axis=0)
+    for y, x in edge[rng.choice(len(edge), min(n, len(edge)), replace=False)]:
+        a = np.arctan2(y - cy, x - cx) + rng.normal(0, 0.4)
+        pts = [(x, y)]
+        for _ in range(int(rng.integers(3, 7))):
+            a += rng.normal(0, 0.25)
+            d = rng.uniform(*length)
+            pts.append((pts[-1][0] + d * np.cos(a), pts[-1][1] + d * np.sin(a)))
+        layer.line(np.array(pts), rng.uniform(*width))
+
+
+def _body(rng, h: int, w: int, lo: float, hi: float) -> tuple[np.ndarray, Placement]:
+    layer = Layer(h, w)
+    p = Placement.random(rng, h, w, lo, hi)
+    layer.polygon(p(_outline(rng, str(rng.choice(["blob", "ellipse"])))))
+    return layer.coverage(), p
+
+
+def matte_alpha(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    """(h, w) float32 alpha in [0, 1] of one foreground of the given kind."""
+    if kind in ("hair", "fur"):  # a soft-edged body with strands 0.25-1 px wide (partial coverage)
+        body, _ = _body(rng, h, w, 0.35, 0.55)
+        strands = Layer(h, w)
+        if kind == "hair":
+            _strands(rng, strands, body > 0.5, int(rng.integers(80, 250)), (3, 8), (0.25, 1.0))
+        else:
+            _strands(rng, strands, body > 0.5, int(rng.integers(300, 700)), (1, 3), (0.25, 0.75))
+        body = ndimage.gaussian_filter(body, rng.uniform(0.5, 1.5))
+        return np.maximum(body, strands.coverage())
+    if kind == "glass":  # semi-transparent inside, an opaque rim, a brighter highlight band
+        layer, rim = Layer(h, w), Layer(h, w)
+        p = Placement.random(rng, h, w, 0.4, 0.75)
+        outline = p(_outline(rng, str(rng.choice(["ellipse", "rect", "polygon"]))))
+        layer.polygon(outline)
+        rim.line(np.concatenate([outline, outline[:1]]), rng.uniform(1.5, 4.0))
+        inside = layer.coverage()
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        across = (xx - p.cx) * np.cos(p.theta) + (yy - p.cy) * np.sin(p.theta)
+        band = np.abs(across) < 0.15 * p.scale
+        alpha = inside * (rng.uniform(0.15, 0.5) + 0.3 * band)
+        return np.maximum(alpha, rim.coverage())
+    if kind == "veil":  # smoke: smooth noise under a soft envelope, alpha 0 to about 0.9
+        body, _ = _body(rng, h, w, 0.5, 0.8)
+        envelope = ndimage.gaussian_filter(body, rng.uniform(4, 10))
+        density = np.clip(0.55 + 0.6 * _smooth_noise(rng, h, w, int(rng.integers(6, 16))), 0, 1)
+        return np.clip(envelope * density * rng.uniform(0.8, 1.0), 0, 1)
+    if kind == "lace":  # an opaque body and a net of 0.5-1.25 px threads around it
+        body, p = _body(rng, h, w, 0.25, 0.4)
+        net, region = Layer(h, w), Layer(h, w)
+        thin_mesh(rng, net, Placement(p.cx, p.cy, 1.8 * p.rx, 1.8 * p.ry, p.theta))
+        region.polygon(Placement(p.cx, p.cy, 1.8 * p.rx, 1.8 * p.ry, p.theta)(_circle()))
+        threads = net.coverage() * region.coverage() * rng.uniform(0.4, 0.8)
+        return np.maximum(ndimage.gaussian_filter(body, 0.7), threads)
+    raise ValueError(f"unknown matte {kind!r}")
+
+
+MATTE_KINDS = ("hair", "fur", "glass", "veil", "lace")
+
+
+def matte_fg(seed: int, stream: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A foreground (H, W, 3) uint8 (its colour everywhere, as AIM's fg files) and its alpha (H, W)
+    uint8 of kind i mod 5."""
+    rng = rng_for(seed, stream, i)
+    h, w = image_size(rng)
+    alpha = matte_alpha(rng, h, w, MATTE_KINDS[i % len(MATTE_KINDS)])
+    fg = texture(rng, h, w, rng.uniform(0, 255, 3), rng.uniform(0, 40))
+    return with_noise(rng, fg), to_uint8(255 * alpha)
+
+
+def background_image(seed: int, stream: str, i: int) -> np.ndarray:
+    """A background (H, W, 3) uint8; one in four smaller than any foreground (so compositing must
+    upscale it, as Adobe's script does)."""
+    rng = rng_for(seed, stream, i)
+    if i % 4 == 0:
+        h, w = int(rng.integers(96, 160)), int(rng.integers(96, 160))
+    else:
+        h, w = image_size(rng)
+    return with_noise(rng, background(rng, h, w, clutter=0.5))
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing the benchmark
+# ----------------------------------------------------------------------------------------------
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jpg":
+        Image.fromarray(array).save(path, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        Image.fromarray(array).save(path, format="PNG")
+
+
+def _write_dis(root: Path, seed: int, split: str, image_fn, stream: str) -> None:
+    """DIS5K/{split}/{im, gt}: image_fn(seed, split, i) -> (image before JPEG, GT)."""
+    for i in range(COUNTS[stream]):
+        image, gt = image_fn(seed, split, i)
+        _save(image, root / split / "im" / f"{split}_{i:04d}.jpg")
+        _save(gt, root / split / "gt" / f"{split}_{i:04d}.png")
+
+
+def _write_matting(root: Path, seed: int) -> None:
+    combined = root / "AIM" / "Combined_Dataset"
+    train = combined / "Training_set"
+    names = []
+    for i in range(COUNTS["matting/train-fg"]):
+        fg, alpha = matte_fg(seed, "matting/train-fg", i)
+        subset = "Other" if i % 4 == 3 else "Adobe-licensed images"
+        _save(fg, train / subset / "fg" / f"fg_{i:04d}.png")
+        _save(alpha, train / subset / "alpha" / f"fg_{i:04d}.png")
+        names.append(f"fg_{i:04d}.png")
+    bg_names = []
+    for i in range(COUNTS["matting/backgrounds"]):
+        bg = background_image(seed, "matting/backgrounds", i)
+        _save(bg, root / "backgrounds" / f"bg_{i:04d}.jpg")
+        bg_names.append(f"bg_{i:04d}.jpg")
+    (train / "training_fg_names.txt").write_text("\n".join(names) + "\n")
+    (train / "training_bg_names.txt").write_text("\n".join(bg_names) + "\n")
+
+    test = combined / "Test_set" / "Adobe-licensed images"
+    for j in range(COUNTS["matting/test-fg"]):
+        fg, alpha = matte_fg(seed, "matting/test-fg", j)
+        _save(fg, test / "fg" / f"test_{j:04d}.png")
+        _save(alpha, test / "alpha" / f"test_{j:04d}.png")
+        trimap = make_trimap(alpha)
+        for k in range(COMP_BACKGROUNDS):
+            bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS + k)
+            name = f"test_{j:04d}_{k}.png"
+            # Eq. (1): I = alpha F + (1 - alpha) B, by Adobe's rule (data.composite)
+            _save(composite(fg, alpha, bg), test / "merged" / name)
+            _save(alpha, test / "alpha_copy" / name)
+            _save(trimap, test / "trimaps" / name)
+
+    val = root / "AM-2K" / "validation"
+    for i in range(COUNTS["matting/val-fg"]):
+        fg, alpha = matte_fg(seed, "matting/val-fg", i)
+        image = composite(fg, alpha, background_image(seed, "matting/val-bg", i))
+        _save(image, val / "original" / f"m_{i:04d}.jpg")
+        _save(alpha, val / "mask" / f"m_{i:04d}.png")
+        _save(make_trimap(alpha), val / "trimap" / f"m_{i:04d}.png")
+
+
+def manifest(seed: int) -> dict:
+    """What write_benchmark writes: the seed, and per split its stream, image count and folder."""
+    folders = {
+        "solid/DIS-VD": "solid/DIS5K/DIS-VD", "solid/DIS-TE1": "solid/DIS5K/DIS-TE1",
+        "DIS-TR": "DIS5K/DIS-TR", "DIS-VD": "DIS5K/DIS-VD", "DIS-TE1": "DIS5K/DIS-TE1",
+        "matting/train-fg": "AIM/Combined_Dataset/Training_set",
+        "matting/backgrounds": "backgrounds",
+        "matting/test-fg": "AIM/Combined_Dataset/Test_set/Adobe-licensed images/fg",
+        "matting/test-bg": "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged",
+        "matting/val-fg": "AM-2K/validation", "matting/val-bg": "AM-2K/validation/original",
+    }
+    counts = {**COUNTS, "matting/test-bg": COUNTS["matting/test-fg"] * COMP_BACKGROUNDS,
+              "matting/val-bg": COUNTS["matting/val-fg"]}
+    return {"seed": seed, "thin_structure_test_split": f"DIS5K/{THIN_TEST_SPLIT}",
+            "splits": {name: {"stream": STREAMS[name], "count": counts[name],
+                              "folder": folders[name]} for name in folders}}
+
+
+def write_benchmark(root, seed: int = 0) -> None:
+    """Write the whole benchmark under root (a new or empty folder), all or nothing: into a
+    temporary folder beside it, renamed to root at the end."""
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise FileExistsError(f"{root}: exists and is not an empty folder")
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-VD", solid_image, "solid/DIS-VD")
+        _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-TE1", solid_image, "solid/DIS-TE1")
+        for split in ("DIS-TR", "DIS-VD", "DIS-TE1"):
+            _write_dis(tmp / "DIS5K", seed, split, thin_image, split)
+        _write_matting(tmp, seed)
+        (tmp / "manifest.json").write_text(json.dumps(manifest(seed), indent=2) + "\n")
+        if root.exists():
+            root.rmdir()
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path, help="a new or empty folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.dir.exists() and (not args.dir.is_dir() or any(args.dir.iterdir())):
+        print(f"error: {args.dir}: exists and is not an empty folder", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    write_benchmark(args.dir, args.seed)
+    print(f"wrote the benchmark (seed {args.seed}) to {args.dir} in {time.time() - t0:.0f} s: "
+          f"DIS5K (thin structures; test split {THIN_TEST_SPLIT}), AIM/Combined_Dataset, "
+          f"AM-2K/validation, backgrounds, solid/DIS5K, manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Tests for synthetic.py: corpus samples are pure functions of (seed, i) with prompts true to their
+mask; the benchmark is deterministic, read by the official readers, and its splits are disjoint."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import data
+import synthetic
+
+SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split in the tests' benchmarks
+SMALL["matting/test-fg"] = 2  # x COMP_BACKGROUNDS composites
+SMALL["matting/train-fg"] = 4  # one in four goes to "Other"
+
+
+def write_small(root: Path, seed: int) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synthetic, "COUNTS", SMALL)
+        synthetic.write_benchmark(root, seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return write_small(tmp_path_factory.mktemp("bench") / "b", seed=0)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(root)): p.read_bytes() for p in paths}
+
+
+def same_sample(a: dict, b: dict) -> bool:
+    if not np.array_equal(a["image"], b["image"]) or len(a["targets"]) != len(b["targets"]):
+        return False
+    return all(np.array_equal(s[k], t[k]) for s, t in zip(a["targets"], b["targets"]) for k in s)
+
+
+# ----------------------------------------------------------------------------------------------
+# The corpus
+# ----------------------------------------------------------------------------------------------
+
+
+def test_corpus_samples_are_pure_functions_of_seed_and_index():
+    first = synthetic.corpus_sample(0, 5, n_targets=3)
+    synthetic.corpus_sample(0, 6, n_targets=2)  # other samples drawn in between change nothing
+    synthetic.corpus_sample(3, 5)
+    assert same_sample(first, synthetic.corpus_sample(0, 5, n_targets=3))
+    # asking for fewer targets gives the same image and the same first target
+    one = synthetic.corpus_sample(0, 5, n_targets=1)
+    assert same_sample(one, {"image": first["image"], "targets": first["targets"][:1]})
+    # the seed matters, and so does i
+    assert not np.array_equal(first["image"], synthetic.corpus_sample(1, 5)["image"])
+    assert not np.array_equal(first["image"], synthetic.corpus_sample(0, 4)["image"])
+
+
+def test_corpus_prompts_are_true_to_their_target():
+    for i in range(8):
+        sample = synthetic.corpus_sample(0, i, n_targets=5)
+        image = sample["image"]
+        h, w = image.shape[:2]
+        assert image.dtype == np.uint8 and image.shape == (h, w, 3)
+        assert synthetic.SIZE_RANGE[0] <= min(h, w) and max(h, w) <= synthetic.SIZE_RANGE[1]
+        taken = np.zeros((h, w), bool)
+        for t in sample["targets"]:
+            mask = t["mask"]
+            assert mask.dtype == bool and mask.shape == (h, w) and mask.sum() >= 64
+            assert not (mask & taken).any()  # distinct objects: visible parts never overlap
+            taken |= mask
+            tight = data.mask_to_box(mask)
+            cap = synthetic.BOX_NOISE_MAX * max(h, w)
+            assert np.all(np.abs(t["box"] - tight) <= cap + 1e-4)  # SAM's box noise, capped
+            x0, y0, x1, y1 = t["box"]
+            assert 0 <= x0 <= x1 <= w - 1 and 0 <= y0 <= y1 <= h - 1
+            x, y = t["points"].astype(int).T
+            assert t["point_labels"][0] == 1  # the first click is positive
+            # positives inside, negatives outside
+            assert np.array_equal(mask[y, x], t["point_labels"] == 1)
+            assert t["mask_input"].shape == (h, w) and t["mask_input"].dtype == bool
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark
+# ----------------------------------------------------------------------------------------------
+
+
+def test_benchmark_is_deterministic_and_in_the_official_layouts(bench, tmp_path):
+    again = write_small(tmp_path / "again", seed=0)
+    assert files(again) == files(bench)  # same seed, same bytes, file for file
+    other = write_small(tmp_path / "other", seed=1)
+    assert files(other).keys() == files(bench).keys() and files(other) != files(bench)
+
+    n = SMALL
+    segmentation = [(bench / "DIS5K", "DIS-TR", n["DIS-TR"]),
+                    (bench / "DIS5K", "DIS-VD", n["DIS-VD"]),
+                    (bench / "DIS5K", "DIS-TE1", n["DIS-TE1"]),
+                    (bench / "solid" / "DIS5K", "DIS-VD", n["solid/DIS-VD"]),
+                    (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"])]
+    for root, split, count in segmentation:
+        pairs = data.dis_pairs(root, split)
+        assert len(pairs) == count
+        data.check_pairs(pairs, workers=1)
+    matting = [(data.aim_train_pairs(bench / "AIM"), n["matting/train-fg"]),
+               (data.composition1k_pairs(bench / "AIM"),
+                n["matting/test-fg"] * synthetic.COMP_BACKGROUNDS),
+               (data.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"])]
+    for pairs, count in matting:
+        assert len(pairs) == count
+        data.check_pairs(pairs, matting=True, workers=1)
+    assert len(data.image_files(bench / "backgrounds")) == n["matting/backgrounds"]
+
+
+def test_benchmark_splits_are_disjoint(bench):
+    manifest = json.loads((bench / "manifest.json").read_text())
+    streams = [s["stream"] for s in manifest["splits"].values()]
+    assert len(set(streams)) == len(streams) and synthetic.STREAMS["corpus"] not in streams
+    assert manifest["thin_structure_test_split"] == "DIS5K/DIS-TE1"
+    # no image appears in two splits (images only: masks of simple shapes could repeat)
+    image_dirs = ["DIS5K/DIS-TR/im", "DIS5K/DIS-VD/im", "DIS5K/DIS-TE1/im", "solid/DIS5K/DIS-VD/im",
+                  "solid/DIS5K/DIS-TE1/im",
+                  "AIM/Combined_Dataset/Training_set/Adobe-licensed images/fg",
+                  "AIM/Combined_Dataset/Training_set/Other/fg",
+                  "AIM/Combined_Dataset/Test_set/Adobe-licensed images/fg",
+                  "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged",
+                  "AM-2K/validation/original",
+                  "backgrounds"]
+    seen = {}
+    for folder in image_dirs:
+        for path in data.image_files(bench / folder):
+            digest = hashlib.sha256(data.load_image(path).tobytes()).hexdigest()
+            assert digest not in seen, f"{path} repeats {seen.get(digest)}"
+            seen[digest] = path
+    # a corpus sample never equals a benchmark image of the same seed and index
+    for i in range(3):
+        image = synthetic.corpus_sample(0, i)["image"]
+        assert hashlib.sha256(image.tobytes()).hexdigest() not in seen
+
+
+def test_pairs_in_memory_equal_the_files(bench):
+    image, gt = synthetic.solid_pair(0, "DIS-TE1", 2)
+    assert np.array_equal(data.load_image(bench / "solid/DIS5K/DIS-TE1/im/DIS-TE1_0002.jpg"), image)
+    assert np.array_equal(data.load_mask(bench / "solid/DIS5K/DIS-TE1/gt/DIS-TE1_0002.png"), gt)
+    image, gt = synthetic.thin_pair(0, "DIS-VD", 1)
+    assert np.array_equal(data.load_image(bench / "DIS5K/DIS-VD/im/DIS-VD_0001.jpg"), image)
+    assert np.array_equal(data.load_mask(bench / "DIS5K/DIS-VD/gt/DIS-VD_0001.png"), gt)
+
+
+def test_composition_follows_eq_1(bench):
+    test = bench / "AIM/Combined_Dataset/Test_set/Adobe-licensed images"
+    fg, alpha = synthetic.matte_fg(0, "matting/test-fg", 1)
+    bg = synthetic.background_image(0, "matting/test-bg", 1 * synthetic.COMP_BACKGROUNDS + 2)
+    merged = data.load_image(test / "merged" / "test_0001_2.png")
+    assert np.array_equal(merged, data.composite(fg, alpha, bg))
+    assert np.array_equal(data.load_mask(test / "alpha_copy" / "test_0001_2.png"), alpha)
+    trimap = data.load_mask(test / "trimaps" / "test_0001_2.png")
+    assert np.array_equal(trimap, data.make_trimap(alpha))
+
+
+def test_the_thin_split_is_thin_and_the_mattes_are_soft():
+    """Most of a thin structure's pixels vanish under a 2 px erosion; a solid shape keeps most."""
+
+    def eroded_away(gt: np.ndarray) -> float:
+        m = gt > 128
+        return 1 - ndimage.binary_erosion(m, iterations=2).sum() / m.sum()
+
+    thin = [eroded_away(synthetic.thin_pair(0, "DIS-TE1", i)[1]) for i in range(10)]
+    solid = [eroded_away(synthetic.solid_pair(0, "DIS-TE1", i)[1]) for i in range(10)]
+    assert np.mean(thin) > 0.6 and np.mean(solid) < 0.25
+    for i in range(5):  # every matte kind has partial alpha, not only a hard edge
+        _, alpha = synthetic.matte_fg(0, "matting/val-fg", i)
+        soft = (alpha > 0) & (alpha < 255)
+        assert soft.sum() > 0.05 * (alpha > 0).sum()
+
+
+def test_cli_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert synthetic.main([str(tmp_path)]) == 2
+    assert f"{tmp_path}: exists and is not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
