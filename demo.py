@@ -1,15 +1,17 @@
 """The five-minute demo: `python demo.py` (2 CPU cores, nothing downloaded).
 
-1. Writes toy datasets in the official layouts (data.py make-toy): DIS5K, AIM, AIM-500, backgrounds.
-2. Makes a tiny SAM checkpoint in the official format by briefly training the tiny SAM on the toy
-   segmentation data. It stands in for the official weights (which cannot be downloaded here) and
-   goes through exactly the same loading code.
-3. Trains SAMA on top of it with train.py's loop (SAM frozen).
-4. Evaluates plain SAM and SAMA with evaluate.py on the toy DIS-TE1 and the toy Composition-1K,
-   prints the table and the path of a contact sheet.
+1. Writes the synthetic fine-structure benchmark (synthetic.py) to OUT/bench, once.
+2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
+   of train.py with the study's recipe (ablate.RECIPE), which runs 400.
+3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
+   prompts) and on the matting test (Composition-1K style, box of alpha > 0): plain SAM, the
+   shipped SAMA (weights/sama_standin.pt: the study's full model with seed 0, made by
+   `python ablate.py`) and the one trained here; prints the table.
+4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of each kind (lines, mesh,
+   rings, branches, legs) and three mattes (hair, glass, lace), the first test image of each kind.
 
-Toy numbers demonstrate that the pipeline works end to end; they say nothing about the paper's
-results.
+The benchmark and the stand-in are a miniature of the paper's setting (README, "The miniature"):
+its numbers show the mechanism, not the paper's results.
 """
 
 from __future__ import annotations
@@ -20,155 +22,101 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
+import ablate
 import data
 import evaluate
-import losses
+import synthetic
 import train
-from load_sam_weights import atomic_save
-from sam import SAM_VARIANTS, Sam
+from load_sam_weights import CheckpointError, load_sama, read_sama_header
+from predict import Predictor
+
+SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"
+SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
+SHEET_MATTES = (0, 2, 4)  # test foregrounds of kind hair, glass, lace (kind = index mod 5)
 
 
-def pretrain_tiny_sam(toy: Path, steps: int, seed: int, out: Path) -> Path:
-    """Train the whole tiny SAM (nothing frozen) on the toy segmentation set; save its
-    state_dict."""
-    torch.manual_seed(seed)
-    sam = Sam(SAM_VARIANTS["tiny"]).train()
-    dataset = data.SegmentationDataset(
-        data.dis_pairs(toy / "DIS5K", "DIS-TR"), sam.config.image_size, seed=seed
-    )
-    stream = train.BatchStream(dataset, batch_size=8, world=1, rank=0, seed=seed, workers=0)
-    optimizer = torch.optim.AdamW(sam.parameters(), lr=2e-3, weight_decay=0.01)
-    prompt_rng = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        batch = stream.next()
-        # box or points
-        kind = train.PROMPT_KINDS[int(torch.randint(2, (1,), generator=prompt_rng))]
-        logits, _ = sam(batch["image"], **train.prompts(batch, kind))
-        logits = F.interpolate(logits, batch["target"].shape[-2:], mode="bilinear")
-        loss, _ = losses.seg_loss(logits, batch["target"], batch["valid"])
-        optimizer.zero_grad()
-        loss.backward()
-        for group in optimizer.param_groups:  # cosine decay: a usable model in few steps
-            group["lr"] = 2e-3 * 0.5 * (1 + torch.cos(torch.tensor(step / steps * 3.14159)).item())
-        optimizer.step()
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            print(f"  tiny SAM step {step + 1}/{steps}: loss {loss.item():.3f}")
-    path = out / "sam_tiny_toy.pth"
-    atomic_save(sam.state_dict(), path)  # the official checkpoint format: a plain state_dict
-    return path
+def scores(model: list, split: str, option: str, root: Path, dest: Path) -> dict:
+    """evaluate.py on one split; its scores."""
+    code = evaluate.main(["--split", split, option, str(root), *model, "--out", str(dest),
+                          "--sam-checkpoint", str(ablate.STANDIN_SAM), "--no-progress"])
+    if code != 0:
+        raise SystemExit(code)
+    return json.loads((dest / "metrics.json").read_text())["scores"]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="SAMA's five-minute CPU demo on toy data.")
-    p.add_argument(
-        "--out", default="runs/demo", help="where the toy data, checkpoints and results go"
-    )
-    p.add_argument("--sam-steps", type=int, default=300, help="steps of tiny-SAM pre-training")
-    p.add_argument("--sama-steps", type=int, default=200, help="steps of SAMA training")
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="where everything goes")
+    p.add_argument("--steps", type=int, default=150, help="training steps of the live SAMA")
+    p.add_argument("--seed", type=int, default=0, help="the live SAMA's seed")
+    p.add_argument("--limit", type=int, default=0, help="test images per split (0: all)")
     args = p.parse_args(argv)
-    out, t0 = Path(args.out), time.time()
+    if args.steps < 1 or args.limit < 0:
+        print("error: --steps must be 1 or more and --limit 0 or more", file=sys.stderr)
+        return 2
+    for path in (ablate.STANDIN_SAM, SHIPPED_SAMA):
+        if not path.is_file():
+            print(f"error: {path}: missing from the checkout", file=sys.stderr)
+            return 2
+    out, t0 = args.out, time.time()
+    bench = out / "bench"
 
-    print(f"[1/4] toy datasets -> {out / 'toy'}")
-    toy = out / "toy"
-    if not (toy / "DIS5K").exists():
-        data.make_toy(toy, seed=args.seed)
+    print(f"[1/4] the synthetic benchmark -> {bench}")
+    if not (bench / "manifest.json").is_file():
+        synthetic.write_benchmark(bench, seed=0)
 
-    print(f"[2/4] a tiny SAM in the official format, trained {args.sam_steps} steps on toy DIS-TR")
-    sam_path = pretrain_tiny_sam(toy, args.sam_steps, args.seed, out)
-
-    print(f"[3/4] SAMA on top of it (SAM frozen), {args.sama_steps} steps")
-    run = out / "sama"
-    code = train.main(
-        [
-            "--model",
-            "tiny",
-            "--sam-checkpoint",
-            str(sam_path),
-            "--data",
-            str(toy / "DIS5K"),
-            "--matting",
-            str(toy / "AIM"),
-            "--aim500",
-            str(toy / "AIM-500"),
-            "--backgrounds",
-            str(toy / "backgrounds"),
-            "--out",
-            str(run),
-            "--max-steps",
-            str(args.sama_steps),
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--warmup-steps",
-            "20",
-            "--log-every",
-            "50",
-            "--val-every",
-            "0",
-            "--save-every",
-            str(args.sama_steps),
-            "--seed",
-            str(args.seed),
-        ]
-    )
+    print(f"[2/4] SAMA trained live on the stand-in SAM (frozen), {args.steps} steps")
+    live = out / f"sama-live-seed{args.seed}"
+    recipe = ablate.RECIPE
+    options = ["--model", "tiny", "--sam-checkpoint", str(ablate.STANDIN_SAM),
+               "--data", str(bench / "DIS5K"), "--matting", str(bench / "AIM"),
+               "--backgrounds", str(bench / "backgrounds"), "--out", str(live),
+               "--seed", str(args.seed), "--max-steps", str(args.steps), "--lr", str(recipe["lr"]),
+               "--warmup-steps", str(min(recipe["warmup_steps"], args.steps)),
+               "--batch-size", str(recipe["batch_size"]), "--workers", "0", "--log-every", "50",
+               "--val-every", "0", "--save-every", str(args.steps)]
+    if (live / "last.pt").exists():
+        options.append("--resume")  # a finished run is not trained again
+    code = train.main(options)
     if code != 0:
         return code
 
-    print("[4/4] plain SAM vs SAMA on toy DIS-TE1 (box prompts) and toy Composition-1K (matting)")
-    rows = {}
-    for split, roots in (
-        ("DIS-TE1", ["--data", str(toy / "DIS5K")]),
-        ("Composition-1K", ["--matting", str(toy / "AIM")]),
-    ):
-        for model in ("sam", "sama"):
-            dest = out / "eval" / f"{model}-{split}"
-            vis = ["--vis", "6"] if (model == "sama" and split == "DIS-TE1") else []
-            code = evaluate.main(
-                [
-                    "--split",
-                    split,
-                    *roots,
-                    "--model",
-                    model,
-                    "--checkpoint",
-                    str(run / "sama.pt"),
-                    "--sam-checkpoint",
-                    str(sam_path),
-                    "--out",
-                    str(dest),
-                    *vis,
-                ]
-            )
-            if code != 0:
-                return code
-            rows[(split, model)] = json.loads((dest / "metrics.json").read_text())["scores"]
+    print("[3/4] plain SAM, the shipped SAMA and the live SAMA on the two test splits")
+    models = {"SAM (stand-in)": ["--model", "sam"],
+              f"SAMA shipped ({recipe['steps']} steps)": ["--checkpoint", str(SHIPPED_SAMA)],
+              f"SAMA live ({args.steps} steps)": ["--checkpoint", str(live / "sama.pt")]}
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    table = {}
+    for name, model in models.items():
+        tag = name.split()[0 if name.startswith("SAM ") else 1]
+        thin = scores(model + limit, "DIS-TE1", "--data", bench / "DIS5K",
+                      out / "eval" / f"{tag}-DIS-TE1")
+        matting = scores(model + limit, "Composition-1K", "--matting", bench / "AIM",
+                         out / "eval" / f"{tag}-Composition-1K")
+        table[name] = {**{k: thin[k] for k in ("maxF", "MAE", "mIoU", "mBIoU")},
+                       **{k: matting[k] for k in ("SAD", "MSE")}}
+    print(f"\n{'':28}{'thin structures (DIS-TE1)':^36}   {'matting test':^16}")
+    print(f"{'':28}{'maxF↑':>9}{'MAE↓':>9}{'mIoU↑':>9}{'mBIoU↑':>9}   {'SAD↓':>8}{'MSE↓':>8}")
+    for name, row in table.items():
+        thin = "".join(f"{row[k]:9.4f}" for k in ("maxF", "MAE", "mIoU", "mBIoU"))
+        print(f"{name:28}{thin}   {row['SAD']:8.3f}{row['MSE']:8.2f}")
 
-    seg, mat = rows[("DIS-TE1", "sam")], rows[("DIS-TE1", "sama")]
-    print("\ntoy DIS-TE1   maxF    MAE     wF      Sm      meanEm  mIoU    mBIoU")
-    for name, r in (("SAM ", seg), ("SAMA", mat)):
-        print(
-            f"  {name}        "
-            + "  ".join(
-                f"{r[k]:.4f}" for k in ("maxF", "MAE", "wF", "Sm", "meanEm", "mIoU", "mBIoU")
-            )
-        )
-    print("toy Composition-1K   SAD     MSE(x1e3)  Grad    Conn")
-    for name in ("sam", "sama"):
-        r = rows[("Composition-1K", name)]
-        print(
-            f"  {name.upper():4}               "
-            + "  ".join(f"{r[k]:.4f}" for k in ("SAD", "MSE", "Grad", "Conn"))
-        )
-    print(f"\ncontact sheet: {out / 'eval' / 'sama-DIS-TE1' / 'vis.png'}")
-    print(
-        f"done in {time.time() - t0:.0f} s. Toy numbers show the pipeline works; they are not the "
-        "paper's results."
-    )
+    print("[4/4] the contact sheet (the shipped SAMA)")
+    try:
+        model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
+        predictor = Predictor(model, read_sama_header(SHIPPED_SAMA)["tasks"])
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
+    mattes = {Path(image).name: (image, alpha)
+              for image, alpha, *_ in data.composition1k_pairs(bench / "AIM")}
+    rows = evaluate.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
+    rows += evaluate.contact_rows(predictor, "matting",
+                                  [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
+    evaluate.contact_sheet(rows, out / "contact_sheet.png")
+    print(f"contact sheet: {out / 'contact_sheet.png'}")
+    print(f"done in {time.time() - t0:.0f} s. A miniature: the mechanism, not the paper's results.")
     return 0
 
 

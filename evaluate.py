@@ -327,7 +327,8 @@ def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
 
 
 def write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write atomically: a temporary file of this process, renamed over path."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -411,16 +412,38 @@ def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str) ->
 
 
 # ----------------------------------------------------------------------------------------------
-# Contact sheet: image with the prompt | GT | SAM mask | SAMA mask | SAMA alpha
+# Contact sheet: image with the prompt | GT | SAM | SAMA mask | SAMA alpha | error map
 # ----------------------------------------------------------------------------------------------
 
-VIS_HEIGHT = 192  # pixels per row of the contact sheet
-VIS_COLUMNS = ("image + prompt", "GT", "SAM mask", "SAMA mask", "SAMA alpha")
+VIS_CELL = 192  # pixels per side of every cell of the contact sheet
+VIS_COLUMNS = ("image + prompt", "GT", "SAM mask", "SAMA mask", "SAMA alpha",
+               "error: red too much, blue missing")
+VIS_HEADER = 18  # pixels of the column titles
 
 
-def contact_sheet(predictor: Predictor, kind: str, pairs, path: Path) -> None:
-    """One row per image; the SAMA columns stay grey for a plain SAM run. Point splits show the
-    10-point prompt, green dots."""
+def fit_cell(panel: Image.Image) -> Image.Image:
+    """The panel scaled to fit a VIS_CELL square, aspect kept, centred on light grey."""
+    scale = VIS_CELL / max(panel.size)
+    size = (max(1, round(panel.width * scale)), max(1, round(panel.height * scale)))
+    cell = Image.new("RGB", (VIS_CELL, VIS_CELL), (230, 230, 230))
+    cell.paste(panel.convert("RGB").resize(size, Image.BILINEAR),
+               ((VIS_CELL - size[0]) // 2, (VIS_CELL - size[1]) // 2))
+    return cell
+
+
+def error_map(prediction: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """prediction - GT (both 0-255): red where the prediction is above the GT, blue below."""
+    diff = prediction.astype(np.int16) - gt.astype(np.int16)
+    rgb = np.zeros((*gt.shape, 3), np.uint8)
+    rgb[..., 0] = np.clip(diff, 0, 255)
+    rgb[..., 2] = np.clip(-diff, 0, 255)
+    return rgb
+
+
+def contact_rows(predictor: Predictor, kind: str, pairs) -> list:
+    """One row of VIS_COLUMNS cells per image. The SAMA columns stay grey for plain SAM; the error
+    map is the scored output's: SAMA's mask (alpha on matting splits), or SAM's mask for plain
+    SAM. Point splits show the 10-point prompt, green dots."""
     rows = []
     for files in pairs:
         image, gt = data.load_image(files[0]), data.load_mask(files[1])
@@ -432,7 +455,7 @@ def contact_sheet(predictor: Predictor, kind: str, pairs, path: Path) -> None:
         out = predictor.predict(points, labels, box)
         shown = Image.fromarray(image)
         draw = ImageDraw.Draw(shown)
-        width = max(2, round(max(image.shape) / 200))
+        width = max(2, round(max(image.shape) / 100))
         if box is not None:
             draw.rectangle([float(v) for v in box], outline=(255, 0, 0), width=width)
         for x, y in points if points is not None else []:
@@ -440,32 +463,30 @@ def contact_sheet(predictor: Predictor, kind: str, pairs, path: Path) -> None:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0), outline=(0, 0, 0))
         grey = np.full(gt.shape, 128, np.uint8)
         sama = predictor.is_sama
-        panels = [shown, gt, to_uint8(out["sam"]), to_uint8(out["seg"] >= 0.5) if sama else grey,
-                  to_uint8(out["alpha"]) if sama else grey]
-        w = round(image.shape[1] * VIS_HEIGHT / image.shape[0])
-        rows.append(
-            [
-                (p if isinstance(p, Image.Image) else Image.fromarray(p))
-                .convert("RGB")
-                .resize((w, VIS_HEIGHT))
-                for p in panels
-            ]
-        )
-    gap, header = 4, 16
-    width = max(sum(panel.width for panel in row) + gap * 4 for row in rows)
-    sheet = Image.new("RGB", (width, header + len(rows) * (VIS_HEIGHT + gap)), (255, 255, 255))
+        sam_mask = to_uint8(out["sam"])
+        sama_mask = to_uint8(out["seg"] >= 0.5) if sama else grey
+        alpha = to_uint8(out["alpha"]) if sama else grey
+        scored = (alpha if kind == "matting" else sama_mask) if sama else sam_mask
+        panels = [shown, gt, sam_mask, sama_mask, alpha, error_map(scored, gt)]
+        rows.append([fit_cell(Image.fromarray(p) if isinstance(p, np.ndarray) else p)
+                     for p in panels])
+    return rows
+
+
+def contact_sheet(rows: list, path: Path) -> None:
+    """The rows under one header of column titles, every cell the same size; written atomically."""
+    gap = 4
+    step = VIS_CELL + gap
+    sheet = Image.new("RGB", (len(VIS_COLUMNS) * step - gap, VIS_HEADER + len(rows) * step),
+                      (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    x = 0
-    for k, name in enumerate(VIS_COLUMNS):  # column titles above the first row's panels
-        draw.text((x + 2, 2), name, fill=(0, 0, 0))
-        x += rows[0][k].width + gap
+    for k, name in enumerate(VIS_COLUMNS):
+        draw.text((k * step + 2, 3), name, fill=(0, 0, 0))
     for i, row in enumerate(rows):
-        x = 0
-        for panel in row:
-            sheet.paste(panel, (x, header + i * (VIS_HEIGHT + gap)))
-            x += panel.width + gap
+        for k, cell in enumerate(row):
+            sheet.paste(cell, (k * step, VIS_HEADER + i * step))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     sheet.save(tmp, format="PNG")
     os.replace(tmp, path)
 
@@ -697,7 +718,7 @@ def run(args) -> int:
     predictor = Predictor(model, config.get("tasks"))
     scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
     if args.vis:
-        contact_sheet(predictor, split.kind, pairs[: args.vis], out / "vis.png")
+        contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis]), out / "vis.png")
 
     prediction = prediction_text(split.kind, config)
     report = {

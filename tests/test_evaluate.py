@@ -126,7 +126,8 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     assert "Table 1" in md and "0.942" in md and f"{report['scores']['maxF']:.3f}" in md
     from PIL import Image
     vis = Image.open(dis_run / "vis.png")
-    assert vis.height > 2 * evaluate.VIS_HEIGHT  # two rows of panels
+    step = evaluate.VIS_CELL + 4  # two rows of six equal cells under one header
+    assert vis.size == (6 * step - 4, evaluate.VIS_HEADER + 2 * step)
 
 
 def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run):

@@ -1,0 +1,377 @@
+"""Tables 3, 4 and 5 in miniature: the paper's ablations on the stand-in SAM, with error bars.
+
+    python ablate.py               # the study: 7 configurations x 3 seeds, ~70 min on 2 cores
+    python ablate.py --quick       # every configuration end to end in a few steps (tests/)
+
+Every configuration below is trained by train.py on the shipped stand-in SAM
+(weights/sam_standin.pth, frozen) once per seed, on the synthetic benchmark (synthetic.py, written
+to OUT/bench on the first run), and its checkpoint is scored once by evaluate.py on the two test
+splits: the thin-structure split DIS5K/DIS-TE1 (GT-box prompts; maxF, MAE, mIoU, mBIoU) and the
+Composition-1K-style matting test (box of alpha > 0; SAD and MSE in the trimap's unknown region).
+Plain SAM is scored once: it has no training and no seed. A model trained for one task is scored
+through the head it trained (evaluate.py), as Table 5's cross-task cells are here.
+
+The recipe (RECIPE) was chosen on the validation split DIS-VD, which train.py scores at the end of
+every run (DESIGN.md, "The ablation in miniature"); the test splits are read once per run.
+
+OUT holds bench/, runs/<configuration>-seed<k>/ (train.py's folder, its log and sama.pt),
+eval/<configuration>-seed<k>-<split>/ (evaluate.py's), results.json (every score of every seed),
+ablation.md (mean +/- standard deviation over seeds beside the paper's numbers) and ablation.png.
+A run whose result.json holds the same settings is not redone, so an interrupted study continues
+where it stopped; a result made with other settings stops the study (use another --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+import evaluate
+import synthetic
+from load_sam_weights import file_sha256
+
+REPO = Path(__file__).resolve().parent
+STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
+
+# train.py's options for every run of the study; the lr chosen on the validation splits (DESIGN.md)
+RECIPE = {"steps": 600, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
+QUICK_RECIPE = {"steps": 2, "lr": 3e-3, "warmup_steps": 1, "batch_size": 2}
+QUICK_IMAGES = 4  # --quick: images per test split and validation images
+
+
+@dataclass(frozen=True)
+class Configuration:
+    name: str  # folder names and the figure's labels
+    label: str  # the table's row
+    table: str  # the paper's table this row reproduces
+    options: tuple  # train.py's switches; None: plain SAM, not trained
+    paper: dict  # the paper's configuration, as evaluate.PAPER records it
+
+
+FULL = evaluate.FULL
+CONFIGURATIONS = (
+    Configuration("SAM", "SAM (the stand-in, frozen)", "Table 1", None, {"model": "sam"}),
+    Configuration("neither", "SAMA without MVLE and Local-Adapter", "Tables 3-4",
+                  ("--no-mvle", "--no-local-adapter"),
+                  {**FULL, "use_mvle": False, "use_local_adapter": False}),
+    Configuration("LA-only", "SAMA with the Local-Adapter only (no MVLE)", "Tables 3-4",
+                  ("--no-mvle",), {**FULL, "use_mvle": False}),
+    Configuration("MVLE-only", "SAMA with MVLE only (no Local-Adapter)", "Tables 3-4",
+                  ("--no-local-adapter",), {**FULL, "use_local_adapter": False}),
+    Configuration("SAMA", "SAMA (MVLE + Local-Adapter, joint training)", "Tables 1-5", (), FULL),
+    Configuration("seg-only", "SAMA trained on segmentation only", "Table 5", ("--tasks", "seg"),
+                  {**FULL, "tasks": ["seg"]}),
+    Configuration("matting-only", "SAMA trained on matting only", "Table 5",
+                  ("--tasks", "matting"), {**FULL, "tasks": ["matting"]}),
+)
+
+# the test splits: evaluate.py's split name, its data option, the benchmark folder, the scores kept
+TESTS = {
+    "thin": ("DIS-TE1", "--data", "DIS5K", ("maxF", "MAE", "mIoU", "mBIoU")),
+    "matting": ("Composition-1K", "--matting", "AIM", ("SAD", "MSE")),
+}
+LOWER_IS_BETTER = {"MAE", "SAD", "MSE"}
+
+
+class StudyError(Exception):
+    """A problem that stops the study; the message is one line."""
+
+
+# ----------------------------------------------------------------------------------------------
+# One run: train (unless plain SAM), then score on both test splits, once
+# ----------------------------------------------------------------------------------------------
+
+
+def run_command(command: list, log: Path, threads: int) -> None:
+    """A train.py / evaluate.py process with `threads` threads; its output goes to `log`."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log, "a") as f:
+        f.write(" ".join(command) + "\n")
+        f.flush()
+        code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise StudyError(f"{' '.join(command[1:3])} ... exited with {code}; see {log}")
+
+
+def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads: int) -> dict:
+    """Train and score one configuration with one seed; OUT/runs/<name>-seed<k>/result.json."""
+    name = config.name if config.options is None else f"{config.name}-seed{seed}"
+    run_dir = out / "runs" / name
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result["settings"] != settings:
+            raise StudyError(f"{result_path}: made with {result['settings']}, not {settings}; "
+                             f"study into another --out")
+        return result
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
+    for test in TESTS.values():
+        shutil.rmtree(out / "eval" / f"{name}-{test[0]}", ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    log, bench, t0 = run_dir / "commands.log", out / "bench", time.time()
+    quick = settings["quick"]
+    model = []
+    validation = None
+    if config.options is not None:
+        recipe = QUICK_RECIPE if quick else RECIPE
+        run_command([sys.executable, "train.py", "--model", "tiny",
+                     "--sam-checkpoint", str(STANDIN_SAM), "--data", str(bench / "DIS5K"),
+                     "--matting", str(bench / "AIM"), "--backgrounds", str(bench / "backgrounds"),
+                     "--out", str(run_dir / "train"), "--seed", str(seed),
+                     "--max-steps", str(recipe["steps"]), "--lr", str(recipe["lr"]),
+                     "--warmup-steps", str(recipe["warmup_steps"]),
+                     "--batch-size", str(recipe["batch_size"]), "--workers", "0",
+                     "--log-every", "50", "--val-every", str(recipe["steps"]),
+                     "--val-images", str(QUICK_IMAGES if quick else 0),
+                     "--save-every", str(recipe["steps"]), *config.options], log, threads)
+        records = (run_dir / "train" / "log.jsonl").read_text().splitlines()
+        validation = [json.loads(r) for r in records if "val_maxF" in r][-1]
+        model = ["--checkpoint", str(run_dir / "train" / "sama.pt")]
+    else:
+        model = ["--model", "sam"]
+    scores = {}
+    for test, (split, option, folder, keys) in TESTS.items():
+        dest = out / "eval" / f"{name}-{split}"
+        run_command([sys.executable, "evaluate.py", "--split", split, option, str(bench / folder),
+                     *model, "--sam-checkpoint", str(STANDIN_SAM), "--out", str(dest),
+                     "--no-progress", *(["--limit", str(QUICK_IMAGES)] if quick else [])],
+                    log, threads)
+        written = json.loads((dest / "metrics.json").read_text())["scores"]
+        scores[test] = {k: written[k] for k in keys}
+    result = {"configuration": config.name, "seed": None if config.options is None else seed,
+              "settings": settings, "validation": validation, "scores": scores,
+              "seconds": round(time.time() - t0, 1)}
+    evaluate.write_text(json.dumps(result, indent=2) + "\n", result_path)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# The table and the figure
+# ----------------------------------------------------------------------------------------------
+
+
+def summary(results: list) -> dict:
+    """{configuration: {metric: (mean, standard deviation, [per seed])}} over the seeds run."""
+    out = {}
+    for config in CONFIGURATIONS:
+        runs = [r for r in results if r["configuration"] == config.name]
+        if not runs:
+            continue
+        out[config.name] = {}
+        for test, (_, _, _, keys) in TESTS.items():
+            for k in keys:
+                values = [r["scores"][test][k] for r in runs]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                out[config.name][k] = (statistics.fmean(values), spread, values)
+    return out
+
+
+def paper_cell(split: str, config: dict, key: str) -> str:
+    """The paper's number for this configuration on that split, or a dash where it has none."""
+    for row in evaluate.PAPER.get(split, []):
+        if row["config"] == config and key in row["scores"]:
+            return f"{row['scores'][key]:g} ({row['table']})"
+    return "-"
+
+
+def margins(results: list) -> list:
+    """SAMA's margin over plain SAM per seed, signed so that a positive margin is a gain."""
+    sam = next(r for r in results if r["configuration"] == "SAM")["scores"]
+    rows = []
+    for r in sorted((r for r in results if r["configuration"] == "SAMA"), key=lambda r: r["seed"]):
+        row = {"seed": r["seed"]}
+        for test, key in (("thin", "mBIoU"), ("thin", "maxF"), ("thin", "MAE"), ("matting", "SAD")):
+            sign = -1 if key in LOWER_IS_BETTER else 1
+            row[key] = sign * (r["scores"][test][key] - sam[test][key])
+        rows.append(row)
+    return rows
+
+
+def markdown(results: list, header: str) -> str:
+    stats = summary(results)
+    keys = [k for _, _, _, ks in TESTS.values() for k in ks]
+    arrows = {k: "↓" if k in LOWER_IS_BETTER else "↑" for k in keys}
+    lines = [
+        "# Tables 3, 4 and 5 in miniature", "", header, "",
+        "Ours: mean ± standard deviation over the seeds, on the test splits of the synthetic "
+        "benchmark: thin structures (DIS5K/DIS-TE1, GT-box prompts) and the Composition-1K-style "
+        "matting test (box of alpha > 0, SAD and MSE x1e3 in the trimap's unknown region). "
+        "Paper: its DIS-VD maxF and MAE (Tables 1, 3, 5), its AM-2K SAD (Tables 3-4) and its "
+        "RefMatte-RW100 SAD (Table 5), real data and real SAM: for the direction, not the values.",
+        "",
+        "| configuration | paper maxF↑ DIS-VD | paper MAE↓ DIS-VD | paper SAD↓ AM-2K | "
+        "paper SAD↓ RefMatte | " + " | ".join(f"{k}{arrows[k]}" for k in keys) + " |",
+        "|---" * (5 + len(keys)) + "|",
+    ]
+    for config in CONFIGURATIONS:
+        paper = [paper_cell("DIS-VD", config.paper, "maxF"),
+                 paper_cell("DIS-VD", config.paper, "MAE"),
+                 paper_cell("AM-2K", config.paper, "SAD"),
+                 paper_cell("RefMatte-RW100", config.paper, "SAD")]
+        ours = []
+        for k in keys:
+            mean, spread, values = stats[config.name][k]
+            digits = 2 if k in ("SAD", "MSE") else 4
+            ours.append(f"{mean:.{digits}f}" if config.options is None
+                        else f"{mean:.{digits}f} ± {spread:.{digits}f}")
+        lines.append(f"| {config.label} | " + " | ".join(paper + ours) + " |")
+    lines += ["", "SAMA's margin over plain SAM per seed (positive: SAMA better; MAE and SAD are "
+                  "SAM's minus SAMA's):", "",
+              "| seed | mBIoU | maxF | MAE | SAD |", "|---|---|---|---|---|"]
+    for row in margins(results):
+        lines.append(f"| {row['seed']} | {row['mBIoU']:+.4f} | {row['maxF']:+.4f} | "
+                     f"{row['MAE']:+.4f} | {row['SAD']:+.3f} |")
+    lines += ["", "Validation (DIS-VD, at the end of each run, through the head it trained): "
+                  "maxF per seed", ""]
+    for config in CONFIGURATIONS[1:]:
+        runs = sorted((r for r in results if r["configuration"] == config.name),
+                      key=lambda r: r["seed"])
+        values = ", ".join(f"{r['validation']['val_maxF']:.4f}" for r in runs)
+        lines.append(f"- {config.label}: {values}")
+    return "\n".join(lines) + "\n"
+
+
+FIGURE_METRICS = ("mBIoU", "maxF", "MAE", "SAD")
+PANEL = (460, 300)  # pixels per panel of the figure
+COLOURS = [(120, 120, 120), (180, 200, 230), (110, 160, 220), (90, 190, 150), (220, 90, 60),
+           (240, 170, 80), (170, 120, 200)]
+
+
+def figure(results: list, path: Path) -> None:
+    """A 2 x 2 grid of bar charts (one metric each): bar = mean over seeds, whisker = +/- one
+    standard deviation, dots = the seeds."""
+    stats = summary(results)
+    width, height = PANEL
+    sheet = Image.new("RGB", (2 * width, 2 * height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for p, key in enumerate(FIGURE_METRICS):
+        x0, y0 = (p % 2) * width, (p // 2) * height
+        left, right, top, bottom = x0 + 50, x0 + width - 10, y0 + 30, y0 + height - 40
+        cells = [stats[c.name][key] for c in CONFIGURATIONS]
+        top_value = max(max(v for v in values) for _, _, values in cells)
+        top_value = max(top_value, max(m + s for m, s, _ in cells)) * 1.1 or 1.0
+        direction = "lower is better" if key in LOWER_IS_BETTER else "higher is better"
+        test = "matting test" if key == "SAD" else "thin-structure test"
+        draw.text((left, y0 + 8), f"{key} ({direction}), {test}", fill=(0, 0, 0))
+        draw.line([left, top, left, bottom, right, bottom], fill=(0, 0, 0))
+        for tick in range(5):
+            value = top_value * tick / 4
+            y = bottom - (bottom - top) * tick / 4
+            draw.line([left - 4, y, left, y], fill=(0, 0, 0))
+            draw.text((x0 + 4, y - 6), f"{value:.3g}", fill=(0, 0, 0))
+        slot = (right - left) / len(CONFIGURATIONS)
+        for i, (config, (mean, spread, values)) in enumerate(zip(CONFIGURATIONS, cells)):
+            cx = left + slot * (i + 0.5)
+
+            def y_of(v):
+                return bottom - (bottom - top) * v / top_value
+
+            draw.rectangle([cx - slot * 0.35, y_of(mean), cx + slot * 0.35, bottom],
+                           fill=COLOURS[i], outline=(0, 0, 0))
+            if len(values) > 1:
+                draw.line([cx, y_of(mean - spread), cx, y_of(mean + spread)], fill=(0, 0, 0),
+                          width=2)
+                for v in values:
+                    draw.ellipse([cx - 3, y_of(v) - 3, cx + 3, y_of(v) + 3], fill=(0, 0, 0))
+            label = config.name
+            draw.text((cx - 3 * len(label), bottom + 6 + 12 * (i % 2)), label, fill=(0, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------
+
+
+def commit() -> str:
+    """The repository's commit, and whether files differ from it."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{sha}{' with uncommitted changes' if dirty else ''}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"), help="the study's folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_RECIPE['steps']} steps, {QUICK_IMAGES} test images: a smoke test")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
+        return 2
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        print(f"error: --seeds {args.seeds}: must be distinct, 0 or more", file=sys.stderr)
+        return 2
+    if not STANDIN_SAM.is_file():
+        print(f"error: {STANDIN_SAM}: missing (see README: pretrain_sam.py)", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    bench = args.out / "bench"
+    if not (bench / "manifest.json").is_file():
+        print(f"writing the synthetic benchmark to {bench}")
+        synthetic.write_benchmark(bench, seed=0)
+    settings = {"recipe": QUICK_RECIPE if args.quick else RECIPE, "quick": args.quick,
+                "sam_sha256": file_sha256(STANDIN_SAM),
+                "bench": json.loads((bench / "manifest.json").read_text())["seed"]}
+    # the longest runs first, so that the last ones to start are short
+    jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]
+    jobs.sort(key=lambda job: ("--tasks" in job[0].options, "--no-mvle" in job[0].options))
+    jobs.append((CONFIGURATIONS[0], 0))
+    print(f"{len(jobs)} runs, {args.jobs} at a time, into {args.out}")
+    results = []
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(one_run, c, s, args.out, settings, 1) for c, s in jobs]
+            for (config, seed), future in zip(jobs, futures):
+                result = future.result()
+                results.append(result)
+                what = config.name if config.options is None else f"{config.name} seed {seed}"
+                print(f"  {what}: {json.dumps(result['scores'])} ({result['seconds']:.0f} s)",
+                      flush=True)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    minutes = (time.time() - t0) / 60
+    recipe = settings["recipe"]
+    run_minutes = sum(r["seconds"] for r in results) / 60
+    seeds = ", ".join(map(str, args.seeds))
+    header = (f"Printed by `python ablate.py{' --quick' if args.quick else ''}` at commit "
+              f"{commit()}, {os.cpu_count()} CPU cores, {args.jobs} runs at a time: {minutes:.0f} "
+              f"min wall-clock (the runs' own times sum to {run_minutes:.0f} min). "
+              f"Seeds {seeds}; "
+              f"{recipe['steps']} steps of batch {recipe['batch_size']} per task, Adam lr "
+              f"{recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps; stand-in SAM sha256 "
+              f"{settings['sam_sha256'][:12]}...")
+    evaluate.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n",
+                        args.out / "results.json")
+    evaluate.write_text(markdown(results, header), args.out / "ablation.md")
+    figure(results, args.out / "ablation.png")
+    print(markdown(results, header))
+    print(f"wrote {args.out / 'ablation.md'}, {args.out / 'ablation.png'} and "
+          f"{args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

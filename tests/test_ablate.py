@@ -1,0 +1,97 @@
+"""Tests for ablate.py: `--quick` trains and scores every configuration end to end and writes the
+table and the figure; a finished run is reused, one made with other settings stops the study;
+the table's statistics and SAMA's margins by hand."""
+
+import json
+
+import pytest
+from PIL import Image
+
+import ablate
+import synthetic
+
+SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split of the test's benchmark
+SMALL["matting/train-fg"] = 4
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synthetic, "COUNTS", SMALL)
+        assert ablate.main(["--quick", "--out", str(out), "--seeds", "0"]) == 0
+    return out
+
+
+def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
+    results = json.loads((study / "results.json").read_text())["results"]
+    assert sorted(r["configuration"] for r in results) == sorted(
+        c.name for c in ablate.CONFIGURATIONS)
+    for r in results:
+        assert set(r["scores"]["thin"]) == {"maxF", "MAE", "mIoU", "mBIoU"}
+        assert set(r["scores"]["matting"]) == {"SAD", "MSE"}
+        assert all(v == v for test in r["scores"].values() for v in test.values())  # no NaN
+        trained = r["configuration"] != "SAM"
+        assert (r["validation"] is not None) == trained
+    table = (study / "ablation.md").read_text()
+    for config in ablate.CONFIGURATIONS:
+        assert f"| {config.label} |" in table
+    assert "0.942 (Table 1)" in table and "0.872 (Table 3)" in table  # the paper's DIS-VD maxF
+    assert "19.79 (Table 4)" in table and "34.25 (Table 5)" in table
+    assert "ablate.py --quick" in table
+    assert Image.open(study / "ablation.png").size == (2 * ablate.PANEL[0], 2 * ablate.PANEL[1])
+    # each configuration's test splits were scored by evaluate.py, with --limit in --quick
+    metrics = json.loads((study / "eval" / "SAMA-seed0-DIS-TE1" / "metrics.json").read_text())
+    assert metrics["scores"]["n"] == ablate.QUICK_IMAGES - 1  # the split holds 3 images
+    assert metrics["config"]["use_mvle"] and metrics["config"]["use_local_adapter"]
+    seg_only = json.loads((study / "eval" / "seg-only-seed0-Composition-1K" / "metrics.json")
+                          .read_text())
+    assert seg_only["config"]["tasks"] == ["seg"]
+
+
+def test_a_finished_run_is_reused_and_other_settings_stop_the_study(study, capsys):
+    log = study / "runs" / "SAMA-seed0" / "commands.log"
+    before = log.read_text()
+    assert ablate.main(["--quick", "--out", str(study), "--seeds", "0"]) == 0
+    assert log.read_text() == before  # nothing trained or scored again
+
+    result = study / "runs" / "neither-seed0" / "result.json"
+    saved = json.loads(result.read_text())
+    saved["settings"]["recipe"]["steps"] = 999
+    result.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert ablate.main(["--quick", "--out", str(study), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {result}: made with") and "another --out" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["--jobs", "0"], ["--seeds", "1", "1"], ["--seeds", "-1"]])
+def test_bad_options_are_refused_before_any_work(tmp_path, argv, capsys):
+    out = tmp_path / "study"
+    assert ablate.main(["--quick", "--out", str(out), *argv]) == 2
+    assert capsys.readouterr().err.startswith("error: --")
+    assert not out.exists()
+
+
+def _result(config: str, seed, **scores) -> dict:
+    thin = {k: scores.get(k, 0.0) for k in ("maxF", "MAE", "mIoU", "mBIoU")}
+    return {"configuration": config, "seed": seed,
+            "scores": {"thin": thin, "matting": {"SAD": scores.get("SAD", 0.0), "MSE": 0.0}}}
+
+
+def test_summary_and_margins_by_hand():
+    results = [_result("SAM", None, maxF=0.5, MAE=0.1, mBIoU=0.2, SAD=5.0),
+               _result("SAMA", 0, maxF=0.6, MAE=0.08, mBIoU=0.3, SAD=4.0),
+               _result("SAMA", 1, maxF=0.8, MAE=0.12, mBIoU=0.1, SAD=6.0)]
+    stats = ablate.summary(results)
+    mean, spread, values = stats["SAMA"]["maxF"]
+    assert values == [0.6, 0.8]
+    assert mean == pytest.approx(0.7)
+    assert spread == pytest.approx(0.1414213562)  # sample standard deviation: sqrt(0.02)
+    assert stats["SAM"]["maxF"] == (0.5, 0.0, [0.5])
+    first, second = ablate.margins(results)
+    # positive = SAMA better: higher maxF / mBIoU, lower MAE / SAD
+    assert first == pytest.approx({"seed": 0, "mBIoU": 0.1, "maxF": 0.1, "MAE": 0.02, "SAD": 1.0})
+    assert second == pytest.approx({"seed": 1, "mBIoU": -0.1, "maxF": 0.3, "MAE": -0.02,
+                                    "SAD": -1.0})
