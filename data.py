@@ -2,7 +2,7 @@
 training datasets (segmentation and matting, with HQ-SAM's prompts and augmentation), and
 `python data.py make-toy DIR`, which writes small synthetic datasets in the same layouts.
 
-Layouts read (see ../shared/reference/datasets.md), each reader pairing files by stem:
+Layouts read, as the datasets are distributed, each reader pairing files by stem:
 
     DIS5K/{DIS-TR, DIS-VD, DIS-TE1..4}/{im, gt}                   dis_pairs(root, split)
     ThinObject5K/{images, masks, list/{train,test}.txt}            thin_pairs(root, split)

@@ -10,7 +10,7 @@
 4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of each kind (lines, mesh,
    rings, branches, legs) and three mattes (hair, glass, lace), the first test image of each kind.
 
-The benchmark and the stand-in are a miniature of the paper's setting (README, "The miniature"):
+The benchmark and the stand-in are a miniature of the paper's setting (DESIGN.md, "The miniature"):
 its numbers show the mechanism, not the paper's results.
 """
 
@@ -36,9 +36,11 @@ SHEET_MATTES = (0, 2, 4)  # test foregrounds of kind hair, glass, lace (kind = i
 
 
 def scores(model: list, split: str, option: str, root: Path, dest: Path) -> dict:
-    """evaluate.py on one split; its scores."""
+    """evaluate.py on one split (a rerun reuses the predictions the same weights wrote); its
+    scores."""
     code = evaluate.main(["--split", split, option, str(root), *model, "--out", str(dest),
-                          "--sam-checkpoint", str(ablate.STANDIN_SAM), "--no-progress"])
+                          "--sam-checkpoint", str(ablate.STANDIN_SAM), "--no-progress",
+                          "--resume"])
     if code != 0:
         raise SystemExit(code)
     return json.loads((dest / "metrics.json").read_text())["scores"]
@@ -82,13 +84,13 @@ def main(argv=None) -> int:
         return code
 
     print("[3/4] plain SAM, the shipped SAMA and the live SAMA on the two test splits")
-    models = {"SAM (stand-in)": ["--model", "sam"],
-              f"SAMA shipped ({recipe['steps']} steps)": ["--checkpoint", str(SHIPPED_SAMA)],
-              f"SAMA live ({args.steps} steps)": ["--checkpoint", str(live / "sama.pt")]}
+    models = (("SAM", "SAM (stand-in)", ["--model", "sam"]),
+              ("shipped", f"SAMA shipped ({recipe['steps']} steps)",
+               ["--checkpoint", str(SHIPPED_SAMA)]),
+              ("live", f"SAMA live ({args.steps} steps)", ["--checkpoint", str(live / "sama.pt")]))
     limit = ["--limit", str(args.limit)] if args.limit else []
     table = {}
-    for name, model in models.items():
-        tag = name.split()[0 if name.startswith("SAM ") else 1]
+    for tag, name, model in models:
         thin = scores(model + limit, "DIS-TE1", "--data", bench / "DIS5K",
                       out / "eval" / f"{tag}-DIS-TE1")
         matting = scores(model + limit, "Composition-1K", "--matting", bench / "AIM",

@@ -8,9 +8,9 @@
     python evaluate.py --split RefMatte-RW100 --refmatte ./RefMatte_RW_100
     python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
 
-Protocol (README, "Evaluation"): one prompt per image taken from the GT, one output (no multimask),
-every prediction written as a 0-255 PNG at the GT's resolution and scored from that PNG with
-metrics.py, so the scores equal metrics.py run on the written files.
+Protocol (DESIGN.md, "Data and evaluation"): one prompt per image taken from the GT, one output
+(no multimask), every prediction written as a 0-255 PNG at the GT's resolution and scored from that
+PNG with metrics.py, so the scores equal metrics.py run on the written files.
 
     segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU
     points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count

@@ -7,7 +7,7 @@ SAM stays frozen; MVLE, the Local-Adapters, the SAMA tokens and the heads learn.
 segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training of SAMA"); each task
 runs its own decoder pass, so the matting head is untouched by L_seg and vice versa. Where the paper
 is silent the recipe is HQ-SAM's: Adam, lr 1e-3, no weight decay, lr x0.1 after 10 of 12 epochs,
-batch 4 per GPU, seed 42 (README, "Where the paper is silent").
+batch 4 per GPU, seed 42 (DESIGN.md, "Training").
 """
 
 from __future__ import annotations

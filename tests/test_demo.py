@@ -1,38 +1,75 @@
-"""The demo (`python demo.py`) in a shortened form: every stage runs and leaves its files."""
+"""The demo (`python demo.py`) in a shortened form: every stage runs and leaves its files; the
+contact sheet is a grid of equal cells under one header."""
 
 import json
 
+import pytest
 import torch
+from PIL import Image
 
 import demo
-from load_sam_weights import load_sam, load_sama
+import evaluate
+import synthetic
+from load_sam_weights import load_sam, load_sama, read_sama_header
+
+# a small benchmark that still holds one thin structure of each kind and the mattes shown
+SMALL = {name: 3 for name in synthetic.COUNTS}
+SMALL.update({"DIS-TE1": len(synthetic.THIN_KINDS), "matting/test-fg": max(demo.SHEET_MATTES) + 1,
+              "matting/train-fg": 4})
 
 
-def test_demo_runs_end_to_end_in_short(tmp_path, capsys):
+def test_the_shipped_sama_is_trained_on_the_shipped_sam():
+    header = read_sama_header(demo.SHIPPED_SAMA)
+    assert header["tasks"] == ["seg", "matting"]
+    assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True}
+    sama = load_sama(demo.SHIPPED_SAMA, demo.ablate.STANDIN_SAM)  # refuses other SAM weights
+    sam = load_sam(demo.ablate.STANDIN_SAM)
+    assert all(torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(),
+                                                 sam.state_dict().values()))
+    assert demo.SHIPPED_SAMA.stat().st_size <= 2**20
+
+
+def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(synthetic, "COUNTS", SMALL)
     out = tmp_path / "demo"
-    assert demo.main(["--out", str(out), "--sam-steps", "3", "--sama-steps", "2"]) == 0
+    assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    assert (
-        "toy DIS-TE1" in printed
-        and "toy Composition-1K" in printed
-        and "not the paper's results" in printed
-    )
+    for row in ("SAM (stand-in)", "SAMA shipped (600 steps)", "SAMA live (2 steps)"):
+        assert row in printed
+    assert "thin structures (DIS-TE1)" in printed and "matting test" in printed
 
-    # the official format: a plain state dict of every SAM key
-    sam = load_sam(out / "sam_tiny_toy.pth")
-    assert sam.config.name == "tiny"
-    sama = load_sama(out / "sama" / "sama.pt")  # finds its SAM file from the recorded path
-    assert all(
-        torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(), sam.state_dict().values())
-    )
+    for run in ("SAM", "shipped", "live"):
+        for split, keys in (("DIS-TE1", {"maxF", "MAE", "mIoU", "mBIoU"}),
+                            ("Composition-1K", {"SAD", "MSE"})):
+            scores = json.loads((out / "eval" / f"{run}-{split}" / "metrics.json").read_text())
+            assert scores["scores"]["n"] == 2
+            assert keys <= set(scores["scores"])
+            assert all(scores["scores"][k] == scores["scores"][k] for k in keys)  # no NaN
+    assert read_sama_header(out / "sama-live-seed0" / "sama.pt")["tasks"] == ["seg", "matting"]
 
-    for run in ("sam-DIS-TE1", "sama-DIS-TE1", "sam-Composition-1K", "sama-Composition-1K"):
-        scores = json.loads((out / "eval" / run / "metrics.json").read_text())["scores"]
-        keys = (
-            {"SAD", "MSE", "Grad", "Conn"}
-            if "Composition" in run
-            else {"maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU"}
-        )
-        assert keys <= set(scores)
-        assert all(scores[k] == scores[k] for k in keys)  # no NaN
-    assert (out / "eval" / "sama-DIS-TE1" / "vis.png").stat().st_size > 0
+    # five thin structures and three mattes, six columns of equal cells under one header row
+    sheet = Image.open(out / "contact_sheet.png")
+    step = evaluate.VIS_CELL + 4
+    rows = len(demo.SHEET_THIN) + len(demo.SHEET_MATTES)
+    assert sheet.size == (len(evaluate.VIS_COLUMNS) * step - 4, evaluate.VIS_HEADER + rows * step)
+
+    # a second run trains nothing again (the finished live run is kept)
+    before = (out / "sama-live-seed0" / "sama.pt").read_bytes()
+    assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
+    assert (out / "sama-live-seed0" / "sama.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--limit", "-1"]])
+def test_bad_options_are_refused(tmp_path, argv, capsys):
+    assert demo.main(["--out", str(tmp_path / "d"), *argv]) == 2
+    assert capsys.readouterr().err.startswith("error: --")
+    assert not (tmp_path / "d").exists()
+
+
+def test_error_map_by_hand():
+    prediction = torch.tensor([[255, 0], [100, 50]], dtype=torch.uint8).numpy()
+    gt = torch.tensor([[0, 255], [100, 0]], dtype=torch.uint8).numpy()
+    rgb = evaluate.error_map(prediction, gt)
+    assert rgb[..., 0].tolist() == [[255, 0], [0, 50]]  # red: above the GT
+    assert rgb[..., 1].tolist() == [[0, 0], [0, 0]]
+    assert rgb[..., 2].tolist() == [[0, 255], [0, 0]]  # blue: below the GT
