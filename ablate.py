@@ -2,6 +2,7 @@
 
     python ablate.py               # the study: 7 configurations x 3 seeds, ~70 min on 2 cores
     python ablate.py --quick       # every configuration end to end in a few steps (tests/)
+    python ablate.py --per-kind    # after the study: its scores per kind of structure and matte
 
 Every configuration below is trained by train.py on the shipped stand-in SAM
 (weights/sam_standin.pth, frozen) once per seed, on the synthetic benchmark (synthetic.py, written
@@ -16,7 +17,8 @@ every run (DESIGN.md, "The ablation in miniature"); the test splits are read onc
 
 OUT holds bench/, runs/<configuration>-seed<k>/ (train.py's folder, its log and sama.pt),
 eval/<configuration>-seed<k>-<split>/ (evaluate.py's), results.json (every score of every seed),
-ablation.md (mean +/- standard deviation over seeds beside the paper's numbers) and ablation.png.
+ablation.md (mean +/- standard deviation over seeds beside the paper's numbers) and ablation.png;
+`--per-kind` adds per_kind.md, the same predictions scored per kind of thin structure and of matte.
 A run whose result.json holds the same settings is not redone, so an interrupted study continues
 where it stopped; a result made with other settings stops the study (use another --out).
 """
@@ -37,9 +39,13 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+import numpy as np
+
+import data
 import evaluate
 import synthetic
 from load_sam_weights import file_sha256
+from metrics import mask_iou, matting_scores, seg_scores
 
 REPO = Path(__file__).resolve().parent
 STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
@@ -293,6 +299,77 @@ def figure(results: list, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Per kind: where a module helps and where it does not
+# ----------------------------------------------------------------------------------------------
+
+
+def per_kind(out: Path) -> str:
+    """The study's test predictions (OUT/eval) scored per kind, as a markdown table: the whole thin
+    split by MAE and by the fractions of pixels the mask (>= 128) adds to the GT (> 128; FP) or
+    misses (FN); thin structures (kind = image index mod 5, synthetic.THIN_KINDS) by MAE, IoU and
+    the predicted area over the GT's (above 1: the mask is too thick or fills holes); mattes
+    (synthetic.MATTE_KINDS, by foreground index mod 5) by SAD in the unknown region. Each cell is
+    the mean over the configuration's seeds of the mean over that kind's images."""
+    if not (out / "results.json").is_file():
+        raise StudyError(f"{out / 'results.json'}: missing; run the study into {out} first")
+    quick = json.loads((out / "results.json").read_text())["results"][0]["settings"]["quick"]
+    limit = QUICK_IMAGES if quick else None  # the images the study scored
+    bench = out / "bench"
+    thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit]
+    comp = data.composition1k_pairs(bench / "AIM")[:limit]
+    thin_kinds, matte_kinds = list(synthetic.THIN_KINDS), synthetic.MATTE_KINDS
+    rows = []
+    for config in CONFIGURATIONS:
+        found = out.glob(f"eval/{config.name}-seed*-DIS-TE1")
+        names = ([config.name] if config.options is None
+                 else sorted(p.name.removesuffix("-DIS-TE1") for p in found))
+        if not names:
+            continue
+        cells = {}  # (kind, metric) -> [value per image, over every seed]
+        for name in names:
+            for image, gt_path in thin:
+                i = int(Path(gt_path).stem.rsplit("_", 1)[1])
+                kind = thin_kinds[i % len(thin_kinds)]
+                gt = data.load_mask(gt_path)
+                pred = evaluate.read_png(out / "eval" / f"{name}-DIS-TE1" / "pred"
+                                         / f"{Path(gt_path).stem}.png", gt.shape)
+                if pred is None:
+                    raise StudyError(f"{out}/eval/{name}-DIS-TE1: predictions missing")
+                mae = seg_scores(pred, gt > 128)["MAE"]  # as the table's (PySODMetrics' rules)
+                cells.setdefault((kind, "MAE"), []).append(mae)
+                cells.setdefault((kind, "IoU"), []).append(mask_iou(pred >= 128, gt > 128))
+                cells.setdefault((kind, "area"), []).append(
+                    float((pred >= 128).sum() / max(1, (gt > 128).sum())))
+                for key, value in (("MAE", mae),
+                                   ("FP", ((pred >= 128) & (gt <= 128)).mean()),
+                                   ("FN", ((pred < 128) & (gt > 128)).mean())):
+                    cells.setdefault(("all", key), []).append(float(value))
+            for image, alpha_path, trimap_path in comp:
+                j = int(Path(alpha_path).stem.split("_")[1])
+                kind = matte_kinds[j % len(matte_kinds)]
+                gt = data.load_mask(alpha_path)
+                pred = evaluate.read_png(out / "eval" / f"{name}-Composition-1K" / "pred"
+                                         / f"{Path(alpha_path).stem}.png", gt.shape)
+                if pred is None:
+                    raise StudyError(f"{out}/eval/{name}-Composition-1K: predictions missing")
+                region = data.load_mask(trimap_path) == 128
+                cells.setdefault((kind, "SAD"), []).append(
+                    matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
+        rows.append((config.name, {k: float(np.mean(v)) for k, v in cells.items()}))
+    columns = [("all", m) for m in ("MAE", "FP", "FN")]
+    columns += [(k, m) for k in thin_kinds for m in ("MAE", "IoU", "area")]
+    columns += [(k, "SAD") for k in matte_kinds]
+    columns = [c for c in columns if c in rows[0][1]]  # the kinds the test splits hold
+    lines = ["| configuration | " + " | ".join(f"{k} {m}" for k, m in columns) + " |",
+             "|---" * (1 + len(columns)) + "|"]
+    for name, cell in rows:
+        digits = {"MAE": 3, "IoU": 3, "FP": 4, "FN": 4, "area": 2, "SAD": 2}
+        values = [f"{cell[k, m]:.{4 if k == 'all' else digits[m]}f}" for k, m in columns]
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------
 
@@ -316,7 +393,18 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_RECIPE['steps']} steps, {QUICK_IMAGES} test images: a smoke test")
+    p.add_argument("--per-kind", action="store_true",
+                   help="after the study: score its predictions per kind into OUT/per_kind.md")
     args = p.parse_args(argv)
+    if args.per_kind:
+        try:
+            table = per_kind(args.out)
+        except (StudyError, data.DataError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        evaluate.write_text(table, args.out / "per_kind.md")
+        print(table + f"wrote {args.out / 'per_kind.md'}")
+        return 0
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
         return 2

@@ -1,14 +1,17 @@
 """Tests for ablate.py: `--quick` trains and scores every configuration end to end and writes the
 table and the figure; a finished run is reused, one made with other settings stops the study;
-the table's statistics and SAMA's margins by hand."""
+the table's statistics and SAMA's margins by hand; the per-kind breakdown by hand."""
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import ablate
+import data
 import synthetic
+from metrics import mask_iou
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split of the test's benchmark
 SMALL["matting/train-fg"] = 4
@@ -47,6 +50,31 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
     seg_only = json.loads((study / "eval" / "seg-only-seed0-Composition-1K" / "metrics.json")
                           .read_text())
     assert seg_only["config"]["tasks"] == ["seg"]
+
+
+def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
+    assert ablate.main(["--per-kind", "--out", str(study)]) == 0
+    table = (study / "per_kind.md").read_text().splitlines()
+    assert table[0].startswith("| configuration | all MAE | all FP | all FN | lines MAE | lines IoU")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table[2:]}
+    assert sorted(rows) == sorted(c.name for c in ablate.CONFIGURATIONS)
+    # SAM's "lines" cells by hand: DIS-TE1_0000 is the split's only image of that kind here
+    gt = data.load_mask(study / "bench" / "DIS5K" / "DIS-TE1" / "gt" / "DIS-TE1_0000.png")
+    pred = np.asarray(Image.open(study / "eval" / "SAM-DIS-TE1" / "pred" / "DIS-TE1_0000.png"))
+    assert float(rows["SAM"][3]) == pytest.approx(np.abs(pred / 255 - (gt > 128)).mean(), abs=6e-4)
+    assert float(rows["SAM"][4]) == pytest.approx(mask_iou(pred >= 128, gt > 128), abs=6e-4)
+    area = (pred >= 128).sum() / (gt > 128).sum()
+    assert float(rows["SAM"][5]) == pytest.approx(area, abs=6e-3)
+    # the whole split: SAM's mask is binary, so its MAE is FP + FN
+    mae, fp, fn = (float(v) for v in rows["SAM"][:3])
+    assert mae == pytest.approx(fp + fn, abs=2e-4)
+    assert fp + fn > 0
+
+
+def test_per_kind_before_the_study_is_one_line(tmp_path, capsys):
+    assert ablate.main(["--per-kind", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
 def test_a_finished_run_is_reused_and_other_settings_stop_the_study(study, capsys):
