@@ -2,13 +2,13 @@
 
 1. Writes the synthetic fine-structure benchmark (synthetic.py) to OUT/bench, once.
 2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
-   of train.py with the study's recipe (ablate.RECIPE), which runs 400.
+   of train.py with the study's recipe (ablate.RECIPE), which runs 600.
 3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
    prompts) and on the matting test (Composition-1K style, box of alpha > 0): plain SAM, the
    shipped SAMA (weights/sama_standin.pt: the study's full model with seed 0, made by
    `python ablate.py`) and the one trained here; prints the table.
 4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of each kind (lines, mesh,
-   rings, branches, legs) and three mattes (hair, glass, lace), the first test image of each kind.
+   rings, branch, creature) and three mattes (hair, glass, lace), the first test image of each kind.
 
 The benchmark and the stand-in are a miniature of the paper's setting (DESIGN.md, "The miniature"):
 its numbers show the mechanism, not the paper's results.
@@ -49,7 +49,7 @@ def scores(model: list, split: str, option: str, root: Path, dest: Path) -> dict
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="where everything goes")
-    p.add_argument("--steps", type=int, default=150, help="training steps of the live SAMA")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the live SAMA")
     p.add_argument("--seed", type=int, default=0, help="the live SAMA's seed")
     p.add_argument("--limit", type=int, default=0, help="test images per split (0: all)")
     args = p.parse_args(argv)
