@@ -260,8 +260,10 @@ class Attention(nn.Module):
 
     `blockwise` (on by default) computes the same attention with PyTorch's fused kernel, the bias
     built for a few images or a few query rows at a time (BIAS_BLOCK numbers): a global block's bias
-    is (nh, hw, hw) per image, 200M numbers on a 64 x 64 grid. BENCHMARKS.md gives what it saves
-    per image; the textbook form below it is the one tests compare it with.
+    is (nh, hw, hw) per image, 200M numbers on a 64 x 64 grid. Per image on 2 CPU cores (ViT-B,
+    1024 px, `python benchmark.py --optimisations --variants vit_b --image-size 1024`): SAM 7.5 s
+    against 21.4 s in the textbook form (0.35x), SAMA's five views 40.2 s against 160.3 s (0.25x);
+    at 512 px 0.92-0.93x. The textbook form below it is the one tests compare it with.
     """
 
     BIAS_BLOCK = {"cpu": 2**24, "cuda": 2**28}  # numbers in one block of the bias, when blockwise

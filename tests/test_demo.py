@@ -15,7 +15,8 @@ from load_sam_weights import load_sam, load_sama, read_sama_header
 # a small benchmark that still holds one thin structure of each kind and the mattes shown
 SMALL = {name: 3 for name in synthetic.COUNTS}
 SMALL.update({"DIS-TE1": len(synthetic.THIN_KINDS), "matting/test-fg": max(demo.SHEET_MATTES) + 1,
-              "matting/train-fg": 4})
+              "DIS-TR": demo.ablate.RECIPE["batch_size"],  # one batch of the live run
+              "matting/train-fg": demo.ablate.RECIPE["batch_size"]})
 
 
 def test_the_shipped_sama_is_trained_on_the_shipped_sam():
