@@ -37,18 +37,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
 
 import data
 import evaluate
 import synthetic
 from load_sam_weights import file_sha256
 from metrics import mask_iou, matting_scores, seg_scores
+from sam import SAM_VARIANTS
 
 REPO = Path(__file__).resolve().parent
 STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
+STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
 
 # train.py's options for every run of the study; the lr chosen on the validation splits (DESIGN.md)
 RECIPE = {"steps": 600, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
@@ -303,69 +306,95 @@ def figure(results: list, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def through_grid(truth: np.ndarray, side: int) -> np.ndarray:
+    """The best map a model with outputs on a grid of `side` cells per frame side can give: the
+    GT (or alpha) averaged onto that grid and up-sampled bilinearly to its size, as the predictors
+    up-sample their logits (the frame holds the image with its long side on the frame's)."""
+    h, w = truth.shape
+    scale = side / max(h, w)  # grid cells per image pixel
+    grid = (max(1, round(h * scale)), max(1, round(w * scale)))
+    x = torch.from_numpy(truth.astype(np.float32) / 255.0)[None, None]
+    x = F.interpolate(F.interpolate(x, grid, mode="area"), (h, w), mode="bilinear",
+                      align_corners=False)
+    return np.round(x[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+
+
 def per_kind(out: Path) -> str:
     """The study's test predictions (OUT/eval) scored per kind, as a markdown table: the whole thin
     split by MAE and by the fractions of pixels the mask (>= 128) adds to the GT (> 128; FP) or
     misses (FN); thin structures (kind = image index mod 5, synthetic.THIN_KINDS) by MAE, IoU and
     the predicted area over the GT's (above 1: the mask is too thick or fills holes); mattes
     (synthetic.MATTE_KINDS, by foreground index mod 5) by SAD in the unknown region. Each cell is
-    the mean over the configuration's seeds of the mean over that kind's images."""
+    the mean over the configuration's seeds of the mean over that kind's images. Two more rows
+    score the GT itself passed through the output grids (through_grid): SAMA's heads at 8G and
+    SAM's masks at 4G, what each could reach at its resolution."""
     if not (out / "results.json").is_file():
         raise StudyError(f"{out / 'results.json'}: missing; run the study into {out} first")
     quick = json.loads((out / "results.json").read_text())["results"][0]["settings"]["quick"]
     limit = QUICK_IMAGES if quick else None  # the images the study scored
     bench = out / "bench"
-    thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit]
-    comp = data.composition1k_pairs(bench / "AIM")[:limit]
-    thin_kinds, matte_kinds = list(synthetic.THIN_KINDS), synthetic.MATTE_KINDS
-    rows = []
+    tests = {"DIS-TE1": (data.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit],
+                         list(synthetic.THIN_KINDS)),
+             "Composition-1K": (data.composition1k_pairs(bench / "AIM")[:limit],
+                                synthetic.MATTE_KINDS)}
+
+    def saved(run: str):  # the predictions a run of the study wrote
+        def read(split: str, truth: Path, gt: np.ndarray) -> np.ndarray:
+            folder = out / "eval" / f"{run}-{split}" / "pred"
+            pred = evaluate.read_png(folder / f"{truth.stem}.png", gt.shape)
+            if pred is None:
+                raise StudyError(f"{out}/eval/{run}-{split}: the prediction of {truth.name} "
+                                 f"is missing")
+            return pred
+        return read
+
+    runs = []  # (row, [one reader per seed])
     for config in CONFIGURATIONS:
         found = out.glob(f"eval/{config.name}-seed*-DIS-TE1")
         names = ([config.name] if config.options is None
                  else sorted(p.name.removesuffix("-DIS-TE1") for p in found))
-        if not names:
-            continue
+        if names:
+            runs.append((config.name, [saved(name) for name in names]))
+    grids = (("GT through 8G", STANDIN_FRAME // 2), ("GT through 4G", STANDIN_FRAME // 4))
+    for row, side in grids:  # side: the grid's cells per frame side
+        runs.append((row, [lambda split, truth, gt, side=side: through_grid(gt, side)]))
+
+    rows = []
+    for row, readers in runs:
         cells = {}  # (kind, metric) -> [value per image, over every seed]
-        for name in names:
-            for image, gt_path in thin:
-                i = int(Path(gt_path).stem.rsplit("_", 1)[1])
-                kind = thin_kinds[i % len(thin_kinds)]
-                gt = data.load_mask(gt_path)
-                pred = evaluate.read_png(out / "eval" / f"{name}-DIS-TE1" / "pred"
-                                         / f"{Path(gt_path).stem}.png", gt.shape)
-                if pred is None:
-                    raise StudyError(f"{out}/eval/{name}-DIS-TE1: predictions missing")
-                mae = seg_scores(pred, gt > 128)["MAE"]  # as the table's (PySODMetrics' rules)
-                cells.setdefault((kind, "MAE"), []).append(mae)
-                cells.setdefault((kind, "IoU"), []).append(mask_iou(pred >= 128, gt > 128))
-                cells.setdefault((kind, "area"), []).append(
-                    float((pred >= 128).sum() / max(1, (gt > 128).sum())))
-                for key, value in (("MAE", mae),
-                                   ("FP", ((pred >= 128) & (gt <= 128)).mean()),
-                                   ("FN", ((pred < 128) & (gt > 128)).mean())):
-                    cells.setdefault(("all", key), []).append(float(value))
-            for image, alpha_path, trimap_path in comp:
-                j = int(Path(alpha_path).stem.split("_")[1])
-                kind = matte_kinds[j % len(matte_kinds)]
-                gt = data.load_mask(alpha_path)
-                pred = evaluate.read_png(out / "eval" / f"{name}-Composition-1K" / "pred"
-                                         / f"{Path(alpha_path).stem}.png", gt.shape)
-                if pred is None:
-                    raise StudyError(f"{out}/eval/{name}-Composition-1K: predictions missing")
-                region = data.load_mask(trimap_path) == 128
-                cells.setdefault((kind, "SAD"), []).append(
-                    matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
-        rows.append((config.name, {k: float(np.mean(v)) for k, v in cells.items()}))
+        for read in readers:
+            for split, (pairs, kinds) in tests.items():
+                for files in pairs:
+                    truth = Path(files[1])
+                    kind = kinds[int(truth.stem.split("_")[1]) % len(kinds)]  # DIS-TE1_0007 -> 7
+                    gt = data.load_mask(truth)
+                    pred = read(split, truth, gt)
+                    if split == "Composition-1K":
+                        region = data.load_mask(files[2]) == 128
+                        cells.setdefault((kind, "SAD"), []).append(
+                            matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
+                        continue
+                    mask, target = pred >= 128, gt > 128
+                    mae = seg_scores(pred, target)["MAE"]  # as the table's (PySODMetrics' rules)
+                    cells.setdefault((kind, "MAE"), []).append(mae)
+                    cells.setdefault((kind, "IoU"), []).append(mask_iou(mask, target))
+                    cells.setdefault((kind, "area"), []).append(
+                        float(mask.sum() / max(1, target.sum())))
+                    for key, value in (("MAE", mae), ("FP", (mask & ~target).mean()),
+                                       ("FN", (~mask & target).mean())):
+                        cells.setdefault(("all", key), []).append(float(value))
+        rows.append((row, {k: float(np.mean(v)) for k, v in cells.items()}))
+
     columns = [("all", m) for m in ("MAE", "FP", "FN")]
-    columns += [(k, m) for k in thin_kinds for m in ("MAE", "IoU", "area")]
-    columns += [(k, "SAD") for k in matte_kinds]
+    columns += [(k, m) for k in tests["DIS-TE1"][1] for m in ("MAE", "IoU", "area")]
+    columns += [(k, "SAD") for k in tests["Composition-1K"][1]]
     columns = [c for c in columns if c in rows[0][1]]  # the kinds the test splits hold
     lines = ["| configuration | " + " | ".join(f"{k} {m}" for k, m in columns) + " |",
              "|---" * (1 + len(columns)) + "|"]
-    for name, cell in rows:
-        digits = {"MAE": 3, "IoU": 3, "FP": 4, "FN": 4, "area": 2, "SAD": 2}
+    digits = {"MAE": 3, "IoU": 3, "FP": 4, "FN": 4, "area": 2, "SAD": 2}
+    for row, cell in rows:
         values = [f"{cell[k, m]:.{4 if k == 'all' else digits[m]}f}" for k, m in columns]
-        lines.append(f"| {name} | " + " | ".join(values) + " |")
+        lines.append(f"| {row} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -402,6 +431,8 @@ def main(argv=None) -> int:
         except (StudyError, data.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at commit "
+                 f"{commit()}, from the study's test predictions.\n\n{table}")
         evaluate.write_text(table, args.out / "per_kind.md")
         print(table + f"wrote {args.out / 'per_kind.md'}")
         return 0

@@ -54,10 +54,13 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
 
 def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     assert ablate.main(["--per-kind", "--out", str(study)]) == 0
-    table = (study / "per_kind.md").read_text().splitlines()
-    assert table[0].startswith("| configuration | all MAE | all FP | all FN | lines MAE | lines IoU")
+    lines = (study / "per_kind.md").read_text().splitlines()
+    assert "`python ablate.py --per-kind` at commit" in lines[2]
+    table = lines[4:]
+    assert table[0].startswith("| configuration | all MAE | all FP | all FN | lines MAE |")
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table[2:]}
-    assert sorted(rows) == sorted(c.name for c in ablate.CONFIGURATIONS)
+    assert sorted(rows) == sorted([c.name for c in ablate.CONFIGURATIONS]
+                                  + ["GT through 8G", "GT through 4G"])
     # SAM's "lines" cells by hand: DIS-TE1_0000 is the split's only image of that kind here
     gt = data.load_mask(study / "bench" / "DIS5K" / "DIS-TE1" / "gt" / "DIS-TE1_0000.png")
     pred = np.asarray(Image.open(study / "eval" / "SAM-DIS-TE1" / "pred" / "DIS-TE1_0000.png"))
@@ -70,6 +73,19 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     mae, fp, fn = (float(v) for v in rows["SAM"][:3])
     assert mae == pytest.approx(fp + fn, abs=2e-4)
     assert fp + fn > 0
+
+
+def test_through_grid_by_hand():
+    """A vertical edge on a cell boundary of the 8G grid (2 px cells on the 256 px frame): the
+    cells average exactly, and bilinear up-sampling blends the two columns beside the edge."""
+    gt = np.zeros((256, 256), np.uint8)
+    gt[:, :128] = 255
+    out = ablate.through_grid(gt, 128)
+    assert (out[:, 127] == 191).all() and (out[:, 128] == 64).all()  # round(0.75 * 255), 0.25
+    others = np.ones(256, bool)
+    others[[127, 128]] = False
+    assert (out[:, others] == gt[:, others]).all()
+    assert (ablate.through_grid(np.full((200, 150), 255, np.uint8), 64) == 255).all()
 
 
 def test_per_kind_before_the_study_is_one_line(tmp_path, capsys):
