@@ -33,8 +33,9 @@ from sama import SAMA, TASKS
 ROOT = Path(__file__).resolve().parents[1]
 TINY = SAM_VARIANTS["tiny"]
 
-# From the reference (shared/reference/sam.md): total / image encoder; the prompt encoder has 6,220
-# and the mask decoder 4,058,340 parameters in every official variant.
+# The official models' parameter counts (segment-anything's modeling classes with the sizes of its
+# build_sam_vit_b / _l / _h): total / image encoder; the prompt encoder has 6,220 and the mask
+# decoder 4,058,340 parameters in every variant.
 OFFICIAL_COUNTS = {"vit_b": (93_735_472, 89_670_912), "vit_l": (312_342_832, 308_278_272),
                    "vit_h": (641_090_608, 637_026_048)}
 OFFICIAL_KEYS = {"vit_b": 314, "vit_l": 482, "vit_h": 594}
