@@ -337,14 +337,21 @@ def per_kind(out: Path) -> str:
                          list(synthetic.THIN_KINDS)),
              "Composition-1K": (data.composition1k_pairs(bench / "AIM")[:limit],
                                 synthetic.MATTE_KINDS)}
+    # every test image once: (split, kind, stem, GT, trimap's unknown region or None)
+    images = []
+    for split, (pairs, kinds) in tests.items():
+        for files in pairs:
+            stem = Path(files[1]).stem
+            kind = kinds[int(stem.split("_")[1]) % len(kinds)]  # DIS-TE1_0007, test_0007_2 -> 7
+            region = data.load_mask(files[2]) == 128 if split == "Composition-1K" else None
+            images.append((split, kind, stem, data.load_mask(files[1]), region))
 
     def saved(run: str):  # the predictions a run of the study wrote
-        def read(split: str, truth: Path, gt: np.ndarray) -> np.ndarray:
-            folder = out / "eval" / f"{run}-{split}" / "pred"
-            pred = evaluate.read_png(folder / f"{truth.stem}.png", gt.shape)
+        def read(split: str, stem: str, gt: np.ndarray) -> np.ndarray:
+            pred = evaluate.read_png(out / "eval" / f"{run}-{split}" / "pred" / f"{stem}.png",
+                                     gt.shape)
             if pred is None:
-                raise StudyError(f"{out}/eval/{run}-{split}: the prediction of {truth.name} "
-                                 f"is missing")
+                raise StudyError(f"{out}/eval/{run}-{split}: the prediction of {stem} is missing")
             return pred
         return read
 
@@ -357,32 +364,27 @@ def per_kind(out: Path) -> str:
             runs.append((config.name, [saved(name) for name in names]))
     grids = (("GT through 8G", STANDIN_FRAME // 2), ("GT through 4G", STANDIN_FRAME // 4))
     for row, side in grids:  # side: the grid's cells per frame side
-        runs.append((row, [lambda split, truth, gt, side=side: through_grid(gt, side)]))
+        runs.append((row, [lambda split, stem, gt, side=side: through_grid(gt, side)]))
 
     rows = []
     for row, readers in runs:
         cells = {}  # (kind, metric) -> [value per image, over every seed]
         for read in readers:
-            for split, (pairs, kinds) in tests.items():
-                for files in pairs:
-                    truth = Path(files[1])
-                    kind = kinds[int(truth.stem.split("_")[1]) % len(kinds)]  # DIS-TE1_0007 -> 7
-                    gt = data.load_mask(truth)
-                    pred = read(split, truth, gt)
-                    if split == "Composition-1K":
-                        region = data.load_mask(files[2]) == 128
-                        cells.setdefault((kind, "SAD"), []).append(
-                            matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
-                        continue
-                    mask, target = pred >= 128, gt > 128
-                    mae = seg_scores(pred, target)["MAE"]  # as the table's (PySODMetrics' rules)
-                    cells.setdefault((kind, "MAE"), []).append(mae)
-                    cells.setdefault((kind, "IoU"), []).append(mask_iou(mask, target))
-                    cells.setdefault((kind, "area"), []).append(
-                        float(mask.sum() / max(1, target.sum())))
-                    for key, value in (("MAE", mae), ("FP", (mask & ~target).mean()),
-                                       ("FN", (~mask & target).mean())):
-                        cells.setdefault(("all", key), []).append(float(value))
+            for split, kind, stem, gt, region in images:
+                pred = read(split, stem, gt)
+                if region is not None:  # a matte
+                    cells.setdefault((kind, "SAD"), []).append(
+                        matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
+                    continue
+                mask, target = pred >= 128, gt > 128
+                mae = seg_scores(pred, target)["MAE"]  # as the table's (PySODMetrics' rules)
+                cells.setdefault((kind, "MAE"), []).append(mae)
+                cells.setdefault((kind, "IoU"), []).append(mask_iou(mask, target))
+                cells.setdefault((kind, "area"), []).append(
+                    float(mask.sum() / max(1, target.sum())))
+                for key, value in (("MAE", mae), ("FP", (mask & ~target).mean()),
+                                   ("FN", (~mask & target).mean())):
+                    cells.setdefault(("all", key), []).append(float(value))
         rows.append((row, {k: float(np.mean(v)) for k, v in cells.items()}))
 
     columns = [("all", m) for m in ("MAE", "FP", "FN")]
