@@ -5,6 +5,8 @@ parameter overhead; and each optimisation the code keeps against its textbook fo
     python benchmark.py --variants vit_b --image-size 1024 --device cuda [--bf16]
     python benchmark.py --params             # SAM's parameters and what SAMA adds, per module
     python benchmark.py --optimisations --variants vit_b --image-size 1024
+    python benchmark.py --variants vit_b vit_h --device cuda --bf16 --meta   # and Meta's SAM
+    python benchmark.py --train --variants vit_l --device cuda [--compile]  # train.py's steps
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
@@ -18,16 +20,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
 import multiprocessing
+import os
 import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
+from PIL import Image
 
+import data
+import train
 from predict import keep_freed_cpu_memory
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, SamaPredictor
@@ -81,14 +91,40 @@ def label(
 # ----------------------------------------------------------------------------------------------
 
 
+def meta_predictor(sam: Sam):
+    """Meta's SamPredictor (the `segment-anything` package, requirements-dev) on sam's weights: the
+    checkpoint's key names are sam's attribute names."""
+    from tests.conftest import build_official_sam, import_official  # imports it without torchvision
+
+    meta = build_official_sam(sam.config).to(next(sam.parameters()).device)
+    meta.load_state_dict(sam.state_dict())
+    return import_official().SamPredictor(meta)
+
+
 def bench(
-    variant: str, image_size: int, device: torch.device, reps: int, dtype: torch.dtype
+    variant: str, image_size: int, device: torch.device, reps: int, dtype: torch.dtype,
+    with_meta: bool,
 ) -> None:
     sam, sama = models(variant, image_size, device)
     sam_p, sama_p = SamPredictor(sam), SamaPredictor(sama)
     image, box = test_image(image_size)
     frames = torch.randn(5, 3, image_size, image_size, device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    meta_runs = {}
+    if with_meta:
+        meta_p = meta_predictor(sam)
+
+        def meta_prompt():  # Meta's predict, less its numpy conversion (which refuses bf16)
+            boxes = meta_p.transform.apply_boxes(box[None], meta_p.original_size)
+            masks, iou, _ = meta_p.predict_torch(
+                None, None, torch.as_tensor(boxes, device=device), multimask_output=False)
+            masks.cpu(), iou.float().cpu()
+
+        meta_runs = {
+            "meta_image": lambda: (meta_p.set_image(image), meta_prompt()),
+            "meta_prompt": meta_prompt,
+            "meta_encoder_1": lambda: meta_p.model.image_encoder(frames[:1]),
+        }
 
     def sam_image():
         sam_p.set_image(image)
@@ -105,9 +141,11 @@ def bench(
         "sama_prompt": lambda: sama_p.predict(box=box),
         "encoder_1": lambda: sam.image_encoder(frames[:1]),
         "encoder_5": lambda: sam.image_encoder(frames),  # SAMA's floor: its five-view batch
+        **meta_runs,
     }
     with torch.inference_mode(), autocast:
-        sam_image(), sama_image()  # warm-up (allocator, kernels)
+        for fn in runs.values():  # warm-up (allocator, kernels)
+            fn()
         times = {name: [] for name in runs}
         for _ in range(reps):
             for name, fn in runs.items():
@@ -126,6 +164,12 @@ def bench(
           f"ratio {med['sama_prompt'] / med['sam_prompt']:.2f}x SAM's prompt")
     print(f"  SAMA per prompt / SAM per image: {med['sama_prompt'] / med['sam_image']:.1%}")
     print(f"  peak memory: SAM {mem_sam}, SAMA {mem_sama}")
+    if with_meta:
+        print(f"  Meta's SAM on the same weights: per image {ms['meta_image']} "
+              f"({med['meta_image'] / med['sam_image']:.2f}x ours), encoder one view "
+              f"{ms['meta_encoder_1']} ({med['meta_encoder_1'] / med['encoder_1']:.2f}x ours, "
+              f"target >= 2.5x bf16, >= 1.2x float32), per prompt {ms['meta_prompt']} "
+              f"({med['meta_prompt'] / med['sam_prompt']:.2f}x ours)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,10 +177,10 @@ def bench(
 # ----------------------------------------------------------------------------------------------
 
 
-def set_blockwise(model: nn.Module, on: bool) -> None:
+def set_attention_form(model: nn.Module, form: Optional[str]) -> None:
     for m in model.modules():
         if isinstance(m, Attention):
-            m.blockwise = on
+            m.form = form
 
 
 def sama_image_in_fresh_process(variant: str, image_size: int, keep_freed: bool) -> float:
@@ -165,20 +209,22 @@ def bench_optimisations(variant: str, image_size: int, device: torch.device, rep
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     print(f"\n{label(variant, image_size, device, dtype, reps)}: kept form / textbook form")
 
-    # 1. Attention.blockwise, per image (SAM: one view; SAMA: five views and the rest)
+    # 1. Attention's forms, per image (SAM: one view; SAMA: five views and the rest)
     runs = {"SAM": lambda: sam_p.set_image(image), "SAMA": lambda: sama_p.set_image(image)}
-    times = {(name, on): [] for name in runs for on in (True, False)}
+    times = {(name, form): [] for name in runs for form in Attention.FORMS}
     with torch.inference_mode(), autocast:
         for _ in range(reps):
-            for on in (True, False):
-                set_blockwise(sama, on)
+            for form in Attention.FORMS:
+                set_attention_form(sama, form)
                 for name, fn in runs.items():
-                    times[name, on].append(timed(fn, device))
-    set_blockwise(sama, True)
+                    times[name, form].append(timed(fn, device))
+    set_attention_form(sama, None)
+    default = Attention.DEVICE_FORM.get(device.type, "blockwise")
     for name in runs:
-        kept, textbook = (statistics.median(times[name, on]) for on in (True, False))
-        print(f"  Attention.blockwise, {name} per image: {kept * 1e3:9.1f} ms vs "
-              f"{textbook * 1e3:9.1f} ms = {kept / textbook:.2f}x")
+        med = {form: statistics.median(times[name, form]) for form in Attention.FORMS}
+        cells = ", ".join(f"{form}{' (default)' if form == default else ''} {t * 1e3:.1f} ms "
+                          f"= {t / med['textbook']:.2f}x" for form, t in med.items())
+        print(f"  Attention forms, {name} per image: {cells}")
 
     # 2. keep_freed_cpu_memory (a process-wide setting): fresh processes, alternating
     if device.type == "cpu":
@@ -206,6 +252,56 @@ def bench_optimisations(variant: str, image_size: int, device: torch.device, rep
         kept, textbook = statistics.median(times["graph"]), statistics.median(times["eager"])
         print(f"  CUDA graphs, SAMA's three decoder passes per prompt: {kept * 1e3:.2f} ms vs "
               f"{textbook * 1e3:.2f} ms = {kept / textbook:.2f}x")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training steps: python benchmark.py --train --variants vit_l --device cuda
+# ----------------------------------------------------------------------------------------------
+
+DIS_SIZE = (2560, 1920)  # (long, short) side: DIS5K's images are about 2500 x 1800
+
+
+def dis_sized_tree(root: Path) -> None:
+    """The toy tree (data.make_toy) with every image, mask and alpha resized to DIS5K's size, so
+    that the loader processes decode and resize what a real run's do."""
+    data.make_toy(root, seed=0, n_train=16, n_val=0, n_test=0, n_fg=8, n_comp=0, n_aim500=0,
+                  n_bg=4)
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".jpg", ".png"):
+            with Image.open(path) as im:
+                size = DIS_SIZE if im.width >= im.height else DIS_SIZE[::-1]
+                resample = Image.BILINEAR if im.mode == "RGB" else Image.NEAREST
+                resized = im.resize(size, resample)
+            resized.save(path)
+
+
+def bench_training(variant: str, device: torch.device, steps: int, batch_size: int, workers: int,
+                   compile_encoder: bool) -> None:
+    """train.py on DIS-sized JPEGs (a random SAM of the variant in the official format): seconds
+    per step, median after the first five and the slowest of those (an epoch boundary that stalls
+    shows there: each stream crosses one every 2-4 steps), and peak memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        dis_sized_tree(root)
+        sam_path = root / f"sam_{variant}_random.pth"
+        torch.manual_seed(0)
+        torch.save(Sam(SAM_VARIANTS[variant]).state_dict(), sam_path)
+        argv = ["--model", variant, "--sam-checkpoint", str(sam_path),
+                "--data", str(root / "DIS5K"), "--matting", str(root / "AIM"),
+                "--backgrounds", str(root / "backgrounds"), "--batch-size", str(batch_size),
+                "--workers", str(workers), "--max-steps", str(steps), "--log-every", "1",
+                "--val-every", "0", "--save-every", str(steps), "--out", str(root / "run")]
+        if train.main(argv + (["--compile"] if compile_encoder else [])) != 0:
+            raise SystemExit("benchmark.py --train: train.py failed (its error is above)")
+        log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
+    times = [r["s_per_step"] for r in log[5:]] or [r["s_per_step"] for r in log]
+    dtype = "bf16 autocast" if device.type == "cuda" else "float32"
+    print(f"\ntrain.py, {variant}, batch {batch_size} per task, {workers} loader processes, "
+          f"{device}, {dtype}{', --compile' if compile_encoder else ''}, DIS-sized JPEGs "
+          f"({DIS_SIZE[0]} x {DIS_SIZE[1]})")
+    print(f"  s per step: median {statistics.median(times):.3f}, slowest {max(times):.3f} "
+          f"(steps 6-{len(log)}); step 1 {log[0]['s_per_step']:.2f} s; peak memory "
+          f"{log[-1]['peak_mem_mb']:,.0f} MiB{' (GPU)' if device.type == 'cuda' else ' (RSS)'}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,22 +340,46 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--params", action="store_true", help="print the parameter overhead, then stop")
+    p.add_argument("--meta", action="store_true",
+                   help="also time Meta's SAM (segment-anything, requirements-dev) on the same "
+                        "weights")
     p.add_argument("--optimisations", action="store_true",
                    help="time each optimisation the code keeps against its textbook form")
+    p.add_argument("--train", action="store_true",
+                   help="time train.py's steps on DIS-sized JPEGs (the variants' random SAMs)")
+    p.add_argument("--steps", type=int, default=30, help="--train: steps to run")
+    p.add_argument("--batch-size", type=int, default=4, help="--train: images per task per step")
+    p.add_argument("--workers", type=int, default=min(14, max(1, (os.cpu_count() or 2) - 2)),
+                   help="--train: loader processes")
+    p.add_argument("--compile", action="store_true", help="--train: with train.py --compile")
     args = p.parse_args()
     if args.params:
         print_param_overhead()
         return
-    if args.reps < 1:
-        p.error(f"--reps must be at least 1, got {args.reps}")
+    for option, value in (("--reps", args.reps), ("--steps", args.steps),
+                          ("--batch-size", args.batch_size), ("--workers", args.workers)):
+        if value < 1:
+            p.error(f"{option} must be at least 1, got {value}")
+    if args.meta and importlib.util.find_spec("segment_anything") is None:
+        p.error("--meta needs Meta's package: pip install -r requirements-dev.txt")
     device = torch.device(args.device)
+    if args.train:
+        if device.type != ("cuda" if torch.cuda.is_available() else "cpu"):
+            p.error(f"--train runs train.py, which picks its device itself: --device {device} "
+                    f"is not it")
+        for variant in args.variants:
+            bench_training(variant, device, args.steps, args.batch_size, args.workers,
+                           args.compile)
+        return
     keep_freed_cpu_memory()  # as evaluate.py and predict.py do; SAM and SAMA alike
     for variant in args.variants:
         size = SAM_VARIANTS[variant].image_size if variant == "tiny" else (
             args.image_size or (1024 if device.type == "cuda" else 512))
         dtype = torch.bfloat16 if args.bf16 else torch.float32
-        run = bench_optimisations if args.optimisations else bench
-        run(variant, size, device, args.reps, dtype)
+        if args.optimisations:
+            bench_optimisations(variant, size, device, args.reps, dtype)
+        else:
+            bench(variant, size, device, args.reps, dtype, args.meta)
 
 
 if __name__ == "__main__":

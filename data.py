@@ -682,8 +682,9 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """(image, mask) pairs -> samples (see make_sample). Sample i of epoch e is drawn from
-    np.random.default_rng([seed, e, i]): a resumed or distributed run sees exactly the same data."""
+    """(image, mask) pairs -> samples (see make_sample). The key is (epoch e, index i), or i for
+    epoch 0; the sample is drawn from np.random.default_rng([seed, e, i]), so a resumed or
+    distributed run sees exactly the same data."""
 
     def __init__(self, pairs, image_size: int, augment: bool = True, seed: int = 0):
         self.pairs, self.image_size, self.augment, self.seed = (
@@ -692,19 +693,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
             augment,
             seed,
         )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Call before each epoch's DataLoader iterator starts: workers copy the dataset then
-        (so not with persistent_workers=True, whose copies keep the old epoch)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _load(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, Path]:
-        """Sample i's random generator, image (H, W, 3), mask or alpha (H, W) and the mask's
-        path."""
+    def _load(self, key) -> tuple[int, np.random.Generator, np.ndarray, np.ndarray, Path]:
+        """The key's index i, random generator, image (H, W, 3), mask or alpha (H, W) and the
+        mask's path."""
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         image_path, mask_path = self.pairs[i][:2]
         image, mask = load_image(image_path), load_mask(mask_path)
         if image.shape[:2] != mask.shape:
@@ -712,10 +708,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 f"{mask_path}: size {mask.shape[1]}x{mask.shape[0]} differs from {image_path} "
                 f"({image.shape[1]}x{image.shape[0]})"
             )
-        return np.random.default_rng([self.seed, self.epoch, i]), image, mask, mask_path
+        return i, np.random.default_rng([self.seed, epoch, i]), image, mask, mask_path
 
-    def __getitem__(self, i: int) -> dict:
-        rng, image, mask, mask_path = self._load(i)
+    def __getitem__(self, key) -> dict:
+        _, rng, image, mask, mask_path = self._load(key)
         try:
             return make_sample(image, mask, self.image_size, rng, self.augment, matting=False)
         except DataError as e:
@@ -751,8 +747,8 @@ class MattingDataset(SegmentationDataset):
         bg = bg[y:y + ch, x:x + cw]
         return bg[:, ::-1].copy() if rng.random() < 0.5 else bg
 
-    def __getitem__(self, i: int) -> dict:
-        rng, image, alpha, alpha_path = self._load(i)
+    def __getitem__(self, key) -> dict:
+        i, rng, image, alpha, alpha_path = self._load(key)
         if i < self.num_fg:
             image = composite(image, alpha, self._background(*alpha.shape, rng))
         try:

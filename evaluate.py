@@ -59,7 +59,7 @@ from load_sam_weights import (
 )
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
 from predict import NonFiniteOutput, Predictor, WriteError, keep_freed_cpu_memory, save_png
-from sam import Sam
+from sam import Sam, compile_image_encoder
 from sama import SAMA
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
@@ -587,6 +587,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--resume", action="store_true", help="reuse the predictions already in --out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile SAM's image encoder before the first image (time printed)")
     return p.parse_args(argv)
 
 
@@ -715,6 +717,11 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 
+    if args.compile:
+        sam = model if isinstance(model, Sam) else model.sam
+        views = 5 if isinstance(model, SAMA) and model.use_mvle else 1
+        seconds = compile_image_encoder(sam.eval(), views)
+        print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
     predictor = Predictor(model, config.get("tasks"))
     scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
     if args.vis:

@@ -16,6 +16,7 @@ Shape notation, used in every shape comment here and in sama.py:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -240,33 +241,74 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
-def rel_pos_bias(q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int) -> torch.Tensor:
+def rel_pos_bias(
+    q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int, decomposed: bool = False
+) -> torch.Tensor:
     """The decomposed relative-position bias of queries q (b, nh, r*w, hs) on r grid rows.
 
-    bias[i, j] = q_i . Rh[row_i, row_j] + q_i . Rw[col_i, col_j], q unscaled; Rh (r, h, hs) holds
-    the queries' rows, Rw (w, w, hs). Returns (b, nh, r*w, h*w).
+    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j], with rel_h[i, k] = q_i . Rh[row_i, k] and
+    rel_w[i, k] = q_i . Rw[col_i, k], q unscaled; Rh (r, h, hs) holds the queries' rows, Rw
+    (w, w, hs). Returns the bias (b, nh, r*w, h*w), or [rel_h, rel_w] (b, nh, r*w, h + w) when
+    `decomposed`.
     """
     b, nh, _, hs = q.shape
     r, h = Rh.shape[:2]
     q = q.reshape(b, nh, r, w, hs)
     rel_h = torch.einsum("bnrwc,rkc->bnrwk", q, Rh)  # (b, nh, r, w, h)
     rel_w = torch.einsum("bnrwc,wkc->bnrwk", q, Rw)  # (b, nh, r, w, w)
+    if decomposed:
+        return torch.cat([rel_h, rel_w], dim=-1).reshape(b, nh, r * w, h + w)
     return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, r * w, h * w)
+
+
+def folded_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """softmax((q * scale) k^T + bias) v with the bias folded into the queries and keys, so that
+    PyTorch's fused kernel runs with no bias tensor (on CUDA, its flash kernel).
+
+    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j] (see rel_pos_bias) is the dot product of
+    [rel_h[i], rel_w[i]] with [onehot(row_j), onehot(col_j)], hence
+        q' = [q * scale, rel_h, rel_w],  k' = [k, onehot(row), onehot(col)],
+        softmax(q' k'^T) v = softmax((q * scale) k^T + bias) v.
+    q, k, v (B, nh, h*w, hs), Rh (h, h, hs), Rw (w, w, hs) -> (B, nh, h*w, hs). The head size
+    hs + h + w is padded with zeros to a multiple of 8, v's too: the flash kernel takes equal head
+    sizes only.
+    """
+    B, nh, hw, hs = q.shape
+    h, w = Rh.shape[0], Rw.shape[0]
+    rel = rel_pos_bias(q, Rh, Rw, w, decomposed=True)  # (B, nh, hw, h + w)
+    position = torch.arange(hw, device=q.device)
+    onehot = torch.cat([F.one_hot(position // w, h), F.one_hot(position % w, w)], dim=-1)
+    pad = -(hs + h + w) % 8
+    q = F.pad(torch.cat([q * scale, rel], dim=-1), (0, pad))  # (B, nh, hw, hs + h + w + pad)
+    k = F.pad(torch.cat([k, onehot.to(k.dtype).expand(B, nh, hw, h + w)], dim=-1), (0, pad))
+    v = F.pad(v, (0, h + w + pad))
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :hs]
 
 
 class Attention(nn.Module):
     """Multi-head self-attention over an (h, w) grid with decomposed relative positions (MViTv2):
     softmax((q * scale) k^T + bias) v, the bias from a learned embedding per row and column offset.
 
-    `blockwise` (on by default) computes the same attention with PyTorch's fused kernel, the bias
-    built for a few images or a few query rows at a time (BIAS_BLOCK numbers): a global block's bias
-    is (nh, hw, hw) per image, 200M numbers on a 64 x 64 grid. Per image on 2 CPU cores (ViT-B,
-    1024 px, `python benchmark.py --optimisations --variants vit_b --image-size 1024`): SAM 7.5 s
-    against 21.4 s in the textbook form (0.35x), SAMA's five views 40.2 s against 160.3 s (0.25x);
-    at 512 px 0.92-0.93x. The textbook form below it is the one tests compare it with.
+    `form` picks one of three equal computations (tests compare them): "textbook" (below, the one
+    to read); "blockwise", PyTorch's fused kernel with the bias built for a few images or a few
+    query rows at a time (BIAS_BLOCK numbers; a global block's bias is (nh, hw, hw) per image, 200M
+    numbers on a 64 x 64 grid); "folded" (folded_attention), the bias folded into q and k, so the
+    fused kernel needs no bias at all. None, the default, takes DEVICE_FORM's for the input's device.
+    Per image on 2 CPU cores (ViT-B, 1024 px, float32, `python benchmark.py --optimisations
+    --variants vit_b --image-size 1024 --reps 1`): SAM 8.9 s blockwise, 9.0 s folded, 16.6 s
+    textbook; SAMA's five views 39.3 s blockwise (0.29x the textbook form), 44.6 s folded (0.33x),
+    135.9 s textbook; at 512 px within 10% of the textbook form. So the CPU keeps blockwise. On CUDA
+    folding lets the flash kernel run: issue 15 measured, on one H200 (ViT-H, five views, bf16, on
+    earlier code), a global block's attention at 2.7 ms folded against 10.4 ms with the bias tensor
+    and the encoder at 143.4 ms against 154.6 ms; `tests/gpu_check.sh` measures it again.
     """
 
     BIAS_BLOCK = {"cpu": 2**24, "cuda": 2**28}  # numbers in one block of the bias, when blockwise
+    DEVICE_FORM = {"cuda": "folded"}  # every other device: "blockwise"
+    FORMS = ("textbook", "blockwise", "folded")
 
     def __init__(self, dim: int, num_heads: int, input_size: tuple[int, int]) -> None:
         super().__init__()
@@ -277,7 +319,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
-        self.blockwise = True
+        self.form: Optional[str] = None  # one of FORMS; None: DEVICE_FORM's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, h, w, D) -> (B, h, w, D)."""
@@ -286,7 +328,12 @@ class Attention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, hw, hs)
         Rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, h, hs)
         Rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, w, hs)
-        if self.blockwise:
+        form = self.form or self.DEVICE_FORM.get(x.device.type, "blockwise")
+        if form not in self.FORMS:
+            raise ValueError(f"Attention.form must be one of {self.FORMS} or None, got {form!r}")
+        if form == "folded":
+            x = folded_attention(q, k, v, Rh, Rw, self.scale)  # (B, nh, hw, hs)
+        elif form == "blockwise":
             x = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, nh, hw, hs)
             per_image = self.num_heads * (h * w) ** 2  # numbers in one image's bias
             block = self.BIAS_BLOCK["cpu" if x.device.type == "cpu" else "cuda"]
@@ -741,6 +788,27 @@ class Sam(nn.Module):
         """
         embeddings, _ = self.image_encoder(images)
         return self.decode(embeddings, points, point_labels, boxes, mask_inputs, multimask_output)
+
+
+def compile_image_encoder(sam: Sam, views: int, backend: str = "inductor") -> float:
+    """torch.compile SAM's image encoder in place (its state dict keeps its keys) and compile it
+    now, on `views` blank frames in the caller's autocast and in the module's train / eval mode, so
+    that the first image does not pay for it. Returns the seconds that took.
+
+    A choice users make for long runs (train.py / evaluate.py --compile), never a default: issue 15
+    measured ViT-H's five views at 82.2 ms compiled against 143.4 ms eager on one H200, after 74 s
+    of compilation (on earlier code; `tests/gpu_check.sh` measures it again). Another input shape,
+    autocast or mode (validation inside training) compiles once more, on its first call.
+    """
+    sam.image_encoder.compile(backend=backend)
+    S = sam.config.image_size
+    frames = torch.zeros(views, 3, S, S, device=sam.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        sam.image_encoder(frames)
+    if frames.is_cuda:
+        torch.cuda.synchronize(frames.device)
+    return time.perf_counter() - start
 
 
 class SamPredictor:

@@ -13,7 +13,6 @@ batch 4 per GPU, seed 42 (DESIGN.md, "Training").
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -45,7 +44,7 @@ from load_sam_weights import (
     sam_identity,
     save_sama,
 )
-from sam import SAM_VARIANTS, Sam
+from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA
 
 # ----------------------------------------------------------------------------------------------
@@ -103,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile SAM's image encoder before the first step (time printed)")
     args = p.parse_args(argv)
     args.out = args.out or str(default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks))
     return args
@@ -142,25 +143,35 @@ class NonFiniteLoss(TrainingError):
 # ----------------------------------------------------------------------------------------------
 
 
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffled, whole batches only) that can start in the middle of an
-    epoch."""
+class EndlessBatchSampler(torch.utils.data.Sampler):
+    """Batches of (epoch, index) keys without end, from batch `taken` of `epoch` on. Each epoch is
+    a DistributedSampler permutation (shuffled, seeded by seed + epoch, this rank's share, whole
+    batches only), so a resumed or distributed run sees exactly the same batches."""
 
-    def __init__(self, dataset, world: int, rank: int, seed: int) -> None:
-        super().__init__(
+    def __init__(self, dataset, batch_size: int, world: int, rank: int, seed: int, epoch: int,
+                 taken: int) -> None:
+        self.sampler = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
-        self.start = 0
+        self.batch_size, self.epoch, self.taken = batch_size, epoch, taken
 
     def __iter__(self):
-        return itertools.islice(super().__iter__(), self.start, None)
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
+        epoch, start = self.epoch, self.taken
+        while True:
+            self.sampler.set_epoch(epoch)
+            indices = list(self.sampler)
+            for b in range(start, len(indices) // self.batch_size):
+                yield [(epoch, i) for i in indices[b * self.batch_size : (b + 1) * self.batch_size]]
+            epoch, start = epoch + 1, 0
 
 
 class BatchStream:
-    """Batches from one dataset without end; (epoch, batches taken) is its whole state."""
+    """Batches from one dataset without end; (epoch, batches taken) is its whole state.
+
+    One DataLoader iterator serves the whole run (a new one only after load_state_dict): its
+    loader processes keep decoding across epoch boundaries, where a loader per epoch would stop,
+    start its processes again and wait for their first batches (issue 15 saw a stall at every
+    boundary of either stream)."""
 
     def __init__(
         self, dataset, batch_size: int, world: int, rank: int, seed: int, workers: int
@@ -169,18 +180,9 @@ class BatchStream:
             raise TrainingError(
                 f"{len(dataset)} samples cannot fill one batch of {batch_size} x {world} processes"
             )
-        self.dataset, self.batch_size = dataset, batch_size
-        self.sampler = ResumableSampler(dataset, world, rank, seed)
-        self.loader = DataLoader(
-            dataset,
-            batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            drop_last=True,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=False,
-            generator=torch.Generator().manual_seed(seed),
-        )  # leaves the global RNG alone
+        self.dataset, self.batch_size, self.world, self.rank = dataset, batch_size, world, rank
+        self.seed, self.workers = seed, workers
+        self.batches_per_epoch = len(dataset) // world // batch_size
         self.epoch, self.taken, self.iterator = 0, 0, None
 
     def state_dict(self) -> dict:
@@ -190,17 +192,22 @@ class BatchStream:
         self.epoch, self.taken, self.iterator = state["epoch"], state["taken"], None
 
     def next(self) -> dict:
-        while True:
-            if self.iterator is None:
-                self.sampler.set_epoch(self.epoch)
-                self.dataset.set_epoch(self.epoch)
-                self.sampler.start = self.taken * self.batch_size
-                self.iterator = iter(self.loader)
-            batch = next(self.iterator, None)
-            if batch is not None:
-                self.taken += 1
-                return batch
-            self.epoch, self.taken, self.iterator = self.epoch + 1, 0, None
+        if self.iterator is None:
+            sampler = EndlessBatchSampler(self.dataset, self.batch_size, self.world, self.rank,
+                                          self.seed, self.epoch, self.taken)
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=sampler,
+                num_workers=self.workers,
+                pin_memory=torch.cuda.is_available(),
+                generator=torch.Generator().manual_seed(self.seed),
+            )  # leaves the global RNG alone
+            self.iterator = iter(loader)
+        if self.taken == self.batches_per_epoch:  # the batch below opens the next epoch
+            self.epoch, self.taken = self.epoch + 1, 0
+        batch = next(self.iterator)
+        self.taken += 1
+        return batch
 
 
 def build_datasets(args, image_size: int) -> tuple:
@@ -318,7 +325,7 @@ def save_training_state(
 
 def data_identity(streams: dict) -> dict:
     """The sizes a data position means something in: samples per set, processes."""
-    return {name: {"samples": len(s.dataset), "processes": s.sampler.num_replicas}
+    return {name: {"samples": len(s.dataset), "processes": s.world}
             for name, s in streams.items() if s is not None}
 
 
@@ -531,6 +538,12 @@ def train(args) -> Path:
         loss_fn = DDP(loss_fn, device_ids=[local_rank] if device.type == "cuda" else None,
                       find_unused_parameters=args.tasks != "both")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if args.compile:  # for one training image's views, as SAMA.encode batches them
+        model.train()
+        with autocast:
+            seconds = compile_image_encoder(model.sam, 5 if model.use_mvle else 1)
+        if master:
+            print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
 
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import torch
 import data
 import sam
 import train
+from conftest import build_official_sam, randomize_
 from losses import matting_loss, seg_loss
 from sama import SAMA, SamaPredictor
 from test_sama import batch, randomized_sam
@@ -158,3 +159,67 @@ def test_predictor_graphs_replay_what_eager_decoding_computes(amp):
             mask, alpha, sam_mask = predictor.predict(**prompts[0])
             assert mask.shape == alpha.shape == sam_mask.shape == image.shape[:2]
     assert len(predictor.graphs) == 2  # one per prompt shape, kept across images
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_attention_forms_on_cuda_equal_the_textbook_form(amp):
+    """CUDA's default, the folded form (flash attention where it runs, bf16), and the blockwise
+    form give the textbook outputs: global attention on ViT-H's 64 x 64 grid (head size 80) and a
+    batch of 14 x 14 windows."""
+    tolerance = dict(rtol=0, atol=3e-2) if amp else dict(rtol=0, atol=1e-5)
+    for grid, batch_size in (((64, 64), 2), ((14, 14), 50)):
+        torch.manual_seed(0)
+        attn = sam.Attention(160, 2, grid).to(CUDA)
+        with torch.no_grad():
+            attn.rel_pos_h.normal_(0, 0.1)
+            attn.rel_pos_w.normal_(0, 0.1)
+        x = torch.randn(batch_size, *grid, 160, device=CUDA)
+        outputs = {}
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            for form in sam.Attention.FORMS:
+                attn.form = form
+                outputs[form] = attn(x).float()
+        for form in ("blockwise", "folded"):
+            torch.testing.assert_close(outputs[form], outputs["textbook"], **tolerance, msg=form)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_encoder_on_cuda_equals_metas(amp):
+    """Our ViT-B encoder (its CUDA form) against Meta's on the same random weights at 1024 px: in
+    float32 within 1e-4; under bf16 autocast no further from Meta's float32 output than Meta's own
+    bf16 output is, give or take a quarter."""
+    cfg = sam.SAM_VARIANTS["vit_b"]
+    meta = randomize_(build_official_sam(cfg), seed=0).to(CUDA)
+    ours = sam.Sam(cfg).to(CUDA).eval()
+    ours.load_state_dict(meta.state_dict())
+    frame = torch.randn(1, 3, 1024, 1024, device=CUDA)
+    with torch.no_grad():
+        reference = meta.image_encoder(frame)  # float32
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            theirs, got = meta.image_encoder(frame).float(), ours.image_encoder(frame)[0].float()
+    if amp:
+        their_error = (theirs - reference).abs().max().item()
+        assert (got - reference).abs().max().item() <= 1.25 * their_error
+    else:
+        torch.testing.assert_close(got, reference, rtol=0, atol=1e-4)
+
+
+def test_compiled_encoder_on_cuda_equals_eager():
+    """sam.compile_image_encoder (Inductor) gives the eager encoder's outputs, in float32 and under
+    bf16 autocast, and keeps the state dict's keys."""
+    model = SAMA(randomized_sam()).to(CUDA).eval()
+    keys = list(model.state_dict())
+    frames = torch.randn(5, 3, model.sam.config.image_size, model.sam.config.image_size,
+                         device=CUDA)
+    with torch.no_grad():
+        eager = [model.sam.image_encoder(frames)[0]]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            eager.append(model.sam.image_encoder(frames)[0].float())
+        seconds = sam.compile_image_encoder(model.sam, 5)
+        assert seconds > 0
+        compiled = [model.sam.image_encoder(frames)[0]]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            compiled.append(model.sam.image_encoder(frames)[0].float())
+    assert list(model.state_dict()) == keys
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(compiled[1], eager[1], rtol=0, atol=5e-2)

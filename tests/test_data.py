@@ -445,10 +445,10 @@ def test_determinism(toy):
     a, b = data.SegmentationDataset(pairs, S, seed=5), data.SegmentationDataset(pairs, S, seed=5)
     for k, v in a[3].items():
         assert torch.equal(v, b[3][k]), k
-    b.set_epoch(1)
-    assert not torch.equal(a[3]["image"], b[3]["image"])
-    a.set_epoch(1)
-    assert torch.equal(a[3]["image"], b[3]["image"]) and torch.equal(a[3]["points"], b[3]["points"])
+        assert torch.equal(v, b[0, 3][k]), k  # i is epoch 0's sample i
+    assert not torch.equal(a[3]["image"], b[1, 3]["image"])
+    assert torch.equal(a[1, 3]["image"], b[1, 3]["image"])
+    assert torch.equal(a[1, 3]["points"], b[1, 3]["points"])
     m = data.MattingDataset(data.aim_train_pairs(toy / "AIM"), [], backgrounds(toy), S, seed=5)
     assert torch.equal(m[2]["image"], m[2]["image"])
 

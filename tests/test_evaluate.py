@@ -16,7 +16,7 @@ import evaluate
 import predict
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
-from sam import SAM_VARIANTS, Sam
+from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA, TASKS, SamaPredictor
 
 # the device evaluate.py picks: same numbers
@@ -138,6 +138,29 @@ def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run
     scores = evaluate.score_segmentation(model, TASKS, pairs, progress=False)
     report = json.loads((dis_run / "metrics.json").read_text())
     assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
+
+
+def test_compile_gives_the_same_predictions(toy, checkpoints, dis_run, tmp_path, monkeypatch,
+                                            capsys):
+    """--compile compiles SAM's encoder for SAMA's five views first (its own backend here,
+    "eager"; tests/test_cuda.py runs Inductor) and writes the eager run's PNGs."""
+    calls = []
+
+    def compile_eagerly(sam_model, views):
+        calls.append((sam_model.training, views))
+        return compile_image_encoder(sam_model, views, backend="eager")
+
+    monkeypatch.setattr(evaluate, "compile_image_encoder", compile_eagerly)
+    out = tmp_path / "compiled"
+    capsys.readouterr()
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1], "--out", out,
+               "--compile") == 0
+    assert "--compile: SAM's image encoder compiled in" in capsys.readouterr().out
+    assert calls == [(False, 5)]
+    pngs = sorted(p.name for p in (dis_run / "pred").glob("*.png"))
+    assert pngs and pngs == sorted(p.name for p in (out / "pred").glob("*.png"))
+    for name in pngs:
+        assert (out / "pred" / name).read_bytes() == (dis_run / "pred" / name).read_bytes(), name
 
 
 def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):

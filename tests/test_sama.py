@@ -248,12 +248,41 @@ def test_blockwise_attention_equals_the_textbook_form(monkeypatch, block):
         attn.rel_pos_h.normal_()
         attn.rel_pos_w.normal_()
     x = torch.randn(5, 8, 8, 32)
-    attn.blockwise = False
+    attn.form = "textbook"
     textbook = attn(x)
-    attn.blockwise = True
+    attn.form = "blockwise"
     # all five images in one block; 2 + 2 + 1 images; 3 + 3 + 2 rows per image; one row
     monkeypatch.setattr(sam.Attention, "BIAS_BLOCK", {"cpu": block})
     torch.testing.assert_close(attn(x), textbook, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("grid", [(8, 8), (6, 10), (14, 14)])
+def test_folded_attention_equals_the_textbook_form(grid):
+    """Attention's "folded" form (the bias folded into q and k, no bias tensor) gives the textbook
+    form's outputs and gradients, on square and non-square grids and head sizes that need padding;
+    the CPU default stays blockwise, CUDA's is folded."""
+    torch.manual_seed(0)
+    attn = sam.Attention(24, 2, grid)  # head size 12: 12 + h + w is no multiple of 8 for (6, 10)
+    with torch.no_grad():
+        attn.rel_pos_h.normal_()
+        attn.rel_pos_w.normal_()
+    x = torch.randn(3, *grid, 24)
+    outputs, grads = {}, {}
+    for form in ("textbook", "folded"):
+        attn.form = form
+        attn.zero_grad()
+        outputs[form] = attn(x)
+        outputs[form].square().sum().backward()
+        grads[form] = [p.grad.clone() for p in attn.parameters()]
+    torch.testing.assert_close(outputs["folded"], outputs["textbook"], rtol=0, atol=1e-5)
+    for folded, textbook in zip(grads["folded"], grads["textbook"]):
+        torch.testing.assert_close(folded, textbook, rtol=1e-4, atol=1e-4)
+    attn.form = None  # the device's form: blockwise on the CPU, folded on CUDA
+    assert "cpu" not in sam.Attention.DEVICE_FORM and sam.Attention.DEVICE_FORM["cuda"] == "folded"
+    torch.testing.assert_close(attn(x), outputs["textbook"], rtol=0, atol=1e-5)
+    attn.form = "fast"
+    with pytest.raises(ValueError, match="Attention.form must be one of"):
+        attn(x)
 
 
 def test_local_adapter_attends_within_its_window_only():

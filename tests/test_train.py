@@ -27,6 +27,7 @@ from PIL import Image
 import data
 import evaluate
 import losses
+import sam
 import train
 from load_sam_weights import TASK_CHOICES, atomic_save, load_sama, read_checkpoint
 from sam import SAM_VARIANTS, Sam
@@ -170,6 +171,77 @@ def no_files_under(folder: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+# The batch streams: every epoch's permutation in order, resumable, one loader for the whole run
+# ----------------------------------------------------------------------------------------------
+
+
+class Keys(torch.utils.data.Dataset):
+    """Each sample is its key (epoch, i) and the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 7
+
+    def __getitem__(self, key):
+        return {"key": torch.tensor(key), "pid": torch.tensor(os.getpid())}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_stream_crosses_epochs_in_one_loader_and_resumes(workers):
+    dataset, batch, world, seed = Keys(), 2, 2, 3
+    expected = []  # rank 1's share of each epoch's permutation, whole batches: 3 samples -> 1
+    for epoch in range(4):
+        sampler = torch.utils.data.DistributedSampler(
+            dataset, num_replicas=world, rank=1, shuffle=True, seed=seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        assert len(indices) == 3
+        expected.append([[epoch, i] for i in indices[:2]])
+    stream = train.BatchStream(dataset, batch, world, 1, seed, workers)
+    got, pids, iterators, states = [], set(), set(), []
+    for _ in range(4):
+        b = stream.next()
+        got.append(b["key"].tolist())
+        pids.update(b["pid"].tolist())
+        iterators.add(id(stream.iterator))
+        states.append(stream.state_dict())
+    assert got == expected
+    assert states == [{"epoch": e, "taken": 1} for e in range(4)]
+    assert len(iterators) == 1  # no new loader at the epoch boundaries
+    # the same loader processes throughout (a loader per epoch would start new ones)
+    assert len(pids) <= max(workers, 1) and (os.getpid() in pids) == (workers == 0)
+    resumed = train.BatchStream(dataset, batch, world, 1, seed, workers)
+    resumed.load_state_dict(states[1])  # the end of epoch 1: the next batch opens epoch 2
+    assert [resumed.next()["key"].tolist() for _ in range(2)] == expected[2:]
+
+
+def test_compile_trains_the_same_weights(toy, sam_file, tmp_path, monkeypatch, capsys):
+    """--compile wires torch.compile into the run (its own backend here, "eager": Inductor would
+    spend half a minute compiling on this CPU; tests/test_cuda.py runs Inductor) and the run learns
+    exactly what the eager run learns."""
+    calls = []
+
+    def compile_eagerly(sam_model, views):
+        calls.append(views)
+        return sam.compile_image_encoder(sam_model, views, backend="eager")
+
+    monkeypatch.setattr(train, "compile_image_encoder", compile_eagerly)
+    runs, printed = {}, {}
+    for name, extra in (("eager", ()), ("compiled", ("--compile",))):
+        out = tmp_path / name
+        common = ("--sam-checkpoint", str(sam_file), "--max-steps", "2")
+        capsys.readouterr()
+        assert train.main(base_args(toy, out, *common, *extra)) == 0
+        printed[name] = capsys.readouterr().out
+        runs[name] = sama_state(out)["state_dict"]
+    assert calls == [5]  # once, for one training image's five views
+    assert "--compile: SAM's image encoder compiled in" in printed["compiled"]
+    assert "--compile" not in printed["eager"]
+    for k, v in runs["eager"].items():
+        assert torch.equal(runs["compiled"][k], v), k
+
+
+# ----------------------------------------------------------------------------------------------
 # One step touches only the trainable tensors; one batch can be overfitted
 # ----------------------------------------------------------------------------------------------
 
@@ -292,9 +364,7 @@ def test_resume_gives_identical_weights_optimiser_and_log(toy, sam_file, tmp_pat
     assert sa["streams"] == sb["streams"]
     assert sa["streams"]["seg"]["epoch"] == 1 and sa["streams"]["matting"]["epoch"] == 1
     assert torch.equal(sa["rng"]["prompt"], sb["rng"]["prompt"])
-    # (not sa["rng"]["torch"]: each iter(DataLoader) draws a base seed from the global RNG, and the
-    # resumed run opens more iterators than the straight one; harmless while nothing in training
-    # uses that RNG)
+    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])  # the loaders have their own
     oa, ob = sa["optimizer"], sb["optimizer"]
     assert oa["param_groups"] == ob["param_groups"]
     assert set(oa["state"]) == set(ob["state"])
