@@ -279,11 +279,12 @@ def folded_attention(
     B, nh, hw, hs = q.shape
     h, w = Rh.shape[0], Rw.shape[0]
     rel = rel_pos_bias(q, Rh, Rw, w, decomposed=True)  # (B, nh, hw, h + w)
-    position = torch.arange(hw, device=q.device)
-    onehot = torch.cat([F.one_hot(position // w, h), F.one_hot(position % w, w)], dim=-1)
+    # key j = (row, column), row-major: [onehot(row_j), onehot(col_j)] (hw, h + w)
+    eye_h, eye_w = (torch.eye(n, dtype=k.dtype, device=k.device) for n in (h, w))
+    onehot = torch.cat([eye_h.repeat_interleave(w, dim=0), eye_w.repeat(h, 1)], dim=-1)
     pad = -(hs + h + w) % 8
     q = F.pad(torch.cat([q * scale, rel], dim=-1), (0, pad))  # (B, nh, hw, hs + h + w + pad)
-    k = F.pad(torch.cat([k, onehot.to(k.dtype).expand(B, nh, hw, h + w)], dim=-1), (0, pad))
+    k = F.pad(torch.cat([k, onehot.expand(B, nh, hw, h + w)], dim=-1), (0, pad))
     v = F.pad(v, (0, h + w + pad))
     return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :hs]
 
