@@ -280,7 +280,8 @@ def folded_attention(
     h, w = Rh.shape[0], Rw.shape[0]
     rel = rel_pos_bias(q, Rh, Rw, w, decomposed=True)  # (B, nh, hw, h + w)
     # key j = (row, column), row-major: [onehot(row_j), onehot(col_j)] (hw, h + w)
-    eye_h, eye_w = (torch.eye(n, dtype=k.dtype, device=k.device) for n in (h, w))
+    eye_h = torch.eye(h, dtype=k.dtype, device=k.device)
+    eye_w = torch.eye(w, dtype=k.dtype, device=k.device)
     onehot = torch.cat([eye_h.repeat_interleave(w, dim=0), eye_w.repeat(h, 1)], dim=-1)
     pad = -(hs + h + w) % 8
     q = F.pad(torch.cat([q * scale, rel], dim=-1), (0, pad))  # (B, nh, hw, hs + h + w + pad)
