@@ -241,24 +241,26 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative.long()]
 
 
-def rel_pos_bias(
-    q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int, decomposed: bool = False
-) -> torch.Tensor:
-    """The decomposed relative-position bias of queries q (b, nh, r*w, hs) on r grid rows.
-
-    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j], with rel_h[i, k] = q_i . Rh[row_i, k] and
-    rel_w[i, k] = q_i . Rw[col_i, k], q unscaled; Rh (r, h, hs) holds the queries' rows, Rw
-    (w, w, hs). Returns the bias (b, nh, r*w, h*w), or [rel_h, rel_w] (b, nh, r*w, h + w) when
-    `decomposed`.
-    """
+def rel_pos_terms(
+    q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of the decomposed relative-position bias of queries q (b, nh, r*w, hs) on r
+    grid rows: rel_h[i, k] = q_i . Rh[row_i, k] (b, nh, r*w, h) and rel_w[i, k] = q_i . Rw[col_i, k]
+    (b, nh, r*w, w), q unscaled; Rh (r, h, hs) holds the queries' rows, Rw (w, w, hs)."""
     b, nh, _, hs = q.shape
     r, h = Rh.shape[:2]
     q = q.reshape(b, nh, r, w, hs)
     rel_h = torch.einsum("bnrwc,rkc->bnrwk", q, Rh)  # (b, nh, r, w, h)
     rel_w = torch.einsum("bnrwc,wkc->bnrwk", q, Rw)  # (b, nh, r, w, w)
-    if decomposed:
-        return torch.cat([rel_h, rel_w], dim=-1).reshape(b, nh, r * w, h + w)
-    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, r * w, h * w)
+    return rel_h.reshape(b, nh, r * w, h), rel_w.reshape(b, nh, r * w, w)
+
+
+def rel_pos_bias(q: torch.Tensor, Rh: torch.Tensor, Rw: torch.Tensor, w: int) -> torch.Tensor:
+    """The decomposed relative-position bias of queries q (b, nh, r*w, hs) on r grid rows:
+    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j] (rel_pos_terms). Returns (b, nh, r*w, h*w)."""
+    rel_h, rel_w = rel_pos_terms(q, Rh, Rw, w)
+    b, nh, rw, h = rel_h.shape
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, rw, h * w)
 
 
 def folded_attention(
@@ -268,7 +270,7 @@ def folded_attention(
     """softmax((q * scale) k^T + bias) v with the bias folded into the queries and keys, so that
     PyTorch's fused kernel runs with no bias tensor (on CUDA, its flash kernel).
 
-    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j] (see rel_pos_bias) is the dot product of
+    bias[i, j] = rel_h[i, row_j] + rel_w[i, col_j] (rel_pos_terms) is the dot product of
     [rel_h[i], rel_w[i]] with [onehot(row_j), onehot(col_j)], hence
         q' = [q * scale, rel_h, rel_w],  k' = [k, onehot(row), onehot(col)],
         softmax(q' k'^T) v = softmax((q * scale) k^T + bias) v.
@@ -278,13 +280,13 @@ def folded_attention(
     """
     B, nh, hw, hs = q.shape
     h, w = Rh.shape[0], Rw.shape[0]
-    rel = rel_pos_bias(q, Rh, Rw, w, decomposed=True)  # (B, nh, hw, h + w)
+    rel_h, rel_w = rel_pos_terms(q, Rh, Rw, w)  # (B, nh, hw, h), (B, nh, hw, w)
     # key j = (row, column), row-major: [onehot(row_j), onehot(col_j)] (hw, h + w)
     eye_h = torch.eye(h, dtype=k.dtype, device=k.device)
     eye_w = torch.eye(w, dtype=k.dtype, device=k.device)
     onehot = torch.cat([eye_h.repeat_interleave(w, dim=0), eye_w.repeat(h, 1)], dim=-1)
     pad = -(hs + h + w) % 8
-    q = F.pad(torch.cat([q * scale, rel], dim=-1), (0, pad))  # (B, nh, hw, hs + h + w + pad)
+    q = F.pad(torch.cat([q * scale, rel_h, rel_w], dim=-1), (0, pad))  # (B, nh, hw, hs+h+w+pad)
     k = F.pad(torch.cat([k, onehot.expand(B, nh, hw, h + w)], dim=-1), (0, pad))
     v = F.pad(v, (0, h + w + pad))
     return F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., :hs]
@@ -298,7 +300,8 @@ class Attention(nn.Module):
     to read); "blockwise", PyTorch's fused kernel with the bias built for a few images or a few
     query rows at a time (BIAS_BLOCK numbers; a global block's bias is (nh, hw, hw) per image, 200M
     numbers on a 64 x 64 grid); "folded" (folded_attention), the bias folded into q and k, so the
-    fused kernel needs no bias at all. None, the default, takes DEVICE_FORM's for the input's device.
+    fused kernel needs no bias at all. None, the default, takes DEVICE_FORM's for the input's
+    device.
     Per image on 2 CPU cores (ViT-B, 1024 px, float32, `python benchmark.py --optimisations
     --variants vit_b --image-size 1024 --reps 1`): SAM 8.9 s blockwise, 9.0 s folded, 16.6 s
     textbook; SAMA's five views 39.3 s blockwise (0.29x the textbook form), 44.6 s folded (0.33x),
