@@ -24,11 +24,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's normalisation, on the 0-255 scale
-PIXEL_STD = (58.395, 57.12, 57.375)
-
+# SAM's normalisation, frame size and prompt scaling in numpy (the ONNX predictor shares them)
+from frame import PIXEL_MEAN, PIXEL_STD, preprocess_shape, resize_longest_side, scale_coords
 
 # ----------------------------------------------------------------------------------------------
 # Configuration
@@ -70,20 +68,8 @@ SAM_VARIANTS = {
 
 
 # ----------------------------------------------------------------------------------------------
-# Preprocessing (SAM's: longest side to S, normalise, pad bottom/right with zeros)
+# Preprocessing (SAM's: longest side to S, normalise, pad bottom/right with zeros; frame.py)
 # ----------------------------------------------------------------------------------------------
-
-
-def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
-    """Size (h', w') with the longest side equal to long_side, rounded as SAM rounds."""
-    scale = long_side * 1.0 / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
-
-
-def resize_longest_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (h', w', 3) uint8, PIL bilinear as the official predictor does."""
-    h, w = preprocess_shape(image.shape[0], image.shape[1], long_side)
-    return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
 def normalize_and_pad(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -104,16 +90,6 @@ def image_to_frame(
     resized = resize_longest_side(image, size)
     x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()  # (3, h', w')
     return normalize_and_pad(x, size)
-
-
-def scale_coords(coords: np.ndarray, original_size: tuple[int, int], long_side: int) -> np.ndarray:
-    """(..., 2) xy in the original image -> xy in the resized frame (SAM's apply_coords)."""
-    h, w = original_size
-    new_h, new_w = preprocess_shape(h, w, long_side)
-    coords = np.array(coords, dtype=np.float64, copy=True)
-    coords[..., 0] = coords[..., 0] * (new_w / w)
-    coords[..., 1] = coords[..., 1] * (new_h / h)
-    return coords
 
 
 def prompt_tensors(
@@ -513,24 +489,17 @@ class PromptEncoder(nn.Module):
         """Positional encoding of the image tokens: (1, C, G, G)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
+    def embed_points(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, N, 2) xy in frame pixels and their (B, N) labels -> tokens (B, N, C). The labels are
+        those of SAM's ONNX export: -1 not a point (padding), 0 a negative point, 1 a positive
+        one, 2 and 3 a box's top-left and bottom-right corners."""
         points = points + 0.5  # shift to the centre of the pixel
-        if pad:  # without a box SAM appends one "not a point" token
-            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
-            labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
         emb = self.pe_layer.forward_with_coords(points, self.input_image_size)  # (B, N, C)
         labels = labels[..., None]
         emb = torch.where(labels == -1, self.not_a_point_embed.weight, emb)
-        emb = emb + torch.where(labels == 0, self.point_embeddings[0].weight, 0.0)
-        emb = emb + torch.where(labels == 1, self.point_embeddings[1].weight, 0.0)
+        for label, embedding in enumerate(self.point_embeddings):
+            emb = emb + torch.where(labels == label, embedding.weight, 0.0)
         return emb
-
-    def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
-        corners = (boxes + 0.5).reshape(-1, 2, 2)  # (B, 2, 2): the two corners as points
-        emb = self.pe_layer.forward_with_coords(corners, self.input_image_size)  # (B, 2, C)
-        corner_embed = torch.cat(
-            [self.point_embeddings[2].weight, self.point_embeddings[3].weight])  # (2, C)
-        return emb + corner_embed
 
     def forward(
         self,
@@ -548,10 +517,15 @@ class PromptEncoder(nn.Module):
         bs = given[0].shape[0] if given else 1
         sparse = torch.empty((bs, 0, self.embed_dim), device=self.no_mask_embed.weight.device)
         if points is not None:
-            point_tokens = self._embed_points(points[0], points[1], pad=boxes is None)
-            sparse = torch.cat([sparse, point_tokens], dim=1)
+            coords, labels = points
+            if boxes is None:  # without a box SAM appends one "not a point" token
+                coords = torch.cat([coords, coords.new_zeros(coords.shape[0], 1, 2)], dim=1)
+                labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
+            sparse = torch.cat([sparse, self.embed_points(coords, labels)], dim=1)
         if boxes is not None:
-            sparse = torch.cat([sparse, self._embed_boxes(boxes)], dim=1)
+            corners = boxes.reshape(-1, 2, 2)  # (B, 2, 2): the two corners as points
+            corner_labels = torch.tensor([2, 3], device=boxes.device).expand(len(corners), 2)
+            sparse = torch.cat([sparse, self.embed_points(corners, corner_labels)], dim=1)
         if masks is not None:
             dense = self.mask_downscaling(masks)
         else:

@@ -326,8 +326,17 @@ class SAMA(nn.Module):
         boxes: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """SAM's decoder with this task's SAMA token and the Local-Adapters -> logits
-        (B, 1, 8G, 8G).
+        """SAM's prompt encoder, then decode_embedded -> logits (B, 1, 8G, 8G)."""
+        prompt = (points, point_labels) if points is not None else None
+        sparse, dense = self.sam.prompt_encoder(prompt, boxes, mask_inputs)
+        return self.decode_embedded(features, task, sparse, dense)
+
+    def decode_embedded(
+        self, features: ImageFeatures, task: str, sparse: torch.Tensor, dense: torch.Tensor
+    ) -> torch.Tensor:
+        """SAM's decoder with this task's SAMA token and the Local-Adapters, on the prompt
+        encoder's tokens sparse (B, T', C) and dense embedding (B, C, G, G) -> logits
+        (B, 1, 8G, 8G). (The ONNX prompt path enters here, export_onnx.py.)
 
         Each task runs its own pass with only its own token ("two SAMA tokens are used
         separately"), so the segmentation output does not depend on the matting token or head,
@@ -335,8 +344,6 @@ class SAMA(nn.Module):
         """
         sam, dec = self.sam, self.sam.mask_decoder
         t = TASKS.index(task)
-        prompt = (points, point_labels) if points is not None else None
-        sparse, dense = sam.prompt_encoder(prompt, boxes, mask_inputs)  # (B, T', C), (B, C, G, G)
         B, C, G, _ = features.F_I.shape
         if sparse.shape[0] not in (1, B):
             raise ValueError(f"{sparse.shape[0]} prompts for {B} images: give one prompt per image")

@@ -1,0 +1,60 @@
+"""Export SAMA to ONNX, the whole model: the image path and the prompt path (onnx_graphs.py).
+
+    python export_onnx.py --checkpoint runs/sama/sama.pt --sam-checkpoint sam_vit_b_01ec64.pth \\
+        --out onnx/sama_vit_b
+
+writes OUT/image.onnx, OUT/prompt.onnx (each with its .onnx.data weights) and OUT/sama_onnx.json
+(variant, tasks, frame size, opset, SHA-256 of the weights and of the graphs), all or none; then
+predict.py IMG --box ... --onnx OUT (or sama_onnx.OnnxPredictor) runs them with onnxruntime alone.
+Needs requirements-onnx.txt. Exit status 2: a bad checkpoint or output folder (one line, nothing
+written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+from load_sam_weights import CheckpointError, file_sha256, load_sama, read_sama_header
+from onnx_graphs import export_graphs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="runs/sama/sama.pt", help="SAMA checkpoint")
+    p.add_argument("--sam-checkpoint",
+                   help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+    p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+            raise FileExistsError(f"{out}: exists and is not an empty folder (choose another --out)")
+        folder = next(f for f in (out.parent, *out.parent.parents) if f.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"{folder}: cannot create {out} there (choose another --out)")
+        header = read_sama_header(args.checkpoint)
+        model = load_sama(args.checkpoint, args.sam_checkpoint, device="cpu")
+        sam_file = args.sam_checkpoint or header["sam"]["file"]
+    except (CheckpointError, FileExistsError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    weights = {
+        "sama": {"file": os.path.abspath(args.checkpoint), "sha256": file_sha256(args.checkpoint)},
+        "sam": {"file": os.path.abspath(sam_file), "sha256": header["sam"]["sha256"]},
+    }
+    manifest = export_graphs(model, tuple(header["tasks"]), out, weights)
+    sizes = ", ".join(
+        f"{name} {sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
+        f"in {manifest['export_seconds'][name]:.1f} s"
+        for name, g in manifest["graphs"].items())
+    print(f"wrote {out}: {manifest['variant']}, tasks {' + '.join(manifest['tasks'])}, "
+          f"{manifest['image_size']} px frames, opset {manifest['opset']}; {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""SAMA on onnxruntime, numpy and pillow alone: the two graphs export_onnx.py writes, behind the
+interface of predict.Predictor. Importing this module never imports torch (tests/test_onnx.py).
+
+    predictor = OnnxPredictor("onnx/sama_vit_b")
+    predictor.set_image(image)                       # (H, W, 3) uint8 RGB: the image path, once
+    maps = predictor.predict(box=np.array([40, 30, 420, 380]))   # the prompt path, per prompt
+
+The folder's sama_onnx.json names the variant, the trained tasks, the frame size, the opset and the
+SHA-256 of every file; a file that is not the one the export wrote (truncated, or another export's)
+is refused with one line (OnnxError) before any work. The caller's side of the graphs (onnx_graphs.py)
+runs here in numpy (frame.py): the frame, the prompt in frame pixels, the maps at the image's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from frame import check_finite, frame_array, postprocess_maps, preprocess_shape, scale_coords
+
+MANIFEST = "sama_onnx.json"  # onnx_graphs.MANIFEST, FORMAT: this module stays free of torch
+FORMAT = "sama-onnx"
+TASKS = ("seg", "matting")  # sama.TASKS
+
+
+class OnnxError(ValueError):
+    """An export folder that cannot be used (missing, altered, another format); one line."""
+
+
+def read_manifest(folder: Union[str, Path]) -> dict:
+    """The folder's sama_onnx.json, every graph and data file checked against its SHA-256."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise OnnxError(f"{folder}: no {MANIFEST} there (not a folder written by export_onnx.py)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OnnxError(f"{path}: unreadable ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise OnnxError(f"{path}: not a SAMA ONNX manifest (no 'format': '{FORMAT}' entry)")
+    tasks = manifest.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not set(tasks) <= set(TASKS):
+        raise OnnxError(f"{path}: trained tasks {tasks!r}: not a non-empty list of "
+                        f"{' / '.join(TASKS)}")
+    for name in ("image", "prompt"):
+        entry = manifest.get("graphs", {}).get(name, {})
+        for file_key, hash_key in (("file", "sha256"), ("data", "data_sha256")):
+            file = folder / str(entry.get(file_key, f"{name}.onnx"))
+            if not file.is_file():
+                raise OnnxError(f"{file}: missing (the {name} path of {folder})")
+            with open(file, "rb") as f:
+                found = hashlib.file_digest(f, "sha256").hexdigest()
+            if found != entry.get(hash_key):
+                raise OnnxError(f"{file}: not the file this export wrote (sha256 {found[:12]}..., "
+                                f"{MANIFEST} says {str(entry.get(hash_key))[:12]}...): truncated "
+                                f"or another export's; export again")
+    return manifest
+
+
+def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Sequence[str]],
+                         threads: Optional[int]) -> dict:
+    """{"image": session, "prompt": session}; onnxruntime imported here, only when used."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OnnxError("onnxruntime is not installed (pip install -r requirements-onnx.txt)") \
+            from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    providers = list(providers or ["CPUExecutionProvider"])
+    sessions = {}
+    for name in ("image", "prompt"):
+        file = folder / manifest["graphs"][name]["file"]
+        try:
+            sessions[name] = ort.InferenceSession(str(file), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types, one per failure
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise OnnxError(f"{file}: onnxruntime cannot load it ({first})") from None
+        found = [i.name for i in sessions[name].get_inputs()]
+        if found != manifest["inputs"][name]:
+            raise OnnxError(f"{file}: inputs {found}, {MANIFEST} says {manifest['inputs'][name]}")
+    return sessions
+
+
+class OnnxPredictor:
+    """predict.Predictor's interface on an export folder: set_image(image), then predict(points,
+    labels, box) -> {"seg", "alpha", "sam"} at the image's size, read through the trained heads
+    only (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf.
+
+    providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
+    "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default: onnxruntime's).
+    """
+
+    def __init__(self, folder: Union[str, Path], providers: Optional[Sequence[str]] = None,
+                 threads: Optional[int] = None) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.tasks = tuple(t for t in TASKS if t in self.manifest["tasks"])
+        self.image_size = int(self.manifest["image_size"])
+        self.sessions = onnxruntime_sessions(self.folder, self.manifest, providers, threads)
+        self.features: Optional[dict[str, np.ndarray]] = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        """image: (H, W, 3) uint8 RGB -> the image path's outputs, kept for every prompt."""
+        S = self.image_size
+        names = self.manifest["inputs"]["image"]  # ["frame"] or, with MVLE, ["frame", "frame_2s"]
+        sizes = {"frame": S, "frame_2s": 2 * S}
+        frames = {name: frame_array(image, sizes[name])[None] for name in names}
+        outputs = self.sessions["image"].run(None, frames)
+        self.features = dict(zip(self.manifest["outputs"]["image"], outputs))
+        self.original_size = image.shape[:2]
+        self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
+
+    def prompt_inputs(self, points=None, labels=None, box=None) -> tuple[np.ndarray, np.ndarray]:
+        """The prompt as the graph reads it (SAM's prompt encoder's rule): the points, one "not a
+        point" (label -1) when there is no box, the box's corners (labels 2 and 3); frame pixels.
+        Returns point_coords (1, N, 2) float32 and point_labels (1, N) int64."""
+        if points is None and box is None:
+            raise ValueError("give a box or at least one point")
+        coords, kinds = [np.zeros((0, 2))], [np.zeros(0, dtype=np.int64)]
+        if points is not None:
+            if labels is None:
+                raise ValueError("point_labels must be given with point_coords")
+            points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+            labels = np.asarray(labels).reshape(-1).astype(np.int64)
+            if len(points) != len(labels):
+                raise ValueError(f"{len(points)} points but {len(labels)} labels")
+            coords.append(points)
+            kinds.append(labels)
+            if box is None:
+                coords.append(np.zeros((1, 2)))
+                kinds.append(np.array([-1]))
+        if box is not None:
+            coords.append(np.asarray(box, dtype=np.float64).reshape(2, 2))
+            kinds.append(np.array([2, 3]))
+        coords = np.concatenate(coords)
+        if not np.isfinite(coords).all():
+            raise ValueError(f"prompt coordinates must be finite numbers, got {coords.tolist()}")
+        coords = scale_coords(coords, self.original_size, self.image_size)
+        return coords[None].astype(np.float32), np.concatenate(kinds)[None]
+
+    def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
+        if self.features is None:
+            raise RuntimeError("call set_image before predict")
+        point_coords, point_labels = self.prompt_inputs(points, labels, box)
+        outputs = self.sessions["prompt"].run(
+            None, {**self.features, "point_coords": point_coords, "point_labels": point_labels})
+        out = dict(zip(self.manifest["outputs"]["prompt"], (o[0] for o in outputs)))  # (1, h, w)
+        S, size, original = self.image_size, self.input_size, self.original_size
+        # the SAMA maps (8G) in one resize, SAM's (4G) in another, as SamaPredictor resizes them
+        heads = [n for n in ("seg_logits", "alpha") if n in out]
+        maps = dict(zip(heads, postprocess_maps(np.concatenate([out[n] for n in heads]), S, size,
+                                                original)))
+        sam_logits = postprocess_maps(out["sam_logits"], S, size, original)[0]
+        named = {"seg_logits": "segmentation logits", "alpha": "alpha"}
+        check_finite({**{named[n]: m for n, m in maps.items()}, "SAM logits": sam_logits})
+        if "seg" in self.tasks:  # the probability map, sigmoid(seg logits), as Predictor's
+            with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88: sigmoid 0, as torch's
+                seg = 1 / (1 + np.exp(-maps["seg_logits"]))
+        else:  # matting only: the alpha as the segmentation probability map
+            seg = maps["alpha"]
+        alpha = maps["alpha"] if "matting" in self.tasks else seg
+        return {"seg": seg.astype(np.float32), "alpha": alpha.astype(np.float32),
+                "sam": sam_logits > 0}
