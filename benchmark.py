@@ -7,11 +7,15 @@ parameter overhead; and each optimisation the code keeps against its textbook fo
     python benchmark.py --optimisations --variants vit_b --image-size 1024
     python benchmark.py --variants vit_b vit_h --device cuda --bf16 --meta   # and Meta's SAM
     python benchmark.py --train --variants vit_l --device cuda [--compile]  # train.py's steps
+    python benchmark.py --onnx [--device cuda]   # SAMA in PyTorch and in ONNX (onnxruntime)
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
 plain-SAM pass it reports beside them, replayed from a CUDA graph on CUDA). Each repetition times
 SAM and SAMA back to back and the medians are compared, so a noisy machine affects both alike.
+--onnx: the same per image and per prompt, SAMA's PyTorch predictor against its ONNX export
+(sama_onnx.OnnxPredictor; onnxruntime-gpu's CUDA provider with --device cuda), and the peak memory
+of each in a fresh process (the ONNX one without torch).
 Random weights: speed does not depend on their values. A reduced --image-size keeps every layer
 but shrinks the token grid (labelled). BENCHMARKS.md holds the numbers.
 """
@@ -26,6 +30,8 @@ import multiprocessing
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +46,7 @@ import data
 import train
 from predict import keep_freed_cpu_memory
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
-from sama import SAMA, SamaPredictor
+from sama import SAMA, TASKS, SamaPredictor
 
 
 def timed(fn: Callable, device: torch.device) -> float:
@@ -170,6 +176,93 @@ def bench(
               f"{ms['meta_encoder_1']} ({med['meta_encoder_1'] / med['encoder_1']:.2f}x ours, "
               f"target >= 2.5x bf16, >= 1.2x float32), per prompt {ms['meta_prompt']} "
               f"({med['meta_prompt'] / med['sam_prompt']:.2f}x ours)")
+
+
+# ----------------------------------------------------------------------------------------------
+# SAMA in PyTorch and in ONNX: python benchmark.py --onnx
+# ----------------------------------------------------------------------------------------------
+
+# one image and one box prompt in a fresh process, then its peak RSS in MiB (ru_maxrss: KiB)
+PEAK_RSS = {
+    "pytorch": (
+        "import resource, sys, numpy as np, torch, benchmark\n"
+        "from sama import SamaPredictor\n"
+        "benchmark.keep_freed_cpu_memory()\n"
+        "_, sama = benchmark.models(sys.argv[1], int(sys.argv[2]), torch.device('cpu'))\n"
+        "p = SamaPredictor(sama)\n"
+        "with torch.inference_mode():\n"
+        "    p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    ),
+    "onnx": (
+        "import resource, sys, numpy as np\n"
+        "from sama_onnx import OnnxPredictor\n"
+        "p = OnnxPredictor(sys.argv[5])\n"
+        "p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    ),
+}
+
+
+def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -> None:
+    """SamaPredictor and OnnxPredictor on the same random weights, back to back in each
+    repetition: per image (set_image and a box prompt) and per prompt; peak memory of each in a
+    fresh process on the CPU."""
+    import onnxruntime  # requirements-onnx.txt: imported by --onnx only
+
+    from onnx_graphs import export_graphs
+    from sama_onnx import OnnxPredictor
+
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            raise SystemExit("benchmark.py --onnx --device cuda: onnxruntime has no CUDA provider "
+                             "(pip install onnxruntime-gpu in place of onnxruntime)")
+        providers.insert(0, "CUDAExecutionProvider")
+    _, sama = models(variant, image_size, device)
+    _, sama_cpu = models(variant, image_size, torch.device("cpu"))  # the same weights (seed 0)
+    image, box = test_image(image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "onnx"
+        manifest = export_graphs(sama_cpu, TASKS, folder, weights={})
+        del sama_cpu
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        torch_p, onnx_p = SamaPredictor(sama), OnnxPredictor(folder, providers=providers)
+        runs = {
+            "torch_image": lambda: (torch_p.set_image(image), torch_p.predict(box=box)),
+            "onnx_image": lambda: (onnx_p.set_image(image), onnx_p.predict(box=box)),
+            "torch_prompt": lambda: torch_p.predict(box=box),
+            "onnx_prompt": lambda: onnx_p.predict(box=box),
+        }
+        with torch.inference_mode():
+            for fn in runs.values():  # warm-up
+                fn()
+            times = {name: [] for name in runs}
+            for _ in range(reps):
+                for name, fn in runs.items():
+                    times[name].append(timed(fn, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        memory = "not measured on CUDA (onnxruntime's arena is its own)"
+        if device.type == "cpu":
+            np.save(Path(tmp) / "image.npy", image)
+            np.save(Path(tmp) / "box.npy", box)
+            argv = [variant, str(image_size), str(Path(tmp) / "image.npy"),
+                    str(Path(tmp) / "box.npy"), str(folder)]
+            rss = {kind: float(subprocess.run([sys.executable, "-c", code, *argv], check=True,
+                                              capture_output=True, text=True).stdout.split()[-1])
+                   for kind, code in PEAK_RSS.items()}
+            memory = (f"PyTorch {rss['pytorch']:,.0f} MiB, ONNX {rss['onnx']:,.0f} MiB "
+                      f"({rss['onnx'] / rss['pytorch']:.2f}x; fresh processes, peak RSS)")
+    ms = {k: f"{v * 1e3:9.1f} ms" for k, v in med.items()}
+    where = "+".join(p.replace("ExecutionProvider", "") for p in providers[:1])
+    print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}: PyTorch vs ONNX "
+          f"(onnxruntime {onnxruntime.__version__}, {where}; export {size:,.1f} MiB, "
+          f"{sum(manifest['export_seconds'].values()):.0f} s)")
+    print(f"  per image : PyTorch {ms['torch_image']}   ONNX {ms['onnx_image']}   "
+          f"ratio {med['onnx_image'] / med['torch_image']:.2f}x")
+    print(f"  per prompt: PyTorch {ms['torch_prompt']}   ONNX {ms['onnx_prompt']}   "
+          f"ratio {med['onnx_prompt'] / med['torch_prompt']:.2f}x")
+    print(f"  peak memory: {memory}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,6 +445,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=min(14, max(1, (os.cpu_count() or 2) - 2)),
                    help="--train: loader processes")
     p.add_argument("--compile", action="store_true", help="--train: with train.py --compile")
+    p.add_argument("--onnx", action="store_true",
+                   help="SAMA's PyTorch predictor against its ONNX export (requirements-onnx.txt)")
     args = p.parse_args()
     if args.params:
         print_param_overhead()
@@ -362,6 +457,11 @@ def main() -> None:
             p.error(f"{option} must be at least 1, got {value}")
     if args.meta and importlib.util.find_spec("segment_anything") is None:
         p.error("--meta needs Meta's package: pip install -r requirements-dev.txt")
+    if args.onnx and args.bf16:
+        p.error("--onnx compares float32 graphs: leave out --bf16")
+    onnx_packages = ("onnxruntime", "onnxscript")
+    if args.onnx and any(importlib.util.find_spec(m) is None for m in onnx_packages):
+        p.error("--onnx needs the ONNX packages: pip install -r requirements-onnx.txt")
     device = torch.device(args.device)
     if args.train:
         if device.type != ("cuda" if torch.cuda.is_available() else "cpu"):
@@ -378,6 +478,8 @@ def main() -> None:
         dtype = torch.bfloat16 if args.bf16 else torch.float32
         if args.optimisations:
             bench_optimisations(variant, size, device, args.reps, dtype)
+        elif args.onnx:
+            bench_onnx(variant, size, device, args.reps)
         else:
             bench(variant, size, device, args.reps, dtype, args.meta)
 

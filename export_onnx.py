@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     try:
         if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-            raise FileExistsError(f"{out}: exists and is not an empty folder (choose another --out)")
+            raise FileExistsError(f"{out}: exists and is not an empty folder "
+                                  f"(choose another --out)")
         folder = next(f for f in (out.parent, *out.parent.parents) if f.exists())
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder}: cannot create {out} there (choose another --out)")

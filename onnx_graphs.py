@@ -11,8 +11,8 @@ SAMA.decode_embedded. Both graphs call the model's own methods, so they follow i
 
 Left to the caller (sama_onnx.OnnxPredictor does it in numpy, frame.py): the frame (resize,
 normalise, pad), the prompt in frame pixels with its padding point, and the maps back at the
-image's size. The frame size is fixed (the model's configured image size, as SAM fixes it), one image
-at a time. Exporter: torch.onnx.export(dynamo=True), the encoder's attention in its folded form
+image's size. The frame size is fixed (the model's configured image size, as SAM fixes it), one
+image at a time. Exporter: torch.onnx.export(dynamo=True), the encoder's attention in its folded form
 (one fused attention, no bias tensor; DESIGN.md), no custom operators; weights in external data
 beside each graph (ONNX's protobuf stops at 2 GB: ViT-L and ViT-H need it, every variant uses it).
 """
@@ -92,8 +92,8 @@ def attention_form(model: nn.Module, form: str):
 
 def export_graphs(sama: SAMA, tasks: tuple[str, ...], out: Path, weights: dict) -> dict:
     """Write image.onnx and prompt.onnx (each with its .data file) and MANIFEST into the folder
-    `out`, which must not exist yet (or be empty): the files are written into a temporary folder beside it, then
-    renamed into place, all or none. weights: {"sama": {"file", "sha256"}, "sam": {...}}, recorded
+    `out`, which must not exist yet (or be empty): the files are written into a temporary folder
+    beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"}, "sam": {...}}, recorded
     in MANIFEST. Returns the manifest, with the seconds each export took."""
     tasks = tuple(t for t in TASKS if t in tasks)
     cfg, sama = sama.sam.config, sama.eval()

@@ -2,6 +2,7 @@
 
     python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama/sama.pt
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
+    python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # export_onnx.py's graphs
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
@@ -26,25 +27,16 @@ import torch
 from PIL import Image
 
 import data
+from frame import NonFiniteOutput, check_finite  # shared with the ONNX predictor
 from load_sam_weights import CheckpointError, load_sama, read_sama_header
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
+from sama_onnx import OnnxError, OnnxPredictor
 
 
 # ----------------------------------------------------------------------------------------------
 # One predictor for SAMA and plain SAM (evaluate.py uses it too)
 # ----------------------------------------------------------------------------------------------
-
-
-class NonFiniteOutput(ValueError):
-    """The model's output holds NaN or inf (broken weights or an overflow); one line."""
-
-
-def check_finite(maps: dict[str, np.ndarray]) -> None:
-    """A NaN map thresholds to an empty mask and rounds to a black alpha: refuse it instead."""
-    bad = [name for name, m in maps.items() if not np.isfinite(m).all()]
-    if bad:
-        raise NonFiniteOutput(f"NaN or inf in the model's {' and '.join(bad)}")
 
 
 class Predictor:
@@ -226,7 +218,11 @@ def main(argv=None) -> int:
         help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
     )
     p.add_argument("--out", help="output prefix (default: the image path without its extension)")
+    p.add_argument("--onnx", metavar="DIR", help="run the graphs export_onnx.py wrote into DIR "
+                   "on onnxruntime (sama_onnx.OnnxPredictor) instead of the checkpoints")
     args = p.parse_args(argv)
+    if args.onnx and (args.sam_checkpoint or args.checkpoint != p.get_default("checkpoint")):
+        p.error("--onnx runs the exported graphs: --checkpoint / --sam-checkpoint do not apply")
     keep_freed_cpu_memory()
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
@@ -238,17 +234,21 @@ def main(argv=None) -> int:
         points = np.concatenate([pos, neg])
         check_prompt(args.box, points, h, w)
         check_outputs(list(targets.values()))
-        model = load_sama(
-            args.checkpoint,
-            args.sam_checkpoint,
-            device="cuda" if torch.cuda.is_available() else "cpu",
-        )
-        tasks = read_sama_header(args.checkpoint)["tasks"]
-    except (PromptError, data.DataError, CheckpointError, WriteError) as e:
+        if args.onnx:
+            predictor = OnnxPredictor(args.onnx)
+        else:
+            model = load_sama(
+                args.checkpoint,
+                args.sam_checkpoint,
+                device="cuda" if torch.cuda.is_available() else "cpu",
+            )
+            tasks = read_sama_header(args.checkpoint)["tasks"]
+            # a single-task model: both maps from its trained head
+            predictor = Predictor(model, tasks)
+    except (PromptError, data.DataError, CheckpointError, OnnxError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    predictor = Predictor(model, tasks)  # a single-task model: both maps from its trained head
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
     try:

@@ -7,8 +7,9 @@ interface of predict.Predictor. Importing this module never imports torch (tests
 
 The folder's sama_onnx.json names the variant, the trained tasks, the frame size, the opset and the
 SHA-256 of every file; a file that is not the one the export wrote (truncated, or another export's)
-is refused with one line (OnnxError) before any work. The caller's side of the graphs (onnx_graphs.py)
-runs here in numpy (frame.py): the frame, the prompt in frame pixels, the maps at the image's size.
+is refused with one line (OnnxError) before any work. The caller's side of the graphs
+(onnx_graphs.py) runs here in numpy (frame.py): the frame, the prompt in frame pixels, the maps at
+the image's size.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class OnnxPredictor:
     only (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf.
 
     providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
-    "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default: onnxruntime's).
+    "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default:
+    onnxruntime's).
     """
 
     def __init__(self, folder: Union[str, Path], providers: Optional[Sequence[str]] = None,

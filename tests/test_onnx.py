@@ -1,0 +1,279 @@
+"""SAMA in ONNX (export_onnx.py, onnx_graphs.py, sama_onnx.py, frame.py): both graphs equal to the
+PyTorch model on the shipped stand-in, the same PNGs from predict.py with and without --onnx, the
+predictor without torch, a ViT-B-shaped export, and one line for every file refused."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+pytest.importorskip("onnxruntime", reason="pip install -r requirements-onnx.txt")
+pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
+
+import export_onnx  # noqa: E402
+import predict  # noqa: E402
+from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
+from load_sam_weights import file_sha256, load_sama  # noqa: E402
+from onnx_graphs import FEATURES, export_graphs  # noqa: E402
+from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
+from sama import SAMA, SamaPredictor  # noqa: E402
+from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
+from tests.conftest import random_image, randomize_  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parent.parent
+SAMA_PT, SAM_PTH = ROOT / "weights" / "sama_standin.pt", ROOT / "weights" / "sam_standin.pth"
+
+
+def prompts(h: int, w: int) -> list[dict]:
+    """Boxes and point sets on an (h, w) image: a box, one point, a box with points, many points."""
+    rng = np.random.default_rng(h * w)
+    many = rng.uniform(0, [w, h], (9, 2))
+    return [
+        {"box": np.array([0.1 * w, 0.2 * h, 0.8 * w, 0.9 * h])},
+        {"box": np.array([0.0, 0.0, w, h])},
+        {"points": np.array([[0.5 * w, 0.4 * h]]), "labels": np.array([1])},
+        {"points": many[:3], "labels": np.array([1, 0, 1]),
+         "box": np.array([0.3 * w, 0.1 * h, 0.6 * w, 0.5 * h])},
+        {"points": many, "labels": np.arange(9) % 2},
+    ]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The stand-in exported once by the command line."""
+    out = tmp_path_factory.mktemp("onnx") / "standin"
+    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
+                             "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def model() -> SAMA:
+    return load_sama(SAMA_PT, SAM_PTH)
+
+
+# ----------------------------------------------------------------------------------------------
+# frame.py: the caller's side in numpy, equal to the PyTorch predictor's
+# ----------------------------------------------------------------------------------------------
+
+
+def test_frame_and_maps_in_numpy_equal_pytorchs():
+    for (h, w), size in (((300, 400), 256), ((513, 200), 512), ((17, 9), 64)):
+        image = random_image(h, w, h)
+        np.testing.assert_array_equal(frame_array(image, size), image_to_frame(image, size).numpy())
+    rng = np.random.default_rng(0)
+    for (h, w), (H, W) in (((16, 16), (256, 256)), ((64, 64), (37, 91)), ((7, 30), (30, 7)),
+                           ((5, 5), (5, 5)), ((128, 96), (1000, 1)), ((256, 256), (750, 1000))):
+        maps = rng.normal(0, 5, (2, h, w)).astype(np.float32)
+        expected = F.interpolate(torch.from_numpy(maps)[None], (H, W), mode="bilinear",
+                                 align_corners=False)[0].numpy()
+        np.testing.assert_allclose(resize_bilinear(maps, (H, W)), expected, rtol=0, atol=1e-5)
+    maps = rng.normal(0, 5, (1, 2, 32, 32)).astype(np.float32)
+    expected = postprocess_masks(torch.from_numpy(maps), 256, (192, 256), (300, 400)).numpy()
+    np.testing.assert_allclose(postprocess_maps(maps, 256, (192, 256), (300, 400)), expected,
+                               rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Both graphs equal to PyTorch, the predictor's maps and predict.py's PNGs too
+# ----------------------------------------------------------------------------------------------
+
+
+def test_manifest_records_the_export(exported):
+    manifest = json.loads((exported / "sama_onnx.json").read_text())
+    assert (manifest["variant"], manifest["tasks"], manifest["image_size"]) == (
+        "tiny", ["seg", "matting"], 256)
+    assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
+    assert manifest["weights"]["sama"]["sha256"] == file_sha256(SAMA_PT)
+    assert manifest["weights"]["sam"]["sha256"] == file_sha256(SAM_PTH)
+    for graph in manifest["graphs"].values():
+        assert file_sha256(exported / graph["file"]) == graph["sha256"]
+        assert file_sha256(exported / graph["data"]) == graph["data_sha256"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "image.onnx", "image.onnx.data", "prompt.onnx", "prompt.onnx.data", "sama_onnx.json"]
+
+
+def test_both_graphs_equal_pytorch(exported, model):
+    """Every output of the image path against SAMA.encode, every output of the prompt path
+    against SamaPredictor's passes, with 1 and many points, with and without a box."""
+    onnx, torch_p = OnnxPredictor(exported, threads=1), SamaPredictor(model)
+    worst = {}
+    for seed, (h, w) in enumerate(((300, 400), (513, 200))):
+        image = random_image(h, w, seed)
+        onnx.set_image(image)
+        torch_p.set_image(image)
+        for name in FEATURES:
+            ours, ref = onnx.features[name], getattr(torch_p.features, name).numpy()
+            assert ours.shape == ref.shape, name
+            worst[name] = max(worst.get(name, 0), float(np.abs(ours - ref).max()))
+        for prompt in prompts(h, w):
+            coords, labels = onnx.prompt_inputs(**prompt)
+            outputs = onnx.sessions["prompt"].run(
+                None, {**onnx.features, "point_coords": coords, "point_labels": labels})
+            tensors = prompt_tensors(prompt.get("points"), prompt.get("labels"),
+                                     prompt.get("box"), (h, w), 256, torch.device("cpu"))
+            with torch.inference_mode():
+                sam_logits, seg_logits, alpha = torch_p._decode(tensors)
+            refs = {"seg_logits": seg_logits, "alpha": alpha, "sam_logits": sam_logits}
+            for name, ours in zip(onnx.manifest["outputs"]["prompt"], outputs):
+                assert ours.shape == refs[name].shape, name
+                diff = float(np.abs(ours - refs[name].numpy()).max())
+                worst[name] = max(worst.get(name, 0), diff)
+    print("largest |ONNX - PyTorch|:", {k: f"{v:.2e}" for k, v in worst.items()})
+    assert set(worst) == {*FEATURES, "seg_logits", "alpha", "sam_logits"}
+    assert max(worst.values()) <= 1e-4, worst
+
+
+def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
+    """OnnxPredictor's maps equal predict.Predictor's; predict.py --onnx writes the PNGs the
+    PyTorch path writes, within one grey level."""
+    image = random_image(120, 90, 7)
+    onnx, ref = OnnxPredictor(exported, threads=1), predict.Predictor(model, ["seg", "matting"])
+    onnx.set_image(image)
+    ref.set_image(image)
+    for prompt in prompts(120, 90):
+        ours, theirs = onnx.predict(**prompt), ref.predict(**prompt)
+        assert ours.keys() == theirs.keys()
+        for key in ("seg", "alpha"):
+            assert ours[key].dtype == np.float32 and ours[key].shape == (120, 90)
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=0, atol=1e-4)
+        assert (ours["sam"] != theirs["sam"]).mean() < 1e-3  # logits within 1e-4 of 0 may flip
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    cases = (["--box", "10", "12", "70", "100"], ["--point", "40", "60"],
+             ["--box", "5", "5", "80", "110", "--point", "30", "30", "--neg-point", "60", "90",
+              "--point", "50", "20", "50", "70"])
+    for i, prompt in enumerate(cases):
+        prefixes = [tmp_path / f"torch{i}", tmp_path / f"onnx{i}"]
+        assert predict.main([str(path), *prompt, "--checkpoint", str(SAMA_PT), "--sam-checkpoint",
+                             str(SAM_PTH), "--out", str(prefixes[0])]) == 0
+        assert predict.main([str(path), *prompt, "--onnx", str(exported),
+                             "--out", str(prefixes[1])]) == 0
+        for name in ("mask", "alpha", "cutout"):
+            a, b = (np.asarray(Image.open(f"{p}_{name}.png")).astype(int) for p in prefixes)
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1, (prompt, name)
+
+
+def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
+    """sama_onnx imports no torch, and predicts with torch made unimportable."""
+    image = random_image(60, 80, 3)
+    np.save(tmp_path / "image.npy", image)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        "import numpy as np\n"
+        "from sama_onnx import OnnxPredictor\n"
+        f"p = OnnxPredictor({str(exported)!r}, threads=1)\n"
+        f"p.set_image(np.load({str(tmp_path / 'image.npy')!r}))\n"
+        "out = p.predict(box=np.array([10, 10, 60, 50]))\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, **out)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    check = "import sys, sama_onnx; assert 'torch' not in sys.modules, 'torch imported'"
+    run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    here = OnnxPredictor(exported, threads=1)
+    here.set_image(image)
+    expected, found = here.predict(box=np.array([10, 10, 60, 50])), np.load(tmp_path / "out.npz")
+    for key, value in expected.items():
+        np.testing.assert_array_equal(found[key], value)
+
+
+# ----------------------------------------------------------------------------------------------
+# A ViT-B-shaped export (random weights, a reduced frame: every layer of ViT-B, a 16 x 16 grid)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_vit_b_shaped_export(tmp_path):
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(SAM_VARIANTS["vit_b"], image_size=256)
+    sama = randomize_(SAMA(Sam(cfg)), seed=1).eval()
+    manifest = export_graphs(sama, ("seg", "matting"), tmp_path / "vit_b", weights={})
+    assert (manifest["variant"], manifest["grid_size"]) == ("vit_b", 16)
+    onnx, ref = OnnxPredictor(tmp_path / "vit_b", threads=1), SamaPredictor(sama)
+    image = random_image(192, 256, 0)
+    onnx.set_image(image)
+    ref.set_image(image)
+    assert onnx.features["F_I"].shape == (1, 256, 16, 16)
+    for name in FEATURES:
+        np.testing.assert_allclose(onnx.features[name], getattr(ref.features, name).numpy(),
+                                   rtol=0, atol=1e-4, err_msg=name)
+    box = np.array([30, 20, 200, 150])
+    coords, labels = onnx.prompt_inputs(box=box)
+    outputs = dict(zip(onnx.manifest["outputs"]["prompt"], onnx.sessions["prompt"].run(
+        None, {**onnx.features, "point_coords": coords, "point_labels": labels})))
+    with torch.inference_mode():
+        sam_logits, seg_logits, alpha = ref._decode(
+            prompt_tensors(None, None, box, (192, 256), 256, torch.device("cpu")))
+    assert outputs["seg_logits"].shape == outputs["alpha"].shape == (1, 1, 128, 128)
+    assert outputs["sam_logits"].shape == (1, 1, 64, 64)
+    for name, value in (("seg_logits", seg_logits), ("alpha", alpha), ("sam_logits", sam_logits)):
+        np.testing.assert_allclose(outputs[name], value.numpy(), rtol=0, atol=1e-4, err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Refused: one line, nothing done
+# ----------------------------------------------------------------------------------------------
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_a_truncated_or_swapped_graph_is_refused(exported, tmp_path, capsys):
+    image = tmp_path / "photo.png"
+    Image.fromarray(random_image(40, 50, 1)).save(image)
+    truncated = shutil.copytree(exported, tmp_path / "truncated")
+    data = (truncated / "prompt.onnx.data").read_bytes()
+    (truncated / "prompt.onnx.data").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxError, match="prompt.onnx.data: not the file this export wrote"):
+        OnnxPredictor(truncated)
+    assert predict.main([str(image), "--box", "1", "1", "30", "30", "--onnx", str(truncated),
+                         "--out", str(tmp_path / "cut")]) == 2
+    assert "prompt.onnx.data" in one_line(capsys)
+    assert not list(tmp_path.glob("cut*"))
+
+    # another graph in the image path's place, its hashes made to match: its inputs give it away
+    swapped = shutil.copytree(exported, tmp_path / "swapped")
+    for suffix in (".onnx", ".onnx.data"):
+        shutil.copy(exported / f"prompt{suffix}", swapped / f"image{suffix}")
+    manifest = json.loads((swapped / "sama_onnx.json").read_text())
+    manifest["graphs"]["image"].update(
+        sha256=file_sha256(swapped / "image.onnx"),
+        data_sha256=file_sha256(swapped / "image.onnx.data"))
+    (swapped / "sama_onnx.json").write_text(json.dumps(manifest))
+    with pytest.raises(OnnxError, match=r"image.onnx: (inputs|onnxruntime cannot load)"):
+        OnnxPredictor(swapped)
+
+    for folder, message in ((tmp_path, "no sama_onnx.json there"),
+                            (tmp_path / "missing", "no sama_onnx.json there")):
+        assert predict.main([str(image), "--box", "1", "1", "30", "30", "--onnx", str(folder),
+                             "--out", str(tmp_path / "cut")]) == 2
+        assert message in one_line(capsys)
+
+
+def test_export_refuses_other_weights_and_a_used_folder(tmp_path, capsys):
+    other_sam = tmp_path / "other_sam.pth"
+    torch.manual_seed(1)
+    torch.save(Sam(SAM_VARIANTS["tiny"]).state_dict(), other_sam)
+    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(other_sam),
+                             "--out", str(tmp_path / "out")]) == 2
+    assert "not the SAM weights" in one_line(capsys)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
+                             "--out", str(used)]) == 2
+    assert "not an empty folder" in one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other_sam.pth", "used"]
