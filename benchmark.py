@@ -45,6 +45,7 @@ from PIL import Image
 import data
 import train
 from predict import keep_freed_cpu_memory
+from provenance import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -448,6 +449,7 @@ def main() -> None:
     p.add_argument("--onnx", action="store_true",
                    help="SAMA's PyTorch predictor against its ONNX export (requirements-onnx.txt)")
     args = p.parse_args()
+    print(f"benchmark.py at {provenance()}; {os.cpu_count()} CPU cores")
     if args.params:
         print_param_overhead()
         return
