@@ -26,7 +26,7 @@ from onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
 from sama import SAMA, SamaPredictor  # noqa: E402
 from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
-from tests.conftest import random_image, randomize_  # noqa: E402
+from conftest import random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_both_graphs_equal_pytorch(exported, model):
         torch_p.set_image(image)
         for name in FEATURES:
             ours, ref = onnx.features[name], getattr(torch_p.features, name).numpy()
-            assert ours.shape == ref.shape, name
+            assert ours.shape == ref.shape and np.isfinite(ours).all(), name
             worst[name] = max(worst.get(name, 0), float(np.abs(ours - ref).max()))
         for prompt in prompts(h, w):
             coords, labels = onnx.prompt_inputs(**prompt)
@@ -125,7 +125,7 @@ def test_both_graphs_equal_pytorch(exported, model):
                 sam_logits, seg_logits, alpha = torch_p._decode(tensors)
             refs = {"seg_logits": seg_logits, "alpha": alpha, "sam_logits": sam_logits}
             for name, ours in zip(onnx.manifest["outputs"]["prompt"], outputs):
-                assert ours.shape == refs[name].shape, name
+                assert ours.shape == refs[name].shape and np.isfinite(ours).all(), name
                 diff = float(np.abs(ours - refs[name].numpy()).max())
                 worst[name] = max(worst.get(name, 0), diff)
     print("largest |ONNX - PyTorch|:", {k: f"{v:.2e}" for k, v in worst.items()})
@@ -164,7 +164,8 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
 
 
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
-    """sama_onnx imports no torch, and predicts with torch made unimportable."""
+    """sama_onnx imports no torch, and predicts with torch made unimportable; the core modules
+    import no ONNX package."""
     image = random_image(60, 80, 3)
     np.save(tmp_path / "image.npy", image)
     code = (
@@ -179,6 +180,13 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     check = "import sys, sama_onnx; assert 'torch' not in sys.modules, 'torch imported'"
+    run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    # and the other way round: the core modules never import an ONNX package
+    check = ("import sys, sam, sama, data, predict, evaluate, train\n"
+             "onnx = {m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', "
+             "'onnxscript', 'onnx_ir') or m.startswith('torch.onnx')}\n"
+             "assert not onnx, sorted(onnx)")
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     here = OnnxPredictor(exported, threads=1)
@@ -197,6 +205,10 @@ def test_vit_b_shaped_export(tmp_path):
     torch.manual_seed(0)
     cfg = dataclasses.replace(SAM_VARIANTS["vit_b"], image_size=256)
     sama = randomize_(SAMA(Sam(cfg)), seed=1).eval()
+    with torch.no_grad():
+        for m in sama.modules():  # randomize_ draws variances of either sign: make them variances
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.abs_().add_(0.1)
     manifest = export_graphs(sama, ("seg", "matting"), tmp_path / "vit_b", weights={})
     assert (manifest["variant"], manifest["grid_size"]) == ("vit_b", 16)
     onnx, ref = OnnxPredictor(tmp_path / "vit_b", threads=1), SamaPredictor(sama)
@@ -217,6 +229,7 @@ def test_vit_b_shaped_export(tmp_path):
     assert outputs["seg_logits"].shape == outputs["alpha"].shape == (1, 1, 128, 128)
     assert outputs["sam_logits"].shape == (1, 1, 64, 64)
     for name, value in (("seg_logits", seg_logits), ("alpha", alpha), ("sam_logits", sam_logits)):
+        assert np.isfinite(outputs[name]).all() and outputs[name].std() > 1e-3, name
         np.testing.assert_allclose(outputs[name], value.numpy(), rtol=0, atol=1e-4, err_msg=name)
 
 
