@@ -60,6 +60,18 @@ def timed(fn: Callable, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
+def medians(runs: dict[str, Callable], device: torch.device, reps: int) -> dict[str, float]:
+    """Every run once to warm up (allocator, kernels), then `reps` rounds of every run back to
+    back: each run's median seconds."""
+    for fn in runs.values():
+        fn()
+    times = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            times[name].append(timed(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def peak_memory(fn: Callable, device: torch.device) -> str:
     """Peak GPU memory of fn on CUDA; on the CPU the process's peak RSS so far (an upper bound)."""
     if device.type == "cuda":
@@ -151,13 +163,7 @@ def bench(
         **meta_runs,
     }
     with torch.inference_mode(), autocast:
-        for fn in runs.values():  # warm-up (allocator, kernels)
-            fn()
-        times = {name: [] for name in runs}
-        for _ in range(reps):
-            for name, fn in runs.items():
-                times[name].append(timed(fn, device))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = medians(runs, device, reps)
         mem_sam = peak_memory(sam_image, device)
         mem_sama = peak_memory(sama_image, device)
 
@@ -236,13 +242,7 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
             "onnx_prompt": lambda: onnx_p.predict(box=box),
         }
         with torch.inference_mode():
-            for fn in runs.values():  # warm-up
-                fn()
-            times = {name: [] for name in runs}
-            for _ in range(reps):
-                for name, fn in runs.items():
-                    times[name].append(timed(fn, device))
-        med = {k: statistics.median(v) for k, v in times.items()}
+            med = medians(runs, device, reps)
         memory = "not measured on CUDA (onnxruntime's arena is its own)"
         if device.type == "cpu":
             np.save(Path(tmp) / "image.npy", image)

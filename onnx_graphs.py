@@ -12,9 +12,10 @@ SAMA.decode_embedded. Both graphs call the model's own methods, so they follow i
 Left to the caller (sama_onnx.OnnxPredictor does it in numpy, frame.py): the frame (resize,
 normalise, pad), the prompt in frame pixels with its padding point, and the maps back at the
 image's size. The frame size is fixed (the model's configured image size, as SAM fixes it), one
-image at a time. Exporter: torch.onnx.export(dynamo=True), the encoder's attention in its folded form
-(one fused attention, no bias tensor; DESIGN.md), no custom operators; weights in external data
-beside each graph (ONNX's protobuf stops at 2 GB: ViT-L and ViT-H need it, every variant uses it).
+image at a time. Exporter: torch.onnx.export(dynamo=True), the encoder's attention in its folded
+form (one fused attention, no bias tensor; DESIGN.md), no custom operators; weights in external
+data beside each graph (ONNX's protobuf stops at 2 GB: ViT-L and ViT-H need it, every variant
+uses it).
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ import torch.nn as nn
 from load_sam_weights import file_sha256
 from sam import Attention
 from sama import SAMA, TASKS, ImageFeatures
+from sama_onnx import FORMAT, MANIFEST
 
-MANIFEST = "sama_onnx.json"
-FORMAT = "sama-onnx"
 FEATURES = tuple(f.name for f in dataclasses.fields(ImageFeatures))  # the image path's outputs
 OUTPUTS = {"seg": "seg_logits", "matting": "alpha"}  # each trained head's output
 
@@ -93,8 +93,9 @@ def attention_form(model: nn.Module, form: str):
 def export_graphs(sama: SAMA, tasks: tuple[str, ...], out: Path, weights: dict) -> dict:
     """Write image.onnx and prompt.onnx (each with its .data file) and MANIFEST into the folder
     `out`, which must not exist yet (or be empty): the files are written into a temporary folder
-    beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"}, "sam": {...}}, recorded
-    in MANIFEST. Returns the manifest, with the seconds each export took."""
+    beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"},
+    "sam": {...}}, recorded in MANIFEST. Returns the manifest, with the seconds each export
+    took."""
     tasks = tuple(t for t in TASKS if t in tasks)
     cfg, sama = sama.sam.config, sama.eval()
     S = cfg.image_size

@@ -23,9 +23,9 @@ import numpy as np
 
 from frame import check_finite, frame_array, postprocess_maps, preprocess_shape, scale_coords
 
-MANIFEST = "sama_onnx.json"  # onnx_graphs.MANIFEST, FORMAT: this module stays free of torch
+MANIFEST = "sama_onnx.json"  # beside the graphs
 FORMAT = "sama-onnx"
-TASKS = ("seg", "matting")  # sama.TASKS
+TASKS = ("seg", "matting")  # sama.TASKS (tests/test_onnx.py), copied: sama.py imports torch
 
 
 class OnnxError(ValueError):

@@ -24,8 +24,9 @@ from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import file_sha256, load_sama  # noqa: E402
 from onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
-from sama import SAMA, SamaPredictor  # noqa: E402
+from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
 from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
+from sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
 from conftest import random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -93,6 +94,7 @@ def test_manifest_records_the_export(exported):
     assert (manifest["variant"], manifest["tasks"], manifest["image_size"]) == (
         "tiny", ["seg", "matting"], 256)
     assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
+    assert ONNX_TASKS == TASKS  # sama_onnx's copy of sama's task list
     assert manifest["weights"]["sama"]["sha256"] == file_sha256(SAMA_PT)
     assert manifest["weights"]["sam"]["sha256"] == file_sha256(SAM_PTH)
     for graph in manifest["graphs"].values():
