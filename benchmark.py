@@ -189,24 +189,26 @@ def bench(
 # SAMA in PyTorch and in ONNX: python benchmark.py --onnx
 # ----------------------------------------------------------------------------------------------
 
-# one image and one box prompt in a fresh process, then its peak RSS in MiB (ru_maxrss: KiB)
+# one image and one box prompt in a fresh process, then its peak RSS in MiB: VmHWM, the process's
+# own (Linux keeps ru_maxrss across exec: a child would report its parent's peak)
+PEAK = "print(next(int(l.split()[1]) for l in open('/proc/self/status') if 'VmHWM' in l) / 1024)\n"
 PEAK_RSS = {
     "pytorch": (
-        "import resource, sys, numpy as np, torch, benchmark\n"
+        "import sys, numpy as np, torch, benchmark\n"
         "from sama import SamaPredictor\n"
         "benchmark.keep_freed_cpu_memory()\n"
         "_, sama = benchmark.models(sys.argv[1], int(sys.argv[2]), torch.device('cpu'))\n"
         "p = SamaPredictor(sama)\n"
         "with torch.inference_mode():\n"
         "    p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        + PEAK
     ),
     "onnx": (
-        "import resource, sys, numpy as np\n"
+        "import sys, numpy as np\n"
         "from sama_onnx import OnnxPredictor\n"
         "p = OnnxPredictor(sys.argv[5])\n"
         "p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        + PEAK
     ),
 }
 
@@ -234,7 +236,9 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
         manifest = export_graphs(sama_cpu, TASKS, folder, weights={})
         del sama_cpu
         size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
-        torch_p, onnx_p = SamaPredictor(sama), OnnxPredictor(folder, providers=providers)
+        threads = torch.get_num_threads()  # onnxruntime's intra-op threads: as many as PyTorch's
+        torch_p = SamaPredictor(sama)
+        onnx_p = OnnxPredictor(folder, providers=providers, threads=threads)
         runs = {
             "torch_image": lambda: (torch_p.set_image(image), torch_p.predict(box=box)),
             "onnx_image": lambda: (onnx_p.set_image(image), onnx_p.predict(box=box)),
@@ -256,8 +260,9 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
                       f"({rss['onnx'] / rss['pytorch']:.2f}x; fresh processes, peak RSS)")
     ms = {k: f"{v * 1e3:9.1f} ms" for k, v in med.items()}
     where = "+".join(p.replace("ExecutionProvider", "") for p in providers[:1])
-    print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}: PyTorch vs ONNX "
-          f"(onnxruntime {onnxruntime.__version__}, {where}; export {size:,.1f} MiB, "
+    print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
+          f"thread(s): PyTorch vs ONNX (onnxruntime {onnxruntime.__version__}, {where}; export "
+          f"{size:,.1f} MiB, "
           f"{sum(manifest['export_seconds'].values()):.0f} s)")
     print(f"  per image : PyTorch {ms['torch_image']}   ONNX {ms['onnx_image']}   "
           f"ratio {med['onnx_image'] / med['torch_image']:.2f}x")

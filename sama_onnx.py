@@ -72,6 +72,9 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
         raise OnnxError("onnxruntime is not installed (pip install -r requirements-onnx.txt)") \
             from None
     options = ort.SessionOptions()
+    # a predictor waits for its user between prompts: its threads sleep there, not spin-wait on
+    # the cores (onnxruntime's default, which slows whatever else runs: PyTorch in benchmark.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     providers = list(providers or ["CPUExecutionProvider"])
