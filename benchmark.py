@@ -259,11 +259,10 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
             memory = (f"PyTorch {rss['pytorch']:,.0f} MiB, ONNX {rss['onnx']:,.0f} MiB "
                       f"({rss['onnx'] / rss['pytorch']:.2f}x; fresh processes, peak RSS)")
     ms = {k: f"{v * 1e3:9.1f} ms" for k, v in med.items()}
-    where = "+".join(p.replace("ExecutionProvider", "") for p in providers[:1])
+    where = providers[0].replace("ExecutionProvider", "")
     print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
           f"thread(s): PyTorch vs ONNX (onnxruntime {onnxruntime.__version__}, {where}; export "
-          f"{size:,.1f} MiB, "
-          f"{sum(manifest['export_seconds'].values()):.0f} s)")
+          f"{size:,.1f} MiB, {sum(manifest['export_seconds'].values()):.0f} s)")
     print(f"  per image : PyTorch {ms['torch_image']}   ONNX {ms['onnx_image']}   "
           f"ratio {med['onnx_image'] / med['torch_image']:.2f}x")
     print(f"  per prompt: PyTorch {ms['torch_prompt']}   ONNX {ms['onnx_prompt']}   "
