@@ -253,8 +253,10 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
             np.save(Path(tmp) / "box.npy", box)
             argv = [variant, str(image_size), str(Path(tmp) / "image.npy"),
                     str(Path(tmp) / "box.npy"), str(folder)]
-            rss = {kind: float(subprocess.run([sys.executable, "-c", code, *argv], check=True,
-                                              capture_output=True, text=True).stdout.split()[-1])
+            here = Path(__file__).resolve().parent  # where the snippets' imports are
+            rss = {kind: float(subprocess.run([sys.executable, "-c", code, *argv], cwd=here,
+                                              check=True, capture_output=True,
+                                              text=True).stdout.split()[-1])
                    for kind, code in PEAK_RSS.items()}
             memory = (f"PyTorch {rss['pytorch']:,.0f} MiB, ONNX {rss['onnx']:,.0f} MiB "
                       f"({rss['onnx'] / rss['pytorch']:.2f}x; fresh processes, peak RSS)")
