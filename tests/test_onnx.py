@@ -48,6 +48,17 @@ def prompts(h: int, w: int) -> list[dict]:
     ]
 
 
+def random_sama(cfg, seed: int, **switches) -> SAMA:
+    """A SAMA with every tensor random (conftest.randomize_), its BatchNorm variances positive."""
+    torch.manual_seed(0)
+    sama = randomize_(SAMA(Sam(cfg), **switches), seed=seed).eval()
+    with torch.no_grad():
+        for m in sama.modules():  # randomize_ draws variances of either sign: make them variances
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.abs_().add_(0.1)
+    return sama
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """The stand-in exported once by the command line."""
@@ -198,19 +209,31 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
         np.testing.assert_array_equal(found[key], value)
 
 
+def test_an_ablation_trained_for_one_task(tmp_path):
+    """Without MVLE (no 2S frame) and trained for matting only: the graphs take what the model
+    takes, export the trained head only, and the predictor reads both maps from it."""
+    sama = random_sama(SAM_VARIANTS["tiny"], seed=2, use_mvle=False)
+    manifest = export_graphs(sama, ("matting",), tmp_path / "matting", weights={})
+    assert manifest["inputs"]["image"] == ["frame"]
+    assert manifest["outputs"]["prompt"] == ["alpha", "sam_logits"]
+    onnx, ref = OnnxPredictor(tmp_path / "matting", threads=1), predict.Predictor(sama, ["matting"])
+    image = random_image(100, 70, 5)
+    onnx.set_image(image)
+    ref.set_image(image)
+    for prompt in prompts(100, 70)[:3]:
+        ours, theirs = onnx.predict(**prompt), ref.predict(**prompt)
+        np.testing.assert_array_equal(ours["seg"], ours["alpha"])
+        np.testing.assert_allclose(ours["alpha"], theirs["alpha"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ours["seg"], theirs["seg"], rtol=0, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------------------------
 # A ViT-B-shaped export (random weights, a reduced frame: every layer of ViT-B, a 16 x 16 grid)
 # ----------------------------------------------------------------------------------------------
 
 
 def test_vit_b_shaped_export(tmp_path):
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(SAM_VARIANTS["vit_b"], image_size=256)
-    sama = randomize_(SAMA(Sam(cfg)), seed=1).eval()
-    with torch.no_grad():
-        for m in sama.modules():  # randomize_ draws variances of either sign: make them variances
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.abs_().add_(0.1)
+    sama = random_sama(dataclasses.replace(SAM_VARIANTS["vit_b"], image_size=256), seed=1)
     manifest = export_graphs(sama, ("seg", "matting"), tmp_path / "vit_b", weights={})
     assert (manifest["variant"], manifest["grid_size"]) == ("vit_b", 16)
     onnx, ref = OnnxPredictor(tmp_path / "vit_b", threads=1), SamaPredictor(sama)
