@@ -44,14 +44,21 @@ def read_manifest(folder: Union[str, Path]) -> dict:
         raise OnnxError(f"{path}: unreadable ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise OnnxError(f"{path}: not a SAMA ONNX manifest (no 'format': '{FORMAT}' entry)")
-    tasks = manifest.get("tasks")
+    missing = [key for key in ("tasks", "image_size", "inputs", "outputs", "graphs")
+               if key not in manifest]
+    missing += [f"graphs.{name}.{key}" for name in ("image", "prompt")
+                for key in ("file", "sha256", "data", "data_sha256")
+                if key not in manifest.get("graphs", {}).get(name, {})]
+    if missing:
+        raise OnnxError(f"{path}: an incomplete manifest (no {', '.join(missing)})")
+    tasks = manifest["tasks"]
     if not isinstance(tasks, list) or not tasks or not set(tasks) <= set(TASKS):
         raise OnnxError(f"{path}: trained tasks {tasks!r}: not a non-empty list of "
                         f"{' / '.join(TASKS)}")
     for name in ("image", "prompt"):
-        entry = manifest.get("graphs", {}).get(name, {})
+        entry = manifest["graphs"][name]
         for file_key, hash_key in (("file", "sha256"), ("data", "data_sha256")):
-            file = folder / str(entry.get(file_key, f"{name}.onnx"))
+            file = folder / str(entry[file_key])
             if not file.is_file():
                 raise OnnxError(f"{file}: missing (the {name} path of {folder})")
             with open(file, "rb") as f:

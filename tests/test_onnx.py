@@ -294,8 +294,12 @@ def test_a_truncated_or_swapped_graph_is_refused(exported, tmp_path, capsys):
     with pytest.raises(OnnxError, match=r"image.onnx: (inputs|onnxruntime cannot load)"):
         OnnxPredictor(swapped)
 
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "sama_onnx.json").write_text(json.dumps({"format": "sama-onnx", "tasks": []}))
     for folder, message in ((tmp_path, "no sama_onnx.json there"),
-                            (tmp_path / "missing", "no sama_onnx.json there")):
+                            (tmp_path / "missing", "no sama_onnx.json there"),
+                            (incomplete, "an incomplete manifest (no image_size, inputs")):
         assert predict.main([str(image), "--box", "1", "1", "30", "30", "--onnx", str(folder),
                              "--out", str(tmp_path / "cut")]) == 2
         assert message in one_line(capsys)
