@@ -439,8 +439,8 @@ def split_held_out(pairs, share: float = HELD_OUT, seed: int = HELD_OUT_SEED) ->
     order = sorted(range(len(pairs)),
                    key=lambda i: (zlib.crc32(f"{seed}/{Path(pairs[i][1]).stem}".encode()), i))
     held = set(order[:n])
-    return ([p for i, p in enumerate(pairs) if i not in held],
-            [p for i, p in enumerate(pairs) if i in held])
+    by_stem = sorted(range(len(pairs)), key=lambda i: (Path(pairs[i][1]).stem, i))
+    return ([pairs[i] for i in by_stem if i not in held], [pairs[i] for i in by_stem if i in held])
 
 
 # ----------------------------------------------------------------------------------------------

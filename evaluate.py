@@ -616,9 +616,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
     p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
     p.add_argument("--d646", default="./Distinctions-646", help="Distinctions-646 folder")
-    p.add_argument("--backgrounds", help="Distinctions-646: folder of background images to "
-                                         "composite its test set over, once (e.g. PASCAL VOC's "
-                                         "JPEGImages)")
+    p.add_argument("--backgrounds", help="Distinctions-646: the folder holding the images its "
+                                         "Test/bg_test.txt names (VOC 2012's JPEGImages), to "
+                                         "composite its test set over, once")
     p.add_argument("--refmatte", default="./RefMatte_RW_100", help="RefMatte-RW100 folder")
     p.add_argument("--folder", help="a folder of your own: DIR/{im, gt} (split folder-masks) or "
                                     "DIR/{im, alpha} (folder-mattes), every image scored")

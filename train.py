@@ -2,6 +2,8 @@
 
     python train.py --data ./DIS5K --matting ./AIM --sam-checkpoint sam_vit_l_0b3195.pth
     torchrun --nproc_per_node=8 train.py --data ./DIS5K --matting ./AIM --sam-checkpoint ...
+    python train.py --data ./mine --backgrounds ./coco/train2017 --sam-checkpoint ...
+        (your own images: mine/{im, gt} masks, mine/{im, alpha} or mine/{fg, alpha} mattes)
 
 SAM stays frozen; MVLE, the Local-Adapters, the SAMA tokens and the heads learn. Each step takes one
 segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training of SAMA"); each task
