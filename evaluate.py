@@ -275,8 +275,8 @@ PAPER_NOTES = {
     "RefMatte-RW100": (
         "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
         "(alpha > 127, as MAM), not with its referring expressions, and scored on the whole "
-        "image. Table 5 "
-        "prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. " + SINGLE_TASK_NOTE
+        "image. Table 5 prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. "
+        + SINGLE_TASK_NOTE
     ),
     "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its "
              "text.",
@@ -638,16 +638,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.split is None:
-        try:
-            args.split = folder_split(args.folder) if args.folder else None
-        except data.DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    if args.split is None:
+    if args.split is None and args.folder is None:
         print("error: --split is required (or --folder DIR)", file=sys.stderr)
         return 2
-    if args.split not in SPLITS:
+    if args.split is not None and args.split not in SPLITS:
         print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
         return 2
     for option, value in (("--limit", args.limit), ("--vis", args.vis)):
@@ -716,6 +710,8 @@ def prediction_text(kind: str, config: dict) -> str:
 
 
 def run(args) -> int:
+    if args.split is None:
+        args.split = folder_split(args.folder)
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
     if root is None:

@@ -227,27 +227,30 @@ def build_datasets(args, image_size: int) -> tuple:
         natural, val_natural = data.split_held_out(own["mattes"])
         fg_pairs, val_fg = data.split_held_out(own["foregrounds"])
     else:
-        seg_pairs, val_seg = data.dis_pairs(args.data, "DIS-TR"), data.dis_pairs(args.data, "DIS-VD")
+        seg_pairs = data.dis_pairs(args.data, "DIS-TR")
+        val_seg = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
         natural, val_natural, fg_pairs, val_fg = [], [], [], []
     if args.thin:
         seg_pairs += data.thin_pairs(args.thin, "train")
     if trains_seg and not seg_pairs:
         raise TrainingError(f"{args.data}: no masks (DIR/{{im,gt}}) for the segmentation head; "
                             f"add them, or use --tasks matting")
-    if args.matting:
-        fg_pairs += data.aim_train_pairs(args.matting)
-    if args.aim500:
-        natural += data.aim500_pairs(args.aim500)
-    if args.backgrounds:
-        backgrounds = data.image_files(args.backgrounds)
-    else:
-        backgrounds = [image for image, _ in seg_pairs]
-    if trains_mat and (fg_pairs or val_fg) and not backgrounds:
-        raise TrainingError("foregrounds to composite but no backgrounds: give --backgrounds")
-    if args.d646 and not args.backgrounds:
-        raise TrainingError("--d646 needs --backgrounds: the folder holding the COCO images its "
-                            "Train/bg_train.txt names (train2017)")
-    d646 = data.d646_train_pairs(args.d646, args.backgrounds) if args.d646 else []
+    backgrounds, d646 = [], []
+    if trains_mat:
+        if args.matting:
+            fg_pairs += data.aim_train_pairs(args.matting)
+        if args.aim500:
+            natural += data.aim500_pairs(args.aim500)
+        if args.backgrounds:
+            backgrounds = data.image_files(args.backgrounds)
+        else:
+            backgrounds = [image for image, _ in seg_pairs]
+        if (fg_pairs or val_fg) and not backgrounds:
+            raise TrainingError("foregrounds to composite but no backgrounds: give --backgrounds")
+        if args.d646 and not args.backgrounds:
+            raise TrainingError("--d646 needs --backgrounds: the folder holding the COCO images "
+                                "its Train/bg_train.txt names (train2017)")
+        d646 = data.d646_train_pairs(args.d646, args.backgrounds) if args.d646 else []
     keep = (args.val_images or None) if args.val_every else 0
     # a held-out foreground is validated over background i of the list, the same on every run
     val_fg = [(fg, alpha, backgrounds[i % len(backgrounds)]) for i, (fg, alpha) in

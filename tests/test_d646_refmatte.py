@@ -379,7 +379,8 @@ def test_d646_whole_image_and_band_scores_by_hand(tmp_path):
     trimap[1:3, 1:4] = 128  # six unknown pixels
     out = tmp_path / "eval"
     files = (save(np.zeros((4, 6, 3), np.uint8), tmp_path / "merged" / "a_0.png"),
-             save(gt, tmp_path / "alpha" / "a_0.png"), save(trimap, tmp_path / "trimap" / "a_0.png"))
+             save(gt, tmp_path / "alpha" / "a_0.png"),
+             save(trimap, tmp_path / "trimap" / "a_0.png"))
     save(pred, out / "pred" / "a_0.png")  # the written prediction, scored as --resume reads it
     scores = evaluate.evaluate("Distinctions-646", [files], out, None, resume=True,
                                progress=False)
