@@ -69,6 +69,7 @@ BOX_NOISE = 0.1  # box corner noise: std = 10% of the box side (SAM's training r
 BOX_NOISE_MAX = 20 / 1024  # ... capped at 20 px of a 1024 frame, scaled with the frame
 MASK_LOGIT = 10.0  # mask input logits: +10 inside, -10 outside (sigmoid 0.99995 / 0.00005)
 JITTER = (0.1, 2.0)  # large-scale jitter: longest side = U(0.1, 2.0) x S (HQ-SAM)
+FLOAT_SLACK = 0.01  # a float alpha in [-0.01, 1.01] is a [0, 1] alpha with rounding errors
 JITTER_TRIES = 10  # resample a jitter that cropped the object out at most this many times
 
 
@@ -97,21 +98,23 @@ def _to_uint8(img: Image.Image, path) -> np.ndarray:
     """(H, W) 8-bit array from a one-channel image of any depth, or a DataError naming the file.
 
     16-bit values are scaled to 0-255 (/ 257). 32-bit integers hold 8-bit values, or 16-bit ones
-    (older Pillow opens 16-bit PNGs as "I"). Floats (mode F, e.g. a TIFF alpha) in [0, 1] are
-    scaled by 255, larger ones read as 8-bit or 16-bit values as integers are; a negative, NaN or
-    infinite value, or one above 65535, is refused."""
+    (older Pillow opens 16-bit PNGs as "I"). Floats (mode F, e.g. a TIFF alpha) in [0, 1] (give
+    or take FLOAT_SLACK, rounding's overshoot) are scaled by 255, larger ones read as 8-bit or
+    16-bit values as integers are; a negative, NaN or infinite value, or one above 65535, is
+    refused."""
     if img.mode.startswith("I;16"):
         return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
     if img.mode in ("I", "F"):
         a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F" and np.isfinite(a).all() and a.min() >= -FLOAT_SLACK and (
+                a.max() <= 1 + FLOAT_SLACK):
+            return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > 65535:
             finite = a[np.isfinite(a)]
             found = (f"{finite.min():g}..{finite.max():g}" if finite.size else "no finite value")
             raise DataError(f"{path}: {img.mode}-mode values outside 0..1, 0..255 and 0..65535 "
                             f"({found}{'' if finite.size == a.size else ', NaN or inf'})")
-        if img.mode == "F" and a.max() <= 1:
-            a = a * 255.0
-        elif a.max() > 255:
+        if a.max() > 255:
             a = a / 257.0
         return np.clip(np.round(a), 0, 255).astype(np.uint8)
     return np.asarray(img.convert("L"))

@@ -102,6 +102,10 @@ def test_alphas_of_any_depth_read_to_0_255(tmp_path):
     expected = np.round(255 * a).astype(np.uint8)
     Image.fromarray(a.astype(np.float32), mode="F").save(tmp_path / "unit.tif")  # float in [0, 1]
     np.testing.assert_array_equal(data.load_mask(tmp_path / "unit.tif"), expected)
+    rounded = np.clip(a + np.where(a > 0.5, 0.005, -0.005), -0.005, 1.005)  # resampling's overshoot
+    Image.fromarray(rounded.astype(np.float32), mode="F").save(tmp_path / "over.tif")
+    np.testing.assert_array_equal(data.load_mask(tmp_path / "over.tif"),
+                                  np.round(255 * np.clip(rounded, 0, 1)).astype(np.uint8))
     Image.fromarray((255 * a).astype(np.float32), mode="F").save(tmp_path / "byte.tif")
     np.testing.assert_array_equal(data.load_mask(tmp_path / "byte.tif"), expected)
     Image.fromarray(np.round(65535 * a).astype(np.uint16)).save(tmp_path / "16.png")
