@@ -384,11 +384,14 @@ HELD_OUT = 0.1  # a plain folder's validation share ...
 HELD_OUT_SEED = 0  # ... chosen by crc32 of (this seed, the stem): the same split for every run
 
 
+def is_dis5k(root) -> bool:
+    """Whether root (or root/DIS5K) holds DIS5K's training split."""
+    return (_enter(root, "DIS5K") / "DIS-TR").is_dir()
+
+
 def is_plain_folder(root) -> bool:
     """Whether root is a plain folder of one's own images (FOLDER_LAYOUT) rather than DIS5K."""
-    root = Path(root)
-    return not (_enter(root, "DIS5K") / "DIS-TR").is_dir() and any(
-        (root / d).is_dir() for d in ("gt", "alpha"))
+    return not is_dis5k(root) and any((Path(root) / d).is_dir() for d in ("gt", "alpha"))
 
 
 def folder_sets(root) -> dict[str, list]:
