@@ -7,8 +7,6 @@ value, and get zero gradient. Losses are computed in float32 with autocast disab
 the same under bf16 autocast on CUDA. Plain torch only.
 """
 
-import os
-
 import torch
 import torch.nn.functional as F
 
@@ -162,7 +160,7 @@ def _sobel(x):
     return F.conv2d(x, torch.stack([kx, kx.t()]).unsqueeze(1), padding=1)  # (B, 2, H, W)
 
 
-def grad_loss(pred, target, valid=None, smooth=0.01, region=None):
+def grad_loss(pred, target, valid=None, smooth=0.01):
     """Gradient-penalty loss of Dai et al. 2022 (their Eq. 4), as ViTMatte and Matte Anything
     compute it.
 
@@ -184,18 +182,7 @@ def grad_loss(pred, target, valid=None, smooth=0.01, region=None):
         g_pred, g_target = _sobel(pred * valid), _sobel(target * valid)  # (B, 2, H, W) each
         # |G alpha - G alpha_gt| + smooth |G alpha|, per pixel and direction
         per_pixel = (g_pred - g_target).abs() + smooth * g_pred.abs()
-        region = valid if region is None else region.float()
-        return (per_pixel * region).sum() / region.sum().clamp_min(1.0)
-
-
-def unknown_band(target, valid, radius):
-    """(B, 1, H, W) 0/1: the unknown band of a trimap made from the GT alpha (as make_trimap):
-    alpha > 0 dilated by radius pixels minus alpha == 1 eroded by radius pixels, square window,
-    valid pixels only."""
-    k = 2 * radius + 1
-    outer = F.max_pool2d((target > 0).float(), k, stride=1, padding=radius)
-    inner = 1 - F.max_pool2d(1 - (target >= 1).float(), k, stride=1, padding=radius)
-    return outer * (1 - inner) * valid
+        return (per_pixel * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 def _pyramid_kernel(device):
@@ -269,9 +256,6 @@ def seg_loss(logits, target, valid=None):
     return sum(terms.values()), terms
 
 
-PILOT_REGION = os.environ.get("SAMA_PILOT_GRAD_REGION", "whole")  # temporary: the pilot only
-
-
 def matting_loss(alpha, target, valid=None):
     """L_matting = L_l1 + L_SSIM + L_Grad + L_Laplacian (Eq. 10).
 
@@ -286,9 +270,7 @@ def matting_loss(alpha, target, valid=None):
     terms = {
         "l1": l1_loss(alpha, target, valid),
         "ssim": ssim_loss(alpha, target, valid),
-        "grad": grad_loss(alpha, target, valid) if PILOT_REGION == "whole" else grad_loss(
-            alpha, target, valid,
-            region=unknown_band(target, valid, max(1, round(target.shape[-1] / 64)))),
+        "grad": grad_loss(alpha, target, valid),
         "laplacian": laplacian_loss(alpha, target, valid),
     }
     # Eq. (10): L_matting = L_l1 + L_SSIM + L_Grad + L_Laplacian
