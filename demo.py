@@ -28,7 +28,7 @@ import evaluate
 import synthetic
 import train
 from load_sam_weights import CheckpointError, load_sama, read_sama_header
-from predict import Predictor
+from prediction import Predictor
 
 SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"
 SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
