@@ -180,7 +180,8 @@ class App:
         image_id = request.get("image")
         if not (isinstance(image_id, int) and not isinstance(image_id, bool)):
             raise RequestError(f"image must be the id /api/image answered, got {image_id!r}")
-        tab = self.tab(session_id(request.get("session")), image_id)
+        session = session_id(request.get("session"))
+        tab = self.tab(session, image_id)
         box = request.get("box")
         if box is not None:
             box = np.asarray(numbers(box, "box", 4))
@@ -202,7 +203,8 @@ class App:
         with self.tabs_lock:
             tab.latest_seq = max(tab.latest_seq, seq)
         with self.model_lock:
-            if seq < tab.latest_seq:  # a newer prompt of this tab is waiting: its answer is shown
+            # a newer prompt of this tab is waiting (its answer is the one shown), or a new image
+            if seq < tab.latest_seq or self.tabs.get(session) is not tab:
                 return {"seq": seq, "superseded": True}
             t0 = time.perf_counter()
             try:
@@ -377,7 +379,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=str(REPO / "weights" / "sama_standin.pt"),
                    help="SAMA checkpoint (default: the shipped stand-in)")
     p.add_argument("--sam-checkpoint",
-                   help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
+                   help="SAM checkpoint (default: the shipped stand-in SAM with the default "
+                        "--checkpoint, else the file recorded in the SAMA checkpoint)")
     p.add_argument("--port", type=int, default=8000, help="0: a free port")
     p.add_argument("--examples", type=Path, default=Path("runs/app/examples"),
                    help="where the benchmark's test images are written on first use")

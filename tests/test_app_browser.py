@@ -130,3 +130,17 @@ def test_draw_a_box_and_a_point_then_download(address, browser, tmp_path):
         assert path.read_bytes() == (tmp_path / f"predicted_{name}.png").read_bytes(), name
     browser.save_screenshot(str(tmp_path / "app.png"))
     print(f"screenshot: {tmp_path / 'app.png'}; {times}")
+
+    browser.find_element(By.ID, "undo").click()  # the point goes, the box stays
+    wait.until(lambda b: b.execute_script("return state.points.length === 0 && shown === sent"))
+    assert browser.execute_script("return state.box") == box
+    browser.find_element(By.ID, "clear").click()  # nothing left to show or download
+    wait.until(lambda b: not b.find_element(By.ID, "download-mask").is_displayed())
+    assert browser.execute_script("return [state.box, state.points, shown]") == [None, [], -1]
+
+    notes = tmp_path / "notes.txt"  # an upload that is not an image: one line on the page
+    notes.write_text("not an image")
+    browser.find_element(By.ID, "upload").send_keys(str(notes))
+    wait.until(lambda b: b.find_element(By.ID, "error").text)
+    assert browser.find_element(By.ID, "error").text == (
+        "notes.txt: not an image this app can read (UnidentifiedImageError)")
