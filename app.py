@@ -16,7 +16,7 @@ call at a time (a lock); a prompt that a newer one of the same tab overtook whil
 dropped, and the page shows only the answer to the latest prompt it sent (sequence numbers).
 
 The JSON API (app.html is its one client); every error is {"error": one line}, never a traceback:
-    GET  /api/examples                      [{"file", "kind"}]
+    GET  /api/examples                      [{"file", "split", "kind"}]
     POST /api/image?session=S&example=F     the tab's image: an example ...
     POST /api/image?session=S&name=N        ... or the uploaded file (the request's body)
                                             -> {"image", "name", "width", "height", "set_image_ms"}

@@ -862,12 +862,13 @@ def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
     under root (app.py's examples): DIS-TE1_0000.jpg ... (thin structures) and test_0000_0.png ...
     (Composition-1K composites over each foreground's first test background). All or nothing, into
     a temporary folder renamed to root; a root already there (another process was first) is kept.
-    Returns root/examples.json's list: {"file", "kind"} per image."""
+    Returns root/examples.json's list: {"file", "split", "kind"} per image."""
     root = Path(root)
     n = per_kind * len(THIN_KINDS)
-    examples = [{"file": f"{THIN_TEST_SPLIT}_{i:04d}.jpg",
+    examples = [{"file": f"{THIN_TEST_SPLIT}_{i:04d}.jpg", "split": THIN_TEST_SPLIT,
                  "kind": list(THIN_KINDS)[i % len(THIN_KINDS)]} for i in range(n)]
-    examples += [{"file": f"test_{j:04d}_0.png", "kind": MATTE_KINDS[j % len(MATTE_KINDS)]}
+    examples += [{"file": f"test_{j:04d}_0.png", "split": "Composition-1K",
+                  "kind": MATTE_KINDS[j % len(MATTE_KINDS)]}
                  for j in range(per_kind * len(MATTE_KINDS))]
     if (root / "examples.json").is_file():
         return json.loads((root / "examples.json").read_text())

@@ -257,7 +257,8 @@ def test_bad_requests_are_one_line(server):
     refused(post("/api/image?session=tab-up-1&name=wide.png", wide.getvalue()), 400,
             f"wide.png: {MAX_SIDE + 1}x4 pixels; the limit is {MAX_SIDE} a side")
     truncated = jpeg_with_exif_rotation()[:1500]
-    refused(post("/api/image?session=tab-up-1&name=cut.jpg", truncated), 400, "cut.jpg: cannot read")
+    refused(post("/api/image?session=tab-up-1&name=cut.jpg", truncated), 400,
+            "cut.jpg: cannot read image")
     refused(post("/api/image?session=short&name=x.png", b"x"), 400, "session must be 8-64")
     refused(post("/api/prompt", b"{not json"), 400, "the prompt is not JSON")
     refused(post("/api/prompt", b"[1, 2]"), 400, "the prompt must be a JSON object")

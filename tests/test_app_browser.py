@@ -25,7 +25,7 @@ import synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-EXAMPLE = "DIS-TE1_0000.jpg"  # thin lines from a hub: where SAM's quarter-resolution mask falls short
+EXAMPLE = "DIS-TE1_0000.jpg"  # thin lines from a hub: SAM's quarter-resolution mask misses them
 
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("CI"):

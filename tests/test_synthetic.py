@@ -189,6 +189,7 @@ def test_examples_are_the_benchmarks_test_files(bench, tmp_path):
     root = tmp_path / "examples"
     listed = synthetic.write_examples(root, seed=0, per_kind=1)
     kinds = [e["kind"] for e in listed]
+    assert [e["split"] for e in listed] == ["DIS-TE1"] * 5 + ["Composition-1K"] * 5
     assert kinds == [*synthetic.THIN_KINDS, *synthetic.MATTE_KINDS]
     assert json.loads((root / "examples.json").read_text()) == listed
     assert {p.name for p in root.iterdir()} == {e["file"] for e in listed} | {"examples.json"}
