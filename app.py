@@ -103,15 +103,16 @@ class App:
         self.examples_root, self.examples = examples, None
         self.max_upload, self.max_side = int(max_upload_mb * 2**20), max_side
         self.model_lock = threading.Lock()  # one model call at a time
-        self.tabs_lock = threading.Lock()  # guards tabs, next_image_id and the examples
+        self.tabs_lock = threading.Lock()  # the tabs, their seq numbers and answers, image ids
+        self.examples_lock = threading.Lock()  # the examples are written once
         self.tabs: OrderedDict[str, Tab] = OrderedDict()  # least recently used first
         self.next_image_id = 0
 
     # -- examples ------------------------------------------------------------------------------
 
     def example_list(self) -> list[dict]:
-        with self.tabs_lock:
-            if self.examples is None:  # first use: about half a second
+        with self.examples_lock:
+            if self.examples is None:  # first use: about a second
                 self.examples = synthetic.write_examples(self.examples_root, seed=0,
                                                          per_kind=EXAMPLES_PER_KIND)
         return self.examples
@@ -149,12 +150,13 @@ class App:
             set_image_ms = 1000 * (time.perf_counter() - t0)
         with self.tabs_lock:
             self.next_image_id += 1
-            self.tabs[session] = Tab(self.next_image_id, name, image, predictor)
+            image_id = self.next_image_id
+            self.tabs[session] = Tab(image_id, name, image, predictor)
             self.tabs.move_to_end(session)
             while len(self.tabs) > MAX_TABS:
                 self.tabs.popitem(last=False)
         h, w = image.shape[:2]
-        return {"image": self.next_image_id, "name": name, "width": w, "height": h,
+        return {"image": image_id, "name": name, "width": w, "height": h,
                 "set_image_ms": round(set_image_ms, 1)}
 
     def tab(self, session: str, image_id: Optional[int] = None) -> Tab:
@@ -293,7 +295,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.read_body(0)
                 return json_body(app.set_image(session, data.load_image(app.example_path(file)),
                                                file))
-            name = Path(query.get("name") or "upload").name
+            # the file's name, for messages and downloads: ASCII, no quotes (a header carries it)
+            name = re.sub(r"[^\w. -]", "_", Path(query.get("name") or "").name, flags=re.ASCII)
+            name = name[-100:] or "upload"
             body = self.read_body(app.max_upload)
             if not body:
                 raise RequestError(f"{name}: an empty upload")

@@ -260,6 +260,8 @@ def test_bad_requests_are_one_line(server):
     refused(post("/api/image?session=tab-up-1&name=cut.jpg", truncated), 400,
             "cut.jpg: cannot read image")
     refused(post("/api/image?session=short&name=x.png", b"x"), 400, "session must be 8-64")
+    refused(post('/api/image?session=tab-up-1&name=a%22b%0A%C3%A9.png', b"x"), 400,
+            "a_b__.png: not an image")  # a name fit for a header
     refused(post("/api/prompt", b"{not json"), 400, "the prompt is not JSON")
     refused(post("/api/prompt", b"[1, 2]"), 400, "the prompt must be a JSON object")
     refused(post("/api/prompt", b"x" * (app.MAX_PROMPT_BYTES + 1)), 413, "the limit is")

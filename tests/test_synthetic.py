@@ -200,6 +200,6 @@ def test_examples_are_the_benchmarks_test_files(bench, tmp_path):
                          ("test_0001_0.png", test / "test_0001_0.png")]:
         assert (root / name).read_bytes() == source.read_bytes(), name
     assert not list(tmp_path.glob(".examples.tmp-*"))
-    (root / "DIS-TE1_0000.jpg").write_bytes(b"kept")  # a second call reads the cache, writes nothing
+    (root / "DIS-TE1_0000.jpg").write_bytes(b"kept")  # a second call reads the cache only
     assert synthetic.write_examples(root, seed=0, per_kind=1) == listed
     assert (root / "DIS-TE1_0000.jpg").read_bytes() == b"kept"
