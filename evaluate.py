@@ -61,7 +61,8 @@ from load_sam_weights import (
     read_sama_header,
 )
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from predict import NonFiniteOutput, Predictor, WriteError, keep_freed_cpu_memory, save_png
+from predict import keep_freed_cpu_memory
+from prediction import NonFiniteOutput, Predictor, WriteError, save_png
 from sam import Sam, compile_image_encoder
 from sama import SAMA
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 import data
 import losses
 import evaluate
-from predict import NonFiniteOutput
+from prediction import NonFiniteOutput
 from load_sam_weights import (
     TASK_CHOICES,
     CheckpointError,
