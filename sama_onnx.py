@@ -1,5 +1,6 @@
 """SAMA on onnxruntime, numpy and pillow alone: the two graphs export_onnx.py writes, behind the
-interface of predict.Predictor. Importing this module never imports torch (tests/test_onnx.py).
+interface of prediction.Predictor. Importing this module never imports torch
+(tests/test_onnx.py).
 
     predictor = OnnxPredictor("onnx/sama_vit_b")
     predictor.set_image(image)                       # (H, W, 3) uint8 RGB: the image path, once
@@ -100,9 +101,10 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
 
 
 class OnnxPredictor:
-    """predict.Predictor's interface on an export folder: set_image(image), then predict(points,
-    labels, box) -> {"seg", "alpha", "sam"} at the image's size, read through the trained heads
-    only (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf.
+    """prediction.Predictor's interface on an export folder: set_image(image), then
+    predict(points, labels, box) -> {"seg", "alpha", "sam"} at the image's size, read through the
+    trained heads only (a single-task model gives both maps from its head), NonFiniteOutput on NaN
+    or inf.
 
     providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
     "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default:

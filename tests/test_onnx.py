@@ -20,6 +20,7 @@ pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
 
 import export_onnx  # noqa: E402
 import predict  # noqa: E402
+import prediction  # noqa: E402
 from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import file_sha256, load_sama  # noqa: E402
 from onnx_graphs import FEATURES, export_graphs  # noqa: E402
@@ -147,10 +148,10 @@ def test_both_graphs_equal_pytorch(exported, model):
 
 
 def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
-    """OnnxPredictor's maps equal predict.Predictor's; predict.py --onnx writes the PNGs the
+    """OnnxPredictor's maps equal prediction.Predictor's; predict.py --onnx writes the PNGs the
     PyTorch path writes, within one grey level."""
     image = random_image(120, 90, 7)
-    onnx, ref = OnnxPredictor(exported, threads=1), predict.Predictor(model, ["seg", "matting"])
+    onnx, ref = OnnxPredictor(exported, threads=1), prediction.Predictor(model, ["seg", "matting"])
     onnx.set_image(image)
     ref.set_image(image)
     for prompt in prompts(120, 90):
@@ -196,7 +197,7 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     # and the other way round: the core modules never import an ONNX package
-    check = ("import sys, sam, sama, data, predict, evaluate, train\n"
+    check = ("import sys, sam, sama, data, prediction, predict, evaluate, train\n"
              "onnx = {m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', "
              "'onnxscript', 'onnx_ir') or m.startswith('torch.onnx')}\n"
              "assert not onnx, sorted(onnx)")
@@ -216,7 +217,8 @@ def test_an_ablation_trained_for_one_task(tmp_path):
     manifest = export_graphs(sama, ("matting",), tmp_path / "matting", weights={})
     assert manifest["inputs"]["image"] == ["frame"]
     assert manifest["outputs"]["prompt"] == ["alpha", "sam_logits"]
-    onnx, ref = OnnxPredictor(tmp_path / "matting", threads=1), predict.Predictor(sama, ["matting"])
+    onnx = OnnxPredictor(tmp_path / "matting", threads=1)
+    ref = prediction.Predictor(sama, ["matting"])
     image = random_image(100, 70, 5)
     onnx.set_image(image)
     ref.set_image(image)
