@@ -17,7 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-
 from load_sam_weights import CheckpointError, file_sha256, load_sama, read_sama_header
 from onnx_graphs import export_graphs
 

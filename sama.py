@@ -336,7 +336,7 @@ class SAMA(nn.Module):
     ) -> torch.Tensor:
         """SAM's decoder with this task's SAMA token and the Local-Adapters, on the prompt
         encoder's tokens sparse (B, T', C) and dense embedding (B, C, G, G) -> logits
-        (B, 1, 8G, 8G). (The ONNX prompt path enters here, export_onnx.py.)
+        (B, 1, 8G, 8G). (The ONNX prompt path enters here: onnx_graphs.PromptPath.)
 
         Each task runs its own pass with only its own token ("two SAMA tokens are used
         separately"), so the segmentation output does not depend on the matting token or head,
