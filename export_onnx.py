@@ -5,7 +5,8 @@
 
 writes OUT/image.onnx, OUT/prompt.onnx (each with its .onnx.data weights) and OUT/sama_onnx.json
 (variant, tasks, frame size, opset, SHA-256 of the weights and of the graphs), all or none; then
-predict.py IMG --box ... --onnx OUT (or sama_onnx.OnnxPredictor) runs them with onnxruntime alone.
+predict.py IMG --box ... --onnx OUT runs them on onnxruntime, as sama_onnx.OnnxPredictor does
+without torch.
 Needs requirements-onnx.txt. Exit status 2: a bad checkpoint or output folder (one line, nothing
 written).
 """
