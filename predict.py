@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 import data
-from load_sam_weights import CheckpointError, load_sama, read_sama_header
+from load_sam_weights import CheckpointError, load_sama
+from outputs import WriteError
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -69,10 +70,21 @@ class Predictor:
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
 
     def set_image(self, image: np.ndarray) -> None:
+        """image: (H, W, 3) uint8 RGB; anything else -> ValueError, one line."""
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+                and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"image: an (H, W, 3) uint8 RGB array is needed, got "
+                             f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}")
         self.predictor.set_image(image)
+        self.size = image.shape[:2]
 
     @torch.no_grad()
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
+        """points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background), box xyxy: pixels
+        of the image, inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order, as the
+        command line checks them; anything else -> PromptError (a ValueError), one line."""
+        check_prompt_arrays(points, labels, box, *getattr(self, "size", (None, None)))
         if not self.is_sama:
             logits, _, _ = self.predictor.predict(points, labels, box, multimask_output=False,
                                                   return_logits=True)
@@ -118,10 +130,6 @@ def keep_freed_cpu_memory() -> None:
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
     libc.mallopt(M_MMAP_MAX, 0)  # serve every block from the heap, where free() keeps it
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back
-
-
-class WriteError(OSError):
-    """An output that could not be written (nothing of the set is left); one line."""
 
 
 def save_pngs(images: dict[Path, np.ndarray]) -> None:
@@ -176,34 +184,71 @@ def pairs(values: list[float], option: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1, 2)
 
 
-def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
+def number(v: float) -> str:
+    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
+    return np.format_float_positional(float(v), trim="-")
+
+
+def check_prompt(box, points: np.ndarray, h: int, w: int, empty_box: bool = False) -> None:
     """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
-    ordered."""
+    ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column)."""
     if box is None and len(points) == 0:
         raise PromptError("give a --box and / or at least one --point")
+    shown = "" if box is None else " ".join(number(v) for v in box)
     if box is not None and not np.isfinite(box).all():  # NaN fails every comparison below
-        shown = " ".join(f"{v:g}" for v in box)
         raise PromptError(f"--box {shown}: coordinates must be finite numbers")
     for x, y in points:
         if not np.isfinite([x, y]).all():
-            raise PromptError(f"point ({x:g}, {y:g}): coordinates must be finite numbers")
+            raise PromptError(f"point ({number(x)}, {number(y)}): coordinates must be finite "
+                              f"numbers")
     if box is not None:
         x0, y0, x1, y1 = box
-        if x1 <= x0 or y1 <= y0:
-            raise PromptError(f"--box {x0:g} {y0:g} {x1:g} {y1:g}: needs x1 > x0 and y1 > y0")
+        if (x1 < x0 or y1 < y0) if empty_box else (x1 <= x0 or y1 <= y0):
+            needs = "x1 >= x0 and y1 >= y0" if empty_box else "x1 > x0 and y1 > y0"
+            raise PromptError(f"--box {shown}: needs {needs}")
         if min(x0, y0) < 0 or x1 > w or y1 > h:
-            raise PromptError(f"--box {x0:g} {y0:g} {x1:g} {y1:g}: outside the {w}x{h} image")
+            raise PromptError(f"--box {shown}: outside the {w}x{h} image")
     for x, y in points:
         if not (0 <= x <= w and 0 <= y <= h):
-            raise PromptError(f"point ({x:g}, {y:g}) outside the {w}x{h} image")
+            raise PromptError(f"point ({number(x)}, {number(y)}) outside the {w}x{h} image")
 
 
-def check_outputs(paths: list[Path]) -> None:
+def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]) -> None:
+    """The Predictor's arguments: shapes, labels 0 / 1 only, then check_prompt (a box of the GT
+    may be one pixel wide: x1 = x0)."""
+    if h is None:
+        raise PromptError("call set_image before predict")
+    pts = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise PromptError(f"points: an (N, 2) array of x y is needed, got shape {pts.shape}")
+    if points is not None:
+        if labels is None:
+            raise PromptError("labels: one per point is needed (1 foreground, 0 background)")
+        lab = np.asarray(labels).reshape(-1)
+        if len(lab) != len(pts):
+            raise PromptError(f"labels: {len(lab)} for {len(pts)} points")
+        bad = [v for v in lab.tolist() if v not in (0, 1)]
+        if bad:
+            raise PromptError(f"labels: {bad[0]!r}: only 1 (foreground) and 0 (background)")
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
+    check_prompt(box, pts, h, w, empty_box=True)
+
+
+def check_outputs(paths: list[Path], image: Optional[Path] = None,
+                  overwrite: bool = False) -> None:
     """Refuse, before any work, outputs that cannot be written: a target that is a folder, a folder
-    under a file, a folder without write permission."""
+    under a file, a folder without write permission; the input image itself, always; an existing
+    file, unless overwrite."""
     for path in paths:
         if path.is_dir():
             raise WriteError(f"{path}: is a folder, not a file (choose another --out)")
+        if image is not None and path.exists() and os.path.samefile(path, image):
+            raise WriteError(f"{path}: is the input image; choose another --out")
+        if path.exists() and not overwrite:
+            raise WriteError(f"{path}: exists; --overwrite replaces it, or choose another --out")
     folder = next(f for f in (paths[0].parent, *paths[0].parent.parents) if f.exists())
     if not folder.is_dir():
         raise WriteError(f"{folder}: is a file, so {paths[0].parent} cannot be a folder "
@@ -225,10 +270,14 @@ def main(argv=None) -> int:
         "--sam-checkpoint",
         help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
     )
-    p.add_argument("--out", help="output prefix (default: the image path without its extension)")
+    p.add_argument("--out", help="output prefix (default: the image path without its extension); "
+                                 "a folder (an existing one, or ending in /): the image's name in it")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     args = p.parse_args(argv)
     keep_freed_cpu_memory()
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
+    if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
+        prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     try:
         # EXIF orientation applied: outputs match what viewers show
@@ -237,13 +286,13 @@ def main(argv=None) -> int:
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
         check_prompt(args.box, points, h, w)
-        check_outputs(list(targets.values()))
+        check_outputs(list(targets.values()), Path(args.image), args.overwrite)
         model = load_sama(
             args.checkpoint,
             args.sam_checkpoint,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
-        tasks = read_sama_header(args.checkpoint)["tasks"]
+        tasks = model.loaded_from["tasks"]  # from the bytes loaded, not a second read
     except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
