@@ -328,7 +328,7 @@ def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
 
 
 def write_text(text: str, path: Path) -> None:
-    """Write atomically: a temporary file of this process, renamed over path (outputs.write_text)."""
+    """Written whole or not at all (outputs.write_text)."""
     outputs.write_text(text, path)
 
 

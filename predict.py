@@ -271,7 +271,7 @@ def main(argv=None) -> int:
         help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
     )
     p.add_argument("--out", help="output prefix (default: the image path without its extension); "
-                                 "a folder (an existing one, or ending in /): the image's name in it")
+                                 "a folder (existing, or ending in /): the image's name in it")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     args = p.parse_args(argv)
     keep_freed_cpu_memory()

@@ -420,7 +420,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(toy, ckpt, tmp_path, mo
     capsys.readouterr()
     assert train.main(train_args(toy, out, ckpt["sam"], "--max-steps", "1")) == 2
     line = one_line(capsys.readouterr().err)
-    assert line == f"error: {out / 'last.pt'}: cannot write (no space left on device); left as it was"
+    assert line == (f"error: {out / 'last.pt'}: cannot write (no space left on device); left as "
+                    f"it was")
     assert not list(out.glob("*.tmp-*")) and not (out / "last.pt").exists()
 
     out = tmp_path / "eval"
