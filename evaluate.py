@@ -608,8 +608,8 @@ def main(argv=None) -> int:
     keep_freed_cpu_memory()
     outputs.interrupts_as_keyboard_interrupt()
     try:
-        out = check_out(args)
-        with outputs.claim(out):  # one run at a time in --out
+        with outputs.claim(output_folder(args)):  # one run at a time in --out
+            check_out(args)  # once held: another run may have written it until now
             return run(args)
     except NonFiniteOutput as e:
         print(f"error: {e}; not written, not scored", file=sys.stderr)
@@ -633,11 +633,10 @@ def output_folder(args) -> Path:
     return Path("runs") / "eval" / f"{'sam' if args.model == 'sam' else run_dir.name}-{args.split}"
 
 
-def check_out(args) -> Path:
-    """Before any work: --out can be written, no file stands where a folder goes, and a run
-    without --resume or --overwrite starts in an empty folder."""
+def check_out(args) -> None:
+    """Before any work: no file stands where a folder goes, and a run without --resume or
+    --overwrite starts in an empty folder (outputs.claim checked that --out can be written)."""
     out = output_folder(args)
-    outputs.check_writable_folder(out)
     kind = SPLITS[args.split].kind
     for name in [f"pred-{k}pt" for k in POINT_COUNTS] if kind == "points" else ["pred"]:
         if (out / name).exists() and not (out / name).is_dir():
@@ -648,7 +647,6 @@ def check_out(args) -> Path:
         raise WriteError(f"{out}: holds an earlier evaluation ({', '.join(there[:3])}"
                          f"{', ...' * (len(there) > 3)}); --resume continues it (same weights and "
                          f"data only), --overwrite replaces it, or use another --out")
-    return out
 
 
 def clear_own_outputs(out: Path) -> None:
