@@ -42,6 +42,8 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
     assert "0.942 (Table 1)" in table and "0.872 (Table 3)" in table  # the paper's DIS-VD maxF
     assert "19.79 (Table 4)" in table and "34.25 (Table 5)" in table
     assert "ablate.py --quick" in table
+    # the header names the versions the numbers were made with (requirements.txt pins them)
+    assert f"numpy {np.__version__}" in table and f"pillow {Image.__version__}" in table
     assert Image.open(study / "ablation.png").size == (2 * ablate.PANEL[0], 2 * ablate.PANEL[1])
     # each configuration's test splits were scored by evaluate.py, with --limit in --quick
     metrics = json.loads((study / "eval" / "SAMA-seed0-DIS-TE1" / "metrics.json").read_text())
