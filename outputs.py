@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,5 +220,7 @@ def _terminate(signum, frame):
 
 def interrupts_as_keyboard_interrupt() -> None:
     """SIGTERM (kill, a scheduler's end of job) raises KeyboardInterrupt as ctrl-C does, so that
-    both unwind the same way: locks released, temporaries removed, one line."""
-    signal.signal(signal.SIGTERM, _terminate)
+    both unwind the same way: locks released, temporaries removed, one line. (Python lets only
+    the main thread set a handler; elsewhere this does nothing.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)

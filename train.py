@@ -114,6 +114,9 @@ class TrainingError(Exception):
     """A problem that stops training; the message is one line."""
 
 
+OUTPUTS = ("sama.pt", "last.pt", "log.jsonl")  # what a run writes in --out
+
+
 def check_args(args) -> None:
     """Every option's value, before any work: one line naming the first bad one."""
     at_least = {"--batch-size": (args.batch_size, 1), "--accum-steps": (args.accum_steps, 1),
@@ -141,9 +144,6 @@ def check_args(args) -> None:
     if not args.resume and there:  # a fresh run starts in an empty folder: nothing overwritten
         raise TrainingError(f"{out}: holds {', '.join(there[:3])}{', ...' * (len(there) > 3)} "
                             f"and no last.pt to resume; train into another --out, or empty it")
-
-
-OUTPUTS = ("sama.pt", "last.pt", "log.jsonl")  # what a run writes in --out
 
 
 class NonFiniteLoss(TrainingError):
@@ -681,7 +681,13 @@ def main(argv=None) -> int:
     try:
         # rank 0 holds --out for the whole run; the others write nothing there
         with outputs.claim(out) if int(os.environ.get("RANK", 0)) == 0 else nullcontext():
-            train(args)
+            try:
+                train(args)
+            except KeyboardInterrupt:  # before the first save, a fresh run's files say nothing
+                if getattr(args, "fresh", False) and not (out / "last.pt").is_file():
+                    for name in ("log.jsonl", "sam_tiny_random.pth"):
+                        (out / name).unlink(missing_ok=True)
+                raise
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
@@ -691,10 +697,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if (out / "last.pt").is_file():
             print(outputs.INTERRUPTED, file=sys.stderr)
-        else:  # before the first save: nothing to resume, and the log of nothing saved goes
-            if getattr(args, "fresh", False):
-                for name in ("log.jsonl", "sam_tiny_random.pth"):
-                    (out / name).unlink(missing_ok=True)
+        else:
             print("interrupted before the first checkpoint; nothing kept", file=sys.stderr)
         return 130
     return 0
