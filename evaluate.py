@@ -774,6 +774,8 @@ def run(args) -> int:
                              f"data made them; use another --out or --overwrite")
     if args.overwrite:
         clear_own_outputs(out)
+    for folder in (out, *out.glob("pred*")):  # what writes killed mid-way left
+        outputs.remove_stale_temporaries(folder)
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -27,7 +28,7 @@ from PIL import Image
 
 import data
 from load_sam_weights import CheckpointError, load_sama
-from outputs import WriteError
+from outputs import WriteError, remove_stale_temporaries
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -314,6 +315,9 @@ def main(argv=None) -> int:
         "alpha": alpha_u8,
         "cutout": np.concatenate([image, alpha_u8[:, :, None]], axis=2),  # (H, W, 4)
     }
+    # the temporary files of an earlier run of this prefix killed mid-write
+    remove_stale_temporaries(prefix.parent, re.compile(
+        rf"{re.escape(prefix.name)}_(?:mask|alpha|cutout)\.png\.tmp-(\d+)"))
     try:
         save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
     except WriteError as e:

@@ -139,8 +139,11 @@ def test_evaluate_two_runs_and_ctrl_c_then_resume_scores_as_a_fresh_run(toy, ckp
     assert "another checkpoint_sha256" in one_line(capsys.readouterr().err)
     assert snapshot(out) == before
 
-    # --resume continues: the scores of a fresh run
+    # --resume continues: the scores of a fresh run; a kill -9's leftover is removed
+    leftover = out / "pred" / f"DIS-VD_0002.png.tmp-{DEAD_PID}"
+    leftover.write_bytes(b"\x89PNG")
     assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--resume")) == 0
+    assert not leftover.exists()
     assert evaluate.main(evaluate_args(toy, tmp_path / "fresh", ckpt["a"])) == 0
     scores = [json.loads((o / "metrics.json").read_text())["scores"]
               for o in (out, tmp_path / "fresh")]
@@ -202,6 +205,28 @@ def test_a_fresh_train_run_overwrites_nothing_and_a_stale_lock_is_taken_over(toy
     assert train.main(train_args(toy, out, ckpt["sam"], "--max-steps", "1")) == 0
     assert "removed the lock of a run that no longer runs" in capsys.readouterr().err
     assert not (out / outputs.LOCK).exists() and (out / "sama.pt").is_file()
+
+
+def test_ctrl_c_before_the_first_save_keeps_nothing_and_a_fresh_run_starts_clean(
+        toy, ckpt, tmp_path, monkeypatch, capsys):
+    out, real, calls = tmp_path / "run", train.get_lr, []
+
+    def interrupted_at_step_2(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train, "get_lr", interrupted_at_step_2)
+    argv = train_args(toy, out, ckpt["sam"], "--max-steps", "2", "--save-every", "10")
+    capsys.readouterr()
+    assert train.main(argv) == 130
+    assert one_line(capsys.readouterr().err) == ("interrupted before the first checkpoint; "
+                                                 "nothing kept")
+    assert not out.exists() or not any(out.iterdir())  # no log of steps nothing holds
+    monkeypatch.setattr(train, "get_lr", real)
+    assert train.main(argv) == 0
+    assert [json.loads(r)["step"] for r in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +321,10 @@ def test_predict_never_overwrites_its_input_or_earlier_outputs(photo, ckpt, tmp_
     code, err = run_predict(photo, ckpt["a"], capsys, "--out", tmp_path / "p")
     assert code == 2 and "exists; --overwrite replaces it" in one_line(err)
     assert (tmp_path / "p_mask.png").read_bytes() == mask
+    leftover = tmp_path / f"p_alpha.png.tmp-{DEAD_PID}"  # of a run killed mid-write
+    leftover.write_bytes(b"\x89PNG")
     assert run_predict(photo, ckpt["a"], capsys, "--out", tmp_path / "p", "--overwrite")[0] == 0
+    assert not leftover.exists()
 
 
 def test_predict_out_folder_with_a_slash_and_an_exact_box(photo, ckpt, tmp_path, capsys):
