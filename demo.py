@@ -30,7 +30,7 @@ import outputs
 import synthetic
 import train
 from load_sam_weights import CheckpointError, load_sama
-from predict import Predictor
+from prediction import Predictor
 from provenance import provenance
 
 SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"

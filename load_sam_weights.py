@@ -477,7 +477,7 @@ def load_sama(
 
     sam_checkpoint defaults to the file the SAMA checkpoint names, looked for beside it and in
     weights/. The tasks it was trained for are model.loaded_from["tasks"]: score it only through
-    those heads (predict.Predictor does). model.loaded_from also holds both files' paths and the
+    those heads (prediction.Predictor does). model.loaded_from also holds both files' paths and the
     SHA-256 of the bytes loaded. Refused, with one line: a SAMA file that records no trained
     tasks, a SAM file of another variant or other weights than the ones SAMA was trained on, a SAMA
     file with missing, extra or misshapen tensors, and NaN / inf weights in either file.

@@ -335,7 +335,7 @@ def test_predict_out_folder_with_a_slash_and_an_exact_box(photo, ckpt, tmp_path,
     capsys.readouterr()
     assert predict.main([str(photo), "--box", "0", "0", "228.0001", "173", "--checkpoint",
                          str(ckpt["a"]), "--out", str(tmp_path / "q")]) == 2
-    assert one_line(capsys.readouterr().err) == ("error: --box 0 0 228.0001 173: outside the "
+    assert one_line(capsys.readouterr().err) == ("error: box 0 0 228.0001 173: outside the "
                                                  "228x173 image")
 
 

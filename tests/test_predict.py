@@ -11,6 +11,7 @@ from PIL import Image
 
 import data
 import predict
+import prediction
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
@@ -208,7 +209,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
         real = cls.predict
-        predictor = predict.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
+        predictor = prediction.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
         predictor.set_image(image)
         assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
 
@@ -217,7 +218,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
             return (first + np.float32("inf"), *rest)
 
         monkeypatch.setattr(cls, "predict", poisoned)
-        with pytest.raises(predict.NonFiniteOutput,
+        with pytest.raises(prediction.NonFiniteOutput,
                            match=r"^NaN or inf in the model's (SAM|segmentation) logits$"):
             predictor.predict(box=box)
         monkeypatch.undo()
@@ -254,7 +255,7 @@ def test_full_disk_on_the_third_file_leaves_nothing(checkpoint, rotated_image, t
     # an earlier run's outputs for the same prefix stay as they were: never a mix of two runs
     old = {name: tmp_path / "out" / f"x_{name}.png" for name in ("mask", "alpha", "cutout")}
     for path in old.values():
-        predict.save_png(np.full((4, 4), 7, np.uint8), path)
+        prediction.save_png(np.full((4, 4), 7, np.uint8), path)
     before = {path: path.read_bytes() for path in old.values()}
     real_save, calls = Image.Image.save, []
 
