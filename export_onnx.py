@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from load_sam_weights import CheckpointError, file_sha256, load_sama, read_sama_header
+from load_sam_weights import CheckpointError, load_sama
 from onnx_graphs import export_graphs
 
 
@@ -37,17 +37,13 @@ def main(argv=None) -> int:
         folder = next(f for f in (out.parent, *out.parent.parents) if f.exists())
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder}: cannot create {out} there (choose another --out)")
-        header = read_sama_header(args.checkpoint)
         model = load_sama(args.checkpoint, args.sam_checkpoint, device="cpu")
-        sam_file = args.sam_checkpoint or header["sam"]["file"]
     except (CheckpointError, FileExistsError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    weights = {
-        "sama": {"file": os.path.abspath(args.checkpoint), "sha256": file_sha256(args.checkpoint)},
-        "sam": {"file": os.path.abspath(sam_file), "sha256": header["sam"]["sha256"]},
-    }
-    manifest = export_graphs(model, tuple(header["tasks"]), out, weights)
+    loaded = model.loaded_from  # paths and SHA-256 of the bytes loaded
+    weights = {"sama": {"file": loaded["file"], "sha256": loaded["sha256"]}, "sam": loaded["sam"]}
+    manifest = export_graphs(model, tuple(loaded["tasks"]), out, weights)
     sizes = ", ".join(
         f"{name} {sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
         f"in {manifest['export_seconds'][name]:.1f} s"
