@@ -7,9 +7,10 @@ writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
 all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
 of the image as displayed (after EXIF rotation), x to the right, y down. The mask is the
-segmentation probability above 0.5; a model trained for one task gives both maps from its trained
-head (see Predictor). Exit status 2: a bad prompt, image, checkpoint or output path, or a failed
-write (one line, nothing written); 3: the model's output holds NaN or inf (nothing written).
+segmentation probability above the threshold the checkpoint records (0.5 if none); a model trained
+for one task gives both maps from its trained head (see Predictor). Exit status 2: a bad prompt,
+image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
+output holds NaN or inf (nothing written).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from PIL import Image
 
 import data
-from load_sam_weights import CheckpointError, load_sama, read_sama_header
+from load_sam_weights import DEFAULT_THRESHOLD, CheckpointError, load_sama, read_sama_header
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -50,8 +51,11 @@ def check_finite(maps: dict[str, np.ndarray]) -> None:
 class Predictor:
     """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
 
-    predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
-    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's
+    predict() returns maps at the image's size, the same kinds for both models (like for like):
+    "seg" float32 in [0, 1], the probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its
+    mask logits, up-sampled as SamPredictor up-samples them); "mask" bool, the binary mask (SAMA:
+    seg > `threshold`, the one its checkpoint records, read_sama_header; SAM: logits > 0, as
+    SamPredictor thresholds); "alpha" float32 in [0, 1] (SAM: its binary mask); "sam" bool (SAM's
     mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
 
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
@@ -60,11 +64,13 @@ class Predictor:
     output is never returned.
     """
 
-    def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
         self.is_sama = isinstance(model, SAMA)
         if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
             raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")
+        self.threshold = threshold
         self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
 
@@ -78,7 +84,8 @@ class Predictor:
                                                   return_logits=True)
             check_finite({"SAM logits": logits[0]})
             mask = logits[0] > self.predictor.model.mask_threshold  # as SamPredictor thresholds
-            return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
+            seg = torch.sigmoid(torch.from_numpy(logits[0])).numpy()
+            return {"seg": seg, "mask": mask, "alpha": mask.astype(np.float32), "sam": mask}
         seg_logits, alpha, sam_logits = self.predictor.predict(
             points, labels, box, return_logits=True
         )
@@ -89,7 +96,7 @@ class Predictor:
             seg = alpha
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
             alpha = seg
-        return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
+        return {"seg": seg, "mask": seg > self.threshold, "alpha": alpha, "sam": sam_logits > 0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,12 +250,13 @@ def main(argv=None) -> int:
             args.sam_checkpoint,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
-        tasks = read_sama_header(args.checkpoint)["tasks"]
+        header = read_sama_header(args.checkpoint)
     except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    predictor = Predictor(model, tasks)  # a single-task model: both maps from its trained head
+    # a single-task model: both maps from its trained head; the mask at its recorded threshold
+    predictor = Predictor(model, header["tasks"], header["threshold"])
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
     try:
@@ -257,7 +265,7 @@ def main(argv=None) -> int:
     except NonFiniteOutput as e:
         print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
         return 3
-    mask, alpha = out["seg"] > 0.5, out["alpha"]
+    mask, alpha = out["mask"], out["alpha"]
 
     alpha_u8 = np.round(alpha * 255).astype(np.uint8)
     outputs = {
