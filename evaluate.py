@@ -26,12 +26,12 @@ Like for like (predict.Predictor): SAMA and SAM are each scored through the same
 probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
 which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
 checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
-(metrics.SEG_MAPS). A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored through the
-head it trained: its alpha as the segmentation map, or its segmentation probability as the alpha.
-Outputs in --out: pred/{stem}.png (the probability map or the alpha), mask/{stem}.png (the binary
-mask, segmentation splits), pred-{k}pt/ (point splits: the masks), metrics.json, per_image.json
-(every image's scores, for the study's bootstrap), results.md (our row beside the paper's), vis.png
-with --vis N. --resume reuses every readable PNG of the right size,
+(metrics.SEG_MAPS). A model trained for one task (train.py --tasks, recorded in its checkpoint) is
+scored through the head it trained: its alpha as the segmentation map, or its segmentation
+probability as the alpha. Outputs in --out: pred/{stem}.png (the probability map or the alpha),
+mask/{stem}.png (the binary mask, segmentation splits), pred-{k}pt/ (point splits: the masks),
+metrics.json, per_image.json (every image's scores, for the study's bootstrap), results.md (our row
+beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
 once settings.json shows the same weights (SHA-256 of the files), split and prompt made them.
 Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
 """
@@ -665,8 +665,8 @@ def prediction_text(kind: str, config: dict) -> str:
             return "SAM's binary mask as alpha (0 / 255)"
         if kind == "points":
             return "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
-        return ("SAM's probability sigmoid(mask logits) (single-mask output), 0-255 PNG; its binary "
-                "mask (logits > 0), 0 / 255 PNG")
+        return ("SAM's probability sigmoid(mask logits) (single-mask output), 0-255 PNG; its "
+                "binary mask (logits > 0), 0 / 255 PNG")
     tasks = config["tasks"]
     if kind == "matting":
         if "matting" in tasks:
@@ -752,7 +752,8 @@ def run(args) -> int:
     report = {
         **settings,
         "data": str(Path(root).resolve()),
-        "scored": "every PNG in pred*/ (and mask/) read back and scored with metrics.py at the GT's resolution",
+        "scored": "every PNG in pred*/ (and mask/) read back and scored with metrics.py at the "
+                  "GT's resolution",
         "scores": scores,
         "paper": PAPER.get(args.split, []),
     }
