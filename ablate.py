@@ -417,15 +417,20 @@ def fitted_bound(truth: np.ndarray, side: int, region=None) -> tuple[np.ndarray,
     def up(x):
         return postprocess_masks(x, STANDIN_FRAME, input_size, (h, w))
 
-    for _ in range(BOUND_STEPS):
-        if region is None:
-            logits = up(grid)
-            loss = bce_loss(logits, target) + iou_loss(torch.sigmoid(logits), target)
-        else:
-            loss = l1_loss(up(torch.sigmoid(grid)), target, valid)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # maps this small: more threads cost more than they give
+    try:
+        for _ in range(BOUND_STEPS):
+            if region is None:
+                logits = up(grid)
+                loss = bce_loss(logits, target) + iou_loss(torch.sigmoid(logits), target)
+            else:
+                loss = l1_loss(up(torch.sigmoid(grid)), target, valid)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     with torch.no_grad():
         values = up(grid)[0, 0] if region is None else up(torch.sigmoid(grid))[0, 0]
     if region is None:
