@@ -393,11 +393,25 @@ def figure(results: list, path: Path) -> None:
 BOUND_STEPS, BOUND_LR = 200, 1.0  # Adam on the free grid: the IoU reached no longer moves by then
 
 
+def upsampling_matrices(side: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, C), (h, side) and (w, side): sam.postprocess_masks of a (side, side) grid G is R G C^T.
+
+    Bilinear resizing and cropping act on rows and columns apart, and keep a constant map constant,
+    so the grid with ones on row i alone comes out as R's column i repeated along the rows (and the
+    same for the columns); tests/test_ablate.py checks the product against postprocess_masks."""
+    input_size = preprocess_shape(h, w, STANDIN_FRAME)
+    basis = torch.eye(side).reshape(side, 1, side, 1).expand(side, 1, side, side)
+    rows = postprocess_masks(basis, STANDIN_FRAME, input_size, (h, w))[:, 0, :, 0]  # (side, h)
+    cols = postprocess_masks(basis.transpose(2, 3), STANDIN_FRAME, input_size, (h, w))
+    return rows.T.contiguous(), cols[:, 0, 0, :].T.contiguous()
+
+
 def fitted_bound(truth: np.ndarray, side: int, region=None) -> tuple[np.ndarray, np.ndarray]:
     """What a map on a grid of `side` cells per frame side can reach on one image, found by fitting:
     a free grid of values, up-sampled exactly as the predictors up-sample (sam.postprocess_masks:
-    bilinear to the frame, crop, bilinear to the image's size), fitted to the GT by Adam
-    (BOUND_STEPS steps) with the loss of what is scored.
+    bilinear to the frame, crop, bilinear to the image's size; as upsampling_matrices while
+    fitting), fitted to the GT by Adam (BOUND_STEPS steps, the rate decaying linearly from
+    BOUND_LR) with the loss of what is scored.
 
     A mask (region None): the grid holds logits, fitted with BCE + soft IoU (L_seg's first terms);
     returns the probability sigmoid(up-sampled logits) as uint8 and the mask (logits > 0). A matte
@@ -405,34 +419,40 @@ def fitted_bound(truth: np.ndarray, side: int, region=None) -> tuple[np.ndarray,
     as SamaPredictor up-samples its alpha, fitted with L1 on the region (SAD); returns the alpha as
     uint8 (twice). The fit finds a map the grid can give, so the score reached is a lower estimate
     of the grid's best: "reachable at" that resolution, not a proven ceiling."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # maps this small: more threads cost more than they give
+    try:
+        return _fit(truth, side, region)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(truth: np.ndarray, side: int, region) -> tuple[np.ndarray, np.ndarray]:
+    """fitted_bound's work."""
     h, w = truth.shape
-    input_size = preprocess_shape(h, w, STANDIN_FRAME)
+    rows, cols = upsampling_matrices(side, h, w)
     target = torch.from_numpy(truth.astype(np.float32) / 255.0)[None, None]
     if region is None:
         target = (target > 128 / 255).float()  # the GT as the scores binarise it
     valid = None if region is None else torch.from_numpy(region)[None, None].float()
-    grid = torch.zeros(1, 1, side, side, requires_grad=True)
+    grid = torch.zeros(side, side, requires_grad=True)
     optimiser = torch.optim.Adam([grid], lr=BOUND_LR)
-
-    def up(x):
-        return postprocess_masks(x, STANDIN_FRAME, input_size, (h, w))
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # maps this small: more threads cost more than they give
-    try:
-        for _ in range(BOUND_STEPS):
-            if region is None:
-                logits = up(grid)
-                loss = bce_loss(logits, target) + iou_loss(torch.sigmoid(logits), target)
-            else:
-                loss = l1_loss(up(torch.sigmoid(grid)), target, valid)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
-    with torch.no_grad():
-        values = up(grid)[0, 0] if region is None else up(torch.sigmoid(grid))[0, 0]
+    # the step shrinks linearly to 0: L1's gradient never does
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda k: 1 - k / BOUND_STEPS)
+    for _ in range(BOUND_STEPS):
+        if region is None:
+            logits = (rows @ grid @ cols.T)[None, None]
+            loss = bce_loss(logits, target) + iou_loss(torch.sigmoid(logits), target)
+        else:
+            loss = l1_loss((rows @ torch.sigmoid(grid) @ cols.T)[None, None], target, valid)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    with torch.no_grad():  # the map the predictors' own up-sampling makes of the fitted grid
+        values = grid if region is None else torch.sigmoid(grid)
+        values = postprocess_masks(values[None, None], STANDIN_FRAME,
+                                   preprocess_shape(h, w, STANDIN_FRAME), (h, w))[0, 0]
     if region is None:
         soft = torch.sigmoid(values).numpy()
         return np.round(soft * 255).astype(np.uint8), values.numpy() > 0
