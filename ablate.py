@@ -51,6 +51,7 @@ import synthetic
 from load_sam_weights import file_sha256
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
+from provenance import provenance
 from sam import SAM_VARIANTS, postprocess_masks, preprocess_shape
 
 REPO = Path(__file__).resolve().parent
@@ -559,18 +560,6 @@ def per_kind(out: Path) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def commit() -> str:
-    """The repository's commit, and whether files differ from it."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{sha}{' with uncommitted changes' if dirty else ''}"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/ablation"), help="the study's folder")
@@ -587,8 +576,8 @@ def main(argv=None) -> int:
         except (StudyError, data.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at commit "
-                 f"{commit()}, from the study's test predictions.\n\n{table}")
+        table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at "
+                 f"{provenance()}, from the study's test predictions.\n\n{table}")
         evaluate.write_text(table, args.out / "per_kind.md")
         print(table + f"wrote {args.out / 'per_kind.md'}")
         return 0
@@ -632,9 +621,9 @@ def main(argv=None) -> int:
     recipe = settings["recipe"]
     run_minutes = sum(r["seconds"] for r in results) / 60
     seeds = ", ".join(map(str, args.seeds))
-    header = (f"Printed by `python ablate.py{' --quick' if args.quick else ''}` at commit "
-              f"{commit()}, {os.cpu_count()} CPU cores, {args.jobs} runs at a time: {minutes:.0f} "
-              f"min wall-clock (the runs' own times sum to {run_minutes:.0f} min). "
+    header = (f"Printed by `python ablate.py{' --quick' if args.quick else ''}` at "
+              f"{provenance()}; {os.cpu_count()} CPU cores, {args.jobs} runs at a time: "
+              f"{minutes:.0f} min wall-clock (the runs' own times sum to {run_minutes:.0f} min). "
               f"Seeds {seeds}; "
               f"{recipe['steps']} steps of batch {recipe['batch_size']} per task, Adam lr "
               f"{recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps; stand-in SAM sha256 "

@@ -39,6 +39,7 @@ from PIL import Image
 import data
 import train
 from predict import keep_freed_cpu_memory
+from provenance import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, SamaPredictor
 
@@ -353,6 +354,7 @@ def main() -> None:
                    help="--train: loader processes")
     p.add_argument("--compile", action="store_true", help="--train: with train.py --compile")
     args = p.parse_args()
+    print(f"benchmark.py at {provenance()}; {os.cpu_count()} CPU cores")
     if args.params:
         print_param_overhead()
         return

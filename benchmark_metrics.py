@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from metrics import MattingMetrics, SegMetrics
+from provenance import provenance
 
 KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm")
 
@@ -70,6 +71,7 @@ def compare(pairs):
 
 
 def main():
+    print(f"benchmark_metrics.py at {provenance()}")
     rng = np.random.default_rng(0)
     print(
         "Segmentation: SegMetrics (+ mIoU, mBIoU) vs PySODMetrics (Fmeasure, WeightedFmeasure, "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ import train
 from load_sam_weights import CheckpointError, load_sama, read_sama_header
 from metrics import column
 from predict import Predictor
+from provenance import provenance
 
 SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"
 SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
             return 2
     out, t0 = args.out, time.time()
     bench = out / "bench"
+    print(f"demo.py at {provenance()}; {os.cpu_count()} CPU cores")
 
     print(f"[1/4] the synthetic benchmark -> {bench}")
     if not (bench / "manifest.json").is_file():

@@ -62,6 +62,8 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
                  for run in ("SAMA-seed0", "SAM")]
     assert {k: c[k] for k in ("diff", "low", "high")} == stats.paired_bootstrap(
         [per_image[0]["scores"]["mBIoU"]], [per_image[1]["scores"]["mBIoU"]])
+    # the header names the versions the numbers were made with (requirements.txt pins them)
+    assert f"numpy {np.__version__}" in table and f"pillow {Image.__version__}" in table
     assert Image.open(study / "ablation.png").size == (2 * ablate.PANEL[0], 2 * ablate.PANEL[1])
     # each configuration's test splits were scored by evaluate.py, with --limit in --quick
     metrics = json.loads((study / "eval" / "SAMA-seed0-DIS-TE1" / "metrics.json").read_text())
