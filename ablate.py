@@ -313,8 +313,8 @@ def markdown(results: list, header: str, found: list) -> str:
     lines += ["", "The paper's contrasts, A - B (the paper has A better on every score it prints): "
                   "the difference of the means over seeds, its 95% interval from a paired "
                   f"bootstrap over the test images and the seeds ({stats.RESAMPLES} resamples, "
-                  "stats.py), and \"supported\" only where the interval excludes zero in the paper's "
-                  "direction.", "",
+                  "stats.py), and \"supported\" only where the interval excludes zero in the "
+                  "paper's direction.", "",
               "| A - B | paper | " + " | ".join(
                   f"{column(k)}{arrows[k]}" for _, k in CONTRAST_KEYS) + " |",
               "|---" * (2 + len(CONTRAST_KEYS)) + "|"]
@@ -391,7 +391,7 @@ def figure(results: list, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-BOUND_STEPS, BOUND_LR = 200, 1.0  # Adam on the free grid: the IoU reached no longer moves by then
+BOUND_STEPS, BOUND_LR = 200, 1.0  # Adam on the free grid: more steps barely change what it reaches
 
 
 def upsampling_matrices(side: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ probability as the alpha. Outputs in --out: pred/{stem}.png (the probability map
 mask/{stem}.png (the binary mask, segmentation splits), pred-{k}pt/ (point splits: the masks),
 metrics.json, per_image.json (every image's scores, for the study's bootstrap), results.md (our row
 beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
-once settings.json shows the same weights (SHA-256 of the files), split and prompt made them.
+once settings.json shows the same weights (SHA-256 of the files), split, prompt and maps made them.
 Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
 """
 
@@ -348,7 +348,7 @@ def write_text(text: str, path: Path) -> None:
 
 def evaluate(
     split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True
-) -> dict:
+) -> tuple[dict, dict]:
     """Predict what is missing (everything without --resume), then score every PNG written.
 
     Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results;
@@ -673,13 +673,13 @@ def prediction_text(kind: str, config: dict) -> str:
             return "SAMA alpha (matting head), 0-255 PNG"
         return ("SAMA segmentation probability sigmoid(seg logits) as the alpha (the model trained "
                 "no matting head), 0-255 PNG")
-    mask = f"its binary mask (probability > {config['threshold']:g}), 0 / 255 PNG"
+    mask = f"binary mask (probability > {config['threshold']:g}), 0 / 255 PNG"
     if kind == "points":
-        return f"SAMA {mask[4:]}"
+        return f"SAMA {mask}"
     if "seg" in tasks:
-        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; {mask}"
+        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; its {mask}"
     return (f"SAMA alpha (matting head) as the segmentation probability map (the model trained no "
-            f"segmentation head), 0-255 PNG; {mask}")
+            f"segmentation head), 0-255 PNG; its {mask}")
 
 
 def run(args) -> int:

@@ -492,7 +492,8 @@ def test_matting_accumulates_means_and_uint8_equals_float():
     assert r_u8["region"] == "whole image" and r_u8["n"] == 3
     for key in ("SAD", "MSE", "Grad", "Conn"):
         each = [matting_scores(p / 255, g / 255)[key] for p, g in maps]
-        assert r_u8[key] == pytest.approx(np.mean(each)) and r_f[key] == pytest.approx(np.mean(each))
+        assert r_u8[key] == pytest.approx(np.mean(each))
+        assert r_f[key] == pytest.approx(np.mean(each))
         assert m_u8.per_image()[key] == pytest.approx(each)
 
 

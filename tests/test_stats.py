@@ -59,7 +59,7 @@ def test_max_f_reduces_each_runs_mean_curve():
     assert found == pytest.approx({"diff": 0.1, "low": 0.1, "high": 0.1})
     peak_a = np.max(np.mean(curves[0], axis=0))
     uneven = curves.copy()
-    uneven[0, :, 0] = 5.0  # a peak at one threshold only: the max of the mean, not the mean of maxes
+    uneven[0, :, 0] = 5.0  # a peak at one threshold: the max of the mean, not the mean of maxes
     found = stats.paired_bootstrap(uneven, curves, reduce=lambda c: c.max(axis=-1))
     assert found["diff"] == pytest.approx(5.0 - peak_a)
 
