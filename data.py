@@ -7,21 +7,24 @@ Layouts read, as the datasets are distributed, each reader pairing files by stem
     DIS5K/{DIS-TR, DIS-VD, DIS-TE1..4}/{im, gt}                   dis_pairs(root, split)
     ThinObject5K/{images, masks, list/{train,test}.txt}            thin_pairs(root, split)
     ThinObject5K/{images_train, masks_train, images_test, masks_test}  (HQ-SAM's repack)
-    Combined_Dataset/Training_set/{Adobe-licensed images, Other}/{fg, alpha}   aim_train_pairs(root)
+    Combined_Dataset/Training_set/{Adobe-licensed images, Other}/{fg, alpha}   aim_train_pairs
     Combined_Dataset/Test_set/Adobe-licensed images/{merged, alpha_copy, trimaps}
-    composition1k_pairs AIM-500/{original, mask, trimap}
-    aim500_pairs(root) COIFT/{images, masks}
-    coift_pairs(root) AM-2K/validation/{original, mask, trimap}
-    am2k_pairs(root) P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}
-    p3m500np_pairs(root) RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}
-    refmatte_rw100_pairs(root) Distinctions-646/Test/{FG, GT}
-    d646_test_pairs(root)
+                                                                   composition1k_pairs(root)
+    AIM-500/{original, mask, trimap}                               aim500_pairs(root)
+    COIFT/{images, masks}                                          coift_pairs(root)
+    AM-2K/validation/{original, mask, trimap}                      am2k_pairs(root)
+    P3M-10k/validation/P3M-500-NP/{original_image, mask, trimap}   p3m500np_pairs(root)
+    RefMatte_RW_100/{image_all, mask, refmatte_rw100_label.json}   refmatte_rw100_pairs(root)
+    Distinctions-646/Test/{FG, GT, bg_test.txt}                    d646_test_pairs(root)
       composited once into Test/composite/{merged, alpha_copy, trimaps}  d646_test_triples
+    Distinctions-646/Train/{FG, GT, bg_train.txt}                  d646_train_pairs(root, bgs)
+    a plain folder: DIR/{im, gt}, DIR/{im, alpha}, DIR/{fg, alpha} folder_sets(root)
 
 Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
 data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
-one-line DataError naming the file; `python data.py check dis5k ROOT DIS-TR` runs the readers and
-check_pairs before a long job (exit status 2 and "error: ..." on a problem).
+one-line DataError naming the file (a symbolic link to nothing included); `python data.py check
+dis5k ROOT DIS-TR` runs the readers and check_pairs before a long job (exit status 2 and
+"error: ..." on a problem).
 
 The object, for prompts: gt > 128 for segmentation masks, alpha > 0 for mattes (faint hair is
 inside the box); mask_to_box gives the tight box (inclusive pixel indices, as HQ-SAM).
@@ -45,8 +48,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,6 +69,7 @@ BOX_NOISE = 0.1  # box corner noise: std = 10% of the box side (SAM's training r
 BOX_NOISE_MAX = 20 / 1024  # ... capped at 20 px of a 1024 frame, scaled with the frame
 MASK_LOGIT = 10.0  # mask input logits: +10 inside, -10 outside (sigmoid 0.99995 / 0.00005)
 JITTER = (0.1, 2.0)  # large-scale jitter: longest side = U(0.1, 2.0) x S (HQ-SAM)
+FLOAT_SLACK = 0.01  # a float alpha in [-0.01, 1.01] is a [0, 1] alpha with rounding errors
 JITTER_TRIES = 10  # resample a jitter that cropped the object out at most this many times
 
 
@@ -88,15 +94,26 @@ def _open(path) -> Image.Image:
         raise DataError(f"{path}: cannot read image ({msg})") from None
 
 
-def _to_uint8(img: Image.Image) -> np.ndarray:
-    """(H, W) 8-bit array from a one-channel image of any depth; 16-bit values are scaled to
-    0-255."""
+def _to_uint8(img: Image.Image, path) -> np.ndarray:
+    """(H, W) 8-bit array from a one-channel image of any depth, or a DataError naming the file.
+
+    16-bit values are scaled to 0-255 (/ 257). 32-bit integers hold 8-bit values, or 16-bit ones
+    (older Pillow opens 16-bit PNGs as "I"). Floats (mode F, e.g. a TIFF alpha) in [0, 1] (give
+    or take FLOAT_SLACK, rounding's overshoot) are scaled by 255, larger ones read as 8-bit or
+    16-bit values as integers are; a negative, NaN or infinite value, or one above 65535, is
+    refused."""
     if img.mode.startswith("I;16"):
         return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
     if img.mode in ("I", "F"):
         a = np.asarray(img, dtype=np.float64)
-        # 32-bit modes hold either 8-bit values or 16-bit ones (older Pillow opens 16-bit PNGs as
-        # "I")
+        if img.mode == "F" and np.isfinite(a).all() and a.min() >= -FLOAT_SLACK and (
+                a.max() <= 1 + FLOAT_SLACK):
+            return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 65535:
+            finite = a[np.isfinite(a)]
+            found = (f"{finite.min():g}..{finite.max():g}" if finite.size else "no finite value")
+            raise DataError(f"{path}: {img.mode}-mode values outside 0..1, 0..255 and 0..65535 "
+                            f"({found}{'' if finite.size == a.size else ', NaN or inf'})")
         if a.max() > 255:
             a = a / 257.0
         return np.clip(np.round(a), 0, 255).astype(np.uint8)
@@ -108,7 +125,7 @@ def load_image(path) -> np.ndarray:
     read."""
     img = _open(path)
     if img.mode.startswith("I") or img.mode == "F":
-        return np.repeat(_to_uint8(img)[:, :, None], 3, axis=2)
+        return np.repeat(_to_uint8(img, path)[:, :, None], 3, axis=2)
     return np.asarray(img.convert("RGB"))
 
 
@@ -130,7 +147,7 @@ def load_mask(path) -> np.ndarray:
         return colour.max(axis=2)
     if img.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
         return np.asarray(img.convert("RGB")).max(axis=2)
-    return _to_uint8(img)
+    return _to_uint8(img, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,10 +177,22 @@ def image_files(folder) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
     files = [p for p in sorted(folder.iterdir())
-             if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+             if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS]
+    dangling = [p for p in files if p.is_symlink() and not p.exists()]
+    if dangling:
+        raise DataError(f"{folder}: symbolic links to nothing, {_some(dangling)} (the first "
+                        f"points to {os.readlink(dangling[0])}); fix or remove them")
+    files = [p for p in files if p.is_file()]
     if not files:
         raise DataError(f"{folder}: no image files")
     return files
+
+
+def _some(paths, shown: int = 3) -> str:
+    """'3 files: a.jpg, b.jpg, c.jpg' / '120 files: a.jpg, b.jpg, c.jpg, ...'; names only."""
+    names = ", ".join(Path(p).name for p in paths[:shown])
+    return f"{len(paths)} file{'s' if len(paths) > 1 else ''}: {names}" + (
+        ", ..." if len(paths) > shown else "")
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -309,13 +338,15 @@ REFMATTE_LABELS = "refmatte_rw100_label.json"
 
 
 def refmatte_rw100_pairs(root) -> list[tuple[Path, Path]]:
-    """RefMatte-RW100 (image, alpha) pairs: image_all/{stem}.jpg with mask/{stem}.png, one per entry
-    of refmatte_rw100_label.json ({stem: {"image_name": ..., "expressions": [...]}}). Only the
-    entries' keys are read, to check the tree is the benchmark's: SAMA is prompted with the alpha's
-    box, not with the referring expressions."""
+    """RefMatte-RW100 (image, alpha) pairs, one per entry of refmatte_rw100_label.json ({stem:
+    {"image_name": ..., "expressions": [...]}}) and its mask/{stem}.png. The image is
+    image_all/{stem}.*, or, where image_all lacks that file, the entry's image_name (a file name,
+    or a stem) in image_all, as the field's readers fall back. Only the entries' keys and image
+    names are read: SAMA is prompted with the alpha's box, not with the referring expressions."""
     root = _enter(root, "RefMatte_RW_100")
     layout = f"RefMatte_RW_100/{{image_all,mask,{REFMATTE_LABELS}}}"
-    pairs = _pair_folders(_require(root, "image_all", layout), _require(root, "mask", layout))
+    images_dir = _require(root, "image_all", layout)
+    images, masks = _files(images_dir), _files(_require(root, "mask", layout))
     labels_path = root / REFMATTE_LABELS
     if not labels_path.is_file():
         raise DataError(f"{root}: no {REFMATTE_LABELS}; expected {layout}")
@@ -326,23 +357,167 @@ def refmatte_rw100_pairs(root) -> list[tuple[Path, Path]]:
     if not isinstance(labels, dict):
         raise DataError(f"{labels_path}: holds a JSON {type(labels).__name__}, not an object "
                         f"keyed by the mask stems")
-    for _, mask in pairs:
-        if mask.stem not in labels:
-            raise DataError(f"{mask}: no entry {mask.stem!r} in {labels_path}")
-    unpaired = sorted(set(labels) - {mask.stem for _, mask in pairs})
+    by_name = {p.name: p for p in images.values()}
+    pairs = []
+    for stem in sorted(masks):
+        if stem not in labels:
+            raise DataError(f"{masks[stem]}: no entry {stem!r} in {labels_path}")
+        entry = labels[stem]
+        name = str(entry.get("image_name", "")) if isinstance(entry, dict) else ""
+        image = images.get(stem) or by_name.get(name) or images.get(Path(name).stem)
+        if image is None:
+            raise DataError(f"{masks[stem]}: no image {stem}.* in {images_dir}, nor the entry's "
+                            f"image_name {name!r}")
+        pairs.append((image, masks[stem]))
+    used = {image for image, _ in pairs}
+    for stem, image in sorted(images.items()):
+        if image not in used:  # neither a mask's own image nor an entry's image_name
+            raise DataError(f"{image}: no file named {stem}.* in {root / 'mask'}")
+    unpaired = sorted(set(labels) - set(masks))
     if unpaired:
         raise DataError(f"{labels_path}: entry {unpaired[0]!r} has no image_all / mask pair")
     return pairs
+
+
+FOLDER_LAYOUT = "DIR/{im,gt} (masks), DIR/{im,alpha} or DIR/{fg,alpha} (mattes)"
+HELD_OUT = 0.1  # a plain folder's validation share ...
+HELD_OUT_SEED = 0  # ... chosen by crc32 of (this seed, the stem): the same split for every run
+
+
+def is_dis5k(root) -> bool:
+    """Whether root (or root/DIS5K) holds DIS5K's training split."""
+    return (_enter(root, "DIS5K") / "DIS-TR").is_dir()
+
+
+def is_plain_folder(root) -> bool:
+    """Whether root is a plain folder of one's own images (FOLDER_LAYOUT) rather than DIS5K."""
+    return not is_dis5k(root) and any((Path(root) / d).is_dir() for d in ("gt", "alpha"))
+
+
+def folder_sets(root) -> dict[str, list]:
+    """A plain folder of one's own images, pairs by stem: {"masks": [(image, mask)] from
+    DIR/{im, gt}, "mattes": [(image, alpha)] from DIR/{im, alpha}, "foregrounds": [(foreground,
+    alpha)] from DIR/{fg, alpha}, to composite over backgrounds}. Masks and mattes may share im/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found; expected {FOLDER_LAYOUT}")
+    sets = {"masks": [], "mattes": [], "foregrounds": []}
+    if (root / "gt").is_dir():
+        sets["masks"] = _pair_folders(_require(root, "im", FOLDER_LAYOUT), root / "gt")
+    if (root / "alpha").is_dir():
+        if (root / "fg").is_dir() and (root / "im").is_dir() and not sets["masks"]:
+            raise DataError(f"{root}: both im and fg beside alpha; keep the one the alphas belong "
+                            f"to (expected {FOLDER_LAYOUT})")
+        if (root / "fg").is_dir():
+            sets["foregrounds"] = _pair_folders(root / "fg", root / "alpha")
+        else:
+            sets["mattes"] = _pair_folders(_require(root, "im", FOLDER_LAYOUT), root / "alpha")
+    if not any(sets.values()):
+        raise DataError(f"{root}: no gt or alpha folder; expected {FOLDER_LAYOUT}")
+    return sets
+
+
+def folder_masks(root) -> list[tuple[Path, Path]]:
+    """A plain folder's (image, mask) pairs: DIR/{im, gt}."""
+    sets = folder_sets(root)
+    if not sets["masks"]:
+        raise DataError(f"{root}: no gt folder of masks; expected DIR/{{im,gt}}")
+    return sets["masks"]
+
+
+def folder_mattes(root) -> list[tuple[Path, Path]]:
+    """A plain folder's (image, alpha) pairs as they are: DIR/{im, alpha}."""
+    sets = folder_sets(root)
+    if not sets["mattes"]:
+        raise DataError(f"{root}: no im and alpha folders of images and their mattes; expected "
+                        f"DIR/{{im,alpha}} (foregrounds in fg/ are composited for training only)")
+    return sets["mattes"]
+
+
+def split_held_out(pairs, share: float = HELD_OUT, seed: int = HELD_OUT_SEED) -> tuple:
+    """(training, validation) of a plain folder's pairs: validation = the round(share x n) pairs (at
+    least one, given two or more) whose stems come first in the order of crc32(f"{seed}/{stem}"),
+    each list kept in stem order. The rule reads names only: the same split on every run."""
+    pairs = list(pairs)
+    if len(pairs) < 2:
+        return pairs, []
+    n = max(1, round(share * len(pairs)))
+    order = sorted(range(len(pairs)),
+                   key=lambda i: (zlib.crc32(f"{seed}/{Path(pairs[i][1]).stem}".encode()), i))
+    held = set(order[:n])
+    by_stem = sorted(range(len(pairs)), key=lambda i: (Path(pairs[i][1]).stem, i))
+    return ([pairs[i] for i in by_stem if i not in held], [pairs[i] for i in by_stem if i in held])
 
 
 # ----------------------------------------------------------------------------------------------
 # Distinctions-646's test set: composited once, as Composition-1K is distributed
 # ----------------------------------------------------------------------------------------------
 
-D646_PER_FG = 20  # backgrounds per foreground, as Composition-1K (Adobe's test set: 50 x 20)
-D646_TRIMAP_RADIUS = 5  # the set ships no trimaps: scored on make_trimap(alpha, 5)'s unknown region
-D646_FORMAT = "sama-d646-test-composite-1"  # in the manifest: a composite of another rule is stale
+D646_PER_FG = 20  # backgrounds per test foreground, as Composition-1K (Adobe's test set: 50 x 20)
+D646_TEST_LIST = "bg_test.txt"  # in Test/: the VOC 2012 names, 20 per foreground in turn
+D646_TRAIN_LIST = "bg_train.txt"  # in Train/: COCO names as train2014 files, 100 per foreground
+D646_TRIMAP_RADIUS = 5  # the set ships no trimaps: the unknown band of make_trimap(alpha, 5)
+D646_FORMAT = "sama-d646-test-composite-2"  # in the manifest: a composite of another rule is stale
 D646_FOLDERS = ("merged", "alpha_copy", "trimaps")
+COCO_2014 = re.compile(r"^COCO_(train|val)2014_")  # COCO_train2014_<id>.jpg is <id>.jpg in 2017
+
+
+def read_name_list(path) -> list[str]:
+    """The file names of a list, one a line: LF or CRLF line ends, with or without a final
+    newline; blanks around a name and empty lines are ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (the list of background names the set ships)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the list ({' '.join(str(e).split())})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{path}: empty list")
+    return names
+
+
+def resolve_listed(names: list[str], folder, listing) -> list[Path]:
+    """Each listed name as a file of `folder`, in the list's order: the name itself, or for a COCO
+    2014 name (COCO_train2014_<id>.jpg) the file <id>.jpg, as COCO train2017 holds the same image.
+    Names not found are refused in one line: their count and the first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found (the background images {listing} names)")
+    present = set(os.listdir(folder))  # one listing, not a lookup per name
+    paths, missing = [], []
+    for name in names:
+        found = next((n for n in (name, COCO_2014.sub("", name)) if n in present), None)
+        if found is None:
+            missing.append(name)
+        else:
+            paths.append(folder / found)
+    if missing:
+        raise DataError(f"{folder}: {len(missing)} of the {len(names)} backgrounds listed in "
+                        f"{listing} not found (first: {missing[0]})")
+    return paths
+
+
+def check_backgrounds(paths, workers: int = 0) -> None:
+    """Decode every background image once (threads, as check_pairs); the unreadable ones are
+    named in one DataError: their count and the first few."""
+    unique = sorted(set(map(Path, paths)))
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def problem(path):
+        try:
+            _open(path)
+        except DataError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        problems = [p for p in pool.map(problem, unique) if p is not None]
+    if problems:
+        shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        raise DataError(f"{len(problems)} of {len(unique)} background images cannot be read: "
+                        f"{shown}")
 
 
 def d646_test_pairs(root) -> list[tuple[Path, Path]]:
@@ -352,43 +527,65 @@ def d646_test_pairs(root) -> list[tuple[Path, Path]]:
     return _pair_folders(_require(root, "Test/FG", layout), _require(root, "Test/GT", layout))
 
 
+def d646_train_pairs(root, backgrounds) -> list[tuple[Path, Path, tuple[Path, ...]]]:
+    """Distinctions-646 training (foreground, alpha, its backgrounds) from Train/{FG, GT} and
+    Train/bg_train.txt: foreground k (in name order) takes names k n .. k n + n - 1 of the list,
+    n = names / foregrounds (100 in the archive: 59,600 for 596), each found in `backgrounds`
+    (COCO train2017, or train2014 itself)."""
+    root = _enter(root, "Distinctions-646")
+    layout = "Distinctions-646/Train/{FG,GT,bg_train.txt}"
+    pairs = _pair_folders(_require(root, "Train/FG", layout), _require(root, "Train/GT", layout))
+    listing = root / "Train" / D646_TRAIN_LIST
+    names = read_name_list(listing)
+    if len(names) % len(pairs):
+        raise DataError(f"{listing}: {len(names)} names, not a whole number per foreground for "
+                        f"the {len(pairs)} in Train/FG")
+    per_fg = len(names) // len(pairs)
+    bg = resolve_listed(names, backgrounds, listing)
+    return [(fg, alpha, tuple(bg[k * per_fg:(k + 1) * per_fg]))
+            for k, (fg, alpha) in enumerate(pairs)]
+
+
 def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
     """Distinctions-646's test set composited like Composition-1K: (merged, alpha, trimap) triples.
 
-    Foreground k (in stem order) goes over images 20 k .. 20 k + 19 of `backgrounds` (that folder's
-    image files in name order, e.g. PASCAL VOC's JPEGImages; the first 20 N are used) by Adobe's
-    rule (composite). Written once, as Composition-1K is distributed, to
-    Test/composite/{merged, alpha_copy, trimaps}/{stem}_{i}.png; the trimap, which the set does not
-    ship, is make_trimap(alpha, D646_TRIMAP_RADIUS), so that its unknown region can be scored as
-    Composition-1K's. The folder appears whole or not at all (written beside it, then renamed), with
-    a manifest of what went in (the SHA-256 of every input file).
+    Foreground k (in stem order) goes over the images named 20 k .. 20 k + 19 of Test/bg_test.txt
+    (the archive's list of 1,000 VOC 2012 names), found in `backgrounds` (VOC's JPEGImages), by
+    Adobe's rule (composite), as Adobe's test script pairs its own list in order. Written once, as
+    Composition-1K is distributed, to Test/composite/{merged, alpha_copy, trimaps}/{stem}_{i}.png;
+    the trimap, which the set does not ship, is make_trimap(alpha, D646_TRIMAP_RADIUS), whose
+    unknown band evaluate.py scores beside the whole image. The folder appears whole or not at all
+    (written beside it, then renamed), with a manifest of what went in (the list, and the SHA-256
+    of every input file).
 
-    An existing composite is used if its manifest matches the foregrounds and alphas (and the
+    An existing composite is used if its manifest matches the foregrounds, alphas and list (and the
     backgrounds, when given); a stale or partial one is refused in one line, as is a missing one
     when no backgrounds are given.
     """
     pairs = d646_test_pairs(root)
     test = pairs[0][0].parent.parent
+    listing = test / D646_TEST_LIST
+    names = read_name_list(listing)
+    need = D646_PER_FG * len(pairs)
+    if len(names) != need:
+        raise DataError(f"{listing}: {len(names)} names; {len(pairs)} test foregrounds x "
+                        f"{D646_PER_FG} backgrounds need {need}")
     folder = test / "composite"
     manifest = {"format": D646_FORMAT, "per_foreground": D646_PER_FG,
-                "trimap_radius": D646_TRIMAP_RADIUS,
+                "trimap_radius": D646_TRIMAP_RADIUS, "list": names,
                 "foregrounds": [[fg.name, alpha.name, _sha256(fg), _sha256(alpha)]
                                 for fg, alpha in pairs]}
     used = None  # the backgrounds' [name, sha256], in the order they are used
     if backgrounds is not None:
-        bg_files = image_files(backgrounds)
-        need = D646_PER_FG * len(pairs)
-        if len(bg_files) < need:
-            raise DataError(f"{backgrounds}: {len(bg_files)} images; {len(pairs)} test foregrounds "
-                            f"x {D646_PER_FG} backgrounds need {need}")
-        bg_files = bg_files[:need]
+        bg_files = resolve_listed(names, backgrounds, listing)
         used = [[b.name, _sha256(b)] for b in bg_files]
     if not folder.exists():
         if used is None:
-            raise DataError(f"{folder}: not composited yet; give a folder of background images "
-                            f"(e.g. PASCAL VOC's JPEGImages) to composite the test set over, once")
+            raise DataError(f"{folder}: not composited yet; give --backgrounds, the folder "
+                            f"holding the images {listing} names (VOC 2012's JPEGImages)")
+        check_backgrounds(bg_files)
         print(f"compositing Distinctions-646's test set once: {len(pairs)} foregrounds x "
-              f"{D646_PER_FG} backgrounds -> {folder}")
+              f"{D646_PER_FG} backgrounds of {listing.name} -> {folder}")
         _write_d646_composite(pairs, bg_files, {**manifest, "backgrounds": used}, folder)
 
     # what is on disk must be what these files make, and all of it
@@ -399,11 +596,11 @@ def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
         raise DataError(f"{folder}: no readable manifest.json (a partial or foreign composite); "
                         f"{again}") from None
     if not isinstance(found, dict) or {k: found.get(k) for k in manifest} != manifest:
-        raise DataError(f"{folder}: stale: composited from other files than {test}/{{FG,GT}} "
-                        f"or by another rule; {again}")
+        raise DataError(f"{folder}: stale: composited from other files than {test}/{{FG,GT}} and "
+                        f"{listing.name}, or by another rule; {again}")
     if used is not None and found.get("backgrounds") != used:
-        raise DataError(f"{folder}: stale: composited over other backgrounds than the first "
-                        f"{len(used)} images of {backgrounds}; {again}, or give no backgrounds "
+        raise DataError(f"{folder}: stale: composited over other files than the backgrounds "
+                        f"{listing.name} names in {backgrounds}; {again}, or give no backgrounds "
                         f"to use it as it is")
     layout = f"{folder}/{{{','.join(D646_FOLDERS)}}}"
     expected = [f"{fg.stem}_{i}.png" for fg, _ in pairs for i in range(D646_PER_FG)]
@@ -469,18 +666,35 @@ def _d646_composite_one(k: int, fg_path: Path, alpha_path: Path, bg_files: list[
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_one(files: tuple, matting: bool) -> None:
+TRIMAP_VALUES = (0, 128, 255)  # background, unknown, foreground: only exact 128 is scored
+
+
+def check_trimap(trimap: np.ndarray, path) -> None:
+    """A trimap holds 0, 128 and 255 only, with some 128 (an unknown region to score): one that
+    marks unknown as 127 or 1, or was saved as JPEG, would be scored on another region, or none."""
+    values = np.unique(trimap)
+    if set(values.tolist()) <= set(TRIMAP_VALUES) and 128 in values:
+        return
+    shown = ", ".join(map(str, values[:6])) + (f", ... ({len(values)} values)"
+                                                 if len(values) > 6 else "")
+    raise DataError(f"{path}: a trimap must hold only 0, 128, 255 with some 128 (unknown); "
+                    f"found {shown}")
+
+
+def _check_one(files: tuple, matting: bool, trimaps: bool, above: int) -> None:
     sizes = []
     for k, path in enumerate(files):
         if k == 1:
             mask = load_mask(path)
             # the prompt box needs an object: gt > 128 for masks, alpha > 0 for mattes
-            if not (mask > 0 if matting else mask > 128).any():
-                raise DataError(
-                    f"{path}: empty {'alpha' if matting else 'mask'} (no pixel > "
-                    f"{0 if matting else 128})"
-                )
+            if not (mask > above).any():
+                raise DataError(f"{path}: empty {'alpha' if matting else 'mask'} (no pixel > "
+                                f"{above})")
             sizes.append(mask.shape[::-1])
+        elif k == 2 and trimaps:
+            trimap = load_mask(path)
+            check_trimap(trimap, path)
+            sizes.append(trimap.shape[::-1])
         else:
             sizes.append(_open(path).size)
     for path, size in zip(files[1:], sizes[1:]):
@@ -491,19 +705,23 @@ def _check_one(files: tuple, matting: bool) -> None:
             )
 
 
-def check_pairs(pairs, matting: bool = False, workers: int = 0) -> None:
+def check_pairs(pairs, matting: bool = False, workers: int = 0, trimaps: bool = False,
+                above: int = None) -> None:
     """Check a dataset before training starts; raise DataError on the first problem (in order).
 
     Every file of every (image, mask[, trimap]) tuple is fully decoded (this is what catches a
     truncated file), orientation applied; all sizes must be equal (width x height after EXIF
-    rotation) and the mask must hold an object (gt > 128, or alpha > 0 when matting).
+    rotation) and the mask must hold an object: a pixel above `above` (default gt > 128, or
+    alpha > 0 when matting). With trimaps, the third file must be a trimap of 0 / 128 / 255 with
+    an unknown region (check_trimap).
     Full decoding costs about as much as one pass over the data without the model: a few minutes
     for DIS5K's 3000 large images, spread over `workers` threads (PIL decodes without the GIL);
     0 = one per CPU core, up to 8.
     """
+    above = (0 if matting else 128) if above is None else above
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(lambda files: _check_one(tuple(files), matting), pairs):
+        for _ in pool.map(lambda files: _check_one(tuple(files), matting, trimaps, above), pairs):
             pass
 
 
@@ -722,7 +940,8 @@ class MattingDataset(SegmentationDataset):
     """AIM foregrounds composited on the fly, then natural (image, alpha) pairs such as AIM-500.
 
     Indices [0, len(fg_alpha_pairs)) are composites: foreground i over a background drawn at random
-    from `backgrounds` (image paths: --backgrounds DIR, or the segmentation training images). With
+    from `backgrounds` (image paths: --backgrounds DIR, or the segmentation training images), or
+    from its own backgrounds where its tuple carries them third (Distinctions-646's list). With
     augment, the background is first cut to a random crop (random flip, 50-100% of the largest crop
     with the foreground's aspect ratio) so one background gives many; then Adobe's rule (composite).
     The rest are natural pairs used as they are (tuples may carry a trimap, ignored here).
@@ -733,11 +952,11 @@ class MattingDataset(SegmentationDataset):
         super().__init__(list(fg_alpha_pairs) + list(natural_pairs), image_size, augment, seed)
         self.num_fg = len(fg_alpha_pairs)
         self.backgrounds = list(backgrounds)
-        if self.num_fg and not self.backgrounds:
+        if any(len(p) < 3 for p in fg_alpha_pairs) and not self.backgrounds:
             raise DataError("matting: foregrounds to composite but no background images")
 
-    def _background(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-        bg = load_image(self.backgrounds[rng.integers(len(self.backgrounds))])
+    def _background(self, h: int, w: int, rng: np.random.Generator, pool) -> np.ndarray:
+        bg = load_image(pool[rng.integers(len(pool))])
         if not self.augment:
             return bg
         bh, bw = bg.shape[:2]
@@ -750,7 +969,8 @@ class MattingDataset(SegmentationDataset):
     def __getitem__(self, key) -> dict:
         i, rng, image, alpha, alpha_path = self._load(key)
         if i < self.num_fg:
-            image = composite(image, alpha, self._background(*alpha.shape, rng))
+            pool = self.pairs[i][2] if len(self.pairs[i]) > 2 else self.backgrounds
+            image = composite(image, alpha, self._background(*alpha.shape, rng, pool))
         try:
             return make_sample(image, alpha, self.image_size, rng, self.augment, matting=True)
         except DataError as e:

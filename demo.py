@@ -31,7 +31,7 @@ import synthetic
 import train
 from load_sam_weights import CheckpointError, load_sama, read_sama_header
 from metrics import column
-from predict import Predictor
+from prediction import Predictor
 from provenance import provenance
 
 SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"

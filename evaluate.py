@@ -6,6 +6,7 @@
     python evaluate.py --split COIFT --coift ./COIFT        # 1, 3, 5 and 10 positive points
     python evaluate.py --split Distinctions-646 --backgrounds ./VOC2012/JPEGImages
     python evaluate.py --split RefMatte-RW100 --refmatte ./RefMatte_RW_100
+    python evaluate.py --folder ./my_test                   # your own DIR/{im, gt} or {im, alpha}
     python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
 
 Protocol (DESIGN.md, "Data and evaluation"): one prompt per image taken from the GT, one output
@@ -15,12 +16,14 @@ PNG with metrics.py, so the scores equal metrics.py run on the written files.
     segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm (probability map);
                                                   mIoU, mBIoU, MAE_binary, FP, FN (binary mask)
     points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count (binary mask)
-    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K and
-                                                  Distinctions-646 on the trimaps' unknown region,
-                                                  the others whole-image
+    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
+                           (RefMatte-RW100: > 127) the trimaps' unknown region, the others on the
+                                                  whole image (Distinctions-646 also on the
+                                                  unknown band of a trimap made from its alpha)
 
-Distinctions-646's test set is composited once (data.d646_test_triples: each foreground over 20
-images of --backgrounds, Adobe's rule, a trimap derived from the alpha) into Test/composite.
+Distinctions-646's test set is composited once (data.d646_test_triples: each foreground over the
+20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
+scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
 Like for like (predict.Predictor): SAMA and SAM are each scored through the same two maps, the
 probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
@@ -65,7 +68,8 @@ from load_sam_weights import (
 )
 from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
                      prediction_to_uint8)
-from predict import NonFiniteOutput, Predictor, WriteError, keep_freed_cpu_memory, save_png
+from predict import keep_freed_cpu_memory
+from prediction import NonFiniteOutput, Predictor, WriteError, save_png
 from sam import Sam, compile_image_encoder
 from sama import SAMA
 
@@ -84,7 +88,9 @@ class Split:
     root_option: str  # the command-line option holding the dataset root
     reader: Callable  # root -> [(image, gt[, trimap])]
     trimap_region: bool = False  # matting: score only the trimap's unknown region
+    band_column: bool = False  # matting: the whole image, and the trimap's unknown band beside it
     options: tuple = ()  # further command-line options the reader takes, as keyword arguments
+    box_above: int = 0  # matting: the prompt is the box of alpha > box_above
 
 
 SPLITS = {
@@ -96,16 +102,19 @@ SPLITS = {
     "AIM-500": Split("matting", "aim500", data.aim500_pairs),
     "AM-2K": Split("matting", "am2k", data.am2k_pairs),
     "P3M-500-NP": Split("matting", "p3m", data.p3m500np_pairs),
-    "Distinctions-646": Split("matting", "d646", data.d646_test_triples, trimap_region=True,
+    "Distinctions-646": Split("matting", "d646", data.d646_test_triples, band_column=True,
                               options=("backgrounds",)),
-    "RefMatte-RW100": Split("matting", "refmatte", data.refmatte_rw100_pairs),
+    "RefMatte-RW100": Split("matting", "refmatte", data.refmatte_rw100_pairs, box_above=127),
+    "folder-masks": Split("seg", "folder", data.folder_masks),
+    "folder-mattes": Split("matting", "folder", data.folder_mattes),
 }
 
 SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
 MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
+BAND = "_unknown"  # Distinctions-646's second column: SAD_unknown, ... on the trimap's unknown band
 PROMPTS = {
     "seg": "GT box: tight box of gt > 128 (inclusive pixel indices, data.mask_to_box)",
-    "matting": "GT box: tight box of alpha > 0 (inclusive pixel indices, data.mask_to_box)",
+    "matting": "GT box: tight box of alpha > {above} (inclusive pixel indices, data.mask_to_box)",
     "points": f"{'/'.join(map(str, POINT_COUNTS))} positive points drawn uniformly without "
               f"replacement from the pixels of gt > 128 (numpy default_rng((seed {POINT_SEED}, "
               f"crc32 of the stem)), nested: the k-point prompt is the first k of the 10), pixel "
@@ -264,18 +273,18 @@ SINGLE_TASK_NOTE = ("A model trained for one task is scored through the head it 
 PAPER_NOTES = {
     "DIS-VD": SINGLE_TASK_NOTE,
     "Distinctions-646": (
-        f"Distinctions-646 ships no trimaps: each foreground's trimap is data.make_trimap(alpha, "
-        f"{data.D646_TRIMAP_RADIUS}) (unknown = alpha > 0 dilated by {data.D646_TRIMAP_RADIUS} px, "
-        f"minus alpha == 255 eroded by {data.D646_TRIMAP_RADIUS} px), and its unknown region is "
-        f"scored, as Composition-1K's trimaps are; the paper does not say which region it scored "
-        f"(its Table 2 sets trimap-free methods beside trimap-based ones), so the paper's row may "
-        f"be on another region. Composites: foreground k (in name order) over images 20 k .. "
-        f"20 k + 19 of the background folder (in name order), Adobe's rule."
+        f"Scored on the whole image, as the comparison rows of Table 2 (ViTMatte's evaluation) "
+        f"score Distinctions-646; the columns marked {BAND} score the unknown band of "
+        f"data.make_trimap(alpha, {data.D646_TRIMAP_RADIUS}) (alpha > 0 dilated by "
+        f"{data.D646_TRIMAP_RADIUS} px, minus alpha == 255 eroded by {data.D646_TRIMAP_RADIUS} "
+        f"px; the set ships no trimaps). Composites: foreground k (in name order) over the images "
+        f"named 20 k .. 20 k + 19 of the archive's Test/{data.D646_TEST_LIST}, Adobe's rule."
     ),
     "RefMatte-RW100": (
         "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
-        "(alpha > 0), not with its referring expressions, and scored on the whole image. Table 5 "
-        "prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. " + SINGLE_TASK_NOTE
+        "(alpha > 127, as MAM), not with its referring expressions, and scored on the whole "
+        "image. Table 5 prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. "
+        + SINGLE_TASK_NOTE
     ),
     "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its "
              "text.",
@@ -301,6 +310,21 @@ def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict
         out = predictor.predict(box=data.mask_to_box(gt > 128))
         seg.update(out["seg"], gt, out["mask"])
     return seg.results()
+
+
+def score_matting(model: SAMA, tasks, items, progress: bool = True) -> dict:
+    """Box of alpha > 0 per item, SAMA's alpha (through the heads it trained) scored on the whole
+    image: MattingMetrics results (SAD, MSE, Grad, Conn, region, n). An item is an (image, alpha)
+    pair, or (foreground, alpha, background) composited by Adobe's rule. Used for validation on a
+    plain folder's held-out mattes by train.py; leaves the model in eval mode."""
+    predictor, matting = Predictor(model, tasks), MattingMetrics()
+    for files in tqdm(items, desc="validate", disable=not progress, dynamic_ncols=True):
+        image, alpha = data.load_image(files[0]), data.load_mask(files[1])
+        if len(files) > 2:
+            image = data.composite(image, alpha, data.load_image(files[2]))
+        predictor.set_image(image)
+        matting.update(predictor.predict(box=data.mask_to_box(alpha > 0))["alpha"], alpha)
+    return matting.results()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,7 +389,7 @@ def evaluate(
             f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite"
         )
 
-    seg, matting = SegMetrics(), MattingMetrics()
+    seg, matting, band = SegMetrics(), MattingMetrics(), MattingMetrics()
     iou = {k: [] for k in POINT_COUNTS}
     biou = {k: [] for k in POINT_COUNTS}
     for files, stem in tqdm(
@@ -383,7 +407,7 @@ def evaluate(
                 )
             predictor.set_image(image)
             try:
-                maps = predict_split(predictor, split.kind, gt, stem)
+                maps = predict_split(predictor, split.kind, gt, stem, split.box_above)
             except NonFiniteOutput as e:  # never written as a black PNG and scored
                 raise NonFiniteOutput(f"{files[0]}: {e}") from None
             for k, m in enumerate(maps):
@@ -398,26 +422,33 @@ def evaluate(
                 iou[k].append(mask_iou(pred >= 128, gt > 128))
                 biou[k].append(boundary_iou(pred >= 128, gt > 128))
         else:
-            trimap = data.load_mask(files[2]) if split.trimap_region else None
-            matting.update(preds[0], gt, trimap)
+            trimap = data.load_mask(files[2]) if split.trimap_region or split.band_column else None
+            matting.update(preds[0], gt, trimap if split.trimap_region else None)
+            if split.band_column:
+                band.update(preds[0], gt, trimap)
 
     if split.kind == "seg":
         return seg.results(), seg.per_image()
     if split.kind == "matting":
-        return matting.results(), matting.per_image()
+        if not split.band_column:
+            return matting.results(), matting.per_image()
+        second = band.results()
+        return ({**matting.results(), **{k + BAND: second[k] for k in (*MATTING_KEYS, "region")}},
+                {**matting.per_image(), **{k + BAND: v for k, v in band.per_image().items()}})
     per_image = {**{f"mIoU@{k}": iou[k] for k in POINT_COUNTS},
                  **{f"mBIoU@{k}": biou[k] for k in POINT_COUNTS}}
     return {**{k: float(np.mean(v)) for k, v in per_image.items()}, "n": len(pairs)}, per_image
 
 
-def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str) -> list[np.ndarray]:
-    """The maps written for one image: [seg, mask] (box), [alpha] (box of alpha > 0), [mask @ k
-    points]."""
+def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str,
+                  box_above: int = 0) -> list[np.ndarray]:
+    """The maps written for one image: [seg, mask] (box), [alpha] (box of alpha > box_above),
+    [mask @ k points]."""
     if kind == "seg":
         out = predictor.predict(box=data.mask_to_box(gt > 128))
         return [out["seg"], out["mask"]]
     if kind == "matting":
-        return [predictor.predict(box=data.mask_to_box(gt > 0))["alpha"]]
+        return [predictor.predict(box=data.mask_to_box(gt > box_above))["alpha"]]
     points = sample_points(gt, stem)
     return [
         predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["mask"]
@@ -454,7 +485,7 @@ def error_map(prediction: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def contact_rows(predictor: Predictor, kind: str, pairs) -> list:
+def contact_rows(predictor: Predictor, kind: str, pairs, box_above: int = 0) -> list:
     """One row of VIS_COLUMNS cells per image. The SAMA columns stay grey for plain SAM; the error
     map is the scored output's: SAMA's mask (alpha on matting splits), or SAM's mask for plain
     SAM. Point splits show the 10-point prompt, green dots."""
@@ -463,7 +494,8 @@ def contact_rows(predictor: Predictor, kind: str, pairs) -> list:
         image, gt = data.load_image(files[0]), data.load_mask(files[1])
         predictor.set_image(image)
         stem = Path(files[1]).stem
-        box = data.mask_to_box(gt > (0 if kind == "matting" else 128)) if kind != "points" else None
+        box = (data.mask_to_box(gt > (box_above if kind == "matting" else 128))
+               if kind != "points" else None)
         points = sample_points(gt, stem) if kind == "points" else None
         labels = None if points is None else np.ones(len(points), dtype=np.int64)
         out = predictor.predict(points, labels, box)
@@ -519,7 +551,7 @@ def results_markdown(split_name: str, report: dict) -> str:
     elif kind == "points":
         keys = tuple(f"{m}@{k}" for k in POINT_COUNTS for m in ("mIoU", "mBIoU"))
     else:
-        keys = MATTING_KEYS
+        keys = MATTING_KEYS + tuple(k + BAND for k in MATTING_KEYS if k + BAND in scores)
 
     def fmt(v) -> str:
         return "–" if v is None else f"{v:.4g}" if kind == "matting" else f"{v:.3f}"
@@ -530,6 +562,8 @@ def results_markdown(split_name: str, report: dict) -> str:
              f"Prompt: {report['prompt']}.  ", f"Prediction: {report['prediction']}.  "]
     if kind == "matting":
         lines.append(f"Region: {scores['region']}; SAD, Grad, Conn / 1000, MSE x1e3.  ")
+        if "region" + BAND in scores:
+            lines.append(f"Columns {BAND}: the {scores['region' + BAND]} of the derived trimap.  ")
     lines += [
         f"Images: {scores['n']}.",
         "",
@@ -555,9 +589,18 @@ def results_markdown(split_name: str, report: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+def folder_split(folder) -> str:
+    """--folder's split from what it holds: masks (gt/) or mattes (alpha/); both: say which."""
+    sets = data.folder_sets(folder)
+    if sets["masks"] and sets["mattes"]:
+        raise data.DataError(f"{folder}: holds masks (gt) and mattes (alpha); choose one with "
+                             f"--split folder-masks or --split folder-mattes")
+    return "folder-masks" if sets["masks"] else "folder-mattes"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--split", required=True, help=", ".join(SPLITS))
+    p.add_argument("--split", help=", ".join(SPLITS) + " (default with --folder: by its folders)")
     p.add_argument(
         "--model", default="sama", choices=["sama", "sam"], help="sam: the plain-SAM baseline row"
     )
@@ -588,10 +631,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
     p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
     p.add_argument("--d646", default="./Distinctions-646", help="Distinctions-646 folder")
-    p.add_argument("--backgrounds", help="Distinctions-646: folder of background images to "
-                                         "composite its test set over, once (e.g. PASCAL VOC's "
-                                         "JPEGImages)")
+    p.add_argument("--backgrounds", help="Distinctions-646: the folder holding the images its "
+                                         "Test/bg_test.txt names (VOC 2012's JPEGImages), to "
+                                         "composite its test set over, once")
     p.add_argument("--refmatte", default="./RefMatte_RW_100", help="RefMatte-RW100 folder")
+    p.add_argument("--folder", help="a folder of your own: DIR/{im, gt} (split folder-masks) or "
+                                    "DIR/{im, alpha} (folder-mattes), every image scored")
     p.add_argument("--out", help="output folder (default: runs/eval/<run>-<split>)")
     p.add_argument(
         "--vis", type=int, default=0, metavar="N", help="write vis.png for the first N images"
@@ -608,7 +653,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.split not in SPLITS:
+    if args.split is None and args.folder is None:
+        print("error: --split is required (or --folder DIR)", file=sys.stderr)
+        return 2
+    if args.split is not None and args.split not in SPLITS:
         print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
         return 2
     for option, value in (("--limit", args.limit), ("--vis", args.vis)):
@@ -683,15 +731,22 @@ def prediction_text(kind: str, config: dict) -> str:
 
 
 def run(args) -> int:
+    if args.split is None:
+        args.split = folder_split(args.folder)
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
+    if root is None:
+        raise data.DataError(f"--split {args.split} needs --{split.root_option} DIR")
     options = {name: getattr(args, name) for name in split.options}
     pairs = split.reader(root, **options)  # data problems show before the model loads
     if args.limit:
         pairs = pairs[: args.limit]
     # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
     # naming the file, before any prediction
-    data.check_pairs(pairs, matting=split.kind == "matting")
+    # (a scored trimap: only 0 / 128 / 255, with an unknown region)
+    data.check_pairs(pairs, matting=split.kind == "matting", above=split.box_above if
+                     split.kind == "matting" else None,
+                     trimaps=split.trimap_region or split.band_column)
     run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     name = "sam" if args.model == "sam" else run_dir.name
@@ -721,7 +776,7 @@ def run(args) -> int:
         "sam_sha256": (file_sha256(sam_file) if sam_only
                        else read_sama_header(checkpoint)["sam"]["sha256"]),
         "config": config,
-        "prompt": PROMPTS[split.kind],
+        "prompt": PROMPTS[split.kind].format(above=split.box_above),
         "prediction": prediction_text(split.kind, config),  # what the PNGs hold
     }
     settings_path = out / "settings.json"
@@ -747,7 +802,8 @@ def run(args) -> int:
     scores, per_image = evaluate(args.split, pairs, out, predictor, args.resume,
                                  progress=not args.no_progress)
     if args.vis:
-        contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis]), out / "vis.png")
+        contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis], split.box_above),
+                      out / "vis.png")
 
     report = {
         **settings,
@@ -762,7 +818,7 @@ def run(args) -> int:
                            "scores": per_image}) + "\n", out / "per_image.json")
     write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
     write_text(results_markdown(args.split, report), out / "results.md")
-    shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if k not in ("n", "region"))
+    shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
     print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
     return 0
 

@@ -427,7 +427,7 @@ def load_sama(
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
     sam_checkpoint defaults to the path recorded at training time. The tasks it was trained for are
-    read_sama_header(...)["tasks"]: score it only through those heads (predict.Predictor does).
+    read_sama_header(...)["tasks"]: score it only through those heads (prediction.Predictor does).
     Refused, with one line: a SAMA file that records no trained tasks, a SAM file of another variant
     or other weights than the ones SAMA was trained on, a SAMA file with missing, extra or
     misshapen tensors, and NaN / inf weights in either file.

@@ -857,6 +857,41 @@ def write_benchmark(root, seed: int = 0) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
+    """The first `per_kind` test images of each kind, byte for byte as write_benchmark writes them,
+    under root (app.py's examples): DIS-TE1_0000.jpg ... (thin structures) and test_0000_0.png ...
+    (Composition-1K composites over each foreground's first test background). All or nothing, into
+    a temporary folder renamed to root; a root already there (another process was first) is kept.
+    Returns root/examples.json's list: {"file", "split", "kind"} per image."""
+    root = Path(root)
+    n = per_kind * len(THIN_KINDS)
+    examples = [{"file": f"{THIN_TEST_SPLIT}_{i:04d}.jpg", "split": THIN_TEST_SPLIT,
+                 "kind": list(THIN_KINDS)[i % len(THIN_KINDS)]} for i in range(n)]
+    examples += [{"file": f"test_{j:04d}_0.png", "split": "Composition-1K",
+                  "kind": MATTE_KINDS[j % len(MATTE_KINDS)]}
+                 for j in range(per_kind * len(MATTE_KINDS))]
+    if (root / "examples.json").is_file():
+        return json.loads((root / "examples.json").read_text())
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for i in range(n):
+            _save(thin_image(seed, THIN_TEST_SPLIT, i)[0], tmp / examples[i]["file"])
+        for j in range(per_kind * len(MATTE_KINDS)):
+            fg, alpha = matte_fg(seed, "matting/test-fg", j)
+            bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS)
+            _save(composite(fg, alpha, bg), tmp / examples[n + j]["file"])
+        (tmp / "examples.json").write_text(json.dumps(examples, indent=1) + "\n")
+        try:
+            os.replace(tmp, root)
+        except OSError:  # root appeared meanwhile (not empty): keep it
+            if not (root / "examples.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return examples
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="a new or empty folder")

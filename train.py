@@ -2,6 +2,8 @@
 
     python train.py --data ./DIS5K --matting ./AIM --sam-checkpoint sam_vit_l_0b3195.pth
     torchrun --nproc_per_node=8 train.py --data ./DIS5K --matting ./AIM --sam-checkpoint ...
+    python train.py --data ./mine --backgrounds ./coco/train2017 --sam-checkpoint ...
+        (your own images: mine/{im, gt} masks, mine/{im, alpha} or mine/{fg, alpha} mattes)
 
 SAM stays frozen; MVLE, the Local-Adapters, the SAMA tokens and the heads learn. Each step takes one
 segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training of SAMA"); each task
@@ -33,7 +35,7 @@ from tqdm import tqdm
 import data
 import losses
 import evaluate
-from predict import NonFiniteOutput
+from prediction import NonFiniteOutput
 from load_sam_weights import (
     TASK_CHOICES,
     CheckpointError,
@@ -54,9 +56,10 @@ from sama import SAMA
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--data", default="./DIS5K", help="folder holding DIS-TR and DIS-VD (DIS5K layout)"
-    )
+    p.add_argument("--data", default="./DIS5K",
+                   help="folder holding DIS-TR and DIS-VD (DIS5K layout), or a folder of your own: "
+                        "DIR/{im, gt} (masks), DIR/{im, alpha} or DIR/{fg, alpha} (mattes), "
+                        "a share held out for validation")
     p.add_argument(
         "--matting", help="folder holding Combined_Dataset (Adobe Image Matting), or that folder"
     )
@@ -64,9 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--thin", help="ThinObject-5K folder (original or HQ-SAM layout), added to segmentation"
     )
     p.add_argument("--aim500", help="AIM-500 folder, added to matting")
-    p.add_argument(
-        "--backgrounds", help="folder of background images for AIM (default: DIS-TR images)"
-    )
+    p.add_argument("--d646", help="Distinctions-646 folder: Train/{FG, GT} added to matting, over "
+                                  "the backgrounds its Train/bg_train.txt names in --backgrounds")
+    p.add_argument("--backgrounds", help="folder of background images for AIM and fg/ folders "
+                                         "(default: the segmentation training images); COCO "
+                                         "train2017 for --d646")
     p.add_argument("--sam-checkpoint", help="official SAM checkpoint, e.g. sam_vit_l_0b3195.pth")
     p.add_argument(
         "--model", default="vit_l", choices=list(SAM_VARIANTS), help="SAM variant (tiny: tests)"
@@ -95,10 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--val-every", type=int, default=1000,
-                   help="validate on DIS-VD (maxF, MAE) through the heads trained; 0: never")
-    p.add_argument(
-        "--val-images", type=int, default=0, help="validate on the first N DIS-VD images (0: all)"
-    )
+                   help="validate on DIS-VD or the folder's held-out share (maxF, MAE; SAD, MSE "
+                        "of its mattes) through the heads trained; 0: never")
+    p.add_argument("--val-images", type=int, default=0,
+                   help="validate on the first N held-out images of each kind (0: all)")
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -211,34 +216,71 @@ class BatchStream:
 
 
 def build_datasets(args, image_size: int) -> tuple:
-    """Segmentation and matting training sets and the validation pairs, every file checked first."""
+    """Segmentation and matting training sets and the validation items ({"seg": [(image, mask)],
+    "matting": [(image, alpha) or (foreground, alpha, background)]}), every file and background
+    checked first. Masks go to the segmentation head, mattes to the matting head."""
     seg = mat = None
-    seg_pairs = data.dis_pairs(args.data, "DIS-TR")
+    trains_seg, trains_mat = args.tasks in ("seg", "both"), args.tasks in ("matting", "both")
+    if data.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
+        own = data.folder_sets(args.data)
+        seg_pairs, val_seg = data.split_held_out(own["masks"])
+        natural, val_natural = data.split_held_out(own["mattes"])
+        fg_pairs, val_fg = data.split_held_out(own["foregrounds"])
+    else:
+        try:
+            seg_pairs = data.dis_pairs(args.data, "DIS-TR")
+        except data.DataError as e:
+            if not data.is_dis5k(args.data):  # neither layout
+                raise data.DataError(f"{e}, or a folder of your own: {data.FOLDER_LAYOUT}") from None
+            raise
+        val_seg = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
+        natural, val_natural, fg_pairs, val_fg = [], [], [], []
     if args.thin:
         seg_pairs += data.thin_pairs(args.thin, "train")
-    val_pairs = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
-    if args.val_images:
-        val_pairs = val_pairs[: args.val_images]
-    data.check_pairs(seg_pairs + val_pairs, workers=args.workers)
-    if args.tasks in ("seg", "both"):
-        seg = data.SegmentationDataset(seg_pairs, image_size, augment=True, seed=args.seed)
-    if args.tasks in ("matting", "both"):
-        if not args.matting:
-            raise TrainingError(
-                "--matting is required for matting training: the folder holding Combined_Dataset "
-                "(Adobe Image Matting, from its authors), or use --tasks seg"
-            )
-        fg_pairs = data.aim_train_pairs(args.matting)
-        natural = data.aim500_pairs(args.aim500) if args.aim500 else []
-        data.check_pairs(fg_pairs + natural, matting=True, workers=args.workers)
+    if trains_seg and not seg_pairs:
+        raise TrainingError(f"{args.data}: no masks (DIR/{{im,gt}}) for the segmentation head; "
+                            f"add them, or use --tasks matting")
+    backgrounds, d646 = [], []
+    if trains_mat:
+        if args.matting:
+            fg_pairs += data.aim_train_pairs(args.matting)
+        if args.aim500:
+            natural += data.aim500_pairs(args.aim500)
         if args.backgrounds:
             backgrounds = data.image_files(args.backgrounds)
         else:
             backgrounds = [image for image, _ in seg_pairs]
-        mat = data.MattingDataset(
-            fg_pairs, natural, backgrounds, image_size, augment=True, seed=args.seed
-        )
-    return seg, mat, val_pairs
+        if (fg_pairs or val_fg) and not backgrounds:
+            raise TrainingError("foregrounds to composite but no backgrounds: give --backgrounds")
+        if args.d646 and not args.backgrounds:
+            raise TrainingError("--d646 needs --backgrounds: the folder holding the COCO images "
+                                "its Train/bg_train.txt names (train2017)")
+        d646 = data.d646_train_pairs(args.d646, args.backgrounds) if args.d646 else []
+    keep = (args.val_images or None) if args.val_every else 0
+    # a held-out foreground is validated over background i of the list, the same on every run
+    val_fg = [(fg, alpha, backgrounds[i % len(backgrounds)]) for i, (fg, alpha) in
+              enumerate(val_fg)] if trains_mat else []
+    val = {"seg": val_seg[:keep], "matting": (val_natural + val_fg)[:keep]}
+    data.check_pairs(seg_pairs + val["seg"], workers=args.workers)
+    if trains_seg:
+        seg = data.SegmentationDataset(seg_pairs, image_size, augment=True, seed=args.seed)
+    if trains_mat:
+        if not (fg_pairs or natural or d646):
+            raise TrainingError(
+                "--matting is required for matting training: the folder holding Combined_Dataset "
+                "(Adobe Image Matting, from its authors), or mattes in --data DIR/{im,alpha} or "
+                "DIR/{fg,alpha}; or use --tasks seg"
+            )
+        data.check_pairs([p[:2] for p in fg_pairs + d646 + val["matting"]] + natural,
+                         matting=True, workers=args.workers)
+        # every background decoded now, not at the step that first draws it (the segmentation
+        # images, the default, were just checked)
+        drawn = (backgrounds if args.backgrounds and (fg_pairs or val_fg) else []) + [
+            b for p in d646 for b in p[2]]
+        data.check_backgrounds(drawn, workers=args.workers)
+        mat = data.MattingDataset(fg_pairs + d646, natural, backgrounds, image_size, augment=True,
+                                  seed=args.seed)
+    return seg, mat, val
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,15 +458,23 @@ def peak_memory_mb(device: torch.device) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def validate(model: SAMA, val_pairs, tasks: list[str]) -> dict:
+def validate(model: SAMA, val: dict, tasks: list[str]) -> dict:
+    """The held-out masks (DIS-VD, or a folder's share): maxF, MAE; the held-out mattes (a folder's
+    share): SAD, MSE on the whole image."""
     was_training = model.training
+    record = {}
     try:
-        scores = evaluate.score_segmentation(model, tasks, val_pairs, progress=False)
+        if val["seg"]:
+            scores = evaluate.score_segmentation(model, tasks, val["seg"], progress=False)
+            record = {"val_head": "seg" if "seg" in tasks else "matting",
+                      "val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
+        if val["matting"]:
+            scores = evaluate.score_matting(model, tasks, val["matting"], progress=False)
+            record.update(val_SAD=scores["SAD"], val_MSE=scores["MSE"])
     except NonFiniteOutput as e:
         raise NonFiniteLoss(f"validation: {e}; stopped before saving") from None
     model.train(was_training)
-    head = "seg" if "seg" in tasks else "matting"
-    return {"val_head": head, "val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
+    return record
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,7 +499,7 @@ def train(args) -> Path:
     torch.manual_seed(args.seed)
 
     # --- data first: a broken tree stops the run before anything is written
-    seg_set, mat_set, val_pairs = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    seg_set, mat_set, val = build_datasets(args, SAM_VARIANTS[args.model].image_size)
     streams = {
         name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers)
         if ds is not None
@@ -619,8 +669,8 @@ def train(args) -> Path:
                         **dict(zip(sums, terms.tolist())),
                     },
                 )
-            if master and val_pairs and (step % args.val_every == 0 or last):
-                write_record(bar, log, {"step": step, **validate(model, val_pairs, tasks)})
+            if master and any(val.values()) and (step % args.val_every == 0 or last):
+                write_record(bar, log, {"step": step, **validate(model, val, tasks)})
             if master and (step % args.save_every == 0 or last):
                 save_training_state(
                     out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args

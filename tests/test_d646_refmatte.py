@@ -1,7 +1,10 @@
 """The readers of Table 2's Distinctions-646 and Table 5's RefMatte-RW100 on small trees in their
-official layouts: Distinctions-646's test set composited once like Composition-1K (pairing, Adobe's
-rule, derived trimaps, all or nothing, stale and partial composites refused), RefMatte-RW100's
-image / mask / label tree, their one-line errors, and evaluate.py end to end on both."""
+official layouts: Distinctions-646's test set composited once like Composition-1K over the
+backgrounds its own list names, in the list's order (pairing, Adobe's rule, derived trimaps, all or
+nothing, stale and partial composites refused), its training list's COCO 2014 names,
+RefMatte-RW100's image / mask / label tree and its image_name fallback, their one-line errors, and
+evaluate.py end to end on both (D-646 on the whole image and the unknown band, RW100 prompted with
+the box of alpha > 127)."""
 
 import json
 import shutil
@@ -23,7 +26,7 @@ from sama import SAMA, TASKS
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 
 FG_SIZES = [(40, 56), (48, 36)]  # (h, w) of the test foregrounds
-N_BG = 43  # 2 foregrounds x 20 backgrounds are used, the last 3 are not
+N_BG = 43  # VOC images; 2 foregrounds x 20 are listed in bg_test.txt, 3 are not
 
 
 def save(array: np.ndarray, path: Path) -> Path:
@@ -44,20 +47,28 @@ def matte(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_d646(root: Path) -> tuple[Path, Path]:
-    """Distinctions-646/Test/{FG, GT} with two foregrounds, and a folder of N_BG backgrounds named
-    so that their name order differs from the order they were made in; some are smaller than the
-    foregrounds (upscaled by the composition), some larger."""
+    """Distinctions-646/Test/{FG, GT, bg_test.txt} with two foregrounds, and a VOC folder of N_BG
+    backgrounds, some smaller than the foregrounds (upscaled by the composition), some larger. The
+    list names 40 of them in an order of its own, as the archive's does (CRLF line ends, no final
+    newline); the 3 unlisted ones sit among the listed in name order, so that the first 40 files
+    by name are another set, in another order."""
     d646 = root / "Distinctions-646"
     for k, (h, w) in enumerate(FG_SIZES):
         fg, alpha = matte(h, w, seed=k)
         save(fg, d646 / "Test" / "FG" / f"fg_{k}.png")
         save(alpha, d646 / "Test" / "GT" / f"fg_{k}.png")
     rng = np.random.default_rng(7)
-    for i in range(N_BG):
+    names = [f"2008_{i:06d}.jpg" for i in range(N_BG)]
+    for i, name in enumerate(names):
         h, w = (24, 30) if i % 3 == 0 else (64, 80)
-        name = f"{(i * 17) % N_BG:06d}.jpg"
         save(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), root / "VOC" / name)
+    listed = [names[(i * 17) % N_BG] for i in range(N_BG) if (i * 17) % N_BG not in (0, 5, 30)]
+    (d646 / "Test" / data.D646_TEST_LIST).write_bytes("\r\n".join(listed).encode())
     return d646, root / "VOC"
+
+
+def listed(root: Path) -> list[str]:
+    return (root / "Test" / data.D646_TEST_LIST).read_bytes().decode().split("\r\n")
 
 
 @pytest.fixture
@@ -78,13 +89,17 @@ def one_line(error: pytest.ExceptionInfo, *fragments: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def test_d646_composite_pairs_backgrounds_in_name_order_by_adobes_rule(d646):
+def test_d646_composite_uses_the_listed_backgrounds_in_list_order_by_adobes_rule(d646):
     root, voc = d646
+    names = listed(root)
+    assert len(names) == 2 * data.D646_PER_FG and names != sorted(names)
+    assert [p.name for p in sorted(voc.iterdir())][:len(names)] != sorted(names)
     triples = data.d646_test_triples(root, voc)
     composite = root / "Test" / "composite"
     assert len(triples) == 2 * data.D646_PER_FG
-    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "composite"]
-    backgrounds = sorted(voc.iterdir())
+    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "bg_test.txt",
+                                                                  "composite"]
+    backgrounds = [voc / name for name in names]
     for merged, alpha_copy, trimap in triples:
         stem, i = merged.stem.rsplit("_", 1)
         k, i = int(stem[-1]), int(i)
@@ -99,8 +114,7 @@ def test_d646_composite_pairs_backgrounds_in_name_order_by_adobes_rule(d646):
         np.testing.assert_array_equal(data.load_mask(trimap), expected_trimap)
         assert (expected_trimap == 128).any() and (expected_trimap == 0).any()
     manifest = json.loads((composite / "manifest.json").read_text())
-    used = [p.name for p in backgrounds[: 2 * data.D646_PER_FG]]
-    assert [name for name, _ in manifest["backgrounds"]] == used
+    assert [name for name, _ in manifest["backgrounds"]] == names == manifest["list"]
 
     # written once: later calls, with the same backgrounds or none, read it as it is
     stamps = {p: p.stat().st_mtime_ns for p in composite.rglob("*")}
@@ -124,12 +138,21 @@ def test_d646_stale_or_partial_composite_is_refused(d646):
     one_line(e, str(composite), "stale", again)
     gt.write_bytes(original)
 
-    used = sorted(voc.iterdir())[5]
-    used.write_bytes((sorted(voc.iterdir())[6]).read_bytes())  # other pixels under a used name
+    used = voc / listed(root)[5]
+    used.write_bytes((voc / listed(root)[6]).read_bytes())  # other pixels under a used name
     with pytest.raises(DataError) as e:
         data.d646_test_triples(root, voc)
-    one_line(e, str(composite), "stale", "other backgrounds", str(voc))
+    one_line(e, str(composite), "stale", "other files than the backgrounds", str(voc))
     assert data.d646_test_triples(root) == triples  # without backgrounds: used as it is
+
+    listing = root / "Test" / data.D646_TEST_LIST
+    names = listed(root)
+    listing.write_text("\n".join(names[1:] + names[:1]) + "\n")  # another order: another test set
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root)
+    one_line(e, str(composite), "stale", "bg_test.txt", again)
+    listing.write_text("\n".join(names) + "\n")  # LF and a final newline: the same list
+    assert data.d646_test_triples(root) == triples
 
     triples[3][0].unlink()
     with pytest.raises(DataError) as e:
@@ -152,15 +175,23 @@ def test_d646_stale_or_partial_composite_is_refused(d646):
     one_line(e, str(composite), "manifest.json", again)
 
 
-def test_d646_composite_is_all_or_nothing(d646):
+def test_d646_composite_is_all_or_nothing(d646, monkeypatch):
     root, voc = d646
-    bad = sorted(voc.iterdir())[2 * data.D646_PER_FG - 3]  # used by the second foreground
-    good = bad.read_bytes()
+    names = listed(root)
+    bad, worse = voc / names[2 * data.D646_PER_FG - 3], voc / names[4]
+    good, fine = bad.read_bytes(), worse.read_bytes()
     bad.write_bytes(good[: len(good) // 3])  # truncated
+    worse.write_bytes(b"not an image")
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, voc)
+    one_line(e, "2 of 40 background images cannot be read", str(bad), str(worse))
+    assert not (root / "Test" / "composite").exists()  # named before any compositing
+    worse.write_bytes(fine)
+    monkeypatch.setattr(data, "check_backgrounds", lambda paths: None)  # found while compositing
     with pytest.raises(DataError) as e:
         data.d646_test_triples(root, voc)
     one_line(e, str(bad), "cannot read image")
-    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT"]  # nothing half-written
+    assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "bg_test.txt"]
     bad.write_bytes(good)
     assert len(data.d646_test_triples(root, voc)) == 2 * data.D646_PER_FG
 
@@ -172,11 +203,23 @@ def test_d646_broken_trees_are_one_line(d646, tmp_path):
     one_line(e, str(root / "Test" / "composite"), "not composited yet", "background")
     few = tmp_path / "few"
     shutil.copytree(voc, few)
-    for p in sorted(few.iterdir())[2 * data.D646_PER_FG - 1:]:
-        p.unlink()
+    names = listed(root)
+    for name in (names[7], names[3]):
+        (few / name).unlink()
     with pytest.raises(DataError) as e:
         data.d646_test_triples(root, few)
-    one_line(e, str(few), f"{2 * data.D646_PER_FG - 1} images", f"need {2 * data.D646_PER_FG}")
+    one_line(e, str(few), "2 of the 40 backgrounds listed in", f"(first: {names[3]})")
+    (few / names[3]).symlink_to(tmp_path / "nowhere.jpg")  # a link to nothing is named
+    with pytest.raises(DataError) as e:
+        data.image_files(few)
+    one_line(e, str(few), "symbolic links to nothing", names[3], "nowhere.jpg")
+
+    listing = root / "Test" / data.D646_TEST_LIST
+    listing.write_text("\r\n".join(names[:-1]))
+    with pytest.raises(DataError) as e:
+        data.d646_test_triples(root, voc)
+    one_line(e, str(listing), f"{len(names) - 1} names", f"need {len(names)}")
+    listing.write_text("\r\n".join(names))
 
     fg = root / "Test" / "FG" / "fg_0.png"
     save(np.zeros((10, 12, 3), np.uint8), fg)  # the foreground no longer fits its alpha
@@ -281,14 +324,19 @@ def test_evaluate_distinctions_646_end_to_end(d646, checkpoint, tmp_path, capsys
     assert err.startswith("error: ") and "\n" not in err and "not composited yet" in err
     assert run(*common, "--backgrounds", voc) == 0
     triples = data.d646_test_triples(root)[:3]
-    direct = MattingMetrics()
+    whole, band = MattingMetrics(), MattingMetrics()
     for _, alpha_path, trimap_path in triples:
         pred = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
-        direct.update(pred, data.load_mask(alpha_path), data.load_mask(trimap_path))
+        whole.update(pred, data.load_mask(alpha_path))
+        band.update(pred, data.load_mask(alpha_path), data.load_mask(trimap_path))
     report = json.loads((out / "metrics.json").read_text())
-    assert report["scores"] == direct.results() and report["scores"]["region"].startswith("unknown")
+    second = {f"{k}_unknown": v for k, v in band.results().items() if k != "n"}
+    assert report["scores"] == {**whole.results(), **second}
+    assert report["scores"]["region"] == "whole image"
+    assert report["scores"]["region_unknown"].startswith("unknown")
     md = (out / "results.md").read_text()
-    assert "Region: unknown (trimap == 128)" in md and "make_trimap(alpha, 5)" in md
+    assert "Region: whole image" in md and "make_trimap(alpha, 5)" in md
+    assert "| SAD | MSE | Grad | Conn | SAD_unknown | MSE_unknown |" in md
     rows = [line for line in md.splitlines() if line.startswith("| paper:")]
     assert len(rows) == 1
     row = rows[0]
@@ -306,7 +354,7 @@ def test_evaluate_refmatte_rw100_end_to_end(checkpoint, tmp_path):
         direct.update(pred, data.load_mask(alpha_path))
     report = json.loads((out / "metrics.json").read_text())
     assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
-    assert report["scores"]["n"] == len(REFMATTE_STEMS) and "alpha > 0" in report["prompt"]
+    assert report["scores"]["n"] == len(REFMATTE_STEMS) and "alpha > 127" in report["prompt"]
     md = (out / "results.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| paper:") and "Table 5" in line]
     assert len(rows) == 3
@@ -318,3 +366,108 @@ def test_evaluate_refmatte_rw100_end_to_end(checkpoint, tmp_path):
     marked = [r for r in rows if "(same configuration as ours)" in r]
     assert len(marked) == 1 and "both tasks" in marked[0]
     assert "box of its alpha" in md and "whole image" in md
+
+
+def test_d646_whole_image_and_band_scores_by_hand(tmp_path):
+    """A 4 x 6 alpha, its prediction off by 51 at one pixel outside the band and one inside:
+    SAD whole = (51 + 51) / 255 / 1000, band = 51 / 255 / 1000; MSE x1e3 over 24 and 6 pixels."""
+    gt = np.zeros((4, 6), np.uint8)
+    gt[1:3, 1:4] = 255
+    pred = gt.copy()
+    pred[0, 5], pred[1, 1] = 51, 204
+    trimap = np.zeros((4, 6), np.uint8)
+    trimap[1:3, 1:4] = 128  # six unknown pixels
+    out = tmp_path / "eval"
+    files = (save(np.zeros((4, 6, 3), np.uint8), tmp_path / "merged" / "a_0.png"),
+             save(gt, tmp_path / "alpha" / "a_0.png"),
+             save(trimap, tmp_path / "trimap" / "a_0.png"))
+    save(pred, out / "pred" / "a_0.png")  # the written prediction, scored as --resume reads it
+    scores = evaluate.evaluate("Distinctions-646", [files], out, None, resume=True,
+                               progress=False)
+    assert scores["SAD"] == pytest.approx(0.0004) and scores["SAD_unknown"] == pytest.approx(0.0002)
+    assert scores["MSE"] == pytest.approx(2 * 0.2 ** 2 / 24 * 1e3)
+    assert scores["MSE_unknown"] == pytest.approx(0.2 ** 2 / 6 * 1e3)
+
+
+def test_name_lists_crlf_without_final_newline(tmp_path):
+    for i, raw in enumerate([b"a.jpg\r\nb.jpg\r\nc.jpg", b"a.jpg\nb.jpg\nc.jpg\n",
+                             b"\xef\xbb\xbfa.jpg \r\n\r\nb.jpg\r\nc.jpg\r\n"]):
+        (tmp_path / f"{i}.txt").write_bytes(raw)
+        assert data.read_name_list(tmp_path / f"{i}.txt") == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_d646_training_list_of_coco_2014_names_found_in_train2017(tmp_path):
+    d646 = tmp_path / "Distinctions-646"
+    for k in range(2):
+        fg, alpha = matte(20, 24, seed=30 + k)
+        save(fg, d646 / "Train" / "FG" / f"t_{k}.png")
+        save(alpha, d646 / "Train" / "GT" / f"t_{k}.png")
+    ids = [9, 25, 30, 34, 36, 42]
+    names = [f"COCO_train2014_{i:012d}.jpg" for i in ids]  # three per foreground
+    (d646 / "Train" / data.D646_TRAIN_LIST).write_bytes("\r\n".join(names).encode())
+    coco = tmp_path / "train2017"
+    coco.mkdir()
+    for i in ids + [1, 12]:  # two images the list does not name; PNG data: exact pixel values
+        Image.fromarray(np.full((30, 30, 3), i, np.uint8)).save(coco / f"{i:012d}.jpg", "PNG")
+    triples = data.d646_train_pairs(tmp_path, coco)
+    assert [(fg.name, bgs) for fg, _, bgs in triples] == [
+        ("t_0.png", tuple(coco / f"{i:012d}.jpg" for i in ids[:3])),
+        ("t_1.png", tuple(coco / f"{i:012d}.jpg" for i in ids[3:]))]
+    # each foreground is composited over its own listed backgrounds only
+    ds = data.MattingDataset(triples, [], [], 64, augment=False, seed=0)
+    for k, (_, _, bgs) in enumerate(triples):
+        seen = {int(ds._background(20, 24, np.random.default_rng([0, e, k]), bgs)[0, 0, 0])
+                for e in range(12)}
+        assert seen <= set(ids[3 * k:3 * k + 3]) and len(seen) > 1
+    (coco / f"{ids[4]:012d}.jpg").unlink()
+    (coco / f"{ids[1]:012d}.jpg").unlink()
+    with pytest.raises(DataError) as e:
+        data.d646_train_pairs(tmp_path, coco)
+    one_line(e, str(coco), "2 of the 6 backgrounds listed", f"(first: {names[1]})")
+
+
+class BoxRecorder:
+    """A predictor that records the box it is given and answers with the GT's mean alpha."""
+
+    def __init__(self):
+        self.boxes = []
+
+    def set_image(self, image):
+        self.shape = image.shape[:2]
+
+    def predict(self, points=None, labels=None, box=None):
+        self.boxes.append(box)
+        return {"alpha": np.full(self.shape, 0.5, np.float32)}
+
+
+def test_refmatte_prompt_is_the_box_of_alpha_above_127(tmp_path):
+    rw = write_refmatte(tmp_path)
+    for _, mask in data.refmatte_rw100_pairs(rw):
+        alpha = data.load_mask(mask).copy()
+        alpha[0, :3] = 40  # a faint wisp far from the object: inside alpha > 0's box only
+        save(alpha, mask)
+    recorder = BoxRecorder()
+    evaluate.evaluate("RefMatte-RW100", data.refmatte_rw100_pairs(rw), tmp_path / "eval",
+                      recorder, resume=False, progress=False)
+    for box, (_, mask) in zip(recorder.boxes, data.refmatte_rw100_pairs(rw)):
+        alpha = data.load_mask(mask)
+        np.testing.assert_array_equal(box, data.mask_to_box(alpha > 127))
+        assert box[0] > 0 and box[1] > 0  # not the box of alpha > 0, which starts at (0, 0)
+
+
+def test_refmatte_image_falls_back_to_the_labels_image_name(tmp_path):
+    rw = write_refmatte(tmp_path)
+    (rw / "image_all" / "photo_1_1.jpg").rename(rw / "image_all" / "photo_1.jpg")
+    (rw / "image_all" / "photo_2_0.jpg").rename(rw / "image_all" / "scene_2.jpg")
+    labels = json.loads((rw / data.REFMATTE_LABELS).read_text())
+    labels["photo_2_0"]["image_name"] = "scene_2.jpg"  # a file name, or a stem (photo_1)
+    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
+    pairs = data.refmatte_rw100_pairs(rw)
+    assert [(image.name, mask.name) for image, mask in pairs] == [
+        ("photo_1_0.jpg", "photo_1_0.png"), ("photo_1.jpg", "photo_1_1.png"),
+        ("scene_2.jpg", "photo_2_0.png")]
+    labels["photo_2_0"]["image_name"] = "elsewhere.jpg"
+    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
+    with pytest.raises(DataError) as e:
+        data.refmatte_rw100_pairs(rw)
+    one_line(e, str(rw / "mask" / "photo_2_0.png"), "'elsewhere.jpg'")

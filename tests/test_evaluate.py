@@ -13,7 +13,7 @@ import torch
 
 import data
 import evaluate
-import predict
+import prediction
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
@@ -174,7 +174,7 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
     image, gt = data.load_image(image_path), data.load_mask(gt_path)
     box = data.mask_to_box(gt > 128)
-    ours = predict.Predictor(model, TASKS)
+    ours = prediction.Predictor(model, TASKS)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamaPredictor(model)
@@ -196,7 +196,7 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
     assert run("--split", "DIS-VD", "--data", toy, "--model", "sam", "--sam-checkpoint", sam_path,
                "--out", out) == 0
     report = json.loads((out / "metrics.json").read_text())
-    reference = predict.Predictor(load_sam(sam_path, device=DEVICE))
+    reference = prediction.Predictor(load_sam(sam_path, device=DEVICE))
     direct = SegMetrics()
     for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
         gt = data.load_mask(gt_path)
@@ -216,7 +216,7 @@ def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
     sam_path, sama_path = checkpoints
     model = load_sama(sama_path, device=DEVICE)
     pairs = data.dis_pairs(toy, "DIS-VD")[:1]
-    plain = predict.Predictor(model, TASKS)
+    plain = prediction.Predictor(model, TASKS)
     seg = []
     for image_path, gt_path in pairs:
         plain.set_image(data.load_image(image_path))
@@ -307,7 +307,7 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
     box = data.mask_to_box(data.load_mask(gt_path) > 128)
     maps = {}
     for tasks in (["seg"], ["matting"], ["matting", "seg"]):
-        predictor = predict.Predictor(model, tasks)
+        predictor = prediction.Predictor(model, tasks)
         predictor.set_image(data.load_image(image_path))
         maps[tasks[0] if len(tasks) == 1 else "both"] = predictor.predict(box=box)
     both = maps["both"]
@@ -316,9 +316,9 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
         np.testing.assert_array_equal(maps["seg"][key], both["seg"])
         np.testing.assert_array_equal(maps["matting"][key], both["alpha"])
     with pytest.raises(ValueError, match="tasks"):
-        predict.Predictor(model)
+        prediction.Predictor(model)
     with pytest.raises(ValueError, match="tasks"):
-        predict.Predictor(model, ["alpha"])
+        prediction.Predictor(model, ["alpha"])
 
 
 def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
@@ -404,7 +404,7 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     first, second, third = list(preds.values())
     original = {p: data.load_mask(p) for p in preds.values()}
     edited = np.full_like(original[first], 77)
-    predict.save_png(edited, first)
+    prediction.save_png(edited, first)
     second.unlink()
     third.write_bytes(third.read_bytes()[:40])  # truncated
     assert run(*args, "--resume") == 0
@@ -502,7 +502,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     assert settings["sam_sha256"] == sha256(sam_path)
     first = out / "pred" / f"{data.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
     edited = np.full_like(data.load_mask(first), 77)  # tells a reused PNG from a recomputed one
-    predict.save_png(edited, first)
+    prediction.save_png(edited, first)
     before = {name: (out / name).read_bytes() for name in files_under(out)}
 
     # retrained: other weights at the same path

@@ -11,6 +11,7 @@ from PIL import Image
 
 import data
 import predict
+import prediction
 from load_sam_weights import load_sam, load_sama, read_sama_header, sam_identity, save_sama
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
@@ -95,7 +96,7 @@ def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rot
     0.5) makes predict.py's mask; without one, 0.5 (the test above)."""
     image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
     model = load_sama(checkpoint, device=DEVICE)
-    plain = predict.Predictor(model, TASKS)
+    plain = prediction.Predictor(model, TASKS)
     plain.set_image(image)
     seg = plain.predict(box=box)["seg"]
     threshold = float(np.median(seg))
@@ -119,7 +120,7 @@ def test_sam_is_read_through_its_probability_map_and_its_mask(checkpoint, rotate
 
     sam = load_sama(checkpoint, device=DEVICE).sam
     image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
-    ours = predict.Predictor(sam)
+    ours = prediction.Predictor(sam)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamPredictor(sam)
@@ -249,7 +250,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
         real = cls.predict
-        predictor = predict.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
+        predictor = prediction.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
         predictor.set_image(image)
         assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
 
@@ -258,7 +259,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
             return (first + np.float32("inf"), *rest)
 
         monkeypatch.setattr(cls, "predict", poisoned)
-        with pytest.raises(predict.NonFiniteOutput,
+        with pytest.raises(prediction.NonFiniteOutput,
                            match=r"^NaN or inf in the model's (SAM|segmentation) logits$"):
             predictor.predict(box=box)
         monkeypatch.undo()
@@ -295,7 +296,7 @@ def test_full_disk_on_the_third_file_leaves_nothing(checkpoint, rotated_image, t
     # an earlier run's outputs for the same prefix stay as they were: never a mix of two runs
     old = {name: tmp_path / "out" / f"x_{name}.png" for name in ("mask", "alpha", "cutout")}
     for path in old.values():
-        predict.save_png(np.full((4, 4), 7, np.uint8), path)
+        prediction.save_png(np.full((4, 4), 7, np.uint8), path)
     before = {path: path.read_bytes() for path in old.values()}
     real_save, calls = Image.Image.save, []
 

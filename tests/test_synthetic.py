@@ -181,3 +181,25 @@ def test_cli_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
     assert synthetic.main([str(tmp_path)]) == 2
     assert f"{tmp_path}: exists and is not an empty folder" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_examples_are_the_benchmarks_test_files(bench, tmp_path):
+    """app.py's examples: byte for byte the benchmark's test files (DIS-TE1 images 0-2 and the
+    Composition-1K composites of foregrounds 0-1 over their first background are in `bench`)."""
+    root = tmp_path / "examples"
+    listed = synthetic.write_examples(root, seed=0, per_kind=1)
+    kinds = [e["kind"] for e in listed]
+    assert [e["split"] for e in listed] == ["DIS-TE1"] * 5 + ["Composition-1K"] * 5
+    assert kinds == [*synthetic.THIN_KINDS, *synthetic.MATTE_KINDS]
+    assert json.loads((root / "examples.json").read_text()) == listed
+    assert {p.name for p in root.iterdir()} == {e["file"] for e in listed} | {"examples.json"}
+    test = bench / "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged"
+    for name, source in [("DIS-TE1_0000.jpg", bench / "DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg"),
+                         ("DIS-TE1_0002.jpg", bench / "DIS5K/DIS-TE1/im/DIS-TE1_0002.jpg"),
+                         ("test_0000_0.png", test / "test_0000_0.png"),
+                         ("test_0001_0.png", test / "test_0001_0.png")]:
+        assert (root / name).read_bytes() == source.read_bytes(), name
+    assert not list(tmp_path.glob(".examples.tmp-*"))
+    (root / "DIS-TE1_0000.jpg").write_bytes(b"kept")  # a second call reads the cache only
+    assert synthetic.write_examples(root, seed=0, per_kind=1) == listed
+    assert (root / "DIS-TE1_0000.jpg").read_bytes() == b"kept"

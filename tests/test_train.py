@@ -921,10 +921,10 @@ def test_non_finite_gradient_stops_before_the_weights_turn_nan(toy, sam_file, tm
 
 def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, capsys):
     import evaluate
-    import predict
+    import prediction
 
     def broken(model, tasks, pairs, progress=True):
-        raise predict.NonFiniteOutput("NaN or inf in the model's segmentation logits")
+        raise prediction.NonFiniteOutput("NaN or inf in the model's segmentation logits")
 
     monkeypatch.setattr(evaluate, "score_segmentation", broken)
     out = tmp_path / "run"

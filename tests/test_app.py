@@ -1,0 +1,307 @@
+"""Tests for app.py's server, in-process: an upload, a box, points, downloads equal to predict.py's
+PNGs, tabs kept apart, a prompt overtaken while it waited dropped, and bad requests answered with
+one line of JSON (never a traceback). The page itself: tests/test_app_browser.py."""
+
+import base64
+import http.client
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+import data
+import predict
+from sama import SamaPredictor
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+CKPT = ["--checkpoint", str(WEIGHTS / "sama_standin.pt"),
+        "--sam-checkpoint", str(WEIGHTS / "sam_standin.pth")]
+MAX_SIDE = 320  # the tests' limits: an 8 kB upload, 320 px a side
+MAX_UPLOAD_MB = 8 / 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    state = app.App(WEIGHTS / "sama_standin.pt", WEIGHTS / "sam_standin.pth",
+                    tmp_path_factory.mktemp("app") / "examples", MAX_UPLOAD_MB, MAX_SIDE)
+    httpd = app.Server(state, 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def request(server, method: str, path: str, body=None, host=None, json_body=None):
+    """-> (status, headers, body bytes); json_body is sent as JSON, body as it is."""
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=60)
+    headers = {"Host": host or f"127.0.0.1:{server.server_port}"}
+    if method == "POST":
+        headers["Content-Length"] = str(len(body or b""))
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    answer = response.status, dict(response.getheaders()), response.read()
+    connection.close()
+    return answer
+
+
+def ok(answer) -> dict:
+    status, _, body = answer
+    assert status == 200, body
+    return json.loads(body)
+
+
+def refused(answer, status: int, words: str) -> None:
+    """A refusal: the status, and one line of JSON holding `words`."""
+    code, headers, body = answer
+    assert code == status, body
+    assert headers["Content-Type"] == "application/json"
+    message = json.loads(body)["error"]
+    assert words in message, message
+    assert "\n" not in message and "Traceback" not in message
+
+
+def png(url_or_bytes) -> np.ndarray:
+    if isinstance(url_or_bytes, str):
+        url_or_bytes = base64.b64decode(url_or_bytes.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(url_or_bytes)))
+
+
+def jpeg_with_exif_rotation(h=48, w=80) -> bytes:
+    """A small JPEG stored landscape, displayed portrait (EXIF orientation 6)."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    pixels[10:30, 20:60] = (230, 60, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif, quality=95)
+    return buffer.getvalue()
+
+
+def upload(server, session: str, body: bytes, name="photo.jpg") -> dict:
+    return ok(request(server, "POST", f"/api/image?session={session}&name={name}", body))
+
+
+def prompt(server, session, image, seq, box=None, points=(), labels=()):
+    return request(server, "POST", "/api/prompt",
+                   json_body={"session": session, "image": image, "seq": seq, "box": box,
+                              "points": [list(p) for p in points], "labels": list(labels)})
+
+
+def predict_py(image: Path, out: Path, box=None, points=(), labels=()) -> dict[str, bytes]:
+    """predict.py's three PNGs for the same image and prompt."""
+    argv = [str(image), *CKPT, "--out", str(out)]
+    if box is not None:
+        argv += ["--box", *map(str, box)]
+    for (x, y), label in zip(points, labels):
+        argv += ["--point" if label else "--neg-point", str(x), str(y)]
+    assert predict.main(argv) == 0
+    return {name: Path(f"{out}_{name}.png").read_bytes() for name in app.OUTPUTS}
+
+
+def test_upload_box_points_and_downloads_equal_predict_py(server, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_with_exif_rotation())
+    image = upload(server, "tab-one-1", photo.read_bytes())
+    assert (image["width"], image["height"], image["name"]) == (48, 80, "photo.jpg")  # EXIF applied
+    assert image["set_image_ms"] > 0
+    status, headers, shown = request(server, "GET",
+                                     f"/api/image?session=tab-one-1&image={image['image']}")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    np.testing.assert_array_equal(png(shown), data.load_image(photo))
+
+    prompts = [  # a box; points only; a box with a positive and a negative point
+        {"box": [5, 10, 40, 70]},
+        {"points": [(20, 40), (2, 3)], "labels": [1, 0]},
+        {"box": [5.5, 10, 40, 70.25], "points": [(24, 44), (6, 12)], "labels": [1, 0]},
+    ]
+    for seq, p in enumerate(prompts, start=1):
+        answer = ok(prompt(server, "tab-one-1", image["image"], seq, **p))
+        assert answer["seq"] == seq and answer["prompt_ms"] > 0
+        expected = predict_py(photo, tmp_path / f"p{seq}", **p)
+        for name in app.OUTPUTS:
+            status, headers, body = request(
+                server, "GET", f"/api/download?session=tab-one-1&seq={seq}&name={name}")
+            assert status == 200 and body == expected[name], name  # byte for byte
+            assert headers["Content-Disposition"] == f'attachment; filename="photo_{name}.png"'
+        for name in ("mask", "alpha"):  # what the page shows is what it downloads
+            np.testing.assert_array_equal(png(answer[name]), png(expected[name]))
+        assert set(np.unique(png(answer["sam"])).tolist()) <= {0, 255}
+    # only the latest answer is kept for download
+    refused(request(server, "GET", "/api/download?session=tab-one-1&seq=1&name=mask"), 409,
+            "replaced by a newer one")
+
+
+def test_sams_mask_is_the_one_samas_predictor_gives(server):
+    """The page's SAM panel: SAM's own mask from the same features, as SamaPredictor returns it."""
+    image = ok(request(server, "POST", "/api/image?session=tab-sam-1&example=DIS-TE1_0002.jpg",
+                       b""))
+    box = [20, 20, image["width"] - 20, image["height"] - 20]
+    answer = ok(prompt(server, "tab-sam-1", image["image"], 1, box=box))
+    reference = SamaPredictor(server.app.model)
+    reference.set_image(data.load_image(server.app.examples_root / "DIS-TE1_0002.jpg"))
+    _, _, sam_mask = reference.predict(box=np.array(box, float))
+    np.testing.assert_array_equal(png(answer["sam"]), sam_mask.astype(np.uint8) * 255)
+    assert not np.array_equal(png(answer["sam"]), png(answer["mask"]))
+
+
+def test_examples_are_listed_and_picked(server):
+    examples = ok(request(server, "GET", "/api/examples"))
+    kinds = [e["kind"] for e in examples]
+    per_kind = app.EXAMPLES_PER_KIND
+    assert sorted(set(kinds)) == sorted(["lines", "mesh", "rings", "branch", "creature",
+                                         "hair", "fur", "glass", "veil", "lace"])
+    assert all(kinds.count(k) == per_kind for k in set(kinds))
+    image = ok(request(server, "POST", "/api/image?session=tab-ex-12&example=test_0002_0.png", b""))
+    assert image["name"] == "test_0002_0.png"
+    _, _, shown = request(server, "GET", f"/api/image?session=tab-ex-12&image={image['image']}")
+    expected = data.load_image(server.app.examples_root / "test_0002_0.png")
+    np.testing.assert_array_equal(png(shown), expected)
+    for name in ("../app.py", "DIS-TE1_0099.jpg", "examples.json"):
+        refused(request(server, "POST", f"/api/image?session=tab-ex-12&example={name}", b""), 404,
+                "no example named")
+
+
+def test_two_tabs_do_not_see_each_others_images(server):
+    small = jpeg_with_exif_rotation()  # displayed 48 x 80
+    a = upload(server, "tab-aaaa", small, "small.jpg")
+    b = ok(request(server, "POST", "/api/image?session=tab-bbbb&example=DIS-TE1_0000.jpg", b""))
+    _, _, shown_a = request(server, "GET", f"/api/image?session=tab-aaaa&image={a['image']}")
+    assert png(shown_a).shape == (80, 48, 3)
+    refused(request(server, "GET", f"/api/image?session=tab-aaaa&image={b['image']}"), 409,
+            "image has changed")  # tab A cannot read tab B's image by its id
+    big_box = [10, 10, b["width"] - 10, b["height"] - 10]
+    assert png(ok(prompt(server, "tab-bbbb", b["image"], 1, box=big_box))["mask"]).shape == (
+        b["height"], b["width"])
+    refused(prompt(server, "tab-aaaa", a["image"], 1, box=big_box), 400, "outside the 48x80 image")
+    refused(prompt(server, "tab-cccc", a["image"], 1, box=[1, 1, 9, 9]), 409, "has no image")
+
+
+def test_a_prompt_overtaken_while_waiting_is_dropped(server, monkeypatch):
+    image = upload(server, "tab-race-1", jpeg_with_exif_rotation())
+    tab = server.app.tabs["tab-race-1"]
+    calls = []
+    real = SamaPredictor.predict
+    monkeypatch.setattr(SamaPredictor, "predict",
+                        lambda self, *a, **k: calls.append(k or a) or real(self, *a, **k))
+    answers = {}
+
+    def send(seq):
+        answers[seq] = ok(prompt(server, "tab-race-1", image["image"], seq, box=[5, 10, 30 + seq,
+                                                                                   70]))
+
+    with server.app.model_lock:  # the model is busy: both prompts wait
+        threads = []
+        for seq in (7, 8):
+            threads.append(threading.Thread(target=send, args=(seq,)))
+            threads[-1].start()
+            deadline = time.time() + 30
+            while tab.latest_seq != seq and time.time() < deadline:
+                time.sleep(0.01)
+    for thread in threads:
+        thread.join(60)
+    assert answers[7] == {"seq": 7, "superseded": True}
+    assert answers[8]["seq"] == 8 and "mask" in answers[8]
+    assert len(calls) == 1  # the model ran for the latest prompt only
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"box": [float("nan"), 10, 40, 70]}, "box nan 10 40 70: coordinates must be finite"),
+    ({"box": [5, 10, float("inf"), 70]}, "coordinates must be finite numbers"),
+    ({"points": [[float("nan"), 3]], "labels": [1]}, "point (nan, 3): coordinates must be finite"),
+    ({"box": [5, 10, 60, 70]}, "box 5 10 60 70: outside the 48x80 image"),
+    ({"box": [-1, 10, 40, 70]}, "outside the 48x80 image"),
+    ({"box": [40, 10, 5, 70]}, "needs x1 > x0 and y1 > y0"),
+    ({"points": [[10, 81]], "labels": [1]}, "point (10, 81) outside the 48x80 image"),
+    ({"box": [5, 10, 40]}, "box must be 4 numbers, got [5, 10, 40]"),
+    ({"box": [5, "10", 40, 70]}, "box must be 4 numbers"),
+    ({"box": [5, True, 40, 70]}, "box must be 4 numbers"),
+    ({"box": None}, "give a box and / or at least one point"),
+    ({"points": [[10, 20]], "labels": [2]}, "labels must be one 1 (positive) or 0 (negative)"),
+    ({"points": [[10, 20]], "labels": [True]}, "labels must be one 1"),
+    ({"points": [[10, 20]], "labels": []}, "labels must be one 1"),
+    ({"points": [[10, 20, 30]], "labels": [1]}, "point 0 must be 2 numbers"),
+    ({"points": "10 20", "labels": [1]}, "points must be a list"),
+    ({"seq": -1}, "seq must be a whole number"),
+    ({"seq": 1.5}, "seq must be a whole number"),
+    ({"image": "1"}, "image must be the id"),
+    ({"session": "a/b"}, "session must be 8-64 letters"),
+])
+def test_bad_prompts_are_one_line(server, body, words):
+    image = upload(server, "tab-bad-1", jpeg_with_exif_rotation())
+    request_body = {"session": "tab-bad-1", "image": image["image"], "seq": 1, "box": None,
+                    "points": [], "labels": [], **body}
+    # json.dumps writes NaN and Infinity as JavaScript does not: the server reads them anyway
+    refused(request(server, "POST", "/api/prompt", json.dumps(request_body).encode()), 400, words)
+
+
+def test_bad_requests_are_one_line(server):
+    port = server.server_port
+    post = lambda path, body: request(server, "POST", path, body)  # noqa: E731
+    refused(post("/api/image?session=tab-up-1&name=notes.txt", b"not an image"), 400,
+            "notes.txt: not an image this app can read (UnidentifiedImageError)")
+    refused(post("/api/image?session=tab-up-1&name=x.png", b""), 400, "x.png: an empty upload")
+    refused(post("/api/image?session=tab-up-1&name=x.png", b"\0" * 9000), 413,
+            "the upload is 0.0 MB; the limit is 0.0078125 MB")
+    wide = io.BytesIO()
+    Image.new("RGB", (MAX_SIDE + 1, 4)).save(wide, format="PNG")
+    refused(post("/api/image?session=tab-up-1&name=wide.png", wide.getvalue()), 400,
+            f"wide.png: {MAX_SIDE + 1}x4 pixels; the limit is {MAX_SIDE} a side")
+    truncated = jpeg_with_exif_rotation()[:1500]
+    refused(post("/api/image?session=tab-up-1&name=cut.jpg", truncated), 400,
+            "cut.jpg: cannot read image")
+    refused(post("/api/image?session=short&name=x.png", b"x"), 400, "session must be 8-64")
+    refused(post('/api/image?session=tab-up-1&name=a%22b%0A%C3%A9.png', b"x"), 400,
+            "a_b__.png: not an image")  # a name fit for a header
+    refused(post("/api/prompt", b"{not json"), 400, "the prompt is not JSON")
+    refused(post("/api/prompt", b"[1, 2]"), 400, "the prompt must be a JSON object")
+    refused(post("/api/prompt", b"x" * (app.MAX_PROMPT_BYTES + 1)), 413, "the limit is")
+    refused(request(server, "GET", "/api/download?session=tab-up-1&seq=1&name=secret"), 400,
+            "name must be one of mask, alpha, cutout")
+    refused(request(server, "GET", "/api/download?session=tab-up-1&seq=x&name=mask"), 400,
+            "seq must be a whole number")
+    refused(request(server, "GET", "/nothing/here"), 404, "no page /nothing/here")
+    refused(request(server, "GET", "/", host=f"attacker.example:{port}"), 403,
+            "Host 'attacker.example")
+    status, headers, page = request(server, "GET", "/", host=f"localhost:{port}")
+    assert status == 200 and b"<canvas" in page
+
+
+def test_a_broken_model_output_and_a_bug_are_one_line(server, monkeypatch, capsys):
+    image = upload(server, "tab-nan-1", jpeg_with_exif_rotation())
+    real = SamaPredictor.predict
+
+    def overflowing(self, *args, **kwargs):
+        seg, alpha, sam = real(self, *args, **kwargs)
+        return seg, alpha * np.float32("nan"), sam
+
+    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    refused(prompt(server, "tab-nan-1", image["image"], 1, box=[5, 10, 40, 70]), 500,
+            "photo.jpg: NaN or inf in the model's alpha")
+    monkeypatch.undo()
+    monkeypatch.setattr(app, "output_images", lambda *a: 1 / 0)
+    refused(prompt(server, "tab-nan-1", image["image"], 2, box=[5, 10, 40, 70]), 500,
+            "internal error (ZeroDivisionError); the console has the details")
+    assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback: on the console only
+
+
+def test_the_command_line_refuses_a_bad_checkpoint_and_a_busy_port(server, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    assert app.main(["--checkpoint", str(bad), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}") and err.count("\n") == 1
+    assert app.main([*CKPT, "--port", str(server.server_port)]) == 2
+    assert capsys.readouterr().err == (f"error: --port {server.server_port}: cannot listen on "
+                                       "127.0.0.1 (Address already in use)\n")
+    assert app.main(["--port", "70000"]) == 2
+    assert "not a port number" in capsys.readouterr().err
