@@ -29,9 +29,12 @@ where it stopped; a result made with other settings stops the study (use another
 from __future__ import annotations
 
 import argparse
+import ctypes
+import io
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +49,7 @@ from PIL import Image, ImageDraw
 
 import data
 import evaluate
+import outputs
 import stats
 import synthetic
 from load_sam_weights import file_sha256
@@ -120,13 +124,36 @@ class StudyError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
+RUNNING: set = set()  # the child processes of the study, ended with it
+
+
+def dies_with_parent(parent: int):
+    """For Popen's preexec_fn: the child gets SIGTERM when the thread that started it ends, kill -9
+    of the study included (Linux's PR_SET_PDEATHSIG; elsewhere the study's own interrupt handler
+    alone ends its children)."""
+    def arm() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the study died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+    return arm
+
+
 def run_command(command: list, log: Path, threads: int) -> None:
     """A train.py / evaluate.py process with `threads` threads; its output goes to `log`."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log, "a") as f:
         f.write(" ".join(command) + "\n")
         f.flush()
-        code = subprocess.call(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                 preexec_fn=dies_with_parent(os.getpid()))
+        RUNNING.add(child)
+        try:
+            code = child.wait()
+        finally:
+            RUNNING.discard(child)
     if code != 0:
         raise StudyError(f"{' '.join(command[1:3])} ... exited with {code}; see {log}")
 
@@ -380,10 +407,9 @@ def figure(results: list, path: Path) -> None:
                     draw.ellipse([cx - 3, y_of(v) - 3, cx + 3, y_of(v) + 3], fill=(0, 0, 0))
             label = config.name
             draw.text((cx - 3 * len(label), bottom + 6 + 12 * (i % 2)), label, fill=(0, 0, 0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    sheet.save(png, format="PNG")
+    outputs.write_bytes(png.getvalue(), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -570,6 +596,29 @@ def main(argv=None) -> int:
     p.add_argument("--per-kind", action="store_true",
                    help="after the study: score its predictions per kind into OUT/per_kind.md")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
+        return 2
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        print(f"error: --seeds {args.seeds}: must be distinct, 0 or more", file=sys.stderr)
+        return 2
+    if not STANDIN_SAM.is_file():
+        print(f"error: {STANDIN_SAM}: missing (see README: pretrain_sam.py)", file=sys.stderr)
+        return 2
+    args.out = args.out.absolute()  # the children run in the repository, not here
+    outputs.interrupts_as_keyboard_interrupt()
+    try:
+        with outputs.claim(args.out):  # one study at a time in --out
+            return study(args)
+    except (StudyError, outputs.WriteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the same command continues (finished runs are kept)", file=sys.stderr)
+        return 130
+
+
+def study(args) -> int:
     if args.per_kind:
         try:
             table = per_kind(args.out)
@@ -581,15 +630,6 @@ def main(argv=None) -> int:
         evaluate.write_text(table, args.out / "per_kind.md")
         print(table + f"wrote {args.out / 'per_kind.md'}")
         return 0
-    if args.jobs < 1:
-        print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
-        return 2
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        print(f"error: --seeds {args.seeds}: must be distinct, 0 or more", file=sys.stderr)
-        return 2
-    if not STANDIN_SAM.is_file():
-        print(f"error: {STANDIN_SAM}: missing (see README: pretrain_sam.py)", file=sys.stderr)
-        return 2
     t0 = time.time()
     bench = args.out / "bench"
     if not (bench / "manifest.json").is_file():
@@ -605,18 +645,20 @@ def main(argv=None) -> int:
     jobs.append((CONFIGURATIONS[0], 0))
     print(f"{len(jobs)} runs, {args.jobs} at a time, into {args.out}")
     results = []
-    try:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(one_run, c, s, args.out, settings, 1) for c, s in jobs]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(one_run, c, s, args.out, settings, 1) for c, s in jobs]
+        try:
             for (config, seed), future in zip(jobs, futures):
                 result = future.result()
                 results.append(result)
                 what = config.name if config.options is None else f"{config.name} seed {seed}"
                 print(f"  {what}: {json.dumps(result['scores'])} ({result['seconds']:.0f} s)",
                       flush=True)
-    except StudyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        except BaseException:  # an error or an interrupt: no run starts, the running ones end
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in list(RUNNING):
+                child.terminate()
+            raise
     minutes = (time.time() - t0) / 60
     recipe = settings["recipe"]
     run_minutes = sum(r["seconds"] for r in results) / 60

@@ -53,7 +53,7 @@ from PIL import Image
 
 import data
 import synthetic
-from load_sam_weights import CheckpointError, load_sama, read_sama_header
+from load_sam_weights import CheckpointError, load_sama
 from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
                         png_bytes)
 
@@ -98,8 +98,8 @@ class App:
                  max_upload_mb: float = MAX_UPLOAD_MB, max_side: int = MAX_SIDE) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"  # as predict.py picks it
         self.model = load_sama(checkpoint, sam_checkpoint, device=device)
-        header = read_sama_header(checkpoint)
-        self.tasks, self.threshold = header["tasks"], header["threshold"]  # the predictor's
+        # of the bytes loaded, not a second read; the mask threshold the file records
+        self.tasks, self.threshold = (self.model.loaded_from[k] for k in ("tasks", "threshold"))
         self.device = torch.device(device)
         self.examples_root, self.examples = examples, None
         self.max_upload, self.max_side = int(max_upload_mb * 2**20), max_side

@@ -27,9 +27,10 @@ from pathlib import Path
 import ablate
 import data
 import evaluate
+import outputs
 import synthetic
 import train
-from load_sam_weights import CheckpointError, load_sama, read_sama_header
+from load_sam_weights import CheckpointError, load_sama
 from metrics import column
 from prediction import Predictor
 from provenance import provenance
@@ -65,6 +66,19 @@ def main(argv=None) -> int:
         if not path.is_file():
             print(f"error: {path}: missing from the checkout", file=sys.stderr)
             return 2
+    outputs.interrupts_as_keyboard_interrupt()
+    try:
+        with outputs.claim(args.out):  # one demo at a time in --out
+            return run(args)
+    except (outputs.WriteError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the same command continues", file=sys.stderr)
+        return 130
+
+
+def run(args) -> int:
     out, t0 = args.out, time.time()
     bench = out / "bench"
     print(f"demo.py at {provenance()}; {os.cpu_count()} CPU cores")
@@ -74,7 +88,9 @@ def main(argv=None) -> int:
         synthetic.write_benchmark(bench, seed=0)
 
     print(f"[2/4] SAMA trained live on the stand-in SAM (frozen), {args.steps} steps")
-    live = out / f"sama-live-seed{args.seed}"
+    # a folder per seed and length: another --steps trains its own run, never resumes another
+    live_tag = f"live-seed{args.seed}-{args.steps}steps"
+    live = out / f"sama-{live_tag}"
     recipe = ablate.RECIPE
     options = ["--model", "tiny", "--sam-checkpoint", str(ablate.STANDIN_SAM),
                "--data", str(bench / "DIS5K"), "--matting", str(bench / "AIM"),
@@ -93,7 +109,8 @@ def main(argv=None) -> int:
     models = (("SAM", "SAM (stand-in)", ["--model", "sam"]),
               ("shipped", f"SAMA shipped ({recipe['steps']} steps)",
                ["--checkpoint", str(SHIPPED_SAMA)]),
-              ("live", f"SAMA live ({args.steps} steps)", ["--checkpoint", str(live / "sama.pt")]))
+              (live_tag, f"SAMA live ({args.steps} steps)",
+               ["--checkpoint", str(live / "sama.pt")]))
     limit = ["--limit", str(args.limit)] if args.limit else []
     table = {}
     for tag, name, model in models:
@@ -113,13 +130,8 @@ def main(argv=None) -> int:
         print(f"{name:28}{thin}   {row['SAD']:8.3f}{row['MSE']:8.2f}")
 
     print("[4/4] the contact sheet (the shipped SAMA)")
-    try:
-        model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
-        header = read_sama_header(SHIPPED_SAMA)
-        predictor = Predictor(model, header["tasks"], header["threshold"])
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
+    predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
     thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in data.composition1k_pairs(bench / "AIM")}

@@ -42,8 +42,9 @@ Before any prediction every file of the split is decoded and checked (sizes, an 
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
+import shutil
 import sys
 import zlib
 from dataclasses import dataclass
@@ -56,20 +57,20 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 import data
+import outputs
 from load_sam_weights import (
     DEFAULT_THRESHOLD,
     TASK_CHOICES,
     CheckpointError,
     default_run_dir,
-    file_sha256,
     load_sam,
     load_sama,
-    read_sama_header,
 )
 from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
                      prediction_to_uint8)
+from outputs import WriteError
 from predict import keep_freed_cpu_memory
-from prediction import NonFiniteOutput, Predictor, WriteError, save_png
+from prediction import NonFiniteOutput, Predictor, save_png
 from sam import Sam, compile_image_encoder
 from sama import SAMA
 
@@ -359,10 +360,8 @@ def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
 
 
 def write_text(text: str, path: Path) -> None:
-    """Write atomically: a temporary file of this process, renamed over path."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Written whole or not at all (outputs.write_text)."""
+    outputs.write_text(text, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -531,10 +530,9 @@ def contact_sheet(rows: list, path: Path) -> None:
     for i, row in enumerate(rows):
         for k, cell in enumerate(row):
             sheet.paste(cell, (k * step, VIS_HEADER + i * step))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    sheet.save(png, format="PNG")
+    outputs.write_bytes(png.getvalue(), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -645,6 +643,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--limit", type=int, default=0, metavar="N", help="only the first N images (0: all)"
     )
     p.add_argument("--resume", action="store_true", help="reuse the predictions already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the evaluation in --out (its pred*/, settings.json, metrics.json, "
+                        "results.md, vis.png)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile SAM's image encoder before the first image (time printed)")
@@ -663,21 +664,70 @@ def main(argv=None) -> int:
         if value < 0:
             print(f"error: {option} {value}: must be 0 or more", file=sys.stderr)
             return 2
+    if args.resume and args.overwrite:
+        print("error: --resume and --overwrite: give one or the other", file=sys.stderr)
+        return 2
     keep_freed_cpu_memory()
+    outputs.interrupts_as_keyboard_interrupt()
     try:
-        return run(args)
+        if args.split is None:
+            args.split = folder_split(args.folder)  # it names the default output folder
+        with outputs.claim(output_folder(args)):  # one run at a time in --out
+            check_out(args)  # once held: another run may have written it until now
+            return run(args)
     except NonFiniteOutput as e:
         print(f"error: {e}; not written, not scored", file=sys.stderr)
         return 3
     except (data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(outputs.INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+OWN = ("settings.json", "metrics.json", "results.md", "vis.png")  # pred*/ besides
+
+
+def output_folder(args) -> Path:
+    """--out, or runs/eval/<run>-<split> for the switches given."""
+    if args.out:
+        return Path(args.out)
+    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    return Path("runs") / "eval" / f"{'sam' if args.model == 'sam' else run_dir.name}-{args.split}"
+
+
+def check_out(args) -> None:
+    """Before any work: no file stands where a folder goes, and a run without --resume or
+    --overwrite starts in an empty folder (outputs.claim checked that --out can be written)."""
+    out = output_folder(args)
+    kind = SPLITS[args.split].kind
+    for name in [f"pred-{k}pt" for k in POINT_COUNTS] if kind == "points" else ["pred"]:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise WriteError(f"{out / name}: is a file, where the predictions go; use another "
+                             f"--out")
+    there = outputs.files(out)
+    if there and not (args.resume or args.overwrite):
+        raise WriteError(f"{out}: holds an earlier evaluation ({', '.join(there[:3])}"
+                         f"{', ...' * (len(there) > 3)}); --resume continues it (same weights and "
+                         f"data only), --overwrite replaces it, or use another --out")
+
+
+def clear_own_outputs(out: Path) -> None:
+    """--overwrite: this command's outputs in --out go, before anything is written; other files
+    stay."""
+    for path in out.glob("pred*"):
+        if path.is_dir():
+            shutil.rmtree(path)
+    for name in OWN:
+        (out / name).unlink(missing_ok=True)
 
 
 def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
     """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows)
     and the SAM file it runs on. A SAMA model's configuration holds the tasks and the mask
-    threshold its checkpoint records."""
+    threshold its checkpoint records. model.loaded_from holds the SHA-256 of the bytes loaded (for
+    plain SAM taken from a SAMA file: the SAMA file's record)."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
         return (
@@ -685,25 +735,23 @@ def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], d
             {"model": "sam", "variant": sam.config.name},
             str(Path(args.sam_checkpoint).resolve()),
         )
-    header = read_sama_header(checkpoint)
-    tasks = header["tasks"]
+    sama = load_sama(checkpoint, args.sam_checkpoint, device=device)  # one read of each file
+    tasks = sama.loaded_from["tasks"]
     if args.model == "sama" and args.tasks and TASK_CHOICES[args.tasks] != tasks:
         trained = next(name for name, heads in TASK_CHOICES.items() if heads == tasks)
         raise CheckpointError(f"{checkpoint}: trained with --tasks {trained}, not --tasks "
                               f"{args.tasks} (a head is scored only if it trained)")
-    sama = load_sama(checkpoint, args.sam_checkpoint, device=device)
-    sam_file = header["sam"]["file"]
-    if args.sam_checkpoint:
-        sam_file = str(Path(args.sam_checkpoint).resolve())
+    sam_file = sama.loaded_from["sam"]["file"]
     if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
         raise CheckpointError(
             f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / "
             "--no-local-adapter)"
         )
     if args.model == "sam":
+        sama.sam.loaded_from = sama.loaded_from
         return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
     return sama, {"model": "sama", **sama.config, "tasks": tasks,
-                  "threshold": header["threshold"]}, sam_file
+                  "threshold": sama.loaded_from["threshold"]}, sam_file
 
 
 def prediction_text(kind: str, config: dict) -> str:
@@ -730,6 +778,18 @@ def prediction_text(kind: str, config: dict) -> str:
             f"segmentation head), 0-255 PNG; its {mask}")
 
 
+def read_settings(path: Path) -> dict:
+    """settings.json of an earlier run, or one line saying it is not one."""
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise data.DataError(f"{path}: unreadable ({type(e).__name__}); use another --out or "
+                             f"--overwrite") from None
+    if not isinstance(settings, dict):
+        raise data.DataError(f"{path}: not a settings object; use another --out or --overwrite")
+    return settings
+
+
 def run(args) -> int:
     if args.split is None:
         args.split = folder_split(args.folder)
@@ -738,7 +798,7 @@ def run(args) -> int:
     if root is None:
         raise data.DataError(f"--split {args.split} needs --{split.root_option} DIR")
     options = {name: getattr(args, name) for name in split.options}
-    pairs = split.reader(root, **options)  # data problems show before the model loads
+    pairs = all_pairs = split.reader(root, **options)  # data problems show before the model loads
     if args.limit:
         pairs = pairs[: args.limit]
     # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
@@ -749,8 +809,7 @@ def run(args) -> int:
                      trimaps=split.trimap_region or split.band_column)
     run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
-    name = "sam" if args.model == "sam" else run_dir.name
-    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{name}-{args.split}"
+    out = output_folder(args)
     if (
         not args.checkpoint
         and not checkpoint.exists()
@@ -763,33 +822,38 @@ def run(args) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config, sam_file = load_model(args, checkpoint, device)
 
-    # what made the predictions in `out`: --resume refuses to mix two models' files. The weights are
-    # known by their content (SHA-256), so a file retrained at the same path is another model
+    # what made the predictions in `out`: --resume refuses to mix two models' or two datasets'
+    # files. The weights are known by the SHA-256 of the bytes loaded (a file retrained at the same
+    # path is another model), the data by the names and bytes of every file of the split
     sam_only = args.model == "sam" and args.sam_checkpoint
+    loaded = model.loaded_from
     settings = {
         "split": args.split,
         "model": args.model,
         "checkpoint": None if sam_only else str(checkpoint.resolve()),
-        "checkpoint_sha256": None if sam_only else file_sha256(checkpoint),
+        "checkpoint_sha256": None if sam_only else loaded["sha256"],
         "sam_checkpoint": sam_file,
-        # a SAMA file records its SAM file's SHA-256, and load_sama checked the file against it
-        "sam_sha256": (file_sha256(sam_file) if sam_only
-                       else read_sama_header(checkpoint)["sam"]["sha256"]),
+        "sam_sha256": loaded["sha256"] if sam_only else loaded["sam"]["sha256"],
         "config": config,
         "prompt": PROMPTS[split.kind].format(above=split.box_above),
         "prediction": prediction_text(split.kind, config),  # what the PNGs hold
+        "data": outputs.files_digest(f for files in all_pairs for f in files),
     }
     settings_path = out / "settings.json"
     if args.resume and settings_path.is_file():
-        before = json.loads(settings_path.read_text())
+        before = read_settings(settings_path)
         where = ("checkpoint", "sam_checkpoint")  # paths: the same weights may have moved
         changed = [k for k in settings if k not in where and before.get(k) != settings[k]]
         if changed:
             raise data.DataError(f"{out}: holds predictions made with another "
-                                 f"{', '.join(changed)}; use another --out or drop --resume")
-    elif args.resume and any(out.glob("pred*/*.png")):
-        raise data.DataError(f"{out}: holds predictions but no settings.json saying which weights "
-                             f"made them; use another --out or drop --resume")
+                                 f"{', '.join(changed)}; use another --out or --overwrite")
+    elif args.resume and outputs.files(out):
+        raise data.DataError(f"{out}: holds files but no settings.json saying which weights and "
+                             f"data made them; use another --out or --overwrite")
+    if args.overwrite:
+        clear_own_outputs(out)
+    for folder in (out, *out.glob("pred*")):  # what writes killed mid-way left
+        outputs.remove_stale_temporaries(folder)
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 

@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import pickle
+import pickletools
 import re
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from outputs import sha256_file, write_bytes
 from sam import SAM_VARIANTS, Sam, SamConfig, SamPredictor
 from sama import SAMA, TASKS
 
@@ -47,29 +52,51 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
-    """torch.load(weights_only=True) on CPU; any unreadable, truncated or non-dict file ->
+    """torch.load(weights_only=True) on CPU; any unreadable, truncated, damaged or non-dict file ->
     CheckpointError."""
+    return read_checkpoint_and_sha256(path)[0]
+
+
+def read_checkpoint_and_sha256(path: Union[str, os.PathLike]) -> tuple[dict, str]:
+    """(the checkpoint's contents, the SHA-256 of its bytes): the file is read once, and the bytes
+    hashed are the bytes loaded (a file replaced between a load and a second read for the hash
+    would record one file and load another). A zip checkpoint (torch.save's format) is checked
+    against the CRC-32 of every entry first: torch.load does not check them, so a flipped byte
+    would load as a changed weight."""
     src = os.fspath(path)
     if not os.path.exists(src):
         raise CheckpointError(f"{src}: no such file")
     if os.path.isdir(src):
         raise CheckpointError(f"{src}: is a directory, not a checkpoint file")
-    if os.path.getsize(src) == 0:
+    with open(src, "rb") as f:
+        raw = f.read()
+    if not raw:
         raise CheckpointError(f"{src}: empty file")
     if looks_like_safetensors(src):
         raise CheckpointError(f"{src}: looks like a safetensors file (a JSON header), not a "
                               "PyTorch checkpoint; convert it with safetensors.torch.load_file, "
                               "then torch.save")
+    if raw[:4] == b"PK\x03\x04":
+        try:
+            damaged = zipfile.ZipFile(io.BytesIO(raw)).testzip()
+        except (zipfile.BadZipFile, EOFError, ValueError):
+            damaged = None  # torch.load says what is wrong below
+        except (zlib.error, NotImplementedError) as e:
+            raise CheckpointError(f"{src}: corrupted: {e}") from None
+        if damaged is not None:
+            raise CheckpointError(f"{src}: corrupted: {damaged} fails its CRC-32 check (a byte "
+                                  f"changed since it was saved); not loaded")
     try:
         # torch warns about pickle protocols; the error below says enough
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            obj = torch.load(src, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
+        calls = found.group(1) if found else pickle_call(raw)
+        if calls:
             problem = (
-                f"holds Python objects, not only tensors ({found.group(1)}); "
+                f"holds Python objects, not only tensors ({calls}); "
                 "not unpickled, since that could run arbitrary code"
             )
         else:
@@ -93,7 +120,24 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
         raise CheckpointError(
             f"{src}: not a state dict: the file holds a {type(obj).__name__}, not a dict"
         )
-    return obj
+    return obj, hashlib.sha256(raw).hexdigest()
+
+
+def pickle_call(raw: bytes) -> Optional[str]:
+    """The first callable a plain pickle would import to rebuild its objects (e.g. posix.system),
+    read from its opcodes without unpickling; None if it names none or is not a pickle."""
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(raw):
+            if op.name == "GLOBAL":
+                return str(arg).replace(" ", ".")
+            if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # not a pickle from its first byte: nothing to name
+        return None
+    return None
 
 
 def looks_like_safetensors(path: Union[str, os.PathLike]) -> bool:
@@ -279,14 +323,15 @@ def load_sam(
     variant: "vit_b" / "vit_l" / "vit_h" / "tiny", a SamConfig, or None to infer it from the shapes.
     Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit,
     NaN / inf weights included; float16 / bfloat16 / float64 weights are converted to float32 with
-    one warning line.
+    one warning line. model.loaded_from: {"file": absolute path, "sha256": of the bytes loaded}.
     """
-    state_dict = read_checkpoint(checkpoint)
+    state_dict, sha256 = read_checkpoint_and_sha256(checkpoint)
     cfg = check_sam_state_dict(state_dict, variant, source=os.fspath(checkpoint))
     check_float32_and_finite(state_dict, os.fspath(checkpoint))
     with torch.device(device):
         model = Sam(cfg)
     model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
+    model.loaded_from = {"file": os.path.abspath(checkpoint), "sha256": sha256}
     return model.eval()
 
 
@@ -303,34 +348,23 @@ def param_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a
-    file."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save, whole or not at all (outputs.write_bytes: a temporary file renamed; a full disk
+    is one line, outputs.WriteError, and no leftover). Serialised in memory first, so that a write
+    error is the file system's own, not torch's zip writer's ("unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(buffer.getbuffer(), path)
 
 
-def file_sha256(path: Union[str, os.PathLike]) -> str:
-    """The SHA-256 of a file's bytes, as hex: what identifies weights, wherever the file lies."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the SHA-256 of a file's bytes, as hex: what identifies weights
 
 
-def sam_identity(path: Union[str, os.PathLike], variant: str) -> dict:
-    """What a SAMA checkpoint records of the SAM file it was trained on: path, variant, SHA-256."""
-    return {"file": os.path.abspath(path), "variant": variant, "sha256": file_sha256(path)}
+def sam_identity(path: Union[str, os.PathLike], variant: str, sha256: Optional[str] = None) -> dict:
+    """What a SAMA checkpoint records of the SAM file it was trained on: its name (not its folder:
+    load_sama looks beside the SAMA file and in weights/), variant and SHA-256 (give the one of the
+    bytes loaded, Sam.loaded_from, rather than reading the file again)."""
+    return {"file": os.path.basename(os.fspath(path)), "variant": variant,
+            "sha256": sha256 or sha256_file(path)}
 
 
 SAMA_FORMAT = "sama"
@@ -385,11 +419,12 @@ def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
 
 
 def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
-    """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict'),
-    with its 'threshold': the mask threshold it records, DEFAULT_THRESHOLD if it records none. The
-    one place the threshold is read: the Predictor masks with it (evaluate.py, predict.py)."""
+    """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict');
+    ckpt["sha256"] is the SHA-256 of the bytes read, ckpt["threshold"] the mask threshold it
+    records (DEFAULT_THRESHOLD if none): the one place the threshold is read; load_sama passes it
+    on in model.loaded_from, and the Predictor masks with it (evaluate.py, predict.py, app.py)."""
     source = os.fspath(sama_checkpoint)
-    ckpt = read_checkpoint(source)
+    ckpt, sha256 = read_checkpoint_and_sha256(source)
     if ckpt.get("format") != SAMA_FORMAT:
         if any(isinstance(k, str) and k.startswith("image_encoder.") for k in ckpt):
             raise CheckpointError(
@@ -400,23 +435,53 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
                 f"{source}: a training state (for --resume); the weights are in sama.pt beside it"
             )
         raise CheckpointError(f"{source}: not a SAMA checkpoint (no 'format': 'sama' entry)")
+    sam = ckpt.get("sam")
     missing = [k for k in ("config", "sam", "state_dict") if k not in ckpt]
-    if missing or not {"file", "sha256"} <= set(ckpt["sam"]):
+    if missing or not isinstance(sam, dict) or not {"file", "sha256"} <= set(sam):
         raise CheckpointError(
             f"{source}: an incomplete SAMA checkpoint (missing "
             f"{', '.join(missing) or 'sam.file / sam.sha256'})"
         )
+    if not (isinstance(sam["file"], str) and isinstance(sam["sha256"], str)
+            and re.fullmatch(r"[0-9a-f]{64}", sam["sha256"])):
+        raise CheckpointError(f"{source}: its SAM record {sam!r} is not a file name and a SHA-256")
     config = ckpt.get("config")
     if not isinstance(config, dict) or config.get("variant") not in SAM_VARIANTS:
         raise CheckpointError(
             f"{source}: not a SAMA checkpoint: its configuration {config!r} names no SAM variant"
         )
+    if not all(isinstance(config.get(k), bool) for k in ("use_mvle", "use_local_adapter")):
+        raise CheckpointError(f"{source}: its configuration {config!r} does not say true or "
+                              f"false for use_mvle and use_local_adapter")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{source}: its state_dict is not a dict of named tensors")
     if "tasks" not in ckpt:  # without them an untrained head could be scored as if it had learned
         raise CheckpointError(f"{source}: records no trained tasks (saved by an earlier version), "
                               f"so an untrained head cannot be told apart; train it again")
     ckpt["tasks"] = check_tasks(ckpt["tasks"], source)
     ckpt["threshold"] = check_threshold(ckpt.get("threshold", DEFAULT_THRESHOLD), source)
+    ckpt["sha256"] = sha256
     return ckpt
+
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"  # the shipped files; looked in for SAM files
+
+
+def find_sam_file(source: str, recorded: dict) -> str:
+    """The SAM file a SAMA checkpoint names: beside the SAMA file, then in weights/ (an older
+    checkpoint's absolute path first). The SHA-256 is checked by the caller."""
+    name = os.path.basename(recorded["file"])
+    places = [recorded["file"]] if os.path.isabs(recorded["file"]) else []
+    places += [os.path.join(os.path.dirname(os.path.abspath(source)), name),
+               os.fspath(WEIGHTS / name)]
+    found = next((p for p in places if os.path.isfile(p)), None)
+    if found is None:
+        raise CheckpointError(f"{source}: its SAM checkpoint {name} (sha256 "
+                              f"{recorded['sha256'][:12]}...) is neither beside it nor in "
+                              f"{WEIGHTS}; pass --sam-checkpoint")
+    return found
 
 
 def load_sama(
@@ -426,31 +491,32 @@ def load_sama(
 ) -> SAMA:
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
-    sam_checkpoint defaults to the path recorded at training time. The tasks it was trained for are
-    read_sama_header(...)["tasks"]: score it only through those heads (prediction.Predictor does).
-    Refused, with one line: a SAMA file that records no trained tasks, a SAM file of another variant
-    or other weights than the ones SAMA was trained on, a SAMA file with missing, extra or
-    misshapen tensors, and NaN / inf weights in either file.
+    sam_checkpoint defaults to the file the SAMA checkpoint names, looked for beside it and in
+    weights/. The tasks it was trained for are model.loaded_from["tasks"]: score it only through
+    those heads (prediction.Predictor does). model.loaded_from also holds both files' paths and the
+    SHA-256 of the bytes loaded. Refused, with one line: a SAMA file that records no trained
+    tasks, a SAM file of another variant or other weights than the ones SAMA was trained on, a SAMA
+    file with missing, extra or misshapen tensors, and NaN / inf weights in either file.
     """
     source = os.fspath(sama_checkpoint)
     ckpt = read_sama_header(source)
     config, recorded = ckpt["config"], ckpt["sam"]
-    sam_path = os.fspath(sam_checkpoint) if sam_checkpoint is not None else recorded["file"]
-    if not os.path.exists(sam_path):
-        raise CheckpointError(
-            f"{source}: its SAM checkpoint {sam_path} is missing (pass --sam-checkpoint)"
-        )
-    sam_state = read_checkpoint(sam_path)
+    if sam_checkpoint is not None:
+        sam_path = os.fspath(sam_checkpoint)
+        if not os.path.exists(sam_path):
+            raise CheckpointError(f"{sam_path}: no such file (the SAM checkpoint)")
+    else:
+        sam_path = find_sam_file(source, recorded)
+    sam_state, sam_sha256 = read_checkpoint_and_sha256(sam_path)
     sam_cfg = check_sam_state_dict(sam_state, None, source=sam_path)
     if sam_cfg.name != config["variant"]:
         raise CheckpointError(
             f"{sam_path}: a {sam_cfg.name} SAM, but {source} was trained on {config['variant']}"
         )
-    found = sam_identity(sam_path, sam_cfg.name)
-    if found["sha256"] != recorded["sha256"]:
+    if sam_sha256 != recorded["sha256"]:
         raise CheckpointError(
             f"{sam_path}: not the SAM weights {source} was trained on "
-            f"(sha256 {found['sha256'][:12]}..., expected {recorded['sha256'][:12]}... of "
+            f"(sha256 {sam_sha256[:12]}..., expected {recorded['sha256'][:12]}... of "
             f"{recorded['file']})"
         )
     with torch.device("meta"):
@@ -464,6 +530,9 @@ def load_sama(
     model.load_state_dict(
         {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
     )
+    model.loaded_from = {"file": os.path.abspath(source), "sha256": ckpt["sha256"],
+                         "tasks": ckpt["tasks"], "threshold": ckpt["threshold"],
+                         "sam": {"file": os.path.abspath(sam_path), "sha256": sam_sha256}}
     return model.eval()
 
 

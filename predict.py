@@ -18,16 +18,19 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 import data
-from load_sam_weights import CheckpointError, load_sama, read_sama_header
-from prediction import (NonFiniteOutput, Predictor, PromptError, WriteError, check_prompt,
-                        output_images, save_pngs)
+from load_sam_weights import CheckpointError, load_sama
+from outputs import WriteError, remove_stale_temporaries
+from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
+                        save_pngs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -70,12 +73,18 @@ def pairs(values: list[float], option: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1, 2)
 
 
-def check_outputs(paths: list[Path]) -> None:
+def check_outputs(paths: list[Path], image: Optional[Path] = None,
+                  overwrite: bool = False) -> None:
     """Refuse, before any work, outputs that cannot be written: a target that is a folder, a folder
-    under a file, a folder without write permission."""
+    under a file, a folder without write permission; the input image itself, always; an existing
+    file, unless overwrite."""
     for path in paths:
         if path.is_dir():
             raise WriteError(f"{path}: is a folder, not a file (choose another --out)")
+        if image is not None and path.exists() and os.path.samefile(path, image):
+            raise WriteError(f"{path}: is the input image; choose another --out")
+        if path.exists() and not overwrite:
+            raise WriteError(f"{path}: exists; --overwrite replaces it, or choose another --out")
     folder = next(f for f in (paths[0].parent, *paths[0].parent.parents) if f.exists())
     if not folder.is_dir():
         raise WriteError(f"{folder}: is a file, so {paths[0].parent} cannot be a folder "
@@ -97,10 +106,14 @@ def main(argv=None) -> int:
         "--sam-checkpoint",
         help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
     )
-    p.add_argument("--out", help="output prefix (default: the image path without its extension)")
+    p.add_argument("--out", help="output prefix (default: the image path without its extension); "
+                                 "a folder (existing, or ending in /): the image's name in it")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     args = p.parse_args(argv)
     keep_freed_cpu_memory()
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
+    if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
+        prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     try:
         # EXIF orientation applied: outputs match what viewers show
@@ -109,19 +122,19 @@ def main(argv=None) -> int:
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
         check_prompt(args.box, points, h, w)
-        check_outputs(list(targets.values()))
+        check_outputs(list(targets.values()), Path(args.image), args.overwrite)
         model = load_sama(
             args.checkpoint,
             args.sam_checkpoint,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
-        header = read_sama_header(args.checkpoint)
+        tasks = model.loaded_from["tasks"]  # from the bytes loaded, not a second read
     except (PromptError, data.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     # a single-task model: both maps from its trained head; the mask at its recorded threshold
-    predictor = Predictor(model, header["tasks"], header["threshold"])
+    predictor = Predictor(model, tasks, model.loaded_from["threshold"])
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
     try:
@@ -131,6 +144,9 @@ def main(argv=None) -> int:
         print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
         return 3
     outputs = output_images(image, out)
+    # the temporary files of an earlier run of this prefix killed mid-write
+    remove_stale_temporaries(prefix.parent, re.compile(
+        rf"{re.escape(prefix.name)}_(?:mask|alpha|cutout)\.png\.tmp-(\d+)"))
     try:
         save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
     except WriteError as e:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from load_sam_weights import DEFAULT_THRESHOLD
+from outputs import WriteError
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -62,10 +63,21 @@ class Predictor:
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
 
     def set_image(self, image: np.ndarray) -> None:
+        """image: (H, W, 3) uint8 RGB; anything else -> ValueError, one line."""
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+                and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"image: an (H, W, 3) uint8 RGB array is needed, got "
+                             f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}")
         self.predictor.set_image(image)
+        self.size = image.shape[:2]
 
     @torch.no_grad()
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
+        """points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background), box xyxy: pixels
+        of the image, inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order, as the
+        command line checks them; anything else -> PromptError (a ValueError), one line."""
+        check_prompt_arrays(points, labels, box, *getattr(self, "size", (None, None)))
         if not self.is_sama:
             logits, _, _ = self.predictor.predict(points, labels, box, multimask_output=False,
                                                   return_logits=True)
@@ -95,26 +107,57 @@ class PromptError(ValueError):
     """A prompt that does not fit the image; one line."""
 
 
-def check_prompt(box, points: np.ndarray, h: int, w: int) -> None:
+def number(v: float) -> str:
+    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
+    return np.format_float_positional(float(v), trim="-")
+
+
+def check_prompt(box, points: np.ndarray, h: int, w: int, empty_box: bool = False) -> None:
     """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
-    ordered."""
+    ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column)."""
     if box is None and len(points) == 0:
         raise PromptError("give a box and / or at least one point")
+    shown = "" if box is None else " ".join(number(v) for v in box)
     if box is not None and not np.isfinite(box).all():  # NaN fails every comparison below
-        shown = " ".join(f"{v:g}" for v in box)
         raise PromptError(f"box {shown}: coordinates must be finite numbers")
     for x, y in points:
         if not np.isfinite([x, y]).all():
-            raise PromptError(f"point ({x:g}, {y:g}): coordinates must be finite numbers")
+            raise PromptError(f"point ({number(x)}, {number(y)}): coordinates must be finite "
+                              f"numbers")
     if box is not None:
         x0, y0, x1, y1 = box
-        if x1 <= x0 or y1 <= y0:
-            raise PromptError(f"box {x0:g} {y0:g} {x1:g} {y1:g}: needs x1 > x0 and y1 > y0")
+        if (x1 < x0 or y1 < y0) if empty_box else (x1 <= x0 or y1 <= y0):
+            needs = "x1 >= x0 and y1 >= y0" if empty_box else "x1 > x0 and y1 > y0"
+            raise PromptError(f"box {shown}: needs {needs}")
         if min(x0, y0) < 0 or x1 > w or y1 > h:
-            raise PromptError(f"box {x0:g} {y0:g} {x1:g} {y1:g}: outside the {w}x{h} image")
+            raise PromptError(f"box {shown}: outside the {w}x{h} image")
     for x, y in points:
         if not (0 <= x <= w and 0 <= y <= h):
-            raise PromptError(f"point ({x:g}, {y:g}) outside the {w}x{h} image")
+            raise PromptError(f"point ({number(x)}, {number(y)}) outside the {w}x{h} image")
+
+
+def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]) -> None:
+    """The Predictor's arguments: shapes, labels 0 / 1 only, then check_prompt (a box of the GT
+    may be one pixel wide: x1 = x0)."""
+    if h is None:
+        raise PromptError("call set_image before predict")
+    pts = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise PromptError(f"points: an (N, 2) array of x y is needed, got shape {pts.shape}")
+    if points is not None:
+        if labels is None:
+            raise PromptError("labels: one per point is needed (1 foreground, 0 background)")
+        lab = np.asarray(labels).reshape(-1)
+        if len(lab) != len(pts):
+            raise PromptError(f"labels: {len(lab)} for {len(pts)} points")
+        bad = [v for v in lab.tolist() if v not in (0, 1)]
+        if bad:
+            raise PromptError(f"labels: {bad[0]!r}: only 1 (foreground) and 0 (background)")
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
+    check_prompt(box, pts, h, w, empty_box=True)
 
 
 
@@ -140,10 +183,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-class WriteError(OSError):
-    """An output that could not be written (nothing of the set is left); one line."""
 
 
 def save_pngs(images: dict[Path, np.ndarray]) -> None:

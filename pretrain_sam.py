@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import outputs
 import synthetic
 from data import MASK_LOGIT, mask_to_box
 from load_sam_weights import atomic_save
@@ -289,15 +290,29 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="corpus, prompts and initial weights")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the shipped run)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)
     if args.steps < 1 or args.log_every < 1 or args.threads < 1 or not args.lr > 0:
         print("error: --steps, --log-every and --threads must be >= 1, --lr > 0", file=sys.stderr)
         return 2
-    if args.out.exists() and args.out.is_dir():
-        print(f"error: --out {args.out}: is a folder", file=sys.stderr)
+    try:  # before the 65 minutes, not after them
+        outputs.check_writable_file(args.out)
+        if args.out.exists() and not args.overwrite:
+            raise outputs.WriteError(f"--out {args.out}: exists; --overwrite replaces it, or "
+                                     f"choose another --out")
+    except outputs.WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    result = pretrain(args.out, args.steps, args.lr, args.seed, args.log_every)
+    outputs.interrupts_as_keyboard_interrupt()
+    try:
+        result = pretrain(args.out, args.steps, args.lr, args.seed, args.log_every)
+    except outputs.WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing saved ({args.out} left as it was)", file=sys.stderr)
+        return 130
     print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.2f} MiB) in "
           f"{result['minutes']:.1f} min: solid DIS-VD mIoU {result['mIoU']:.4f}, "
           f"mBIoU {result['mBIoU']:.4f}; sha256 {result['sha256']}")

@@ -44,6 +44,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -53,6 +54,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+import outputs
 from data import composite, make_trimap, mask_to_box
 
 SS = 4  # supersampling of every drawn mask
@@ -835,12 +837,28 @@ def manifest(seed: int) -> dict:
                               "folder": folders[name]} for name in folders}}
 
 
+def check_target(root) -> Path:
+    """The benchmark's folder, absolute, checked before any work: new or empty, not the current
+    folder (it is replaced by a folder written beside it), in a folder that can be written. The
+    temporary folders of writes killed mid-way (.ROOT.tmp-PID, their process gone) are removed."""
+    root = Path(root).absolute()
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise outputs.WriteError(f"{root}: exists and is not an empty folder")
+    if root.exists() and root.samefile(Path.cwd()):
+        raise outputs.WriteError(f"{root}: the current folder; give a new folder's name (the "
+                                 f"benchmark is written beside it, then renamed into place)")
+    outputs.check_writable_folder(root.parent, "the benchmark's folder")
+    leftovers = re.compile(rf"\.{re.escape(root.name)}\.tmp-(\d+)")
+    for path in outputs.remove_stale_temporaries(root.parent, leftovers):
+        print(f"removed {path} (left by an interrupted write)")
+    return root
+
+
 def write_benchmark(root, seed: int = 0) -> None:
     """Write the whole benchmark under root (a new or empty folder), all or nothing: into a
-    temporary folder beside it, renamed to root at the end."""
-    root = Path(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{root}: exists and is not an empty folder")
+    temporary folder beside it, renamed to root at the end. outputs.WriteError (one line) if it
+    cannot be written, or another writer finished first."""
+    root = check_target(root)
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -853,6 +871,9 @@ def write_benchmark(root, seed: int = 0) -> None:
         if root.exists():
             root.rmdir()
         os.replace(tmp, root)
+    except OSError as e:
+        raise outputs.WriteError(f"{root}: cannot write ({outputs.reason(e)}); nothing "
+                                 f"written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -897,11 +918,16 @@ def main(argv=None) -> int:
     parser.add_argument("dir", type=Path, help="a new or empty folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.dir.exists() and (not args.dir.is_dir() or any(args.dir.iterdir())):
-        print(f"error: {args.dir}: exists and is not an empty folder", file=sys.stderr)
-        return 2
+    outputs.interrupts_as_keyboard_interrupt()
     t0 = time.time()
-    write_benchmark(args.dir, args.seed)
+    try:
+        write_benchmark(args.dir, args.seed)
+    except outputs.WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing written (run it again)", file=sys.stderr)
+        return 130
     print(f"wrote the benchmark (seed {args.seed}) to {args.dir} in {time.time() - t0:.0f} s: "
           f"DIS5K (thin structures; test split {THIN_TEST_SPLIT}), AIM/Combined_Dataset, "
           f"AM-2K/validation, backgrounds, solid/DIS5K, manifest.json")

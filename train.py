@@ -18,10 +18,10 @@ import argparse
 import json
 import math
 import os
-import re
 import resource
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from tqdm import tqdm
 import data
 import losses
 import evaluate
+import outputs
 from prediction import NonFiniteOutput
 from load_sam_weights import (
     TASK_CHOICES,
@@ -118,6 +119,9 @@ class TrainingError(Exception):
     """A problem that stops training; the message is one line."""
 
 
+OUTPUTS = ("sama.pt", "last.pt", "log.jsonl")  # what a run writes in --out
+
+
 def check_args(args) -> None:
     """Every option's value, before any work: one line naming the first bad one."""
     at_least = {"--batch-size": (args.batch_size, 1), "--accum-steps": (args.accum_steps, 1),
@@ -132,10 +136,19 @@ def check_args(args) -> None:
     for option, value in (("--lr", args.lr), ("--clip", args.clip)):
         if not (math.isfinite(value) and value > 0):
             raise TrainingError(f"{option} {value:g}: must be a finite number above 0")
-    last_pt = Path(args.out) / "last.pt"
+    out = Path(args.out)
+    outputs.check_writable_folder(out)
+    for name in OUTPUTS:
+        if (out / name).is_dir():
+            raise TrainingError(f"{out / name}: is a folder, where the run writes its {name}; "
+                                f"train into another --out")
+    last_pt, there = out / "last.pt", outputs.files(out)
     if not args.resume and last_pt.exists():  # a new run would overwrite that run's checkpoints
         raise TrainingError(f"{last_pt}: a training run is there already; --resume continues it, "
                             f"or train into another --out")
+    if not args.resume and there:  # a fresh run starts in an empty folder: nothing overwritten
+        raise TrainingError(f"{out}: holds {', '.join(there[:3])}{', ...' * (len(there) > 3)} "
+                            f"and no last.pt to resume; train into another --out, or empty it")
 
 
 class NonFiniteLoss(TrainingError):
@@ -218,7 +231,8 @@ class BatchStream:
 def build_datasets(args, image_size: int) -> tuple:
     """Segmentation and matting training sets and the validation items ({"seg": [(image, mask)],
     "matting": [(image, alpha) or (foreground, alpha, background)]}), every file and background
-    checked first. Masks go to the segmentation head, mattes to the matting head."""
+    checked first, and the training files (names and bytes make --resume's data digest). Masks go
+    to the segmentation head, mattes to the matting head."""
     seg = mat = None
     trains_seg, trains_mat = args.tasks in ("seg", "both"), args.tasks in ("matting", "both")
     if data.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
@@ -280,7 +294,12 @@ def build_datasets(args, image_size: int) -> tuple:
         data.check_backgrounds(drawn, workers=args.workers)
         mat = data.MattingDataset(fg_pairs + d646, natural, backgrounds, image_size, augment=True,
                                   seed=args.seed)
-    return seg, mat, val
+    # the files a position in the streams refers to (validation items only observe)
+    files = [f for pair in seg_pairs for f in pair] if seg is not None else []
+    if mat is not None:
+        files += [f for p in fg_pairs + d646 + natural for f in p[:2]] + list(backgrounds)
+        files += [b for p in d646 for b in p[2]]
+    return seg, mat, val, files
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,9 +364,8 @@ def get_lr(step: int, total_steps: int, args) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def save_training_state(
-    path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args
-):
+def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng,
+                        sam_id: dict, args, data_digest: str):
     """Everything --resume needs, SAM excluded (it is read again from its own file), written
     atomically."""
     state = {
@@ -358,17 +376,18 @@ def save_training_state(
         "optimizer": optimizer.state_dict(),
         "step": step,
         "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
-        "data": data_identity(streams),
+        "data": data_identity(streams, data_digest),
         "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},
         "args": {k: v for k, v in vars(args).items()},
     }
     atomic_save(state, path)
 
 
-def data_identity(streams: dict) -> dict:
-    """The sizes a data position means something in: samples per set, processes."""
-    return {name: {"samples": len(s.dataset), "processes": s.world}
-            for name, s in streams.items() if s is not None}
+def data_identity(streams: dict, digest: str) -> dict:
+    """The sizes a data position means something in (samples per set, processes) and the digest of
+    the training files' names and bytes (outputs.files_digest)."""
+    return {**{name: {"samples": len(s.dataset), "processes": s.world}
+               for name, s in streams.items() if s is not None}, "files": digest}
 
 
 # what --resume requires to equal the saved run's (each changes the weights or the data position);
@@ -376,30 +395,31 @@ def data_identity(streams: dict) -> dict:
 RESUME_SAME = ("batch_size", "accum_steps", "lr", "warmup_steps", "clip", "seed", "tasks")
 
 
-def check_same_run(state: dict, args, streams: dict, source: Path) -> None:
-    """--resume continues the saved run only: the same recipe, data sizes and processes."""
+def check_same_run(state: dict, args, streams: dict, source: Path, data_digest: str) -> None:
+    """--resume continues the saved run only: the same recipe, data sizes, processes and data
+    files (names and bytes)."""
     saved = state["args"]
     changed = [f"--{k.replace('_', '-')} {saved.get(k)} (now {getattr(args, k)})"
                for k in RESUME_SAME if saved.get(k) != getattr(args, k)]
-    for name, now in data_identity(streams).items():
-        before = state.get("data", {}).get(name, now)  # states saved before this check: not known
+    now = data_identity(streams, data_digest)
+    for name, sizes in now.items():
+        if name == "files":
+            continue
+        before = state["data"].get(name, sizes)
         for key in ("samples", "processes"):
-            if before[key] != now[key]:
-                changed.append(f"{before[key]} {name} {key} (now {now[key]})")
+            if before[key] != sizes[key]:
+                changed.append(f"{before[key]} {name} {key} (now {sizes[key]})")
+    if state["data"].get("files") != data_digest:
+        changed.append("other training files (their names or bytes differ)")
     if changed:
         raise TrainingError(f"{source}: saved with {', '.join(changed)}; resume with the same "
                             f"values, or train into another --out")
 
 
-STALE_TEMPORARY = re.compile(r".+\.tmp-\d+")  # atomic_save's name for a file being written
-
-
 def remove_stale_temporaries(out_dir: Path) -> None:
     """Remove the temporary files of saves killed mid-write (only rank 0 writes in OUT)."""
-    for path in sorted(out_dir.iterdir()):
-        if STALE_TEMPORARY.fullmatch(path.name) and path.is_file():
-            path.unlink()
-            print(f"removed {path} (left by an interrupted save)")
+    for path in outputs.remove_stale_temporaries(out_dir):
+        print(f"removed {path} (left by an interrupted save)")
 
 
 def drop_records_after(log_path: Path, step: int) -> None:
@@ -418,11 +438,31 @@ def drop_records_after(log_path: Path, step: int) -> None:
             kept.append(line)
     if len(kept) == len(lines):
         return
-    tmp = log_path.with_name(f"{log_path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, log_path)
+    outputs.write_text("".join(f"{line}\n" for line in kept), log_path)
     print(f"{log_path}: dropped {len(lines) - len(kept)} records logged after step {step}, "
           f"the checkpoint's")
+
+
+TRAINING_STATE = {"sama": dict, "config": dict, "sam": dict, "optimizer": dict, "step": int,
+                  "streams": dict, "data": dict, "rng": dict, "args": dict}
+
+
+def read_training_state(path: Path) -> dict:
+    """OUT/last.pt, checked to be a whole training state of this version (one line if not)."""
+    state = read_checkpoint(path)
+    if state.get("format") != "sama-training-state":
+        raise TrainingError(f"{path}: not a SAMA training state")
+    wrong = [k for k, kind in TRAINING_STATE.items() if not isinstance(state.get(k), kind)]
+    if not wrong and "files" not in state["data"]:
+        wrong = ["data.files (saved by an earlier version, without its data's digest)"]
+    if not wrong:
+        wrong = [k for k in ("sha256", "file") if not isinstance(state["sam"].get(k), str)]
+        wrong += [f"rng.{k}" for k in ("torch", "prompt")
+                  if not isinstance(state["rng"].get(k), torch.Tensor)]
+    if wrong:
+        raise TrainingError(f"{path}: not a whole training state ({', '.join(wrong)} missing or "
+                            f"of the wrong kind); train into another --out")
+    return state
 
 
 def holds_weights(sama_path: Path, weights: dict) -> bool:
@@ -484,6 +524,7 @@ def validate(model: SAMA, val: dict, tasks: list[str]) -> dict:
 
 def train(args) -> Path:
     check_args(args)
+    args.fresh = not args.resume  # --out was empty: what it holds after an interrupt is this run's
     # --- processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if distributed:
@@ -499,7 +540,8 @@ def train(args) -> Path:
     torch.manual_seed(args.seed)
 
     # --- data first: a broken tree stops the run before anything is written
-    seg_set, mat_set, val = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    seg_set, mat_set, val, files = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    data_digest = outputs.files_digest(files)
     streams = {
         name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers)
         if ds is not None
@@ -523,7 +565,7 @@ def train(args) -> Path:
             f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything"
         )
     sam = load_sam(sam_path, args.model, device=device)
-    sam_id = sam_identity(sam_path, sam.config.name)
+    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
     # SAMA's initial weights from the seed alone, however SAM was made or found
     torch.manual_seed(args.seed)
     model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
@@ -542,16 +584,14 @@ def train(args) -> Path:
     prompt_rng = torch.Generator().manual_seed(args.seed)
     step = 0
     if args.resume:
-        state = read_checkpoint(out_dir / "last.pt")
-        if state.get("format") != "sama-training-state":
-            raise TrainingError(f"{out_dir / 'last.pt'}: not a SAMA training state")
+        state = read_training_state(out_dir / "last.pt")
         if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
             raise TrainingError(
                 f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
                 f"not {model.config} on {sam_id['file']}"
             )
         last_pt = out_dir / "last.pt"
-        check_same_run(state, args, streams, last_pt)  # --tasks included
+        check_same_run(state, args, streams, last_pt, data_digest)  # --tasks included
         if state["step"] > total_steps:
             raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
                                 f"asked (--max-steps / --epochs); nothing done")
@@ -672,9 +712,8 @@ def train(args) -> Path:
             if master and any(val.values()) and (step % args.val_every == 0 or last):
                 write_record(bar, log, {"step": step, **validate(model, val, tasks)})
             if master and (step % args.save_every == 0 or last):
-                save_training_state(
-                    out_dir / "last.pt", model, optimizer, step, streams, prompt_rng, sam_id, args
-                )
+                save_training_state(out_dir / "last.pt", model, optimizer, step, streams,
+                                    prompt_rng, sam_id, args, data_digest)
                 save_sama(model, out_dir / "sama.pt", sam_id, tasks)
     finally:
         bar.close()  # before any error message: "error: ..." then starts a line of its own
@@ -689,14 +728,30 @@ def train(args) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    outputs.interrupts_as_keyboard_interrupt()
+    out = Path(args.out)
     try:
-        train(args)
+        # rank 0 holds --out for the whole run; the others write nothing there
+        with outputs.claim(out) if int(os.environ.get("RANK", 0)) == 0 else nullcontext():
+            try:
+                train(args)
+            except KeyboardInterrupt:  # before the first save, a fresh run's files say nothing
+                if getattr(args, "fresh", False) and not (out / "last.pt").is_file():
+                    for name in ("log.jsonl", "sam_tiny_random.pth"):
+                        (out / name).unlink(missing_ok=True)
+                raise
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (TrainingError, CheckpointError, data.DataError) as e:
+    except (TrainingError, CheckpointError, data.DataError, outputs.WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if (out / "last.pt").is_file():
+            print(outputs.INTERRUPTED, file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint; nothing kept", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 import demo
 import evaluate
 import synthetic
-from load_sam_weights import load_sam, load_sama, read_sama_header
+from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_header
 
 # the shortened demo's scores, made with the pinned versions (requirements.txt) on this project's
 # 2-core x86-64 machine; after moving a pin, regenerate with
@@ -35,6 +35,9 @@ def test_the_shipped_sama_is_trained_on_the_shipped_sam():
     assert all(torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(),
                                                  sam.state_dict().values()))
     assert demo.SHIPPED_SAMA.stat().st_size <= 2**20
+    # it names its SAM file, not a folder of the machine it was made on: found in weights/
+    assert header["sam"]["file"] == "sam_standin.pth"
+    assert load_sama(demo.SHIPPED_SAMA).loaded_from["sam"]["file"] == str(demo.ablate.STANDIN_SAM)
 
 
 def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
@@ -48,20 +51,22 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     for name in ("maxF (soft)↑", "MAE (soft)↓", "MAE (binary)↓", "mIoU (binary)↑"):
         assert name in printed  # every score names the map it reads
 
-    for run in ("SAM", "shipped", "live"):
+    for run in ("SAM", "shipped", "live-seed0-2steps"):
         for split, keys in (("DIS-TE1", set(demo.THIN_KEYS)),
                             ("Composition-1K", {"SAD", "MSE"})):
             scores = json.loads((out / "eval" / f"{run}-{split}" / "metrics.json").read_text())
             assert scores["scores"]["n"] == 2
             assert keys <= set(scores["scores"])
             assert all(scores["scores"][k] == scores["scores"][k] for k in keys)  # no NaN
-    assert read_sama_header(out / "sama-live-seed0" / "sama.pt")["tasks"] == ["seg", "matting"]
+    assert read_sama_header(out / "sama-live-seed0-2steps" / "sama.pt")["tasks"] == ["seg",
+                                                                                    "matting"]
 
     # the same scores as the pinned versions gave: a drift of numpy, pillow, scipy or torch (image
     # decoding, resizing, augmentation, training) fails here rather than in a reader's table
-    printed_scores = {f"{run}-{split}": json.loads(
+    printed_scores = {f"{tag}-{split}": json.loads(
         (out / "eval" / f"{run}-{split}" / "metrics.json").read_text())["scores"]
-        for run in ("SAM", "shipped", "live") for split in ("DIS-TE1", "Composition-1K")}
+        for tag, run in (("SAM", "SAM"), ("shipped", "shipped"), ("live", "live-seed0-2steps"))
+        for split in ("DIS-TE1", "Composition-1K")}
     if os.environ.get("SAMA_WRITE_DEMO_REFERENCE") == "1":
         REFERENCE.write_text(json.dumps(printed_scores, indent=2, sort_keys=True) + "\n")
     reference = json.loads(REFERENCE.read_text())
@@ -79,9 +84,16 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     assert sheet.size == (len(evaluate.VIS_COLUMNS) * step - 4, evaluate.VIS_HEADER + rows * step)
 
     # a second run trains nothing again (the finished live run is kept)
-    before = (out / "sama-live-seed0" / "sama.pt").read_bytes()
+    before = (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes()
     assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
-    assert (out / "sama-live-seed0" / "sama.pt").read_bytes() == before
+    assert (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes() == before
+
+    # another --steps: a run of its own beside the first, scored into folders of its own (issue 22:
+    # it ended on the first run's forced --resume)
+    assert demo.main(["--out", str(out), "--steps", "1", "--limit", "2"]) == 0
+    assert "SAMA live (1 steps)" in capsys.readouterr().out
+    assert (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes() == before
+    assert read_checkpoint(out / "sama-live-seed0-1steps" / "last.pt")["step"] == 1
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--limit", "-1"]])

@@ -49,7 +49,7 @@ def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
 def single_task(checkpoints, tmp_path_factory) -> dict:
     """SAMA checkpoints recorded as trained for one task: {"seg": path, "matting": path}."""
     sam_path, _ = checkpoints
-    folder = tmp_path_factory.mktemp("single")
+    folder = sam_path.parent  # beside the SAM file they name
     torch.manual_seed(1)
     model = SAMA(load_sam(sam_path))
     paths = {task: folder / f"sama-{task}.pt" for task in TASKS}
@@ -414,8 +414,8 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert report["scores"] == direct()  # scored from the files as they are now
 
-    # without --resume everything is recomputed
-    assert run(*args) == 0
+    # --overwrite: everything is recomputed
+    assert run(*args, "--overwrite") == 0
     assert np.array_equal(data.load_mask(first), original[first])
 
 
@@ -494,6 +494,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     sam_path, sama_path = checkpoints
     ckpt = tmp_path / "sama.pt"
     shutil.copy(sama_path, ckpt)
+    shutil.copy(sam_path, tmp_path)  # beside it, as the SAMA file names it
     out = tmp_path / "dis"
     args = ("--split", "DIS-VD", "--data", toy, "--limit", 1, "--out", out)
     assert run(*args, "--checkpoint", ckpt) == 0
@@ -511,13 +512,14 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     capsys.readouterr()
     assert run(*args, "--checkpoint", ckpt, "--resume") == 2
     assert one_error_line(capsys) == (f"error: {out}: holds predictions made with another "
-                                      "checkpoint_sha256; use another --out or drop --resume")
+                                      "checkpoint_sha256; use another --out or --overwrite")
     assert {name: (out / name).read_bytes() for name in files_under(out)} == before
 
     # the same weights at another path: the predictions are theirs, reused
     moved = tmp_path / "moved" / "sama.pt"
     moved.parent.mkdir()
     shutil.copy(sama_path, moved)
+    shutil.copy(sam_path, moved.parent)
     assert run(*args, "--checkpoint", moved, "--resume") == 0
     assert np.array_equal(data.load_mask(first), edited)
     assert json.loads((out / "settings.json").read_text())["checkpoint"] == str(moved.resolve())

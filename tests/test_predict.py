@@ -75,7 +75,7 @@ def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tm
 def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tmp_path):
     ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["tasks"] = ["matting"]  # the same weights, recorded as trained for matting only
-    matting_only = tmp_path / "sama-matting.pt"
+    matting_only = checkpoint.parent / "sama-matting.pt"  # beside its SAM file, which it names
     torch.save(ckpt, matting_only)
     prefix = tmp_path / "cut"
     box = [5, 10, 40, 70]
@@ -205,11 +205,11 @@ def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-def run_predict(rotated_image, checkpoint, prefix, capsys) -> tuple[int, str]:
+def run_predict(rotated_image, checkpoint, prefix, capsys, *extra) -> tuple[int, str]:
     """predict.main on BOX -> (exit code, stderr)."""
     capsys.readouterr()
     code = predict.main([str(rotated_image), *BOX, "--checkpoint", str(checkpoint),
-                         "--out", str(prefix)])
+                         "--out", str(prefix), *map(str, extra)])
     return code, capsys.readouterr().err
 
 
@@ -220,7 +220,8 @@ def test_nan_weights_are_refused_before_anything_is_written(checkpoint, rotated_
     ckpt["state_dict"][key] = ckpt["state_dict"][key] * float("nan")
     broken = tmp_path / "nan.pt"
     torch.save(ckpt, broken)
-    code, err = run_predict(rotated_image, broken, tmp_path / "x", capsys)
+    code, err = run_predict(rotated_image, broken, tmp_path / "x", capsys, "--sam-checkpoint",
+                            checkpoint.parent / "sam_tiny.pth")
     assert code == 2
     assert err == (f"error: {broken}: NaN or inf in 1 tensor ({key}): broken weights, e.g. from a "
                    "diverged training run\n")
@@ -309,7 +310,8 @@ def test_full_disk_on_the_third_file_leaves_nothing(checkpoint, rotated_image, t
         return real_save(self, fp, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "save", save)
-    code, err = run_predict(rotated_image, checkpoint, tmp_path / "out" / "x", capsys)
+    code, err = run_predict(rotated_image, checkpoint, tmp_path / "out" / "x", capsys,
+                            "--overwrite")
     assert code == 2 and len(calls) == 3
     assert err == (f"error: {old['cutout']}: cannot write (No space left on device); none of "
                    "x_mask.png, x_alpha.png, x_cutout.png written\n")

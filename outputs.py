@@ -1,0 +1,226 @@
+"""Where a command writes: one run at a time, nothing mixed, nothing half-written (DESIGN.md,
+"Outputs").
+
+The rule every command follows: an output folder belongs to one run at a time (claim(): a lock
+file naming the run; a second run is refused in one line naming the holder, the lock of a process
+that no longer runs is taken over); a fresh run starts from an empty folder (files() lists what
+is there); --resume continues only what the same weights and data made (sha256_file / files_digest
+recorded at the start and compared); files are written whole or not at all (write_bytes: a
+temporary file renamed over the target; a full disk is one line and no leftover); an interrupt
+(ctrl-C, SIGTERM) ends in one line. Nothing here knows a command's outputs: they say which.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+LOCK = ".lock"  # inside the folder it guards
+INTERRUPTED = "interrupted; --resume continues"
+TEMPORARY = re.compile(r".+\.tmp-(\d+)")  # write_bytes' name for a file being written: NAME.tmp-PID
+
+PathLike = Union[str, os.PathLike]
+
+
+class WriteError(OSError):
+    """An output that cannot be written, or a folder another run holds; the message is one
+    line."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Before any work: can it be written, is it ours
+# ----------------------------------------------------------------------------------------------
+
+
+def check_writable_folder(folder: PathLike, option: str = "--out") -> None:
+    """The folder, or the nearest existing folder above it, must be a folder this process may write
+    in; a file in the way is named."""
+    folder = Path(folder).absolute()
+    existing = next(f for f in (folder, *folder.parents) if f.exists())
+    if not existing.is_dir():
+        what = "" if existing == folder else f", so {folder} cannot be a folder"
+        raise WriteError(f"{option} {existing}: is a file{what} (choose another {option})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(f"{option} {existing}: no permission to write there (choose another "
+                         f"{option})")
+
+
+def check_writable_file(path: PathLike, option: str = "--out") -> None:
+    """A file to write: not a folder, in a folder that can be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"{option} {path}: is a folder, not a file (choose another {option})")
+    check_writable_folder(path.parent, option)
+
+
+def files(folder: PathLike) -> list[str]:
+    """The names in a folder (none if it does not exist), its lock left out: what a fresh run
+    requires to be empty."""
+    folder = Path(folder)
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK) if folder.is_dir() else []
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _holder(lock: Path) -> str:
+    """Who holds a lock, in words; '' if its process no longer runs (a stale lock)."""
+    try:
+        held = json.loads(lock.read_text())
+        pid, host = int(held["pid"]), held["host"]
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, KeyError, TypeError):  # being written by its holder this instant
+        return "another run"
+    if host == socket.gethostname() and not pid_running(pid):
+        return ""
+    return f"pid {pid} on {host} ({held.get('command', '?')}, since {held.get('started', '?')})"
+
+
+@contextmanager
+def claim(folder: PathLike, option: str = "--out") -> Iterator[Path]:
+    """Hold `folder` for this run: made if missing, FOLDER/.lock written with this process's pid,
+    host and command, removed at the end. Another live run's lock -> WriteError naming it; the lock
+    of a process that no longer runs is replaced (said on stderr). A folder made here and left
+    empty (the run stopped before writing) is removed again."""
+    folder = Path(folder)
+    check_writable_folder(folder, option)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(lock)
+            if holder:
+                raise WriteError(f"{folder}: in use by {holder}; wait for it to end, or use "
+                                 f"another {option}") from None
+            lock.unlink(missing_ok=True)  # a stale lock: its process is gone
+            print(f"{lock}: removed the lock of a run that no longer runs", file=sys.stderr)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(mine)
+        break
+    else:
+        raise WriteError(f"{folder}: its lock {lock} keeps coming back; another run is starting")
+    try:
+        yield folder
+    finally:
+        try:
+            if lock.read_text() == mine:
+                lock.unlink()
+        except OSError:
+            pass
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def remove_stale_temporaries(folder: PathLike, pattern: re.Pattern = TEMPORARY) -> list[Path]:
+    """Remove what writes killed mid-way left in `folder` (NAME.tmp-PID files or folders whose
+    process no longer runs); returns what was removed."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        found = pattern.fullmatch(path.name)
+        if found and not pid_running(int(found.group(1))):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing: whole or not at all
+# ----------------------------------------------------------------------------------------------
+
+
+def reason(e: OSError) -> str:
+    """An OSError in a few words; a full disk says so."""
+    if e.errno == errno.ENOSPC:
+        return "no space left on device"
+    return e.strerror or str(e) or type(e).__name__
+
+
+def write_bytes(data: bytes, path: PathLike) -> None:
+    """The bytes to PATH.tmp-PID beside `path`, flushed to disk, then renamed over it: a crash, a
+    kill or a full disk never leaves half a file. Any OSError -> WriteError naming the file, the
+    temporary file removed."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WriteError(f"{path}: cannot write ({reason(e)}); left as it was") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: PathLike) -> None:
+    write_bytes(text.encode(), path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Identities: the weights by their bytes, the data by its files
+# ----------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_digest(paths: Iterable[PathLike]) -> str:
+    """SHA-256 over the files in their order: each one's name and the SHA-256 of its contents. The
+    same digest means the same files with the same bytes, wherever the folder lies."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{Path(path).name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Interrupts: ctrl-C and SIGTERM end in one line
+# ----------------------------------------------------------------------------------------------
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def interrupts_as_keyboard_interrupt() -> None:
+    """SIGTERM (kill, a scheduler's end of job) raises KeyboardInterrupt as ctrl-C does, so that
+    both unwind the same way: locks released, temporaries removed, one line. (Python lets only
+    the main thread set a handler; elsewhere this does nothing.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
