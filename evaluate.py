@@ -25,7 +25,7 @@ Distinctions-646's test set is composited once (data.d646_test_triples: each for
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
 scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
-Like for like (predict.Predictor): SAMA and SAM are each scored through the same two maps, the
+Like for like (prediction.Predictor): SAMA and SAM are each scored through the same two maps, the
 probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
 which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
 checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
