@@ -227,7 +227,7 @@ def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
     save_sama(model, recorded, sam_identity(sam_path, "tiny"), TASKS, threshold=threshold)
     out = tmp_path / "eval"
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", recorded, "--out", out,
-               "--limit", 1) == 0
+               "--sam-checkpoint", sam_path, "--limit", 1) == 0
     for (_, gt_path), probability in zip(pairs, seg):
         mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
         np.testing.assert_array_equal(mask >= 128, probability > threshold)

@@ -108,7 +108,8 @@ def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rot
     assert read_sama_header(checkpoint)["threshold"] == 0.5  # none recorded: the default
     prefix = tmp_path / "cut"
     assert predict.main([str(rotated_image), "--box", *map(str, box.tolist()),
-                         "--checkpoint", str(recorded), "--out", str(prefix)]) == 0
+                         "--checkpoint", str(recorded), "--out", str(prefix),
+                         "--sam-checkpoint", str(checkpoint.with_name("sam_tiny.pth"))]) == 0
     written = np.asarray(Image.open(f"{prefix}_mask.png"))
     np.testing.assert_array_equal(written, (seg > threshold).astype(np.uint8) * 255)
 
