@@ -17,8 +17,11 @@ every run (DESIGN.md, "The ablation in miniature"); the test splits are read onc
 
 OUT holds bench/, runs/<configuration>-seed<k>/ (train.py's folder, its log and sama.pt),
 eval/<configuration>-seed<k>-<split>/ (evaluate.py's), results.json (every score of every seed),
-ablation.md (mean +/- standard deviation over seeds beside the paper's numbers) and ablation.png;
-`--per-kind` adds per_kind.md, the same predictions scored per kind of thin structure and of matte.
+ablation.md (mean +/- standard deviation over seeds beside the paper's numbers, then each of the
+paper's contrasts with its 95% interval from a paired bootstrap over test images and seeds,
+stats.py) and ablation.png; `--per-kind` adds per_kind.md, the same predictions scored per kind of
+thin structure and of matte. SAM and SAMA are scored like for like (evaluate.py): the soft scores
+from each model's probability map, the binary ones from each model's mask.
 A run whose result.json holds the same settings is not redone, so an interrupted study continues
 where it stopped; a result made with other settings stops the study (use another --out).
 """
@@ -42,17 +45,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import data
 import evaluate
 import outputs
+import stats
 import synthetic
 from load_sam_weights import file_sha256
+from losses import bce_loss, iou_loss, l1_loss
+from metrics import column, mask_iou, matting_scores, seg_scores
 from provenance import provenance
-from metrics import mask_iou, matting_scores, seg_scores
-from sam import SAM_VARIANTS
+from sam import SAM_VARIANTS, postprocess_masks, preprocess_shape
 
 REPO = Path(__file__).resolve().parent
 STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
@@ -62,6 +66,9 @@ STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
 RECIPE = {"steps": 600, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
 QUICK_RECIPE = {"steps": 2, "lr": 3e-3, "warmup_steps": 1, "batch_size": 2}
 QUICK_IMAGES = 4  # --quick: images per test split and validation images
+# how the test splits are scored; a study scored another way is not reused (its result.json files
+# hold another value): 2 = like for like, soft scores from both models' probability maps
+SCORING = 2
 
 
 @dataclass(frozen=True)
@@ -92,10 +99,20 @@ CONFIGURATIONS = (
 
 # the test splits: evaluate.py's split name, its data option, the benchmark folder, the scores kept
 TESTS = {
-    "thin": ("DIS-TE1", "--data", "DIS5K", ("maxF", "MAE", "mIoU", "mBIoU")),
+    "thin": ("DIS-TE1", "--data", "DIS5K", ("maxF", "MAE", "MAE_binary", "FP", "FN", "mIoU",
+                                            "mBIoU")),
     "matting": ("Composition-1K", "--matting", "AIM", ("SAD", "MSE")),
 }
-LOWER_IS_BETTER = {"MAE", "SAD", "MSE"}
+LOWER_IS_BETTER = {"MAE", "MAE_binary", "FP", "FN", "SAD", "MSE"}
+
+# the paper's contrasts (A, B): in each, the paper's A is the better on every score it prints
+# (Tables 1, 3-5: DIS-VD maxF and MAE, AM-2K / P3M-500 and RefMatte-RW100 SAD)
+CONTRASTS = (("SAMA", "SAM", "Table 1"), ("SAMA", "MVLE-only", "Table 3"),
+             ("SAMA", "LA-only", "Table 3"), ("MVLE-only", "neither", "Table 3"),
+             ("LA-only", "neither", "Table 3"), ("SAMA", "seg-only", "Table 5"),
+             ("SAMA", "matting-only", "Table 5"))
+CONTRAST_KEYS = (("thin", "maxF"), ("thin", "MAE"), ("thin", "MAE_binary"), ("thin", "mIoU"),
+                 ("thin", "mBIoU"), ("matting", "SAD"))
 
 
 class StudyError(Exception):
@@ -222,21 +239,68 @@ def paper_cell(split: str, config: dict, key: str) -> str:
     return "-"
 
 
+MARGIN_KEYS = (("thin", "mBIoU"), ("thin", "maxF"), ("thin", "MAE"), ("thin", "MAE_binary"),
+               ("matting", "SAD"))
+
+
 def margins(results: list) -> list:
     """SAMA's margin over plain SAM per seed, signed so that a positive margin is a gain."""
     sam = next(r for r in results if r["configuration"] == "SAM")["scores"]
     rows = []
     for r in sorted((r for r in results if r["configuration"] == "SAMA"), key=lambda r: r["seed"]):
         row = {"seed": r["seed"]}
-        for test, key in (("thin", "mBIoU"), ("thin", "maxF"), ("thin", "MAE"), ("matting", "SAD")):
+        for test, key in MARGIN_KEYS:
             sign = -1 if key in LOWER_IS_BETTER else 1
             row[key] = sign * (r["scores"][test][key] - sam[test][key])
         rows.append(row)
     return rows
 
 
-def markdown(results: list, header: str) -> str:
-    stats = summary(results)
+def per_image_scores(out: Path, results: list, config: str, test: str, key: str):
+    """The study's per-image scores of one configuration on one test split, (seeds, images) ((seeds,
+    images, 256) for maxF: the F curves), from evaluate.py's per_image.json; and the images'
+    stems."""
+    split = TESTS[test][0]
+    runs = sorted((r for r in results if r["configuration"] == config),
+                  key=lambda r: -1 if r["seed"] is None else r["seed"])
+    stems, scores = None, []
+    for r in runs:
+        name = config if r["seed"] is None else f"{config}-seed{r['seed']}"
+        path = out / "eval" / f"{name}-{split}" / "per_image.json"
+        if not path.is_file():
+            raise StudyError(f"{path}: missing (written by evaluate.py since like-for-like "
+                             f"scoring); run the study again into another --out")
+        written = json.loads(path.read_text())
+        if stems is not None and written["stems"] != stems:
+            raise StudyError(f"{path}: scores other images than the other seeds' runs")
+        stems = written["stems"]
+        scores.append(written["scores"][key])
+    return stems, np.asarray(scores, np.float64)
+
+
+def contrasts(out: Path, results: list) -> list:
+    """Each of the paper's contrasts (CONTRASTS) on each score of CONTRAST_KEYS: A - B, its 95%
+    interval (stats.paired_bootstrap over the test images, paired, and the seeds) and the verdict
+    in the paper's direction (A better)."""
+    rows = []
+    for a, b, table in CONTRASTS:
+        for test, key in CONTRAST_KEYS:
+            stems_a, scores_a = per_image_scores(out, results, a, test, key)
+            stems_b, scores_b = per_image_scores(out, results, b, test, key)
+            if stems_a != stems_b:
+                raise StudyError(f"{a} and {b} were scored on different images of {test}")
+            reduce = (lambda curves: curves.max(axis=-1)) if key == "maxF" else None
+            found = stats.paired_bootstrap(scores_a, scores_b, reduce)
+            verdict = stats.verdict(found["low"], found["high"], key not in LOWER_IS_BETTER)
+            rows.append({"a": a, "b": b, "table": table, "test": test, "key": key, **found,
+                         "verdict": verdict})
+    return rows
+
+
+def markdown(results: list, header: str, found: list) -> str:
+    """The study's table, SAMA's margins over SAM per seed, the contrasts (`found`, contrasts())
+    and the validation scores."""
+    means = summary(results)
     keys = [k for _, _, _, ks in TESTS.values() for k in ks]
     arrows = {k: "↓" if k in LOWER_IS_BETTER else "↑" for k in keys}
     lines = [
@@ -244,11 +308,14 @@ def markdown(results: list, header: str) -> str:
         "Ours: mean ± standard deviation over the seeds, on the test splits of the synthetic "
         "benchmark: thin structures (DIS5K/DIS-TE1, GT-box prompts) and the Composition-1K-style "
         "matting test (box of alpha > 0, SAD and MSE x1e3 in the trimap's unknown region). "
+        "Like for like: \"(soft)\" scores read each model's probability map (SAM's: sigmoid "
+        "of its mask logits), \"(binary)\" scores its binary mask; FP and FN are the fractions "
+        "of the image the mask adds to and misses of the GT. "
         "Paper: its DIS-VD maxF and MAE (Tables 1, 3, 5), its AM-2K SAD (Tables 3-4) and its "
         "RefMatte-RW100 SAD (Table 5), real data and real SAM: for the direction, not the values.",
         "",
         "| configuration | paper maxF↑ DIS-VD | paper MAE↓ DIS-VD | paper SAD↓ AM-2K | "
-        "paper SAD↓ RefMatte | " + " | ".join(f"{k}{arrows[k]}" for k in keys) + " |",
+        "paper SAD↓ RefMatte | " + " | ".join(f"{column(k)}{arrows[k]}" for k in keys) + " |",
         "|---" * (5 + len(keys)) + "|",
     ]
     for config in CONFIGURATIONS:
@@ -258,17 +325,34 @@ def markdown(results: list, header: str) -> str:
                  paper_cell("RefMatte-RW100", config.paper, "SAD")]
         ours = []
         for k in keys:
-            mean, spread, values = stats[config.name][k]
+            mean, spread, values = means[config.name][k]
             digits = 2 if k in ("SAD", "MSE") else 4
             ours.append(f"{mean:.{digits}f}" if config.options is None
                         else f"{mean:.{digits}f} ± {spread:.{digits}f}")
         lines.append(f"| {config.label} | " + " | ".join(paper + ours) + " |")
-    lines += ["", "SAMA's margin over plain SAM per seed (positive: SAMA better; MAE and SAD are "
+    lines += ["", "SAMA's margin over plain SAM per seed (positive: SAMA better; for MAE and SAD, "
                   "SAM's minus SAMA's):", "",
-              "| seed | mBIoU | maxF | MAE | SAD |", "|---|---|---|---|---|"]
+              "| seed | " + " | ".join(column(k) for _, k in MARGIN_KEYS) + " |",
+              "|---" * (1 + len(MARGIN_KEYS)) + "|"]
     for row in margins(results):
-        lines.append(f"| {row['seed']} | {row['mBIoU']:+.4f} | {row['maxF']:+.4f} | "
-                     f"{row['MAE']:+.4f} | {row['SAD']:+.3f} |")
+        lines.append(f"| {row['seed']} | " + " | ".join(
+            f"{row[k]:+.3f}" if k == "SAD" else f"{row[k]:+.4f}" for _, k in MARGIN_KEYS) + " |")
+    lines += ["", "The paper's contrasts, A - B (the paper has A better on every score it prints): "
+                  "the difference of the means over seeds, its 95% interval from a paired "
+                  f"bootstrap over the test images and the seeds ({stats.RESAMPLES} resamples, "
+                  "stats.py), and \"supported\" only where the interval excludes zero in the "
+                  "paper's direction.", "",
+              "| A - B | paper | " + " | ".join(
+                  f"{column(k)}{arrows[k]}" for _, k in CONTRAST_KEYS) + " |",
+              "|---" * (2 + len(CONTRAST_KEYS)) + "|"]
+    for a, b, table in CONTRASTS:
+        cells = []
+        for test, key in CONTRAST_KEYS:
+            c = next(r for r in found if (r["a"], r["b"], r["test"], r["key"]) == (a, b, test, key))
+            digits = 2 if key == "SAD" else 4
+            cells.append(f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, "
+                         f"{c['high']:+.{digits}f}] {c['verdict']}")
+        lines.append(f"| {a} - {b} | {table} | " + " | ".join(cells) + " |")
     lines += ["", "Validation (DIS-VD, at the end of each run, through the head it trained): "
                   "maxF per seed", ""]
     for config in CONFIGURATIONS[1:]:
@@ -279,7 +363,7 @@ def markdown(results: list, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-FIGURE_METRICS = ("mBIoU", "maxF", "MAE", "SAD")
+FIGURE_METRICS = ("mBIoU", "maxF", "MAE_binary", "SAD")
 PANEL = (460, 300)  # pixels per panel of the figure
 COLOURS = [(120, 120, 120), (180, 200, 230), (110, 160, 220), (90, 190, 150), (220, 90, 60),
            (240, 170, 80), (170, 120, 200)]
@@ -288,19 +372,19 @@ COLOURS = [(120, 120, 120), (180, 200, 230), (110, 160, 220), (90, 190, 150), (2
 def figure(results: list, path: Path) -> None:
     """A 2 x 2 grid of bar charts (one metric each): bar = mean over seeds, whisker = +/- one
     standard deviation, dots = the seeds."""
-    stats = summary(results)
+    means = summary(results)
     width, height = PANEL
     sheet = Image.new("RGB", (2 * width, 2 * height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for p, key in enumerate(FIGURE_METRICS):
         x0, y0 = (p % 2) * width, (p // 2) * height
         left, right, top, bottom = x0 + 50, x0 + width - 10, y0 + 30, y0 + height - 40
-        cells = [stats[c.name][key] for c in CONFIGURATIONS]
+        cells = [means[c.name][key] for c in CONFIGURATIONS]
         top_value = max(max(v for v in values) for _, _, values in cells)
         top_value = max(top_value, max(m + s for m, s, _ in cells)) * 1.1 or 1.0
         direction = "lower is better" if key in LOWER_IS_BETTER else "higher is better"
         test = "matting test" if key == "SAD" else "thin-structure test"
-        draw.text((left, y0 + 8), f"{key} ({direction}), {test}", fill=(0, 0, 0))
+        draw.text((left, y0 + 8), f"{column(key)}, {direction}, {test}", fill=(0, 0, 0))
         draw.line([left, top, left, bottom, right, bottom], fill=(0, 0, 0))
         for tick in range(5):
             value = top_value * tick / 4
@@ -333,28 +417,85 @@ def figure(results: list, path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def through_grid(truth: np.ndarray, side: int) -> np.ndarray:
-    """The best map a model with outputs on a grid of `side` cells per frame side can give: the
-    GT (or alpha) averaged onto that grid and up-sampled bilinearly to its size, as the predictors
-    up-sample their logits (the frame holds the image with its long side on the frame's)."""
+BOUND_STEPS, BOUND_LR = 200, 1.0  # Adam on the free grid: more steps barely change what it reaches
+
+
+def upsampling_matrices(side: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, C), (h, side) and (w, side): sam.postprocess_masks of a (side, side) grid G is R G C^T.
+
+    Bilinear resizing and cropping act on rows and columns apart, and keep a constant map constant,
+    so the grid with ones on row i alone comes out as R's column i repeated along the rows (and the
+    same for the columns); tests/test_ablate.py checks the product against postprocess_masks."""
+    input_size = preprocess_shape(h, w, STANDIN_FRAME)
+    basis = torch.eye(side).reshape(side, 1, side, 1).expand(side, 1, side, side)
+    rows = postprocess_masks(basis, STANDIN_FRAME, input_size, (h, w))[:, 0, :, 0]  # (side, h)
+    cols = postprocess_masks(basis.transpose(2, 3), STANDIN_FRAME, input_size, (h, w))
+    return rows.T.contiguous(), cols[:, 0, 0, :].T.contiguous()
+
+
+def fitted_bound(truth: np.ndarray, side: int, region=None) -> tuple[np.ndarray, np.ndarray]:
+    """What a map on a grid of `side` cells per frame side can reach on one image, found by fitting:
+    a free grid of values, up-sampled exactly as the predictors up-sample (sam.postprocess_masks:
+    bilinear to the frame, crop, bilinear to the image's size; as upsampling_matrices while
+    fitting), fitted to the GT by Adam (BOUND_STEPS steps, the rate decaying linearly from
+    BOUND_LR) with the loss of what is scored.
+
+    A mask (region None): the grid holds logits, fitted with BCE + soft IoU (L_seg's first terms);
+    returns the probability sigmoid(up-sampled logits) as uint8 and the mask (logits > 0). A matte
+    (region: the trimap's unknown pixels): the grid holds sigmoid(free values), an alpha up-sampled
+    as SamaPredictor up-samples its alpha, fitted with L1 on the region (SAD); returns the alpha as
+    uint8 (twice). The fit finds a map the grid can give, so the score reached is a lower estimate
+    of the grid's best: "reachable at" that resolution, not a proven ceiling."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # maps this small: more threads cost more than they give
+    try:
+        return _fit(truth, side, region)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(truth: np.ndarray, side: int, region) -> tuple[np.ndarray, np.ndarray]:
+    """fitted_bound's work."""
     h, w = truth.shape
-    scale = side / max(h, w)  # grid cells per image pixel
-    grid = (max(1, round(h * scale)), max(1, round(w * scale)))
-    x = torch.from_numpy(truth.astype(np.float32) / 255.0)[None, None]
-    x = F.interpolate(F.interpolate(x, grid, mode="area"), (h, w), mode="bilinear",
-                      align_corners=False)
-    return np.round(x[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)
+    rows, cols = upsampling_matrices(side, h, w)
+    target = torch.from_numpy(truth.astype(np.float32) / 255.0)[None, None]
+    if region is None:
+        target = (target > 128 / 255).float()  # the GT as the scores binarise it
+    valid = None if region is None else torch.from_numpy(region)[None, None].float()
+    grid = torch.zeros(side, side, requires_grad=True)
+    optimiser = torch.optim.Adam([grid], lr=BOUND_LR)
+    # the step shrinks linearly to 0: L1's gradient never does
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda k: 1 - k / BOUND_STEPS)
+    for _ in range(BOUND_STEPS):
+        if region is None:
+            logits = (rows @ grid @ cols.T)[None, None]
+            loss = bce_loss(logits, target) + iou_loss(torch.sigmoid(logits), target)
+        else:
+            loss = l1_loss((rows @ torch.sigmoid(grid) @ cols.T)[None, None], target, valid)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    with torch.no_grad():  # the map the predictors' own up-sampling makes of the fitted grid
+        values = grid if region is None else torch.sigmoid(grid)
+        values = postprocess_masks(values[None, None], STANDIN_FRAME,
+                                   preprocess_shape(h, w, STANDIN_FRAME), (h, w))[0, 0]
+    if region is None:
+        soft = torch.sigmoid(values).numpy()
+        return np.round(soft * 255).astype(np.uint8), values.numpy() > 0
+    alpha = np.round(values.clamp(0, 1).numpy() * 255).astype(np.uint8)
+    return alpha, alpha
 
 
 def per_kind(out: Path) -> str:
     """The study's test predictions (OUT/eval) scored per kind, as a markdown table: the whole thin
-    split by MAE and by the fractions of pixels the mask (>= 128) adds to the GT (> 128; FP) or
-    misses (FN); thin structures (kind = image index mod 5, synthetic.THIN_KINDS) by MAE, IoU and
-    the predicted area over the GT's (above 1: the mask is too thick or fills holes); mattes
-    (synthetic.MATTE_KINDS, by foreground index mod 5) by SAD in the unknown region. Each cell is
-    the mean over the configuration's seeds of the mean over that kind's images. Two more rows
-    score the GT itself passed through the output grids (through_grid): SAMA's heads at 8G and
-    SAM's masks at 4G, what each could reach at its resolution."""
+    split by MAE of the probability map (soft) and of the mask (binary), and by the fractions of
+    pixels the mask adds to the GT (> 128; FP) or misses (FN); thin structures (kind = image index
+    mod 5, synthetic.THIN_KINDS) by the mask's IoU and its area over the GT's (above 1: the mask is
+    too thick or fills holes); mattes (synthetic.MATTE_KINDS, by foreground index mod 5) by SAD in
+    the unknown region. The masks are the ones evaluate.py wrote (mask/). Each cell is the mean over
+    the configuration's seeds of the mean over that kind's images. Two more rows score what a map
+    on the output grids can reach (fitted_bound): SAMA's heads at 8G and SAM's masks at 4G."""
     if not (out / "results.json").is_file():
         raise StudyError(f"{out / 'results.json'}: missing; run the study into {out} first")
     quick = json.loads((out / "results.json").read_text())["results"][0]["settings"]["quick"]
@@ -373,13 +514,26 @@ def per_kind(out: Path) -> str:
             region = data.load_mask(files[2]) == 128 if split == "Composition-1K" else None
             images.append((split, kind, stem, data.load_mask(files[1]), region))
 
-    def saved(run: str):  # the predictions a run of the study wrote
-        def read(split: str, stem: str, gt: np.ndarray) -> np.ndarray:
-            pred = evaluate.read_png(out / "eval" / f"{run}-{split}" / "pred" / f"{stem}.png",
-                                     gt.shape)
-            if pred is None:
-                raise StudyError(f"{out}/eval/{run}-{split}: the prediction of {stem} is missing")
-            return pred
+    def saved(run: str):  # the maps a run of the study wrote: (probability or alpha, mask or None)
+        def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
+            folder = out / "eval" / f"{run}-{split}"
+            pred = evaluate.read_png(folder / "pred" / f"{stem}.png", gt.shape)
+            mask = None if region is not None else evaluate.read_png(
+                folder / "mask" / f"{stem}.png", gt.shape)
+            if pred is None or (region is None and mask is None):
+                raise StudyError(f"{folder}: the prediction or mask of {stem} is missing (a study "
+                                 f"scored before like-for-like scoring?)")
+            return pred, None if mask is None else mask >= 128
+        return read
+
+    def fitted(side: int):  # the bound at one grid; a matte's alpha is shared by its composites
+        cache = {}
+
+        def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
+            key = (gt.tobytes(), None if region is None else region.tobytes())
+            if key not in cache:
+                cache[key] = fitted_bound(gt, side, region)
+            return cache[key]
         return read
 
     runs = []  # (row, [one reader per seed])
@@ -389,40 +543,40 @@ def per_kind(out: Path) -> str:
                  else sorted(p.name.removesuffix("-DIS-TE1") for p in found))
         if names:
             runs.append((config.name, [saved(name) for name in names]))
-    grids = (("GT through 8G", STANDIN_FRAME // 2), ("GT through 4G", STANDIN_FRAME // 4))
-    for row, side in grids:  # side: the grid's cells per frame side
-        runs.append((row, [lambda split, stem, gt, side=side: through_grid(gt, side)]))
+    for row, side in (("reachable at 8G (fitted)", STANDIN_FRAME // 2),
+                      ("reachable at 4G (fitted)", STANDIN_FRAME // 4)):
+        runs.append((row, [fitted(side)]))
 
     rows = []
     for row, readers in runs:
         cells = {}  # (kind, metric) -> [value per image, over every seed]
         for read in readers:
             for split, kind, stem, gt, region in images:
-                pred = read(split, stem, gt)
+                pred, mask = read(split, stem, gt, region)
                 if region is not None:  # a matte
                     cells.setdefault((kind, "SAD"), []).append(
                         matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
                     continue
-                mask, target = pred >= 128, gt > 128
-                mae = seg_scores(pred, target)["MAE"]  # as the table's (PySODMetrics' rules)
-                cells.setdefault((kind, "MAE"), []).append(mae)
+                target = gt > 128
+                scores = seg_scores(pred, target, mask)  # the study's rules (evaluate.py's)
                 cells.setdefault((kind, "IoU"), []).append(mask_iou(mask, target))
                 cells.setdefault((kind, "area"), []).append(
                     float(mask.sum() / max(1, target.sum())))
-                for key, value in (("MAE", mae), ("FP", (mask & ~target).mean()),
-                                   ("FN", (~mask & target).mean())):
-                    cells.setdefault(("all", key), []).append(float(value))
+                for key in ("MAE", "MAE_binary", "FP", "FN"):
+                    cells.setdefault(("all", key), []).append(float(scores[key]))
         rows.append((row, {k: float(np.mean(v)) for k, v in cells.items()}))
 
-    columns = [("all", m) for m in ("MAE", "FP", "FN")]
-    columns += [(k, m) for k in tests["DIS-TE1"][1] for m in ("MAE", "IoU", "area")]
+    columns = [("all", m) for m in ("MAE", "MAE_binary", "FP", "FN")]
+    columns += [(k, m) for k in tests["DIS-TE1"][1] for m in ("IoU", "area")]
     columns += [(k, "SAD") for k in tests["Composition-1K"][1]]
     columns = [c for c in columns if c in rows[0][1]]  # the kinds the test splits hold
-    lines = ["| configuration | " + " | ".join(f"{k} {m}" for k, m in columns) + " |",
+    names = {"IoU": "IoU (binary)", "area": "area (binary)", "SAD": "SAD"}
+    lines = ["| configuration | " + " | ".join(f"{k} {names.get(m) or column(m)}"
+                                               for k, m in columns) + " |",
              "|---" * (1 + len(columns)) + "|"]
-    digits = {"MAE": 3, "IoU": 3, "FP": 4, "FN": 4, "area": 2, "SAD": 2}
+    digits = {"IoU": 3, "area": 2, "SAD": 2}
     for row, cell in rows:
-        values = [f"{cell[k, m]:.{4 if k == 'all' else digits[m]}f}" for k, m in columns]
+        values = [f"{cell[k, m]:.{digits.get(m, 4)}f}" for k, m in columns]
         lines.append(f"| {row} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -482,6 +636,7 @@ def study(args) -> int:
         print(f"writing the synthetic benchmark to {bench}")
         synthetic.write_benchmark(bench, seed=0)
     settings = {"recipe": QUICK_RECIPE if args.quick else RECIPE, "quick": args.quick,
+                "scoring": SCORING,
                 "sam_sha256": file_sha256(STANDIN_SAM),
                 "bench": json.loads((bench / "manifest.json").read_text())["seed"]}
     # the longest runs first, so that the last ones to start are short
@@ -515,11 +670,17 @@ def study(args) -> int:
               f"{recipe['steps']} steps of batch {recipe['batch_size']} per task, Adam lr "
               f"{recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps; stand-in SAM sha256 "
               f"{settings['sam_sha256'][:12]}...")
-    evaluate.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n",
-                        args.out / "results.json")
-    evaluate.write_text(markdown(results, header), args.out / "ablation.md")
+    try:
+        found = contrasts(args.out, results)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = markdown(results, header, found)
+    evaluate.write_text(json.dumps({"header": header, "results": results, "contrasts": found},
+                                   indent=2) + "\n", args.out / "results.json")
+    evaluate.write_text(table, args.out / "ablation.md")
     figure(results, args.out / "ablation.png")
-    print(markdown(results, header))
+    print(table)
     print(f"wrote {args.out / 'ablation.md'}, {args.out / 'ablation.png'} and "
           f"{args.out / 'results.json'}")
     return 0

@@ -98,7 +98,8 @@ class App:
                  max_upload_mb: float = MAX_UPLOAD_MB, max_side: int = MAX_SIDE) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"  # as predict.py picks it
         self.model = load_sama(checkpoint, sam_checkpoint, device=device)
-        self.tasks = self.model.loaded_from["tasks"]  # of the bytes loaded, not a second read
+        # of the bytes loaded, not a second read; the mask threshold the file records
+        self.tasks, self.threshold = (self.model.loaded_from[k] for k in ("tasks", "threshold"))
         self.device = torch.device(device)
         self.examples_root, self.examples = examples, None
         self.max_upload, self.max_side = int(max_upload_mb * 2**20), max_side
@@ -143,7 +144,7 @@ class App:
         """Encode the image for the tab (its features, once) and make it the tab's image."""
         with self.model_lock:
             t0 = time.perf_counter()
-            predictor = Predictor(self.model, self.tasks)
+            predictor = Predictor(self.model, self.tasks, self.threshold)
             predictor.set_image(image)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()

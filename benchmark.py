@@ -219,6 +219,7 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     fresh process on the CPU."""
     import onnxruntime  # requirements-onnx.txt: imported by --onnx only
 
+    from load_sam_weights import DEFAULT_THRESHOLD
     from onnx_graphs import export_graphs
     from sama_onnx import OnnxPredictor
 
@@ -233,7 +234,7 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     image, box = test_image(image_size)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "onnx"
-        manifest = export_graphs(sama_cpu, TASKS, folder, weights={})
+        manifest = export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, folder, weights={})
         del sama_cpu
         size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
         threads = torch.get_num_threads()  # onnxruntime's intra-op threads: as many as PyTorch's

@@ -4,9 +4,10 @@
 2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
    of train.py with the study's recipe (ablate.RECIPE), which runs 600.
 3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
-   prompts) and on the matting test (Composition-1K style, box of alpha > 0): plain SAM, the
-   shipped SAMA (weights/sama_standin.pt: the study's full model with seed 0, made by
-   `python ablate.py`) and the one trained here; prints the table.
+   prompts; every model's probability map and binary mask, each score naming its map) and on the
+   matting test (Composition-1K style, box of alpha > 0): plain SAM, the shipped SAMA
+   (weights/sama_standin.pt: the study's full model with seed 0, made by `python ablate.py`) and
+   the one trained here; prints the table.
 4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of each kind (lines, mesh,
    rings, branch, creature) and three mattes (hair, glass, lace), the first test image of each kind.
 
@@ -30,12 +31,14 @@ import outputs
 import synthetic
 import train
 from load_sam_weights import CheckpointError, load_sama
+from metrics import column
 from prediction import Predictor
 from provenance import provenance
 
 SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"
 SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
 SHEET_MATTES = (0, 2, 4)  # test foregrounds of kind hair, glass, lace (kind = index mod 5)
+THIN_KEYS = ("maxF", "MAE", "MAE_binary", "mIoU", "mBIoU")  # the table's thin-structure scores
 
 
 def scores(model: list, split: str, option: str, root: Path, dest: Path) -> dict:
@@ -115,17 +118,20 @@ def run(args) -> int:
                       out / "eval" / f"{tag}-DIS-TE1")
         matting = scores(model + limit, "Composition-1K", "--matting", bench / "AIM",
                          out / "eval" / f"{tag}-Composition-1K")
-        table[name] = {**{k: thin[k] for k in ("maxF", "MAE", "mIoU", "mBIoU")},
+        table[name] = {**{k: thin[k] for k in THIN_KEYS},
                        **{k: matting[k] for k in ("SAD", "MSE")}}
-    print(f"\n{'':28}{'thin structures (DIS-TE1)':^36}   {'matting test':^16}")
-    print(f"{'':28}{'maxF↑':>9}{'MAE↓':>9}{'mIoU↑':>9}{'mBIoU↑':>9}   {'SAD↓':>8}{'MSE↓':>8}")
+    # every model through the same maps: its probability map (soft), its binary mask (binary)
+    print(f"\n{'':28}{'thin structures (DIS-TE1)':^{16 * len(THIN_KEYS)}}   {'matting test':^16}")
+    arrows = {"maxF": "↑", "mIoU": "↑", "mBIoU": "↑"}
+    print(f"{'':28}" + "".join(f"{column(k) + arrows.get(k, '↓'):>16}" for k in THIN_KEYS)
+          + f"   {'SAD↓':>8}{'MSE↓':>8}")
     for name, row in table.items():
-        thin = "".join(f"{row[k]:9.4f}" for k in ("maxF", "MAE", "mIoU", "mBIoU"))
+        thin = "".join(f"{row[k]:16.4f}" for k in THIN_KEYS)
         print(f"{name:28}{thin}   {row['SAD']:8.3f}{row['MSE']:8.2f}")
 
     print("[4/4] the contact sheet (the shipped SAMA)")
     model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
-    predictor = Predictor(model, model.loaded_from["tasks"])
+    predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
     thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in data.composition1k_pairs(bench / "AIM")}

@@ -13,8 +13,9 @@ Protocol (DESIGN.md, "Data and evaluation"): one prompt per image taken from the
 (no multimask), every prediction written as a 0-255 PNG at the GT's resolution and scored from that
 PNG with metrics.py, so the scores equal metrics.py run on the written files.
 
-    segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU
-    points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count
+    segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm (probability map);
+                                                  mIoU, mBIoU, MAE_binary, FP, FN (binary mask)
+    points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count (binary mask)
     matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
                            (RefMatte-RW100: > 127) the trimaps' unknown region, the others on the
                                                   whole image (Distinctions-646 also on the
@@ -24,13 +25,17 @@ Distinctions-646's test set is composited once (data.d646_test_triples: each for
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
 scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
-SAMA's segmentation prediction is its probability map sigmoid(seg logits) (maxF and meanEm sweep
-thresholds over it; a binary map would make them degenerate); SAM's is its binary mask, as released.
-A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored through the
-head it trained: its alpha as the segmentation map, or its segmentation probability as the alpha.
-Outputs in --out: pred/{stem}.png (pred-{k}pt/ for point splits), metrics.json, results.md (our row
+Like for like (prediction.Predictor): SAMA and SAM are each scored through the same two maps, the
+probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
+which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
+checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
+(metrics.SEG_MAPS). A model trained for one task (train.py --tasks, recorded in its checkpoint) is
+scored through the head it trained: its alpha as the segmentation map, or its segmentation
+probability as the alpha. Outputs in --out: pred/{stem}.png (the probability map or the alpha),
+mask/{stem}.png (the binary mask, segmentation splits), pred-{k}pt/ (point splits: the masks),
+metrics.json, per_image.json (every image's scores, for the study's bootstrap), results.md (our row
 beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
-once settings.json shows the same weights (SHA-256 of the files), split and prompt made them.
+once settings.json shows the same weights (SHA-256 of the files), split, prompt and maps made them.
 Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
 """
 
@@ -54,13 +59,15 @@ from tqdm import tqdm
 import data
 import outputs
 from load_sam_weights import (
+    DEFAULT_THRESHOLD,
     TASK_CHOICES,
     CheckpointError,
     default_run_dir,
     load_sam,
     load_sama,
 )
-from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
+from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
+                     prediction_to_uint8)
 from outputs import WriteError
 from predict import keep_freed_cpu_memory
 from prediction import NonFiniteOutput, Predictor, save_png
@@ -103,7 +110,7 @@ SPLITS = {
     "folder-mattes": Split("matting", "folder", data.folder_mattes),
 }
 
-SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU")
+SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
 MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
 BAND = "_unknown"  # Distinctions-646's second column: SAD_unknown, ... on the trimap's unknown band
 PROMPTS = {
@@ -291,17 +298,18 @@ PAPER_NOTES = {
 
 
 def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:
-    """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability scored at the GT's
-    resolution through the heads it trained (`tasks`; see Predictor): SegMetrics results (maxF,
-    wF, MAE, Sm, meanEm, mIoU, mBIoU, n). Used for validation by train.py; leaves the model in eval
-    mode."""
+    """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability and mask (at the
+    default threshold) scored at the GT's resolution through the heads it trained (`tasks`; see
+    Predictor): SegMetrics results (maxF, ..., n). Used for validation by train.py; leaves the
+    model in eval mode."""
     predictor, seg = Predictor(model, tasks), SegMetrics()
     for image_path, gt_path in tqdm(
         pairs, desc="validate", disable=not progress, dynamic_ncols=True
     ):
         image, gt = data.load_image(image_path), data.load_mask(gt_path)
         predictor.set_image(image)
-        seg.update(predictor.predict(box=data.mask_to_box(gt > 128))["seg"], gt)
+        out = predictor.predict(box=data.mask_to_box(gt > 128))
+        seg.update(out["seg"], gt, out["mask"])
     return seg.results()
 
 
@@ -363,13 +371,16 @@ def write_text(text: str, path: Path) -> None:
 
 def evaluate(
     split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True
-) -> dict:
+) -> tuple[dict, dict]:
     """Predict what is missing (everything without --resume), then score every PNG written.
 
-    Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results.
+    Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results;
+    and every image's scores ({key: [value per image, in the order of `pairs`]}, SegMetrics /
+    MattingMetrics per_image()).
     """
     split = SPLITS[split_name]
-    folders = [f"pred-{k}pt" for k in POINT_COUNTS] if split.kind == "points" else ["pred"]
+    folders = {"seg": ["pred", "mask"], "points": [f"pred-{k}pt" for k in POINT_COUNTS],
+               "matting": ["pred"]}[split.kind]
     stems = [Path(p[1]).stem for p in pairs]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
@@ -404,7 +415,7 @@ def evaluate(
                     preds[k] = read_png(paths[k], gt.shape)  # score what was written, read back
         # scores always come from the PNGs, so a resumed run equals a fresh one
         if split.kind == "seg":
-            seg.update(preds[0], gt)
+            seg.update(preds[0], gt, preds[1] >= 128)
         elif split.kind == "points":
             for k, pred in zip(POINT_COUNTS, preds):
                 iou[k].append(mask_iou(pred >= 128, gt > 128))
@@ -416,27 +427,30 @@ def evaluate(
                 band.update(preds[0], gt, trimap)
 
     if split.kind == "seg":
-        return seg.results()
+        return seg.results(), seg.per_image()
     if split.kind == "matting":
         if not split.band_column:
-            return matting.results()
+            return matting.results(), matting.per_image()
         second = band.results()
-        return {**matting.results(), **{k + BAND: second[k] for k in (*MATTING_KEYS, "region")}}
-    return {**{f"mIoU@{k}": float(np.mean(iou[k])) for k in POINT_COUNTS},
-            **{f"mBIoU@{k}": float(np.mean(biou[k])) for k in POINT_COUNTS}, "n": len(pairs)}
+        return ({**matting.results(), **{k + BAND: second[k] for k in (*MATTING_KEYS, "region")}},
+                {**matting.per_image(), **{k + BAND: v for k, v in band.per_image().items()}})
+    per_image = {**{f"mIoU@{k}": iou[k] for k in POINT_COUNTS},
+                 **{f"mBIoU@{k}": biou[k] for k in POINT_COUNTS}}
+    return {**{k: float(np.mean(v)) for k, v in per_image.items()}, "n": len(pairs)}, per_image
 
 
 def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str,
                   box_above: int = 0) -> list[np.ndarray]:
-    """The maps written for one image: [seg] (box), [alpha] (box of alpha > box_above),
-    [seg @ k points]."""
+    """The maps written for one image: [seg, mask] (box), [alpha] (box of alpha > box_above),
+    [mask @ k points]."""
     if kind == "seg":
-        return [predictor.predict(box=data.mask_to_box(gt > 128))["seg"]]
+        out = predictor.predict(box=data.mask_to_box(gt > 128))
+        return [out["seg"], out["mask"]]
     if kind == "matting":
         return [predictor.predict(box=data.mask_to_box(gt > box_above))["alpha"]]
     points = sample_points(gt, stem)
     return [
-        predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["seg"]
+        predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["mask"]
         for k in POINT_COUNTS
     ]
 
@@ -495,7 +509,7 @@ def contact_rows(predictor: Predictor, kind: str, pairs, box_above: int = 0) -> 
         grey = np.full(gt.shape, 128, np.uint8)
         sama = predictor.is_sama
         sam_mask = to_uint8(out["sam"])
-        sama_mask = to_uint8(out["seg"] >= 0.5) if sama else grey
+        sama_mask = to_uint8(out["mask"]) if sama else grey
         alpha = to_uint8(out["alpha"]) if sama else grey
         scored = (alpha if kind == "matting" else sama_mask) if sama else sam_mask
         panels = [shown, gt, sam_mask, sama_mask, alpha, error_map(scored, gt)]
@@ -551,7 +565,7 @@ def results_markdown(split_name: str, report: dict) -> str:
     lines += [
         f"Images: {scores['n']}.",
         "",
-        "| row | source | " + " | ".join(keys) + " |",
+        "| row | source | " + " | ".join(map(column, keys)) + " |",
         "|---|---|" + "---|" * len(keys),
         "| **ours** | this run | " + " | ".join(fmt(scores[k]) for k in keys) + " |",
     ]
@@ -711,9 +725,9 @@ def clear_own_outputs(out: Path) -> None:
 
 def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
     """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows)
-    and the SAM file it runs on. A SAMA model's configuration holds the tasks its checkpoint
-    records. model.loaded_from holds the SHA-256 of the bytes loaded (for plain SAM taken from a
-    SAMA file: the SAMA file's record)."""
+    and the SAM file it runs on. A SAMA model's configuration holds the tasks and the mask
+    threshold its checkpoint records. model.loaded_from holds the SHA-256 of the bytes loaded (for
+    plain SAM taken from a SAMA file: the SAMA file's record)."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
         return (
@@ -736,7 +750,8 @@ def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], d
     if args.model == "sam":
         sama.sam.loaded_from = sama.loaded_from
         return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
-    return sama, {"model": "sama", **sama.config, "tasks": tasks}, sam_file
+    return sama, {"model": "sama", **sama.config, "tasks": tasks,
+                  "threshold": sama.loaded_from["threshold"]}, sam_file
 
 
 def prediction_text(kind: str, config: dict) -> str:
@@ -744,18 +759,23 @@ def prediction_text(kind: str, config: dict) -> str:
     if config["model"] == "sam":
         if kind == "matting":
             return "SAM's binary mask as alpha (0 / 255)"
-        return "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+        if kind == "points":
+            return "SAM's binary mask (logits > 0, single-mask output), 0 / 255 PNG"
+        return ("SAM's probability sigmoid(mask logits) (single-mask output), 0-255 PNG; its "
+                "binary mask (logits > 0), 0 / 255 PNG")
     tasks = config["tasks"]
     if kind == "matting":
         if "matting" in tasks:
             return "SAMA alpha (matting head), 0-255 PNG"
         return ("SAMA segmentation probability sigmoid(seg logits) as the alpha (the model trained "
                 "no matting head), 0-255 PNG")
-    threshold = "; mIoU / mBIoU at >= 128" + (" (logits >= 0)" if "seg" in tasks else "")
+    mask = f"binary mask (probability > {config['threshold']:g}), 0 / 255 PNG"
+    if kind == "points":
+        return f"SAMA {mask}"
     if "seg" in tasks:
-        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG{threshold}"
+        return f"SAMA segmentation probability sigmoid(seg logits), 0-255 PNG; its {mask}"
     return (f"SAMA alpha (matting head) as the segmentation probability map (the model trained no "
-            f"segmentation head), 0-255 PNG{threshold}")
+            f"segmentation head), 0-255 PNG; its {mask}")
 
 
 def read_settings(path: Path) -> dict:
@@ -816,6 +836,7 @@ def run(args) -> int:
         "sam_sha256": loaded["sha256"] if sam_only else loaded["sam"]["sha256"],
         "config": config,
         "prompt": PROMPTS[split.kind].format(above=split.box_above),
+        "prediction": prediction_text(split.kind, config),  # what the PNGs hold
         "data": outputs.files_digest(f for files in all_pairs for f in files),
     }
     settings_path = out / "settings.json"
@@ -841,24 +862,27 @@ def run(args) -> int:
         views = 5 if isinstance(model, SAMA) and model.use_mvle else 1
         seconds = compile_image_encoder(sam.eval(), views)
         print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
-    predictor = Predictor(model, config.get("tasks"))
-    scores = evaluate(args.split, pairs, out, predictor, args.resume, progress=not args.no_progress)
+    predictor = Predictor(model, config.get("tasks"), config.get("threshold", DEFAULT_THRESHOLD))
+    scores, per_image = evaluate(args.split, pairs, out, predictor, args.resume,
+                                 progress=not args.no_progress)
     if args.vis:
         contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis], split.box_above),
                       out / "vis.png")
 
-    prediction = prediction_text(split.kind, config)
     report = {
         **settings,
         "data": str(Path(root).resolve()),
-        "prediction": prediction,
-        "scored": "every PNG in pred*/ read back and scored with metrics.py at the GT's resolution",
+        "scored": "every PNG in pred*/ (and mask/) read back and scored with metrics.py at the "
+                  "GT's resolution",
         "scores": scores,
         "paper": PAPER.get(args.split, []),
     }
+    # per_image.json first: a metrics.json always has its images' scores beside it
+    write_text(json.dumps({"split": args.split, "stems": [Path(p[1]).stem for p in pairs],
+                           "scores": per_image}) + "\n", out / "per_image.json")
     write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
     write_text(results_markdown(args.split, report), out / "results.md")
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+    shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
     print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
     return 0
 

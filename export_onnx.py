@@ -43,7 +43,8 @@ def main(argv=None) -> int:
         return 2
     loaded = model.loaded_from  # paths and SHA-256 of the bytes loaded
     weights = {"sama": {"file": loaded["file"], "sha256": loaded["sha256"]}, "sam": loaded["sam"]}
-    manifest = export_graphs(model, tuple(loaded["tasks"]), out, weights)
+    manifest = export_graphs(model, tuple(loaded["tasks"]), loaded["threshold"], out,
+                             weights)
     sizes = ", ".join(
         f"{name} {sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
         f"in {manifest['export_seconds'][name]:.1f} s"

@@ -368,6 +368,8 @@ def sam_identity(path: Union[str, os.PathLike], variant: str, sha256: Optional[s
 
 
 SAMA_FORMAT = "sama"
+# SAMA's mask: its probability map above this, unless the checkpoint records another threshold
+DEFAULT_THRESHOLD = 0.5
 # train.py / evaluate.py --tasks -> the heads that learn (and may be scored)
 TASK_CHOICES = {"seg": ["seg"], "matting": ["matting"], "both": list(TASKS)}
 
@@ -381,16 +383,27 @@ def check_tasks(tasks, source: str) -> list[str]:
     return [t for t in TASKS if t in tasks]
 
 
+def check_threshold(threshold, source: str) -> float:
+    """The mask threshold on SAMA's probability map: a number strictly between 0 and 1."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            0 < threshold < 1):
+        raise CheckpointError(f"{source}: mask threshold {threshold!r}: not a number strictly "
+                              f"between 0 and 1")
+    return float(threshold)
+
+
 def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict,
-              tasks: Sequence[str]) -> None:
+              tasks: Sequence[str], threshold: Optional[float] = None) -> None:
     """Only SAMA's own tensors (trainable weights and BatchNorm statistics), its configuration, the
-    tasks it was trained for (the heads that learned: only those may be scored) and the identity of
-    its SAM checkpoint; SAM's weights stay in SAM's file."""
+    tasks it was trained for (the heads that learned: only those may be scored), the identity of
+    its SAM checkpoint and, if one was picked, the mask threshold on its probability map; SAM's
+    weights stay in SAM's file."""
     model = getattr(model, "module", model)
     tasks = check_tasks(list(tasks), os.fspath(path))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
+    picked = {} if threshold is None else {"threshold": check_threshold(threshold, os.fspath(path))}
     atomic_save({"format": SAMA_FORMAT, "config": model.config, "tasks": tasks, "sam": sam_id,
-                 "state_dict": state}, path)
+                 **picked, "state_dict": state}, path)
 
 
 def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
@@ -407,7 +420,9 @@ def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
 
 def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict');
-    ckpt["sha256"] is the SHA-256 of the bytes read."""
+    ckpt["sha256"] is the SHA-256 of the bytes read, ckpt["threshold"] the mask threshold it
+    records (DEFAULT_THRESHOLD if none): the one place the threshold is read; load_sama passes it
+    on in model.loaded_from, and the Predictor masks with it (evaluate.py, predict.py, app.py)."""
     source = os.fspath(sama_checkpoint)
     ckpt, sha256 = read_checkpoint_and_sha256(source)
     if ckpt.get("format") != SAMA_FORMAT:
@@ -446,6 +461,7 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
         raise CheckpointError(f"{source}: records no trained tasks (saved by an earlier version), "
                               f"so an untrained head cannot be told apart; train it again")
     ckpt["tasks"] = check_tasks(ckpt["tasks"], source)
+    ckpt["threshold"] = check_threshold(ckpt.get("threshold", DEFAULT_THRESHOLD), source)
     ckpt["sha256"] = sha256
     return ckpt
 
@@ -515,7 +531,7 @@ def load_sama(
         {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
     )
     model.loaded_from = {"file": os.path.abspath(source), "sha256": ckpt["sha256"],
-                         "tasks": ckpt["tasks"],
+                         "tasks": ckpt["tasks"], "threshold": ckpt["threshold"],
                          "sam": {"file": os.path.abspath(sam_path), "sha256": sam_sha256}}
     return model.eval()
 

@@ -7,11 +7,12 @@ DIS benchmark use); plus the interactive-segmentation scores of HQ-SAM: mask IoU
 Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on
 the trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
 
-Both accumulators keep running sums only (never the maps), so a dataset of 6000 px images streams
-through in constant memory. Everything that depends on the prediction only through its 256 grey
-levels (F, E, S, MAE) is computed from one joint (grey level, GT) histogram per image quadrant
+Both accumulators keep each image's scores only (never the maps), so a dataset of 6000 px images
+streams through in little memory. Everything that depends on the prediction only through its 256
+grey levels (F, E, S, MAE) is computed from one joint (grey level, GT) histogram per image quadrant
 instead of 256 threshold passes; the weighted F-measure needs the maps (distance transform +
-Gaussian filter).
+Gaussian filter). Segmentation scores name the map they read (SEG_MAPS): the probability map for
+the DIS scores, the binary mask for IoU, boundary IoU, binary MAE, FP and FN.
 
 Conventions taken where the references are silent or ill-defined (each documented where it applies):
 - every prediction is scored as the uint8 map a PNG would hold: float input is round(pred * 255);
@@ -348,21 +349,24 @@ def _weighted_f(pred64, gt):
     return 2 * recall * precision / (recall + precision + EPS)
 
 
-def seg_scores(pred_u8, gt):
+def seg_scores(pred_u8, gt, mask=None):
     """All per-image segmentation scores of one (prediction, GT) pair at the same size.
 
-    Preparation as the reference: pred / 255, min-max rescaled to [0, 1] unless constant.
+    Preparation as the reference: pred / 255, min-max rescaled to [0, 1] unless constant. The
+    soft-map scores (F and E curves, wF, MAE, Sm) read pred_u8; the mask scores (IoU, BIoU,
+    MAE_binary, FP, FN) read `mask`, the model's own binary mask, or pred_u8 >= 128 without one.
 
     S-measure (alpha = 0.5): y = mean(gt); y = 0 -> 1 - mean(pred); y = 1 -> mean(pred);
     else max(0, 0.5 So + 0.5 Sr), So = y s(pred[gt]) + (1 - y) s((1 - pred)[~gt]) and Sr the
     area-weighted quadrant SSIM around the GT centroid (cy, cx) = round(mean GT coordinates) + 1.
 
     Args:
-        pred_u8: (H, W) uint8. gt: (H, W) bool.
+        pred_u8: (H, W) uint8. gt: (H, W) bool. mask: (H, W) bool or None.
 
     Returns:
         dict: "f_curve", "e_curve" ((256,) float64, index = threshold), "wF", "MAE", "Sm", "IoU",
-        "BIoU".
+        "BIoU", "MAE_binary", "FP", "FN" (fractions of the image the mask adds to / misses of the
+        GT; MAE_binary = FP + FN).
     """
     _check_2d(pred_u8, "pred_u8")
     _check_2d(gt, "gt")
@@ -372,6 +376,9 @@ def seg_scores(pred_u8, gt):
         )
     if pred_u8.shape != gt.shape:
         raise ValueError(f"shape mismatch: pred {pred_u8.shape} vs gt {gt.shape}")
+    if mask is None:
+        mask = pred_u8 >= 128  # pred / 255 > 0.5, i.e. logits > 0
+    _check_masks(mask, gt)
     h, w = gt.shape
     n = h * w
     v = _grey_levels(pred_u8)
@@ -407,68 +414,91 @@ def seg_scores(pred_u8, gt):
             s_region += area / n * _quadrant_ssim(q_hist, v, pred64[rows, cols])
         s_measure = max(0.0, 0.5 * s_object + 0.5 * s_region)
 
-    binary = pred_u8 >= 128  # pred / 255 > 0.5, i.e. logits > 0
+    fp, fn = np.count_nonzero(mask & ~gt) / n, np.count_nonzero(gt & ~mask) / n
     return {
         "f_curve": f_curve,
         "e_curve": e_curve,
         "wF": _weighted_f(pred64, gt),
         "MAE": mae,
         "Sm": s_measure,
-        "IoU": mask_iou(binary, gt),
-        "BIoU": boundary_iou(binary, gt),
+        "IoU": mask_iou(mask, gt),
+        "BIoU": boundary_iou(mask, gt),
+        "MAE_binary": fp + fn,  # |mask - gt| averaged: a binary map is never rescaled
+        "FP": fp,
+        "FN": fn,
     }
 
 
+# The map each segmentation score reads (SegMetrics): the probability map or the binary mask; and
+# the column name that says so, in every table where two models stand side by side
+SEG_MAPS = {"maxF": "soft", "wF": "soft", "MAE": "soft", "Sm": "soft", "meanEm": "soft",
+            "mIoU": "binary", "mBIoU": "binary", "MAE_binary": "binary", "FP": "binary",
+            "FN": "binary"}
+
+
+def column(key):
+    """A score's name with the map it reads: "maxF (soft)", "MAE (binary)"; others unchanged."""
+    if key not in SEG_MAPS:
+        return key
+    return f"{key.removesuffix('_binary')} ({SEG_MAPS[key]})"
+
+
 class SegMetrics:
-    """Dataset-level segmentation scores: maxF, wF, MAE, Sm, meanEm (DIS5K tables) and mIoU, mBIoU
-    (HQ-SAM).
+    """Dataset-level segmentation scores: maxF, wF, MAE, Sm, meanEm (DIS5K tables) from the
+    probability map, and mIoU, mBIoU (HQ-SAM), MAE_binary, FP, FN from the binary mask (SEG_MAPS).
 
     Per image: the prediction is resized to the GT's size (PIL bilinear on the uint8 map), scored,
-    and only running sums are kept (two 256-bin curves and five scalars).
+    and only its scores are kept (a 256-bin F curve and scalars; per_image()).
 
     maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E
-    curve; the other scores are image averages. mIoU / mBIoU binarise the raw prediction at pred /
-    255 > 0.5.
+    curve; the other scores are image averages. Without a mask, the mask is the prediction at
+    pred / 255 > 0.5.
     """
 
-    def __init__(self):
-        self.n = 0
-        self.f_curve = np.zeros(256)
-        self.e_curve = np.zeros(256)
-        self.sums = {"wF": 0.0, "MAE": 0.0, "Sm": 0.0, "IoU": 0.0, "BIoU": 0.0}
+    KEYS = ("wF", "MAE", "Sm", "meanEm", "IoU", "BIoU", "MAE_binary", "FP", "FN")
 
-    def update(self, pred, gt):
+    def __init__(self):
+        self.images = []  # per image: its F curve and its KEYS
+
+    def update(self, pred, gt, mask=None):
         """Adds one image.
 
         Args:
             pred: (h, w) uint8 0-255 or float in [0, 1], any size (resized to the GT's size).
             gt: (H, W) bool, or uint8 binarised as gt > 128.
+            mask: (H, W) bool, the model's binary mask at the GT's size, or None.
         """
         gt = gt_to_bool(gt)
-        scores = seg_scores(prediction_to_uint8(pred, gt.shape), gt)
-        self.n += 1
-        self.f_curve += scores["f_curve"]
-        self.e_curve += scores["e_curve"]
-        for k in self.sums:
-            self.sums[k] += scores[k]
+        scores = seg_scores(prediction_to_uint8(pred, gt.shape), gt, mask)
+        scores["meanEm"] = float(np.mean(scores["e_curve"]))  # the mean over t commutes
+        self.images.append({"f_curve": scores["f_curve"],
+                            **{k: float(scores[k]) for k in self.KEYS}})
+
+    @property
+    def n(self):
+        return len(self.images)
+
+    def per_image(self):
+        """Every image's scores, one list per key in results()' names (maxF: the images' F curves,
+        256 thresholds each, whose mean's maximum is the dataset's maxF; the others: the values
+        whose mean is the dataset's)."""
+        names = {"IoU": "mIoU", "BIoU": "mBIoU"}
+        out = {"maxF": [image["f_curve"].tolist() for image in self.images]}
+        out.update({names.get(k, k): [image[k] for image in self.images] for k in self.KEYS})
+        return out
 
     def results(self):
         """Returns:
-            dict of floats: maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, and n (the number of images).
+            dict of floats: maxF, wF, MAE, Sm, meanEm, mIoU, mBIoU, MAE_binary, FP, FN, and n (the
+            number of images).
         """
         if self.n == 0:
             raise ValueError("SegMetrics.results() called before any update()")
-        s = {k: v / self.n for k, v in self.sums.items()}
-        return {
-            "maxF": float(np.max(self.f_curve / self.n)),
-            "wF": float(s["wF"]),
-            "MAE": float(s["MAE"]),
-            "Sm": float(s["Sm"]),
-            "meanEm": float(np.mean(self.e_curve / self.n)),
-            "mIoU": float(s["IoU"]),
-            "mBIoU": float(s["BIoU"]),
-            "n": self.n,
-        }
+        per_image = self.per_image()
+        out = {"maxF": float(np.max(np.mean(per_image.pop("maxF"), axis=0)))}
+        out.update({k: float(np.mean(v)) for k, v in per_image.items()})
+        order = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
+        return {**{k: out[k] for k in order}, "n": self.n}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -608,9 +638,8 @@ class MattingMetrics:
     REGIONS = {True: "unknown (trimap == 128)", False: "whole image"}
 
     def __init__(self):
-        self.n = 0
         self.region = None
-        self.sums = {"SAD": 0.0, "MSE": 0.0, "Grad": 0.0, "Conn": 0.0}
+        self.images = []  # per image: SAD, MSE, Grad, Conn
 
     def update(self, pred_alpha, gt_alpha, trimap=None):
         """Adds one image.
@@ -638,9 +667,15 @@ class MattingMetrics:
                 f"{kind}"
             )
         self.region = kind
-        for k, v in matting_scores(pred, gt, region).items():
-            self.sums[k] += v
-        self.n += 1
+        self.images.append({k: float(v) for k, v in matting_scores(pred, gt, region).items()})
+
+    @property
+    def n(self):
+        return len(self.images)
+
+    def per_image(self):
+        """Every image's SAD, MSE, Grad and Conn: {key: [value per image]}."""
+        return {k: [image[k] for image in self.images] for k in ("SAD", "MSE", "Grad", "Conn")}
 
     def results(self):
         """Returns:
@@ -648,6 +683,6 @@ class MattingMetrics:
         """
         if self.n == 0:
             raise ValueError("MattingMetrics.results() called before any update()")
-        out = {k: float(v / self.n) for k, v in self.sums.items()}
+        out = {k: float(np.mean(v)) for k, v in self.per_image().items()}
         out.update(region=self.region, n=self.n)
         return out

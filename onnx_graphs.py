@@ -90,11 +90,13 @@ def attention_form(model: nn.Module, form: str):
             m.form = f
 
 
-def export_graphs(sama: SAMA, tasks: tuple[str, ...], out: Path, weights: dict) -> dict:
+def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Path,
+                  weights: dict) -> dict:
     """Write image.onnx and prompt.onnx (each with its .data file) and MANIFEST into the folder
     `out`, which must not exist yet (or be empty): the files are written into a temporary folder
     beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"},
-    "sam": {...}}, recorded in MANIFEST. Returns the manifest, with the seconds each export
+    "sam": {...}}, recorded in MANIFEST with the tasks and the mask's threshold (the checkpoint's,
+    read_sama_header). Returns the manifest, with the seconds each export
     took."""
     tasks = tuple(t for t in TASKS if t in tasks)
     cfg, sama = sama.sam.config, sama.eval()
@@ -137,7 +139,7 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], out: Path, weights: dict) 
         }
         manifest = {
             "format": FORMAT, "variant": cfg.name, "config": sama.config, "tasks": list(tasks),
-            "image_size": S, "grid_size": cfg.grid_size, "opset": opset,
+            "threshold": threshold, "image_size": S, "grid_size": cfg.grid_size, "opset": opset,
             "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
             "inputs": {"image": frame_names, "prompt": [*FEATURES, "point_coords", "point_labels"]},
             "outputs": {"image": list(FEATURES), "prompt": outputs},

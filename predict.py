@@ -8,9 +8,10 @@ writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
 all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
 of the image as displayed (after EXIF rotation), x to the right, y down. The mask is the
-segmentation probability above 0.5; a model trained for one task gives both maps from its trained
-head (see Predictor). Exit status 2: a bad prompt, image, checkpoint or output path, or a failed
-write (one line, nothing written); 3: the model's output holds NaN or inf (nothing written).
+segmentation probability above the threshold the checkpoint records (0.5 if none); a model trained
+for one task gives both maps from its trained head (see Predictor). Exit status 2: a bad prompt,
+image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
+output holds NaN or inf (nothing written).
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def main(argv=None) -> int:
                 device="cuda" if torch.cuda.is_available() else "cpu",
             )
             tasks = model.loaded_from["tasks"]  # from the bytes loaded, not a second read
-            # a single-task model: both maps from its trained head
-            predictor = Predictor(model, tasks)
+            # a single-task model: both maps from its trained head; the mask at its recorded
+            # threshold
+            predictor = Predictor(model, tasks, model.loaded_from["threshold"])
     except (PromptError, data.DataError, CheckpointError, OnnxError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

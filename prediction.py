@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from frame import NonFiniteOutput, check_finite  # shared with the ONNX predictor
+from load_sam_weights import DEFAULT_THRESHOLD
 from outputs import WriteError
 from sam import Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
@@ -28,8 +29,11 @@ from sama import SAMA, TASKS, SamaPredictor
 class Predictor:
     """SAMA (SamaPredictor) or plain SAM (SamPredictor, single-mask output) behind one call.
 
-    predict() returns maps at the image's size: "seg" float32 in [0, 1] (SAMA: sigmoid(seg logits);
-    SAM: its binary mask), "alpha" float32 in [0, 1] (SAM: its binary mask), "sam" bool (SAM's
+    predict() returns maps at the image's size, the same kinds for both models (like for like):
+    "seg" float32 in [0, 1], the probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its
+    mask logits, up-sampled as SamPredictor up-samples them); "mask" bool, the binary mask (SAMA:
+    seg > `threshold`, the one its checkpoint records, read_sama_header; SAM: logits > 0, as
+    SamPredictor thresholds); "alpha" float32 in [0, 1] (SAM: its binary mask); "sam" bool (SAM's
     mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
 
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
@@ -38,11 +42,13 @@ class Predictor:
     output is never returned.
     """
 
-    def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
         self.is_sama = isinstance(model, SAMA)
         if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
             raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")
+        self.threshold = threshold
         self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
 
@@ -67,7 +73,8 @@ class Predictor:
                                                   return_logits=True)
             check_finite({"SAM logits": logits[0]})
             mask = logits[0] > self.predictor.model.mask_threshold  # as SamPredictor thresholds
-            return {"seg": mask.astype(np.float32), "alpha": mask.astype(np.float32), "sam": mask}
+            seg = torch.sigmoid(torch.from_numpy(logits[0])).numpy()
+            return {"seg": seg, "mask": mask, "alpha": mask.astype(np.float32), "sam": mask}
         seg_logits, alpha, sam_logits = self.predictor.predict(
             points, labels, box, return_logits=True
         )
@@ -78,7 +85,7 @@ class Predictor:
             seg = alpha
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
             alpha = seg
-        return {"seg": seg, "alpha": alpha, "sam": sam_logits > 0}
+        return {"seg": seg, "mask": seg > self.threshold, "alpha": alpha, "sam": sam_logits > 0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,11 +158,11 @@ def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int])
 
 def output_images(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The image (H, W, 3) uint8 and Predictor.predict's maps -> predict.py's three images, uint8:
-    "mask" (H, W) 0 / 255 (the segmentation probability above 0.5), "alpha" (H, W) 0-255 and
+    "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
     "cutout" (H, W, 4) RGBA (the image with the alpha as its transparency)."""
     alpha = np.round(maps["alpha"] * 255).astype(np.uint8)
     return {
-        "mask": (maps["seg"] > 0.5).astype(np.uint8) * 255,
+        "mask": maps["mask"].astype(np.uint8) * 255,
         "alpha": alpha,
         "cutout": np.concatenate([image, alpha[:, :, None]], axis=2),  # (H, W, 4)
     }

@@ -45,7 +45,7 @@ def read_manifest(folder: Union[str, Path]) -> dict:
         raise OnnxError(f"{path}: unreadable ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise OnnxError(f"{path}: not a SAMA ONNX manifest (no 'format': '{FORMAT}' entry)")
-    missing = [key for key in ("tasks", "image_size", "inputs", "outputs", "graphs")
+    missing = [key for key in ("tasks", "threshold", "image_size", "inputs", "outputs", "graphs")
                if key not in manifest]
     missing += [f"graphs.{name}.{key}" for name in ("image", "prompt")
                 for key in ("file", "sha256", "data", "data_sha256")
@@ -56,6 +56,9 @@ def read_manifest(folder: Union[str, Path]) -> dict:
     if not isinstance(tasks, list) or not tasks or not set(tasks) <= set(TASKS):
         raise OnnxError(f"{path}: trained tasks {tasks!r}: not a non-empty list of "
                         f"{' / '.join(TASKS)}")
+    threshold = manifest["threshold"]
+    if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise OnnxError(f"{path}: threshold {threshold!r}: not a number between 0 and 1")
     for name in ("image", "prompt"):
         entry = manifest["graphs"][name]
         for file_key, hash_key in (("file", "sha256"), ("data", "data_sha256")):
@@ -102,9 +105,9 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
 
 class OnnxPredictor:
     """prediction.Predictor's interface on an export folder: set_image(image), then
-    predict(points, labels, box) -> {"seg", "alpha", "sam"} at the image's size, read through the
-    trained heads only (a single-task model gives both maps from its head), NonFiniteOutput on NaN
-    or inf.
+    predict(points, labels, box) -> {"seg", "mask", "alpha", "sam"} at the image's size (the mask
+    at the checkpoint's threshold, recorded in the manifest), read through the trained heads only
+    (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf.
 
     providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
     "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default:
@@ -180,5 +183,5 @@ class OnnxPredictor:
         else:  # matting only: the alpha as the segmentation probability map
             seg = maps["alpha"]
         alpha = maps["alpha"] if "matting" in self.tasks else seg
-        return {"seg": seg.astype(np.float32), "alpha": alpha.astype(np.float32),
-                "sam": sam_logits > 0}
+        return {"seg": seg.astype(np.float32), "mask": seg > self.manifest["threshold"],
+                "alpha": alpha.astype(np.float32), "sam": sam_logits > 0}

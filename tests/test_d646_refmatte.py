@@ -382,9 +382,11 @@ def test_d646_whole_image_and_band_scores_by_hand(tmp_path):
              save(gt, tmp_path / "alpha" / "a_0.png"),
              save(trimap, tmp_path / "trimap" / "a_0.png"))
     save(pred, out / "pred" / "a_0.png")  # the written prediction, scored as --resume reads it
-    scores = evaluate.evaluate("Distinctions-646", [files], out, None, resume=True,
-                               progress=False)
+    scores, per_image = evaluate.evaluate("Distinctions-646", [files], out, None, resume=True,
+                                          progress=False)
     assert scores["SAD"] == pytest.approx(0.0004) and scores["SAD_unknown"] == pytest.approx(0.0002)
+    assert per_image["SAD"] == [scores["SAD"]]
+    assert per_image["SAD_unknown"] == [scores["SAD_unknown"]]
     assert scores["MSE"] == pytest.approx(2 * 0.2 ** 2 / 24 * 1e3)
     assert scores["MSE_unknown"] == pytest.approx(0.2 ** 2 / 6 * 1e3)
 

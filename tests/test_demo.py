@@ -48,9 +48,11 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     for row in ("SAM (stand-in)", "SAMA shipped (600 steps)", "SAMA live (2 steps)"):
         assert row in printed
     assert "thin structures (DIS-TE1)" in printed and "matting test" in printed
+    for name in ("maxF (soft)↑", "MAE (soft)↓", "MAE (binary)↓", "mIoU (binary)↑"):
+        assert name in printed  # every score names the map it reads
 
     for run in ("SAM", "shipped", "live-seed0-2steps"):
-        for split, keys in (("DIS-TE1", {"maxF", "MAE", "mIoU", "mBIoU"}),
+        for split, keys in (("DIS-TE1", set(demo.THIN_KEYS)),
                             ("Composition-1K", {"SAD", "MSE"})):
             scores = json.loads((out / "eval" / f"{run}-{split}" / "metrics.json").read_text())
             assert scores["scores"]["n"] == 2

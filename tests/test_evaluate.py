@@ -112,18 +112,24 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     direct = SegMetrics()
     levels = set()
     for _, gt_path in pairs:
-        pred_path = dis_run / "pred" / f"{gt_path.stem}.png"
         gt = data.load_mask(gt_path)
-        pred = data.load_mask(pred_path)
-        assert pred.shape == gt.shape  # written at the GT's resolution
+        pred = data.load_mask(dis_run / "pred" / f"{gt_path.stem}.png")
+        mask = data.load_mask(dis_run / "mask" / f"{gt_path.stem}.png")
+        assert pred.shape == mask.shape == gt.shape  # written at the GT's resolution
+        assert set(np.unique(mask).tolist()) <= {0, 255}
         levels |= set(np.unique(pred).tolist())
-        direct.update(pred, gt)
+        direct.update(pred, gt, mask >= 128)
     assert report["scores"] == direct.results()
     assert report["scores"]["n"] == len(pairs) == 3
     assert len(levels) > 2  # SAMA's probability map, not a binary mask
+    assert report["config"]["threshold"] == 0.5  # none recorded in the checkpoint
+    per_image = json.loads((dis_run / "per_image.json").read_text())
+    assert per_image["stems"] == [gt_path.stem for _, gt_path in pairs]
+    assert per_image["scores"] == direct.per_image()
 
     md = (dis_run / "results.md").read_text()
     assert "Table 1" in md and "0.942" in md and f"{report['scores']['maxF']:.3f}" in md
+    assert "| maxF (soft) |" in md and "| MAE (soft) |" in md and "| MAE (binary) |" in md
     from PIL import Image
     vis = Image.open(dis_run / "vis.png")
     step = evaluate.VIS_CELL + 4  # two rows of six equal cells under one header
@@ -180,6 +186,54 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     assert 0 < mask.sum() < mask.size or not mask.any()
     np.testing.assert_array_equal(out["alpha"], alpha)
     np.testing.assert_array_equal(out["sam"], sam_mask)
+
+
+def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
+    """Plain SAM on a segmentation split: its probability map sigmoid(logits) in pred/, its mask
+    (logits > 0) in mask/, each scored as its scores name."""
+    sam_path, _ = checkpoints
+    out = tmp_path / "sam"
+    assert run("--split", "DIS-VD", "--data", toy, "--model", "sam", "--sam-checkpoint", sam_path,
+               "--out", out) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    reference = prediction.Predictor(load_sam(sam_path, device=DEVICE))
+    direct = SegMetrics()
+    for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
+        gt = data.load_mask(gt_path)
+        reference.set_image(data.load_image(image_path))
+        maps = reference.predict(box=data.mask_to_box(gt > 128))
+        pred = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
+        mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
+        np.testing.assert_array_equal(pred, evaluate.to_uint8(maps["seg"]))
+        np.testing.assert_array_equal(mask >= 128, maps["mask"])
+        assert len(np.unique(pred)) > 2  # a probability map, not SAM's mask
+        direct.update(pred, gt, mask >= 128)
+    assert report["scores"] == direct.results()
+    assert "sigmoid(mask logits)" in report["prediction"]
+
+
+def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
+    sam_path, sama_path = checkpoints
+    model = load_sama(sama_path, device=DEVICE)
+    pairs = data.dis_pairs(toy, "DIS-VD")[:1]
+    plain = prediction.Predictor(model, TASKS)
+    seg = []
+    for image_path, gt_path in pairs:
+        plain.set_image(data.load_image(image_path))
+        seg.append(plain.predict(box=data.mask_to_box(data.load_mask(gt_path) > 128))["seg"])
+    threshold = float(np.median(seg[0]))  # a threshold that cuts the maps elsewhere than 0.5
+    assert not np.array_equal(seg[0] > threshold, seg[0] > 0.5)
+    recorded = tmp_path / "sama-threshold.pt"
+    save_sama(model, recorded, sam_identity(sam_path, "tiny"), TASKS, threshold=threshold)
+    out = tmp_path / "eval"
+    assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", recorded, "--out", out,
+               "--sam-checkpoint", sam_path, "--limit", 1) == 0
+    for (_, gt_path), probability in zip(pairs, seg):
+        mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
+        np.testing.assert_array_equal(mask >= 128, probability > threshold)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["config"]["threshold"] == threshold
+    assert f"probability > {threshold:g}" in report["prediction"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -410,3 +410,23 @@ def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
     expected = rf"^{re.escape(str(sama_path))}: NaN or inf in 1 tensor \({key}\)"
     with pytest.raises(CheckpointError, match=expected):
         load_sama(sama_path)
+
+
+def test_sama_checkpoint_records_a_mask_threshold_or_none(tmp_path, tiny_file):
+    path, _ = tiny_file
+    model, sam_id = SAMA(load_sam(path)), sam_identity(path, "tiny")
+    save_sama(model, tmp_path / "plain.pt", sam_id, TASKS)
+    assert "threshold" not in read_checkpoint(tmp_path / "plain.pt")  # today's files, unchanged
+    assert read_sama_header(tmp_path / "plain.pt")["threshold"] == 0.5
+    save_sama(model, tmp_path / "picked.pt", sam_id, TASKS, threshold=0.35)
+    assert read_sama_header(tmp_path / "picked.pt")["threshold"] == 0.35
+    with pytest.raises(CheckpointError, match="mask threshold 1.0"):
+        save_sama(model, tmp_path / "bad.pt", sam_id, TASKS, threshold=1.0)
+    ckpt = read_checkpoint(tmp_path / "picked.pt")
+    for bad in (0, float("nan"), "0.5", True):
+        ckpt["threshold"] = bad
+        torch.save(ckpt, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError) as info:
+            read_sama_header(tmp_path / "bad.pt")
+        msg = str(info.value)
+        assert msg.startswith(f"{tmp_path / 'bad.pt'}: mask threshold ") and "\n" not in msg

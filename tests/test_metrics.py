@@ -276,6 +276,51 @@ def test_miou_thresholds_raw_prediction_at_half():
     assert m.results()["mIoU"] == pytest.approx(4 / 8)
 
 
+def test_each_score_reads_the_map_it_names():
+    """A probability map and a mask that disagree: the soft scores are those of the map alone, the
+    mask scores those of the mask alone (each by hand)."""
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:, :5] = 255
+    soft = np.full((10, 10), 51, np.uint8)  # 0.2 on the background, 0.6 on the GT, one 0
+    soft[:, :5] = 153
+    soft[9, 9] = 0
+    mask = np.zeros((10, 10), bool)  # its own mask: the GT shifted right by one column
+    mask[:, 1:6] = True
+    with_mask, alone = SegMetrics(), SegMetrics()
+    with_mask.update(soft, gt, mask)
+    alone.update(soft, gt)
+    got, soft_only = with_mask.results(), alone.results()
+    for key in ("maxF", "wF", "MAE", "Sm", "meanEm"):
+        assert metrics.SEG_MAPS[key] == "soft"
+        assert got[key] == soft_only[key]
+    # min-max rescaled: GT 1, background 51 / 153 = 1/3 except the one 0
+    assert got["MAE"] == pytest.approx(49 * (1 / 3) / 100)
+    # the mask: 40 px hit, 10 added, 10 missed; the soft map at 0.5 would be the GT itself
+    assert soft_only["mIoU"] == 1.0 and soft_only["MAE_binary"] == 0.0
+    assert got["mIoU"] == pytest.approx(40 / 60)
+    assert got["FP"] == pytest.approx(0.1) and got["FN"] == pytest.approx(0.1)
+    assert got["MAE_binary"] == pytest.approx(0.2)  # = mean |mask - gt|
+    assert got["mBIoU"] == boundary_iou(mask, gt > 128) < 1
+    for key in ("mIoU", "mBIoU", "MAE_binary", "FP", "FN"):
+        assert metrics.SEG_MAPS[key] == "binary"
+    assert [metrics.column(k) for k in ("maxF", "MAE", "MAE_binary", "FP", "SAD")] == [
+        "maxF (soft)", "MAE (soft)", "MAE (binary)", "FP (binary)", "SAD"]
+    assert set(metrics.SEG_MAPS) == set(got) - {"n"}
+
+
+def test_per_image_scores_average_to_the_results():
+    rng = np.random.default_rng(3)
+    m = SegMetrics()
+    for _ in range(3):
+        gt = rng.random((12, 9)) > 0.6
+        m.update(rng.random((12, 9)), gt, rng.random((12, 9)) > 0.5)
+    per_image, results = m.per_image(), m.results()
+    assert results["maxF"] == np.max(np.mean(per_image.pop("maxF"), axis=0))
+    assert set(per_image) == set(results) - {"maxF", "n"}
+    for key, values in per_image.items():
+        assert len(values) == 3 and results[key] == pytest.approx(np.mean(values), abs=1e-15)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------
@@ -446,8 +491,10 @@ def test_matting_accumulates_means_and_uint8_equals_float():
     r_u8, r_f = m_u8.results(), m_f.results()
     assert r_u8["region"] == "whole image" and r_u8["n"] == 3
     for key in ("SAD", "MSE", "Grad", "Conn"):
-        expected = np.mean([matting_scores(p / 255, g / 255)[key] for p, g in maps])
-        assert r_u8[key] == pytest.approx(expected) and r_f[key] == pytest.approx(expected)
+        each = [matting_scores(p / 255, g / 255)[key] for p, g in maps]
+        assert r_u8[key] == pytest.approx(np.mean(each))
+        assert r_f[key] == pytest.approx(np.mean(each))
+        assert m_u8.per_image()[key] == pytest.approx(each)
 
 
 def test_matting_region_mixing_and_bad_input():

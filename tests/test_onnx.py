@@ -22,7 +22,7 @@ import export_onnx  # noqa: E402
 import predict  # noqa: E402
 import prediction  # noqa: E402
 from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
-from load_sam_weights import file_sha256, load_sama  # noqa: E402
+from load_sam_weights import DEFAULT_THRESHOLD, file_sha256, load_sama  # noqa: E402
 from onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
@@ -106,6 +106,7 @@ def test_manifest_records_the_export(exported):
     assert (manifest["variant"], manifest["tasks"], manifest["image_size"]) == (
         "tiny", ["seg", "matting"], 256)
     assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
+    assert manifest["threshold"] == DEFAULT_THRESHOLD  # the shipped sama.pt records none
     assert ONNX_TASKS == TASKS  # sama_onnx's copy of sama's task list
     assert manifest["weights"]["sama"]["sha256"] == file_sha256(SAMA_PT)
     assert manifest["weights"]["sam"]["sha256"] == file_sha256(SAM_PTH)
@@ -160,7 +161,8 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
         for key in ("seg", "alpha"):
             assert ours[key].dtype == np.float32 and ours[key].shape == (120, 90)
             np.testing.assert_allclose(ours[key], theirs[key], rtol=0, atol=1e-4)
-        assert (ours["sam"] != theirs["sam"]).mean() < 1e-3  # logits within 1e-4 of 0 may flip
+        for key in ("mask", "sam"):  # maps within 1e-4 of the threshold may flip
+            assert ours[key].dtype == bool and (ours[key] != theirs[key]).mean() < 1e-3
     path = tmp_path / "photo.png"
     Image.fromarray(image).save(path)
     cases = (["--box", "10", "12", "70", "100"], ["--point", "40", "60"],
@@ -214,7 +216,8 @@ def test_an_ablation_trained_for_one_task(tmp_path):
     """Without MVLE (no 2S frame) and trained for matting only: the graphs take what the model
     takes, export the trained head only, and the predictor reads both maps from it."""
     sama = random_sama(SAM_VARIANTS["tiny"], seed=2, use_mvle=False)
-    manifest = export_graphs(sama, ("matting",), tmp_path / "matting", weights={})
+    manifest = export_graphs(sama, ("matting",), DEFAULT_THRESHOLD, tmp_path / "matting",
+                             weights={})
     assert manifest["inputs"]["image"] == ["frame"]
     assert manifest["outputs"]["prompt"] == ["alpha", "sam_logits"]
     onnx = OnnxPredictor(tmp_path / "matting", threads=1)
@@ -236,7 +239,8 @@ def test_an_ablation_trained_for_one_task(tmp_path):
 
 def test_vit_b_shaped_export(tmp_path):
     sama = random_sama(dataclasses.replace(SAM_VARIANTS["vit_b"], image_size=256), seed=1)
-    manifest = export_graphs(sama, ("seg", "matting"), tmp_path / "vit_b", weights={})
+    manifest = export_graphs(sama, ("seg", "matting"), DEFAULT_THRESHOLD, tmp_path / "vit_b",
+                             weights={})
     assert (manifest["variant"], manifest["grid_size"]) == ("vit_b", 16)
     onnx, ref = OnnxPredictor(tmp_path / "vit_b", threads=1), SamaPredictor(sama)
     image = random_image(192, 256, 0)
@@ -301,7 +305,7 @@ def test_a_truncated_or_swapped_graph_is_refused(exported, tmp_path, capsys):
     (incomplete / "sama_onnx.json").write_text(json.dumps({"format": "sama-onnx", "tasks": []}))
     for folder, message in ((tmp_path, "no sama_onnx.json there"),
                             (tmp_path / "missing", "no sama_onnx.json there"),
-                            (incomplete, "an incomplete manifest (no image_size, inputs")):
+                            (incomplete, "an incomplete manifest (no threshold, image_size, inputs")):
         assert predict.main([str(image), "--box", "1", "1", "30", "30", "--onnx", str(folder),
                              "--out", str(tmp_path / "cut")]) == 2
         assert message in one_line(capsys)

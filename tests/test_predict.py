@@ -12,7 +12,7 @@ from PIL import Image
 import data
 import predict
 import prediction
-from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
+from load_sam_weights import load_sam, load_sama, read_sama_header, sam_identity, save_sama
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -88,6 +88,49 @@ def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tm
     assert not np.array_equal(seg_mask, alpha_mask)  # the heads disagree: the test tells them apart
     written = np.asarray(Image.open(f"{prefix}_mask.png"))
     np.testing.assert_array_equal(written, alpha_mask.astype(np.uint8) * 255)
+
+
+def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rotated_image,
+                                                                 tmp_path):
+    """A threshold recorded in sama.pt (here the probability map's median, so that it differs from
+    0.5) makes predict.py's mask; without one, 0.5 (the test above)."""
+    image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
+    model = load_sama(checkpoint, device=DEVICE)
+    plain = prediction.Predictor(model, TASKS)
+    plain.set_image(image)
+    seg = plain.predict(box=box)["seg"]
+    threshold = float(np.median(seg))
+    assert not np.array_equal(seg > threshold, seg > 0.5)
+    ckpt = torch.load(checkpoint, weights_only=True)
+    recorded = tmp_path / "sama-threshold.pt"
+    save_sama(model, recorded, ckpt["sam"], TASKS, threshold=threshold)
+    assert read_sama_header(recorded)["threshold"] == threshold
+    assert read_sama_header(checkpoint)["threshold"] == 0.5  # none recorded: the default
+    prefix = tmp_path / "cut"
+    assert predict.main([str(rotated_image), "--box", *map(str, box.tolist()),
+                         "--checkpoint", str(recorded), "--out", str(prefix),
+                         "--sam-checkpoint", str(checkpoint.with_name("sam_tiny.pth"))]) == 0
+    written = np.asarray(Image.open(f"{prefix}_mask.png"))
+    np.testing.assert_array_equal(written, (seg > threshold).astype(np.uint8) * 255)
+
+
+def test_sam_is_read_through_its_probability_map_and_its_mask(checkpoint, rotated_image):
+    """Like for like: SAM's "seg" is the sigmoid of the logits SamPredictor up-samples, its "mask"
+    those logits above 0, as SamPredictor's own mask."""
+    from sam import SamPredictor
+
+    sam = load_sama(checkpoint, device=DEVICE).sam
+    image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
+    ours = prediction.Predictor(sam)
+    ours.set_image(image)
+    out = ours.predict(box=box)
+    official = SamPredictor(sam)
+    official.set_image(image)
+    logits, _, _ = official.predict(box=box, multimask_output=False, return_logits=True)
+    masks, _, _ = official.predict(box=box, multimask_output=False)
+    np.testing.assert_array_equal(out["seg"], torch.sigmoid(torch.from_numpy(logits[0])).numpy())
+    np.testing.assert_array_equal(out["mask"], masks[0])
+    assert len(np.unique(out["seg"])) > 2  # a probability map, not the mask
 
 
 def test_default_prefix_is_the_image_path_without_extension(checkpoint, rotated_image, tmp_path):

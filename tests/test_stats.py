@@ -1,0 +1,98 @@
+"""Tests for stats.py: the paired bootstrap on cases whose answer is known by hand, and its
+properties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import stats
+
+
+def test_identical_configurations_give_zero_and_no_support():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 20))
+    one_seed = stats.paired_bootstrap(a[:1], a[:1].copy())  # paired images: every replicate 0
+    assert one_seed == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    found = stats.paired_bootstrap(a, a.copy())  # the seeds drawn apart: an interval around 0
+    assert found["diff"] == 0.0 and found["low"] < 0 < found["high"]
+    for interval in (one_seed, found):
+        assert stats.verdict(interval["low"], interval["high"], True) == "not supported"
+        assert stats.verdict(interval["low"], interval["high"], False) == "not supported"
+
+
+def test_a_constant_shift_is_the_interval():
+    """One seed each (or seeds that agree): every replicate's difference is the shift."""
+    rng = np.random.default_rng(1)
+    b = rng.random((1, 30))
+    found = stats.paired_bootstrap(b + 0.25, b)
+    assert found["diff"] == pytest.approx(0.25) and found["low"] == pytest.approx(0.25)
+    assert found["high"] == pytest.approx(0.25)
+    assert stats.verdict(found["low"], found["high"], True) == "supported"
+    # the same difference for a score where lower is better is the paper's direction reversed
+    assert stats.verdict(found["low"], found["high"], False) == "not supported"
+
+
+def test_two_images_by_hand():
+    """Differences 0.1 and 0.3: a replicate draws both images from the two, so its mean is 0.1
+    (1/4), 0.2 (1/2) or 0.3 (1/4): the 2.5 and 97.5 percentiles are 0.1 and 0.3."""
+    found = stats.paired_bootstrap([[0.1, 0.3]], [[0.0, 0.0]])
+    assert found == pytest.approx({"diff": 0.2, "low": 0.1, "high": 0.3})
+
+
+def test_the_seeds_are_a_source_of_chance():
+    """Every image agrees (A's seed 1 is 1 higher everywhere, seed 0 equal to B): the interval
+    spans the seeds' means, 0 to 1, so the contrast is not supported."""
+    b = np.zeros((2, 10))
+    a = np.stack([np.zeros(10), np.ones(10)])
+    found = stats.paired_bootstrap(a, b)
+    assert found == pytest.approx({"diff": 0.5, "low": 0.0, "high": 1.0})
+    assert stats.verdict(found["low"], found["high"], True) == "not supported"
+
+
+def test_max_f_reduces_each_runs_mean_curve():
+    """maxF: the maximum of the image-averaged F curve, per run; a curve raised by 0.1 at every
+    threshold raises maxF by 0.1."""
+    rng = np.random.default_rng(2)
+    curves = rng.random((1, 8, 256))
+    found = stats.paired_bootstrap(curves + 0.1, curves, reduce=lambda c: c.max(axis=-1))
+    assert found == pytest.approx({"diff": 0.1, "low": 0.1, "high": 0.1})
+    peak_a = np.max(np.mean(curves[0], axis=0))
+    uneven = curves.copy()
+    uneven[0, :, 0] = 5.0  # a peak at one threshold: the max of the mean, not the mean of maxes
+    found = stats.paired_bootstrap(uneven, curves, reduce=lambda c: c.max(axis=-1))
+    assert found["diff"] == pytest.approx(5.0 - peak_a)
+
+
+def test_mismatched_or_broken_scores_are_refused():
+    with pytest.raises(ValueError, match="same images"):
+        stats.paired_bootstrap(np.zeros((2, 5)), np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="NaN"):
+        stats.paired_bootstrap(np.full((1, 3), np.nan), np.zeros((1, 3)))
+
+
+scores = st.lists(st.floats(-1, 1), min_size=2, max_size=12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scores, st.floats(-1, 1))
+def test_a_shift_of_a_moves_everything_by_the_shift(values, shift):
+    a = np.asarray(values)[None]
+    b = np.roll(a, 1)
+    plain = stats.paired_bootstrap(a, b, resamples=200)
+    shifted = stats.paired_bootstrap(a + shift, b, resamples=200)
+    for key in plain:
+        assert shifted[key] == pytest.approx(plain[key] + shift, abs=1e-9)
+    assert plain["low"] <= plain["high"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(scores)
+def test_swapping_the_configurations_negates_the_interval(values):
+    a = np.asarray(values)[None]
+    b = np.sqrt(np.abs(a))
+    forward = stats.paired_bootstrap(a, b, resamples=200)
+    backward = stats.paired_bootstrap(b, a, resamples=200)
+    assert backward["diff"] == pytest.approx(-forward["diff"], abs=1e-12)
+    assert backward["low"] == pytest.approx(-forward["high"], abs=1e-12)
+    assert backward["high"] == pytest.approx(-forward["low"], abs=1e-12)
