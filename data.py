@@ -44,7 +44,6 @@ A training sample (shape notation as in sam.py, S = frame side):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -61,6 +60,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 from scipy import ndimage
 
+from outputs import sha256_file
 from sam import normalize_and_pad
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
@@ -573,12 +573,12 @@ def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
     folder = test / "composite"
     manifest = {"format": D646_FORMAT, "per_foreground": D646_PER_FG,
                 "trimap_radius": D646_TRIMAP_RADIUS, "list": names,
-                "foregrounds": [[fg.name, alpha.name, _sha256(fg), _sha256(alpha)]
+                "foregrounds": [[fg.name, alpha.name, sha256_file(fg), sha256_file(alpha)]
                                 for fg, alpha in pairs]}
     used = None  # the backgrounds' [name, sha256], in the order they are used
     if backgrounds is not None:
         bg_files = resolve_listed(names, backgrounds, listing)
-        used = [[b.name, _sha256(b)] for b in bg_files]
+        used = [[b.name, sha256_file(b)] for b in bg_files]
     if not folder.exists():
         if used is None:
             raise DataError(f"{folder}: not composited yet; give --backgrounds, the folder "
@@ -613,14 +613,6 @@ def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
     if len(triples) != len(expected):
         raise DataError(f"{folder}: holds {len(triples)} images, {len(expected)} expected; {again}")
     return triples
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_d646_composite(pairs, bg_files: list[Path], manifest: dict, folder: Path) -> None:
