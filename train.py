@@ -245,7 +245,8 @@ def build_datasets(args, image_size: int) -> tuple:
             seg_pairs = data.dis_pairs(args.data, "DIS-TR")
         except data.DataError as e:
             if not data.is_dis5k(args.data):  # neither layout
-                raise data.DataError(f"{e}, or a folder of your own: {data.FOLDER_LAYOUT}") from None
+                raise data.DataError(
+                    f"{e}, or a folder of your own: {data.FOLDER_LAYOUT}") from None
             raise
         val_seg = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
         natural, val_natural, fg_pairs, val_fg = [], [], [], []

@@ -305,7 +305,8 @@ def test_a_truncated_or_swapped_graph_is_refused(exported, tmp_path, capsys):
     (incomplete / "sama_onnx.json").write_text(json.dumps({"format": "sama-onnx", "tasks": []}))
     for folder, message in ((tmp_path, "no sama_onnx.json there"),
                             (tmp_path / "missing", "no sama_onnx.json there"),
-                            (incomplete, "an incomplete manifest (no threshold, image_size, inputs")):
+                            (incomplete,
+                             "an incomplete manifest (no threshold, image_size, inputs")):
         assert predict.main([str(image), "--box", "1", "1", "30", "30", "--onnx", str(folder),
                              "--out", str(tmp_path / "cut")]) == 2
         assert message in one_line(capsys)
