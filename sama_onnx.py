@@ -15,7 +15,6 @@ the image's size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -23,6 +22,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from frame import check_finite, frame_array, postprocess_maps, preprocess_shape, scale_coords
+from outputs import sha256_file
 
 MANIFEST = "sama_onnx.json"  # beside the graphs
 FORMAT = "sama-onnx"
@@ -65,8 +65,7 @@ def read_manifest(folder: Union[str, Path]) -> dict:
             file = folder / str(entry[file_key])
             if not file.is_file():
                 raise OnnxError(f"{file}: missing (the {name} path of {folder})")
-            with open(file, "rb") as f:
-                found = hashlib.file_digest(f, "sha256").hexdigest()
+            found = sha256_file(file)
             if found != entry.get(hash_key):
                 raise OnnxError(f"{file}: not the file this export wrote (sha256 {found[:12]}..., "
                                 f"{MANIFEST} says {str(entry.get(hash_key))[:12]}...): truncated "
