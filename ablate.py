@@ -47,9 +47,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-import data
 import evaluate
 import outputs
+import readers
 import stats
 import synthetic
 from load_sam_weights import file_sha256
@@ -501,9 +501,9 @@ def per_kind(out: Path) -> str:
     quick = json.loads((out / "results.json").read_text())["results"][0]["settings"]["quick"]
     limit = QUICK_IMAGES if quick else None  # the images the study scored
     bench = out / "bench"
-    tests = {"DIS-TE1": (data.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit],
+    tests = {"DIS-TE1": (readers.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit],
                          list(synthetic.THIN_KINDS)),
-             "Composition-1K": (data.composition1k_pairs(bench / "AIM")[:limit],
+             "Composition-1K": (readers.composition1k_pairs(bench / "AIM")[:limit],
                                 synthetic.MATTE_KINDS)}
     # every test image once: (split, kind, stem, GT, trimap's unknown region or None)
     images = []
@@ -511,8 +511,8 @@ def per_kind(out: Path) -> str:
         for files in pairs:
             stem = Path(files[1]).stem
             kind = kinds[int(stem.split("_")[1]) % len(kinds)]  # DIS-TE1_0007, test_0007_2 -> 7
-            region = data.load_mask(files[2]) == 128 if split == "Composition-1K" else None
-            images.append((split, kind, stem, data.load_mask(files[1]), region))
+            region = readers.load_mask(files[2]) == 128 if split == "Composition-1K" else None
+            images.append((split, kind, stem, readers.load_mask(files[1]), region))
 
     def saved(run: str):  # the maps a run of the study wrote: (probability or alpha, mask or None)
         def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
@@ -622,7 +622,7 @@ def study(args) -> int:
     if args.per_kind:
         try:
             table = per_kind(args.out)
-        except (StudyError, data.DataError) as e:
+        except (StudyError, readers.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at "

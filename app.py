@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-import data
+import readers
 import synthetic
 from load_sam_weights import CheckpointError, load_sama
 from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
@@ -84,7 +84,7 @@ class Tab:
 
     image_id: int
     name: str  # the image's file name; downloads are named as predict.py names its outputs
-    image: np.ndarray  # (H, W, 3) uint8, as data.load_image gives it
+    image: np.ndarray  # (H, W, 3) uint8, as readers.load_image gives it
     predictor: Predictor
     latest_seq: int = -1  # the newest prompt received: older ones still waiting are dropped
     answer_seq: int = -1  # the prompt whose outputs are kept for download
@@ -135,8 +135,8 @@ class App:
         if max(w, h) > self.max_side:
             raise RequestError(f"{name}: {w}x{h} pixels; the limit is {self.max_side} a side")
         try:
-            return data.load_image(io.BytesIO(body))  # EXIF orientation applied, as predict.py
-        except data.DataError as e:
+            return readers.load_image(io.BytesIO(body))  # EXIF orientation applied, as predict.py
+        except readers.DataError as e:
             reason = str(e).rsplit(": cannot read image ", 1)[-1]
             raise RequestError(f"{name}: cannot read image {reason}") from None
 
@@ -294,7 +294,7 @@ class Handler(BaseHTTPRequestHandler):
             if "example" in query:
                 file = query["example"]
                 self.read_body(0)
-                return json_body(app.set_image(session, data.load_image(app.example_path(file)),
+                return json_body(app.set_image(session, readers.load_image(app.example_path(file)),
                                                file))
             # the file's name, for messages and downloads: ASCII, no quotes (a header carries it)
             name = re.sub(r"[^\w. -]", "_", Path(query.get("name") or "").name, flags=re.ASCII)

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import ablate
-import data
 import evaluate
 import outputs
+import readers
 import synthetic
 import train
 from load_sam_weights import CheckpointError, load_sama
@@ -132,9 +132,9 @@ def run(args) -> int:
     print("[4/4] the contact sheet (the shipped SAMA)")
     model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
     predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
-    thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
+    thin = readers.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
-              for image, alpha, *_ in data.composition1k_pairs(bench / "AIM")}
+              for image, alpha, *_ in readers.composition1k_pairs(bench / "AIM")}
     rows = evaluate.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
     rows += evaluate.contact_rows(predictor, "matting",
                                   [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])

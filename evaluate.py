@@ -21,7 +21,7 @@ PNG with metrics.py, so the scores equal metrics.py run on the written files.
                                                   whole image (Distinctions-646 also on the
                                                   unknown band of a trimap made from its alpha)
 
-Distinctions-646's test set is composited once (data.d646_test_triples: each foreground over the
+Distinctions-646's test set is composited once (readers.d646_test_triples: each foreground over the
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
 scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
@@ -47,9 +47,8 @@ import json
 import shutil
 import sys
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -71,6 +70,7 @@ from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
 from outputs import WriteError
 from predict import keep_freed_cpu_memory
 from prediction import NonFiniteOutput, Predictor, save_png
+import readers
 from sam import Sam, compile_image_encoder
 from sama import SAMA
 
@@ -83,32 +83,7 @@ POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the 
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Split:
-    kind: str  # "seg" (box, DIS metrics), "points" (1..10 points, IoU / boundary IoU), "matting"
-    root_option: str  # the command-line option holding the dataset root
-    reader: Callable  # root -> [(image, gt[, trimap])]
-    trimap_region: bool = False  # matting: score only the trimap's unknown region
-    band_column: bool = False  # matting: the whole image, and the trimap's unknown band beside it
-    options: tuple = ()  # further command-line options the reader takes, as keyword arguments
-    box_above: int = 0  # matting: the prompt is the box of alpha > box_above
-
-
-SPLITS = {
-    **{s: Split("seg", "data", lambda root, s=s: data.dis_pairs(root, s))
-       for s in ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE")},
-    "COIFT": Split("points", "coift", data.coift_pairs),
-    "ThinObject-5K": Split("points", "thin", lambda root: data.thin_pairs(root, "test")),
-    "Composition-1K": Split("matting", "matting", data.composition1k_pairs, trimap_region=True),
-    "AIM-500": Split("matting", "aim500", data.aim500_pairs),
-    "AM-2K": Split("matting", "am2k", data.am2k_pairs),
-    "P3M-500-NP": Split("matting", "p3m", data.p3m500np_pairs),
-    "Distinctions-646": Split("matting", "d646", data.d646_test_triples, band_column=True,
-                              options=("backgrounds",)),
-    "RefMatte-RW100": Split("matting", "refmatte", data.refmatte_rw100_pairs, box_above=127),
-    "folder-masks": Split("seg", "folder", data.folder_masks),
-    "folder-mattes": Split("matting", "folder", data.folder_mattes),
-}
+SPLITS = {name: split for name, split in readers.SPLITS.items() if split.scored}
 
 SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
 MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
@@ -276,10 +251,11 @@ PAPER_NOTES = {
     "Distinctions-646": (
         f"Scored on the whole image, as the comparison rows of Table 2 (ViTMatte's evaluation) "
         f"score Distinctions-646; the columns marked {BAND} score the unknown band of "
-        f"data.make_trimap(alpha, {data.D646_TRIMAP_RADIUS}) (alpha > 0 dilated by "
-        f"{data.D646_TRIMAP_RADIUS} px, minus alpha == 255 eroded by {data.D646_TRIMAP_RADIUS} "
+        f"readers.make_trimap(alpha, {readers.D646_TRIMAP_RADIUS}) (alpha > 0 dilated by "
+        f"{readers.D646_TRIMAP_RADIUS} px, minus alpha == 255 eroded by "
+        f"{readers.D646_TRIMAP_RADIUS} "
         f"px; the set ships no trimaps). Composites: foreground k (in name order) over the images "
-        f"named 20 k .. 20 k + 19 of the archive's Test/{data.D646_TEST_LIST}, Adobe's rule."
+        f"named 20 k .. 20 k + 19 of the archive's Test/{readers.D646_TEST_LIST}, Adobe's rule."
     ),
     "RefMatte-RW100": (
         "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
@@ -306,7 +282,7 @@ def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict
     for image_path, gt_path in tqdm(
         pairs, desc="validate", disable=not progress, dynamic_ncols=True
     ):
-        image, gt = data.load_image(image_path), data.load_mask(gt_path)
+        image, gt = readers.load_image(image_path), readers.load_mask(gt_path)
         predictor.set_image(image)
         out = predictor.predict(box=data.mask_to_box(gt > 128))
         seg.update(out["seg"], gt, out["mask"])
@@ -320,9 +296,9 @@ def score_matting(model: SAMA, tasks, items, progress: bool = True) -> dict:
     plain folder's held-out mattes by train.py; leaves the model in eval mode."""
     predictor, matting = Predictor(model, tasks), MattingMetrics()
     for files in tqdm(items, desc="validate", disable=not progress, dynamic_ncols=True):
-        image, alpha = data.load_image(files[0]), data.load_mask(files[1])
+        image, alpha = readers.load_image(files[0]), readers.load_mask(files[1])
         if len(files) > 2:
-            image = data.composite(image, alpha, data.load_image(files[2]))
+            image = readers.composite(image, alpha, readers.load_image(files[2]))
         predictor.set_image(image)
         matting.update(predictor.predict(box=data.mask_to_box(alpha > 0))["alpha"], alpha)
     return matting.results()
@@ -353,8 +329,8 @@ def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
     if not path.is_file():
         return None
     try:
-        a = data.load_mask(path)
-    except data.DataError:
+        a = readers.load_mask(path)
+    except readers.DataError:
         return None
     return a if a.shape == tuple(shape) else None
 
@@ -384,7 +360,7 @@ def evaluate(
     stems = [Path(p[1]).stem for p in pairs]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
-        raise data.DataError(
+        raise readers.DataError(
             f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite"
         )
 
@@ -394,13 +370,13 @@ def evaluate(
     for files, stem in tqdm(
         list(zip(pairs, stems)), desc=split_name, disable=not progress, dynamic_ncols=True
     ):
-        gt = data.load_mask(files[1])
+        gt = readers.load_mask(files[1])
         paths = [out / f / f"{stem}.png" for f in folders]
         preds = [read_png(p, gt.shape) for p in paths] if resume else [None] * len(paths)
         if any(p is None for p in preds):
-            image = data.load_image(files[0])
+            image = readers.load_image(files[0])
             if image.shape[:2] != gt.shape:
-                raise data.DataError(
+                raise readers.DataError(
                     f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
                     f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})"
                 )
@@ -421,7 +397,8 @@ def evaluate(
                 iou[k].append(mask_iou(pred >= 128, gt > 128))
                 biou[k].append(boundary_iou(pred >= 128, gt > 128))
         else:
-            trimap = data.load_mask(files[2]) if split.trimap_region or split.band_column else None
+            scored_trimap = split.trimap_region or split.band_column
+            trimap = readers.load_mask(files[2]) if scored_trimap else None
             matting.update(preds[0], gt, trimap if split.trimap_region else None)
             if split.band_column:
                 band.update(preds[0], gt, trimap)
@@ -490,7 +467,7 @@ def contact_rows(predictor: Predictor, kind: str, pairs, box_above: int = 0) -> 
     SAM. Point splits show the 10-point prompt, green dots."""
     rows = []
     for files in pairs:
-        image, gt = data.load_image(files[0]), data.load_mask(files[1])
+        image, gt = readers.load_image(files[0]), readers.load_mask(files[1])
         predictor.set_image(image)
         stem = Path(files[1]).stem
         box = (data.mask_to_box(gt > (box_above if kind == "matting" else 128))
@@ -589,9 +566,9 @@ def results_markdown(split_name: str, report: dict) -> str:
 
 def folder_split(folder) -> str:
     """--folder's split from what it holds: masks (gt/) or mattes (alpha/); both: say which."""
-    sets = data.folder_sets(folder)
+    sets = readers.folder_sets(folder)
     if sets["masks"] and sets["mattes"]:
-        raise data.DataError(f"{folder}: holds masks (gt) and mattes (alpha); choose one with "
+        raise readers.DataError(f"{folder}: holds masks (gt) and mattes (alpha); choose one with "
                              f"--split folder-masks or --split folder-mattes")
     return "folder-masks" if sets["masks"] else "folder-mattes"
 
@@ -678,7 +655,7 @@ def main(argv=None) -> int:
     except NonFiniteOutput as e:
         print(f"error: {e}; not written, not scored", file=sys.stderr)
         return 3
-    except (data.DataError, CheckpointError, WriteError) as e:
+    except (readers.DataError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -783,10 +760,10 @@ def read_settings(path: Path) -> dict:
     try:
         settings = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise data.DataError(f"{path}: unreadable ({type(e).__name__}); use another --out or "
+        raise readers.DataError(f"{path}: unreadable ({type(e).__name__}); use another --out or "
                              f"--overwrite") from None
     if not isinstance(settings, dict):
-        raise data.DataError(f"{path}: not a settings object; use another --out or --overwrite")
+        raise readers.DataError(f"{path}: not a settings object; use another --out or --overwrite")
     return settings
 
 
@@ -796,7 +773,7 @@ def run(args) -> int:
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
     if root is None:
-        raise data.DataError(f"--split {args.split} needs --{split.root_option} DIR")
+        raise readers.DataError(f"--split {args.split} needs --{split.root_option} DIR")
     options = {name: getattr(args, name) for name in split.options}
     pairs = all_pairs = split.reader(root, **options)  # data problems show before the model loads
     if args.limit:
@@ -804,9 +781,7 @@ def run(args) -> int:
     # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
     # naming the file, before any prediction
     # (a scored trimap: only 0 / 128 / 255, with an unknown region)
-    data.check_pairs(pairs, matting=split.kind == "matting", above=split.box_above if
-                     split.kind == "matting" else None,
-                     trimaps=split.trimap_region or split.band_column)
+    split.check(pairs)
     run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     out = output_folder(args)
@@ -845,10 +820,10 @@ def run(args) -> int:
         where = ("checkpoint", "sam_checkpoint")  # paths: the same weights may have moved
         changed = [k for k in settings if k not in where and before.get(k) != settings[k]]
         if changed:
-            raise data.DataError(f"{out}: holds predictions made with another "
+            raise readers.DataError(f"{out}: holds predictions made with another "
                                  f"{', '.join(changed)}; use another --out or --overwrite")
     elif args.resume and outputs.files(out):
-        raise data.DataError(f"{out}: holds files but no settings.json saying which weights and "
+        raise readers.DataError(f"{out}: holds files but no settings.json saying which weights and "
                              f"data made them; use another --out or --overwrite")
     if args.overwrite:
         clear_own_outputs(out)

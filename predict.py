@@ -27,11 +27,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-import data
 from load_sam_weights import CheckpointError, load_sama
 from outputs import WriteError, remove_stale_temporaries
 from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
                         save_pngs)
+import readers
 from sama_onnx import OnnxError, OnnxPredictor
 
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     try:
         # EXIF orientation applied: outputs match what viewers show
-        image = data.load_image(args.image)
+        image = readers.load_image(args.image)
         h, w = image.shape[:2]
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             # a single-task model: both maps from its trained head; the mask at its recorded
             # threshold
             predictor = Predictor(model, tasks, model.loaded_from["threshold"])
-    except (PromptError, data.DataError, CheckpointError, OnnxError, WriteError) as e:
+    except (PromptError, readers.DataError, CheckpointError, OnnxError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

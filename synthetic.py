@@ -2,6 +2,7 @@
 benchmark in the official dataset layouts.
 
     python synthetic.py DIR [--seed 0]      # writes the benchmark below (deterministic from --seed)
+    python synthetic.py make-toy DIR        # 3. the toy datasets: small and quick, for tests
 
 Nothing here can use SAM's real training data (SA-1B) or the real benchmarks, so both are drawn
 procedurally, every image a pure function of (seed, stream, index): `np.random.default_rng([seed,
@@ -36,13 +37,18 @@ the pre-training corpus (stream 0, unbounded) never draws a benchmark image.
 
 Masks and alphas are drawn at SS = 4 times the resolution and box-filtered down: anti-aliased
 edges and sub-pixel strands. A segmentation GT is the coverage > 0.5 (0 / 255).
+
+3. The toy datasets (`make_toy`), small and quick, for the tests: DIS5K, AIM's Combined_Dataset,
+   AIM-500 and backgrounds/ in the official layouts, images 160-320 px with one object each.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -55,7 +61,8 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import outputs
-from data import composite, make_trimap, mask_to_box
+from data import mask_to_box
+from readers import composite, make_trimap
 
 SS = 4  # supersampling of every drawn mask
 SIZE_RANGE = (176, 320)  # image sides in pixels (the stand-in SAM's frame: 256)
@@ -352,13 +359,13 @@ def paint(rng: np.random.Generator, image: np.ndarray, alpha: np.ndarray, amp: f
     return image
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
+def rounded_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def with_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """(h, w, 3) float32 -> uint8 with pixel noise of std U(2, 10) (a camera's)."""
-    return to_uint8(image + rng.uniform(2, 10) * rng.standard_normal(image.shape, np.float32))
+    return rounded_uint8(image + rng.uniform(2, 10) * rng.standard_normal(image.shape, np.float32))
 
 
 def as_jpeg(image: np.ndarray) -> np.ndarray:
@@ -743,7 +750,7 @@ def matte_fg(seed: int, stream: str, i: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = image_size(rng)
     alpha = matte_alpha(rng, h, w, MATTE_KINDS[i % len(MATTE_KINDS)])
     fg = texture(rng, h, w, rng.uniform(0, 255, 3), rng.uniform(0, 40))
-    return with_noise(rng, fg), to_uint8(255 * alpha)
+    return with_noise(rng, fg), rounded_uint8(255 * alpha)
 
 
 def background_image(seed: int, stream: str, i: int) -> np.ndarray:
@@ -762,10 +769,10 @@ def background_image(seed: int, stream: str, i: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _save(array: np.ndarray, path: Path) -> None:
+def _save(array: np.ndarray, path: Path, quality: int = JPEG_QUALITY) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".jpg":
-        Image.fromarray(array).save(path, format="JPEG", quality=JPEG_QUALITY)
+        Image.fromarray(array).save(path, format="JPEG", quality=quality)
     else:
         Image.fromarray(array).save(path, format="PNG")
 
@@ -805,7 +812,7 @@ def _write_matting(root: Path, seed: int) -> None:
         for k in range(COMP_BACKGROUNDS):
             bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS + k)
             name = f"test_{j:04d}_{k}.png"
-            # Eq. (1): I = alpha F + (1 - alpha) B, by Adobe's rule (data.composite)
+            # Eq. (1): I = alpha F + (1 - alpha) B, by Adobe's rule (readers.composite)
             _save(composite(fg, alpha, bg), test / "merged" / name)
             _save(alpha, test / "alpha_copy" / name)
             _save(trimap, test / "trimaps" / name)
@@ -913,8 +920,205 @@ def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
     return examples
 
 
+# ----------------------------------------------------------------------------------------------
+# 3. Toy datasets in the official layouts (python synthetic.py make-toy DIR), for tests
+# ----------------------------------------------------------------------------------------------
+
+TOY_JPEG_QUALITY = 92  # the toy's .jpg images
+TOY_SIZES = [(192, 256), (256, 192), (224, 224), (160, 288), (288, 208), (240, 320)]  # (h, w)
+SEG_KINDS = ("thin", "grid", "ring", "blob")
+
+
+def _toy_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float: a base colour with a gradient, a stripe pattern and pixel noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
+    gx, gy = rng.uniform(-40, 40, (2, 1, 1, 3)).astype(np.float32)
+    f, theta, phase = rng.uniform(8, 30), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    stripes = 15 * np.sin(f * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
+    noise = 8 * rng.standard_normal((h, w, 3), dtype=np.float32)
+    return (
+        base.astype(np.float32)
+        + gx * xx[..., None]
+        + gy * yy[..., None]
+        + stripes[..., None]
+        + noise
+    )
+
+
+def _toy_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(object, background) base colours at least 150 apart, so a tiny model can tell them apart."""
+    bg = rng.uniform(30, 225, 3)
+    while True:
+        fg = rng.uniform(30, 225, 3)
+        if np.linalg.norm(fg - bg) > 150:
+            return fg, bg
+
+
+def _toy_shape(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    """(h, w) float alpha in [0, 1] of one object: thin structures, a mesh, a ring, a blob."""
+    H, W = SS * h, SS * w
+    canvas = Image.new("L", (W, H), 0)
+    d = ImageDraw.Draw(canvas)
+    x0, y0 = rng.uniform(0.08, 0.3) * W, rng.uniform(0.08, 0.3) * H
+    x1, y1 = rng.uniform(0.7, 0.92) * W, rng.uniform(0.7, 0.92) * H
+    if kind == "thin":  # branches from one root, 1-3 px wide
+        root = (rng.uniform(x0, x1), rng.uniform(y0, y1))
+        for _ in range(rng.integers(3, 7)):
+            pts, (x, y), a = [root], root, rng.uniform(0, 2 * np.pi)
+            for _ in range(rng.integers(4, 9)):
+                a += rng.normal(0, 0.5)
+                x, y = (
+                    np.clip(x + 0.08 * W * np.cos(a), x0, x1),
+                    np.clip(y + 0.08 * H * np.sin(a), y0, y1),
+                )
+                pts.append((x, y))
+            d.line(pts, fill=255, width=int(rng.integers(SS, 3 * SS + 1)), joint="curve")
+    elif kind == "grid":  # a mesh inside a frame
+        step, lw = rng.uniform(0.06, 0.12) * min(W, H), int(rng.integers(SS, 2 * SS + 1))
+        for x in np.arange(x0, x1, step):
+            d.line([(x, y0), (x, y1)], fill=255, width=lw)
+        for y in np.arange(y0, y1, step):
+            d.line([(x0, y), (x1, y)], fill=255, width=lw)
+        d.rectangle([x0, y0, x1, y1], outline=255, width=3 * SS)
+    elif kind == "ring":  # a ring with a hole, and spokes
+        d.ellipse([x0, y0, x1, y1], fill=255)
+        t = rng.uniform(0.15, 0.3)
+        d.ellipse(
+            [x0 + t * (x1 - x0), y0 + t * (y1 - y0), x1 - t * (x1 - x0), y1 - t * (y1 - y0)], fill=0
+        )
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for a in rng.uniform(0, 2 * np.pi, rng.integers(2, 5)):
+            d.line(
+                [(cx, cy), (cx + (x1 - x0) / 2 * np.cos(a), cy + (y1 - y0) / 2 * np.sin(a))],
+                fill=255,
+                width=2 * SS,
+            )
+    else:  # blob: a union of ellipses
+        for _ in range(rng.integers(3, 7)):
+            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+            rx, ry = rng.uniform(0.1, 0.25) * W, rng.uniform(0.1, 0.25) * H
+            d.ellipse(
+                [max(x0, cx - rx), max(y0, cy - ry), min(x1, cx + rx), min(y1, cy + ry)], fill=255
+            )
+    return np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float64) / 255.0
+
+
+def _toy_matte_alpha(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w) uint8 alpha: a blurred blob or ring with hair-like strands growing out of its edge."""
+    body = _toy_shape(rng, h, w, str(rng.choice(["blob", "ring"])))
+    body = ndimage.gaussian_filter(body, rng.uniform(0.5, 1.5))  # soft edge
+    edge = np.argwhere((body > 0.5) & ~ndimage.binary_erosion(body > 0.5))
+    cy, cx = edge.mean(axis=0)
+    canvas = Image.new("L", (SS * w, SS * h), 0)
+    d = ImageDraw.Draw(canvas)
+    for y, x in edge[rng.choice(len(edge), min(len(edge), 150), replace=False)]:
+        a = np.arctan2(y - cy, x - cx) + rng.normal(0, 0.4)  # outwards, with a wave
+        pts = [(SS * x, SS * y)]
+        for _ in range(4):
+            a += rng.normal(0, 0.3)
+            length = SS * rng.uniform(2, 5)
+            pts.append((pts[-1][0] + length * np.cos(a), pts[-1][1] + length * np.sin(a)))
+        d.line(pts, fill=255, width=int(rng.integers(1, 3)))  # 1-2 px at 4x: alpha ~0.25-0.5
+    hair = np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float64) / 255.0
+    return np.round(255 * np.maximum(body, hair)).astype(np.uint8)
+
+
+def _toy_pair(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A textured image (h, w, 3) uint8 and its 0/255 mask (h, w) uint8 of one object."""
+    h, w = TOY_SIZES[rng.integers(len(TOY_SIZES))]
+    alpha = _toy_shape(rng, h, w, kind)
+    fg_c, bg_c = _toy_colours(rng)
+    a = alpha[:, :, None]
+    image = a * _toy_texture(rng, h, w, fg_c) + (1 - a) * _toy_texture(rng, h, w, bg_c)
+    return np.clip(image, 0, 255).astype(np.uint8), np.where(alpha > 0.5, 255, 0).astype(np.uint8)
+
+
+def _toy_matte(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A foreground texture (h, w, 3), its alpha (h, w) and the background colour it contrasts
+    with."""
+    h, w = TOY_SIZES[rng.integers(len(TOY_SIZES))]
+    fg_c, bg_c = _toy_colours(rng)
+    fg = np.clip(_toy_texture(rng, h, w, fg_c), 0, 255).astype(np.uint8)
+    return fg, _toy_matte_alpha(rng, h, w), bg_c
+
+
+def make_toy(root, seed: int = 0, n_train: int = 48, n_val: int = 16, n_test: int = 16,
+             n_fg: int = 32, n_comp: int = 16, n_aim500: int = 16, n_bg: int = 16) -> None:
+    """Write small synthetic datasets under root, in the official layouts (deterministic from seed):
+    DIS5K (.jpg images, .png masks), AIM's Combined_Dataset (training fg / alpha split 3:1 between
+    "Adobe-licensed images" and "Other"; Composition-1K pre-composited as {stem}_{i}.png, four
+    backgrounds per foreground), AIM-500 and backgrounds/ (textured images, some smaller than the
+    foregrounds so that compositing has to upscale them)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    save = functools.partial(_save, quality=TOY_JPEG_QUALITY)
+    splits = {"DIS-TR": n_train, "DIS-VD": n_val, **{f"DIS-TE{k}": n_test for k in range(1, 5)}}
+    for split, n in splits.items():
+        for i in range(n):
+            image, mask = _toy_pair(rng, SEG_KINDS[i % len(SEG_KINDS)])
+            save(image, root / "DIS5K" / split / "im" / f"{split}_{i:04d}.jpg")
+            save(mask, root / "DIS5K" / split / "gt" / f"{split}_{i:04d}.png")
+
+    backgrounds = []
+    for i in range(n_bg):
+        h, w = (96, 128) if i % 4 == 0 else TOY_SIZES[rng.integers(len(TOY_SIZES))]
+        bg = np.clip(_toy_texture(rng, h, w, rng.uniform(30, 225, 3)), 0, 255).astype(np.uint8)
+        backgrounds.append(bg)
+        save(bg, root / "backgrounds" / f"bg_{i:04d}.jpg")
+
+    combined = root / "AIM" / "Combined_Dataset"
+    for i in range(n_fg):
+        fg, alpha, _ = _toy_matte(rng)
+        subset = "Other" if i % 4 == 3 else "Adobe-licensed images"
+        save(fg, combined / "Training_set" / subset / "fg" / f"fg_{i:04d}.png")
+        save(alpha, combined / "Training_set" / subset / "alpha" / f"fg_{i:04d}.png")
+
+    test = combined / "Test_set" / "Adobe-licensed images"
+    per_fg = 4
+    for j in range(math.ceil(n_comp / per_fg)):
+        fg, alpha, _ = _toy_matte(rng)
+        save(fg, test / "fg" / f"test_{j:04d}.png")
+        save(alpha, test / "alpha" / f"test_{j:04d}.png")
+        trimap = make_trimap(alpha)
+        for k in range(min(per_fg, n_comp - j * per_fg)):
+            name = f"test_{j:04d}_{k}.png"
+            save(
+                composite(fg, alpha, backgrounds[(j * per_fg + k) % n_bg]), test / "merged" / name
+            )
+            save(alpha, test / "alpha_copy" / name)
+            save(trimap, test / "trimaps" / name)
+
+    for i in range(n_aim500):
+        fg, alpha, bg_c = _toy_matte(rng)
+        bg = np.clip(_toy_texture(rng, *alpha.shape, bg_c), 0, 255).astype(np.uint8)
+        save(composite(fg, alpha, bg), root / "AIM-500" / "original" / f"o_{i:04d}.jpg")
+        save(alpha, root / "AIM-500" / "mask" / f"o_{i:04d}.png")
+        save(make_trimap(alpha), root / "AIM-500" / "trimap" / f"o_{i:04d}.png")
+
+
+def toy_main(argv) -> int:
+    """python synthetic.py make-toy DIR: the toy datasets (make_toy)."""
+    parser = argparse.ArgumentParser(prog="synthetic.py make-toy",
+                                     description="write small toy datasets in the official layouts")
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=48,
+                        help="DIS-TR images (val and test: 16 each)")
+    args = parser.parse_args(argv)
+    if args.dir.exists() and not args.dir.is_dir():
+        print(f"error: {args.dir}: exists and is not a folder", file=sys.stderr)
+        return 2
+    make_toy(args.dir, seed=args.seed, n_train=args.n_train)
+    print(f"wrote toy datasets to {args.dir}: DIS5K, AIM/Combined_Dataset, AIM-500, backgrounds")
+    return 0
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["make-toy"]:
+        return toy_main(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="python synthetic.py make-toy DIR: the toy datasets")
     parser.add_argument("dir", type=Path, help="a new or empty folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

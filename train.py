@@ -47,6 +47,7 @@ from load_sam_weights import (
     sam_identity,
     save_sama,
 )
+import readers
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA
 
@@ -235,34 +236,34 @@ def build_datasets(args, image_size: int) -> tuple:
     to the segmentation head, mattes to the matting head."""
     seg = mat = None
     trains_seg, trains_mat = args.tasks in ("seg", "both"), args.tasks in ("matting", "both")
-    if data.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
-        own = data.folder_sets(args.data)
-        seg_pairs, val_seg = data.split_held_out(own["masks"])
-        natural, val_natural = data.split_held_out(own["mattes"])
-        fg_pairs, val_fg = data.split_held_out(own["foregrounds"])
+    if readers.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
+        own = readers.folder_sets(args.data)
+        seg_pairs, val_seg = readers.split_held_out(own["masks"])
+        natural, val_natural = readers.split_held_out(own["mattes"])
+        fg_pairs, val_fg = readers.split_held_out(own["foregrounds"])
     else:
         try:
-            seg_pairs = data.dis_pairs(args.data, "DIS-TR")
-        except data.DataError as e:
-            if not data.is_dis5k(args.data):  # neither layout
-                raise data.DataError(
-                    f"{e}, or a folder of your own: {data.FOLDER_LAYOUT}") from None
+            seg_pairs = readers.dis_pairs(args.data, "DIS-TR")
+        except readers.DataError as e:
+            if not readers.is_dis5k(args.data):  # neither layout
+                raise readers.DataError(
+                    f"{e}, or a folder of your own: {readers.FOLDER_LAYOUT}") from None
             raise
-        val_seg = data.dis_pairs(args.data, "DIS-VD") if args.val_every else []
+        val_seg = readers.dis_pairs(args.data, "DIS-VD") if args.val_every else []
         natural, val_natural, fg_pairs, val_fg = [], [], [], []
     if args.thin:
-        seg_pairs += data.thin_pairs(args.thin, "train")
+        seg_pairs += readers.thin_pairs(args.thin, "train")
     if trains_seg and not seg_pairs:
         raise TrainingError(f"{args.data}: no masks (DIR/{{im,gt}}) for the segmentation head; "
                             f"add them, or use --tasks matting")
     backgrounds, d646 = [], []
     if trains_mat:
         if args.matting:
-            fg_pairs += data.aim_train_pairs(args.matting)
+            fg_pairs += readers.aim_train_pairs(args.matting)
         if args.aim500:
-            natural += data.aim500_pairs(args.aim500)
+            natural += readers.aim500_pairs(args.aim500)
         if args.backgrounds:
-            backgrounds = data.image_files(args.backgrounds)
+            backgrounds = readers.image_files(args.backgrounds)
         else:
             backgrounds = [image for image, _ in seg_pairs]
         if (fg_pairs or val_fg) and not backgrounds:
@@ -270,13 +271,13 @@ def build_datasets(args, image_size: int) -> tuple:
         if args.d646 and not args.backgrounds:
             raise TrainingError("--d646 needs --backgrounds: the folder holding the COCO images "
                                 "its Train/bg_train.txt names (train2017)")
-        d646 = data.d646_train_pairs(args.d646, args.backgrounds) if args.d646 else []
+        d646 = readers.d646_train_pairs(args.d646, args.backgrounds) if args.d646 else []
     keep = (args.val_images or None) if args.val_every else 0
     # a held-out foreground is validated over background i of the list, the same on every run
     val_fg = [(fg, alpha, backgrounds[i % len(backgrounds)]) for i, (fg, alpha) in
               enumerate(val_fg)] if trains_mat else []
     val = {"seg": val_seg[:keep], "matting": (val_natural + val_fg)[:keep]}
-    data.check_pairs(seg_pairs + val["seg"], workers=args.workers)
+    readers.check_pairs(seg_pairs + val["seg"], workers=args.workers)
     if trains_seg:
         seg = data.SegmentationDataset(seg_pairs, image_size, augment=True, seed=args.seed)
     if trains_mat:
@@ -286,13 +287,13 @@ def build_datasets(args, image_size: int) -> tuple:
                 "(Adobe Image Matting, from its authors), or mattes in --data DIR/{im,alpha} or "
                 "DIR/{fg,alpha}; or use --tasks seg"
             )
-        data.check_pairs([p[:2] for p in fg_pairs + d646 + val["matting"]] + natural,
+        readers.check_pairs([p[:2] for p in fg_pairs + d646 + val["matting"]] + natural,
                          matting=True, workers=args.workers)
         # every background decoded now, not at the step that first draws it (the segmentation
         # images, the default, were just checked)
         drawn = (backgrounds if args.backgrounds and (fg_pairs or val_fg) else []) + [
             b for p in d646 for b in p[2]]
-        data.check_backgrounds(drawn, workers=args.workers)
+        readers.check_backgrounds(drawn, workers=args.workers)
         mat = data.MattingDataset(fg_pairs + d646, natural, backgrounds, image_size, augment=True,
                                   seed=args.seed)
     # the files a position in the streams refers to (validation items only observe)
@@ -744,7 +745,7 @@ def main(argv=None) -> int:
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (TrainingError, CheckpointError, data.DataError, outputs.WriteError) as e:
+    except (TrainingError, CheckpointError, readers.DataError, outputs.WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""Shared test helpers: the official segment-anything package as an oracle, random weights, a
+"""Shared test helpers: the official segment-anything package as an oracle, random weights, the
+toy datasets, a
 report.
 
 The official package (pip `segment-anything`, a test dependency only) imports torchvision in its
@@ -17,6 +18,7 @@ import sys
 import types
 from collections import defaultdict
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+import synthetic
+from readers import image_files
 from sam import PIXEL_MEAN, PIXEL_STD, SamConfig  # the repository root is on sys.path (pytest.ini)
 
 
@@ -213,6 +217,26 @@ def official_checkpoint(tmp_path, official):
 # ----------------------------------------------------------------------------------------------
 # Synthetic images and the parity report (largest differences seen, printed at the end of the run)
 # ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """The toy datasets (synthetic.make_toy), small: shared by the readers', data's and
+    synthetic's tests."""
+    root = tmp_path_factory.mktemp("toy")
+    synthetic.make_toy(root, seed=0, n_train=8, n_val=4, n_test=2, n_fg=8, n_comp=8, n_aim500=4,
+                       n_bg=4)
+    return root
+
+
+def backgrounds(toy: Path) -> list[Path]:
+    return image_files(toy / "backgrounds")
+
+
+def save(array, path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kw)
+    return path
 
 
 def random_image(h: int, w: int, seed: int) -> np.ndarray:

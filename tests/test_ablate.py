@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import ablate
-import data
+import readers
 import stats
 import synthetic
 from metrics import mask_iou, seg_scores
@@ -85,7 +85,7 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     assert sorted(rows) == sorted([c.name for c in ablate.CONFIGURATIONS]
                                   + ["reachable at 8G (fitted)", "reachable at 4G (fitted)"])
     # SAM's "lines" cells by hand: DIS-TE1_0000 is the split's only image of that kind here
-    gt = data.load_mask(study / "bench" / "DIS5K" / "DIS-TE1" / "gt" / "DIS-TE1_0000.png") > 128
+    gt = readers.load_mask(study / "bench" / "DIS5K" / "DIS-TE1" / "gt" / "DIS-TE1_0000.png") > 128
     mask = np.asarray(Image.open(study / "eval" / "SAM-DIS-TE1" / "mask" / "DIS-TE1_0000.png"))
     assert float(rows["SAM"][4]) == pytest.approx(mask_iou(mask >= 128, gt), abs=6e-4)
     assert float(rows["SAM"][5]) == pytest.approx((mask >= 128).sum() / gt.sum(), abs=6e-3)
@@ -96,7 +96,7 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     for gt_path in sorted((study / "bench" / "DIS5K" / "DIS-TE1" / "gt").glob("*.png")):
         pred = np.asarray(Image.open(study / "eval" / "SAM-DIS-TE1" / "pred" / gt_path.name))
         assert len(np.unique(pred)) > 2  # SAM's probability map
-        maes.append(seg_scores(pred, data.load_mask(gt_path) > 128)["MAE"])
+        maes.append(seg_scores(pred, readers.load_mask(gt_path) > 128)["MAE"])
     assert soft == pytest.approx(np.mean(maes), abs=6e-5) and soft != pytest.approx(binary)
     # the bounds: every kind's IoU reached at least as well at 8G as at 4G
     header = table[0].split(" | ")[1:]

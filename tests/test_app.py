@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import app
-import data
 import predict
+import readers
 from sama import SamaPredictor
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -117,7 +117,7 @@ def test_upload_box_points_and_downloads_equal_predict_py(server, tmp_path):
     status, headers, shown = request(server, "GET",
                                      f"/api/image?session=tab-one-1&image={image['image']}")
     assert status == 200 and headers["Content-Type"] == "image/png"
-    np.testing.assert_array_equal(png(shown), data.load_image(photo))
+    np.testing.assert_array_equal(png(shown), readers.load_image(photo))
 
     prompts = [  # a box; points only; a box with a positive and a negative point
         {"box": [5, 10, 40, 70]},
@@ -148,7 +148,7 @@ def test_sams_mask_is_the_one_samas_predictor_gives(server):
     box = [20, 20, image["width"] - 20, image["height"] - 20]
     answer = ok(prompt(server, "tab-sam-1", image["image"], 1, box=box))
     reference = SamaPredictor(server.app.model)
-    reference.set_image(data.load_image(server.app.examples_root / "DIS-TE1_0002.jpg"))
+    reference.set_image(readers.load_image(server.app.examples_root / "DIS-TE1_0002.jpg"))
     _, _, sam_mask = reference.predict(box=np.array(box, float))
     np.testing.assert_array_equal(png(answer["sam"]), sam_mask.astype(np.uint8) * 255)
     assert not np.array_equal(png(answer["sam"]), png(answer["mask"]))
@@ -164,7 +164,7 @@ def test_examples_are_listed_and_picked(server):
     image = ok(request(server, "POST", "/api/image?session=tab-ex-12&example=test_0002_0.png", b""))
     assert image["name"] == "test_0002_0.png"
     _, _, shown = request(server, "GET", f"/api/image?session=tab-ex-12&image={image['image']}")
-    expected = data.load_image(server.app.examples_root / "test_0002_0.png")
+    expected = readers.load_image(server.app.examples_root / "test_0002_0.png")
     np.testing.assert_array_equal(png(shown), expected)
     for name in ("../app.py", "DIS-TE1_0099.jpg", "examples.json"):
         refused(request(server, "POST", f"/api/image?session=tab-ex-12&example={name}", b""), 404,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import data
 import sam
+import synthetic
 import train
 from conftest import build_official_sam, randomize_
 from losses import matting_loss, seg_loss
@@ -78,7 +78,7 @@ def test_bf16_training_step_on_cuda_keeps_sam_frozen():
 def test_train_py_on_cuda(tmp_path, monkeypatch):
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    data.make_toy(
+    synthetic.make_toy(
         tmp_path / "toy", seed=0, n_train=4, n_val=2, n_test=0, n_fg=4, n_comp=0, n_aim500=2, n_bg=2
     )
     toy, out = tmp_path / "toy", tmp_path / "run"

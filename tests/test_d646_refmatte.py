@@ -17,9 +17,10 @@ from PIL import Image
 
 import data
 import evaluate
-from data import DataError
 from load_sam_weights import load_sam, sam_identity, save_sama
 from metrics import MattingMetrics
+import readers
+from readers import DataError
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS
 
@@ -63,12 +64,12 @@ def write_d646(root: Path) -> tuple[Path, Path]:
         h, w = (24, 30) if i % 3 == 0 else (64, 80)
         save(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), root / "VOC" / name)
     listed = [names[(i * 17) % N_BG] for i in range(N_BG) if (i * 17) % N_BG not in (0, 5, 30)]
-    (d646 / "Test" / data.D646_TEST_LIST).write_bytes("\r\n".join(listed).encode())
+    (d646 / "Test" / readers.D646_TEST_LIST).write_bytes("\r\n".join(listed).encode())
     return d646, root / "VOC"
 
 
 def listed(root: Path) -> list[str]:
-    return (root / "Test" / data.D646_TEST_LIST).read_bytes().decode().split("\r\n")
+    return (root / "Test" / readers.D646_TEST_LIST).read_bytes().decode().split("\r\n")
 
 
 @pytest.fixture
@@ -92,114 +93,114 @@ def one_line(error: pytest.ExceptionInfo, *fragments: str) -> str:
 def test_d646_composite_uses_the_listed_backgrounds_in_list_order_by_adobes_rule(d646):
     root, voc = d646
     names = listed(root)
-    assert len(names) == 2 * data.D646_PER_FG and names != sorted(names)
+    assert len(names) == 2 * readers.D646_PER_FG and names != sorted(names)
     assert [p.name for p in sorted(voc.iterdir())][:len(names)] != sorted(names)
-    triples = data.d646_test_triples(root, voc)
+    triples = readers.d646_test_triples(root, voc)
     composite = root / "Test" / "composite"
-    assert len(triples) == 2 * data.D646_PER_FG
+    assert len(triples) == 2 * readers.D646_PER_FG
     assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "bg_test.txt",
                                                                   "composite"]
     backgrounds = [voc / name for name in names]
     for merged, alpha_copy, trimap in triples:
         stem, i = merged.stem.rsplit("_", 1)
         k, i = int(stem[-1]), int(i)
-        fg = data.load_image(root / "Test" / "FG" / f"{stem}.png")
-        alpha = data.load_mask(root / "Test" / "GT" / f"{stem}.png")
+        fg = readers.load_image(root / "Test" / "FG" / f"{stem}.png")
+        alpha = readers.load_mask(root / "Test" / "GT" / f"{stem}.png")
         assert merged.parent == composite / "merged"
         assert alpha_copy.name == trimap.name == merged.name
-        bg = data.load_image(backgrounds[k * data.D646_PER_FG + i])  # foreground k: 20 k + i
-        np.testing.assert_array_equal(data.load_image(merged), data.composite(fg, alpha, bg))
-        np.testing.assert_array_equal(data.load_mask(alpha_copy), alpha)
-        expected_trimap = data.make_trimap(alpha, data.D646_TRIMAP_RADIUS)
-        np.testing.assert_array_equal(data.load_mask(trimap), expected_trimap)
+        bg = readers.load_image(backgrounds[k * readers.D646_PER_FG + i])  # foreground k: 20 k + i
+        np.testing.assert_array_equal(readers.load_image(merged), readers.composite(fg, alpha, bg))
+        np.testing.assert_array_equal(readers.load_mask(alpha_copy), alpha)
+        expected_trimap = readers.make_trimap(alpha, readers.D646_TRIMAP_RADIUS)
+        np.testing.assert_array_equal(readers.load_mask(trimap), expected_trimap)
         assert (expected_trimap == 128).any() and (expected_trimap == 0).any()
     manifest = json.loads((composite / "manifest.json").read_text())
     assert [name for name, _ in manifest["backgrounds"]] == names == manifest["list"]
 
     # written once: later calls, with the same backgrounds or none, read it as it is
     stamps = {p: p.stat().st_mtime_ns for p in composite.rglob("*")}
-    assert data.d646_test_triples(root) == triples
-    assert data.d646_test_triples(root.parent, voc) == triples  # the folder holding it works too
+    assert readers.d646_test_triples(root) == triples
+    assert readers.d646_test_triples(root.parent, voc) == triples  # the folder holding it works too
     assert {p: p.stat().st_mtime_ns for p in composite.rglob("*")} == stamps
 
 
 def test_d646_stale_or_partial_composite_is_refused(d646):
     root, voc = d646
-    triples = data.d646_test_triples(root, voc)
+    triples = readers.d646_test_triples(root, voc)
     composite = root / "Test" / "composite"
     again = "delete it to composite again"
 
     gt = root / "Test" / "GT" / "fg_1.png"
     original = gt.read_bytes()
-    alpha = data.load_mask(gt)
+    alpha = readers.load_mask(gt)
     save(np.where(alpha > 0, 255, 0).astype(np.uint8), gt)  # another alpha for the same foreground
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(composite), "stale", again)
     gt.write_bytes(original)
 
     used = voc / listed(root)[5]
     used.write_bytes((voc / listed(root)[6]).read_bytes())  # other pixels under a used name
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, voc)
+        readers.d646_test_triples(root, voc)
     one_line(e, str(composite), "stale", "other files than the backgrounds", str(voc))
-    assert data.d646_test_triples(root) == triples  # without backgrounds: used as it is
+    assert readers.d646_test_triples(root) == triples  # without backgrounds: used as it is
 
-    listing = root / "Test" / data.D646_TEST_LIST
+    listing = root / "Test" / readers.D646_TEST_LIST
     names = listed(root)
     listing.write_text("\n".join(names[1:] + names[:1]) + "\n")  # another order: another test set
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(composite), "stale", "bg_test.txt", again)
     listing.write_text("\n".join(names) + "\n")  # LF and a final newline: the same list
-    assert data.d646_test_triples(root) == triples
+    assert readers.d646_test_triples(root) == triples
 
     triples[3][0].unlink()
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(composite), "partial composite", f"merged/{triples[3][0].name} missing", again)
     shutil.copyfile(triples[4][0], triples[3][0])
     triples[7][2].unlink()
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, "partial composite", f"trimaps/{triples[7][2].name} missing")
     shutil.copyfile(triples[4][2], triples[7][2])
-    for name in data.D646_FOLDERS:  # an image no foreground made
+    for name in readers.D646_FOLDERS:  # an image no foreground made
         shutil.copyfile(triples[0][0], composite / name / "stray_0.png")
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(composite), f"holds {len(triples) + 1} images", again)
     (composite / "manifest.json").unlink()
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(composite), "manifest.json", again)
 
 
 def test_d646_composite_is_all_or_nothing(d646, monkeypatch):
     root, voc = d646
     names = listed(root)
-    bad, worse = voc / names[2 * data.D646_PER_FG - 3], voc / names[4]
+    bad, worse = voc / names[2 * readers.D646_PER_FG - 3], voc / names[4]
     good, fine = bad.read_bytes(), worse.read_bytes()
     bad.write_bytes(good[: len(good) // 3])  # truncated
     worse.write_bytes(b"not an image")
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, voc)
+        readers.d646_test_triples(root, voc)
     one_line(e, "2 of 40 background images cannot be read", str(bad), str(worse))
     assert not (root / "Test" / "composite").exists()  # named before any compositing
     worse.write_bytes(fine)
-    monkeypatch.setattr(data, "check_backgrounds", lambda paths: None)  # found while compositing
+    monkeypatch.setattr(readers, "check_backgrounds", lambda paths: None)  # found while compositing
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, voc)
+        readers.d646_test_triples(root, voc)
     one_line(e, str(bad), "cannot read image")
     assert sorted(p.name for p in (root / "Test").iterdir()) == ["FG", "GT", "bg_test.txt"]
     bad.write_bytes(good)
-    assert len(data.d646_test_triples(root, voc)) == 2 * data.D646_PER_FG
+    assert len(readers.d646_test_triples(root, voc)) == 2 * readers.D646_PER_FG
 
 
 def test_d646_broken_trees_are_one_line(d646, tmp_path):
     root, voc = d646
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root)
+        readers.d646_test_triples(root)
     one_line(e, str(root / "Test" / "composite"), "not composited yet", "background")
     few = tmp_path / "few"
     shutil.copytree(voc, few)
@@ -207,29 +208,29 @@ def test_d646_broken_trees_are_one_line(d646, tmp_path):
     for name in (names[7], names[3]):
         (few / name).unlink()
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, few)
+        readers.d646_test_triples(root, few)
     one_line(e, str(few), "2 of the 40 backgrounds listed in", f"(first: {names[3]})")
     (few / names[3]).symlink_to(tmp_path / "nowhere.jpg")  # a link to nothing is named
     with pytest.raises(DataError) as e:
-        data.image_files(few)
+        readers.image_files(few)
     one_line(e, str(few), "symbolic links to nothing", names[3], "nowhere.jpg")
 
-    listing = root / "Test" / data.D646_TEST_LIST
+    listing = root / "Test" / readers.D646_TEST_LIST
     listing.write_text("\r\n".join(names[:-1]))
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, voc)
+        readers.d646_test_triples(root, voc)
     one_line(e, str(listing), f"{len(names) - 1} names", f"need {len(names)}")
     listing.write_text("\r\n".join(names))
 
     fg = root / "Test" / "FG" / "fg_0.png"
     save(np.zeros((10, 12, 3), np.uint8), fg)  # the foreground no longer fits its alpha
     with pytest.raises(DataError) as e:
-        data.d646_test_triples(root, voc)
+        readers.d646_test_triples(root, voc)
     one_line(e, "fg_0.png", "differs from", str(fg))
     assert not (root / "Test" / "composite").exists()
     shutil.rmtree(root / "Test" / "GT")
     with pytest.raises(DataError) as e:
-        data.d646_test_pairs(root)
+        readers.d646_test_pairs(root)
     one_line(e, str(root), "no Test/GT folder", "Distinctions-646/Test/{FG,GT}")
 
 
@@ -248,31 +249,31 @@ def write_refmatte(root: Path) -> Path:
     for k, stem in enumerate(REFMATTE_STEMS):
         fg, alpha = matte(44, 60, seed=10 + k)
         background = np.random.default_rng(20 + k).integers(0, 256, fg.shape, dtype=np.uint8)
-        save(data.composite(fg, alpha, background), rw / "image_all" / f"{stem}.jpg")
+        save(readers.composite(fg, alpha, background), rw / "image_all" / f"{stem}.jpg")
         save(alpha, rw / "mask" / f"{stem}.png")
         labels[stem] = {"image_name": stem.rsplit("_", 1)[0], "expressions": [f"object number {k}"]}
-    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
+    (rw / readers.REFMATTE_LABELS).write_text(json.dumps(labels))
     return rw
 
 
 def test_refmatte_reader(tmp_path):
     rw = write_refmatte(tmp_path)
-    pairs = data.refmatte_rw100_pairs(rw)
+    pairs = readers.refmatte_rw100_pairs(rw)
     names = [(image.name, mask.name) for image, mask in pairs]
     assert names == [(f"{s}.jpg", f"{s}.png") for s in REFMATTE_STEMS]
-    assert data.refmatte_rw100_pairs(tmp_path) == pairs  # the folder holding it works too
-    assert data.main(["check", "refmatte", str(rw)]) == 0
+    assert readers.refmatte_rw100_pairs(tmp_path) == pairs  # the folder holding it works too
+    assert readers.main(["check", "RefMatte-RW100", str(rw)]) == 0
 
 
 @pytest.mark.parametrize("breakage", ["no labels", "not json", "a list", "missing entry",
                                       "extra entry", "missing mask"])
 def test_refmatte_broken_tree_is_one_line(tmp_path, breakage):
     rw = write_refmatte(tmp_path)
-    labels_path = rw / data.REFMATTE_LABELS
+    labels_path = rw / readers.REFMATTE_LABELS
     labels = json.loads(labels_path.read_text())
     if breakage == "no labels":
         labels_path.unlink()
-        fragments = (str(rw), data.REFMATTE_LABELS, "RefMatte_RW_100/{image_all,mask,")
+        fragments = (str(rw), readers.REFMATTE_LABELS, "RefMatte_RW_100/{image_all,mask,")
     elif breakage == "not json":
         labels_path.write_text('{"photo_1_0": ')
         fragments = (str(labels_path), "not readable JSON")
@@ -291,7 +292,7 @@ def test_refmatte_broken_tree_is_one_line(tmp_path, breakage):
         (rw / "mask" / "photo_2_0.png").unlink()
         fragments = ("photo_2_0.jpg", "no file named photo_2_0.*", "mask")
     with pytest.raises(DataError) as e:
-        data.refmatte_rw100_pairs(rw)
+        readers.refmatte_rw100_pairs(rw)
     one_line(e, *fragments)
 
 
@@ -323,12 +324,12 @@ def test_evaluate_distinctions_646_end_to_end(d646, checkpoint, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "not composited yet" in err
     assert run(*common, "--backgrounds", voc) == 0
-    triples = data.d646_test_triples(root)[:3]
+    triples = readers.d646_test_triples(root)[:3]
     whole, band = MattingMetrics(), MattingMetrics()
     for _, alpha_path, trimap_path in triples:
-        pred = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
-        whole.update(pred, data.load_mask(alpha_path))
-        band.update(pred, data.load_mask(alpha_path), data.load_mask(trimap_path))
+        pred = readers.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        whole.update(pred, readers.load_mask(alpha_path))
+        band.update(pred, readers.load_mask(alpha_path), readers.load_mask(trimap_path))
     report = json.loads((out / "metrics.json").read_text())
     second = {f"{k}_unknown": v for k, v in band.results().items() if k != "n"}
     assert report["scores"] == {**whole.results(), **second}
@@ -349,9 +350,9 @@ def test_evaluate_refmatte_rw100_end_to_end(checkpoint, tmp_path):
     assert run("--split", "RefMatte-RW100", "--refmatte", rw, "--checkpoint", checkpoint,
                "--out", out) == 0
     direct = MattingMetrics()
-    for _, alpha_path in data.refmatte_rw100_pairs(rw):
-        pred = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
-        direct.update(pred, data.load_mask(alpha_path))
+    for _, alpha_path in readers.refmatte_rw100_pairs(rw):
+        pred = readers.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        direct.update(pred, readers.load_mask(alpha_path))
     report = json.loads((out / "metrics.json").read_text())
     assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
     assert report["scores"]["n"] == len(REFMATTE_STEMS) and "alpha > 127" in report["prompt"]
@@ -395,7 +396,7 @@ def test_name_lists_crlf_without_final_newline(tmp_path):
     for i, raw in enumerate([b"a.jpg\r\nb.jpg\r\nc.jpg", b"a.jpg\nb.jpg\nc.jpg\n",
                              b"\xef\xbb\xbfa.jpg \r\n\r\nb.jpg\r\nc.jpg\r\n"]):
         (tmp_path / f"{i}.txt").write_bytes(raw)
-        assert data.read_name_list(tmp_path / f"{i}.txt") == ["a.jpg", "b.jpg", "c.jpg"]
+        assert readers.read_name_list(tmp_path / f"{i}.txt") == ["a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_d646_training_list_of_coco_2014_names_found_in_train2017(tmp_path):
@@ -406,12 +407,12 @@ def test_d646_training_list_of_coco_2014_names_found_in_train2017(tmp_path):
         save(alpha, d646 / "Train" / "GT" / f"t_{k}.png")
     ids = [9, 25, 30, 34, 36, 42]
     names = [f"COCO_train2014_{i:012d}.jpg" for i in ids]  # three per foreground
-    (d646 / "Train" / data.D646_TRAIN_LIST).write_bytes("\r\n".join(names).encode())
+    (d646 / "Train" / readers.D646_TRAIN_LIST).write_bytes("\r\n".join(names).encode())
     coco = tmp_path / "train2017"
     coco.mkdir()
     for i in ids + [1, 12]:  # two images the list does not name; PNG data: exact pixel values
         Image.fromarray(np.full((30, 30, 3), i, np.uint8)).save(coco / f"{i:012d}.jpg", "PNG")
-    triples = data.d646_train_pairs(tmp_path, coco)
+    triples = readers.d646_train_pairs(tmp_path, coco)
     assert [(fg.name, bgs) for fg, _, bgs in triples] == [
         ("t_0.png", tuple(coco / f"{i:012d}.jpg" for i in ids[:3])),
         ("t_1.png", tuple(coco / f"{i:012d}.jpg" for i in ids[3:]))]
@@ -424,7 +425,7 @@ def test_d646_training_list_of_coco_2014_names_found_in_train2017(tmp_path):
     (coco / f"{ids[4]:012d}.jpg").unlink()
     (coco / f"{ids[1]:012d}.jpg").unlink()
     with pytest.raises(DataError) as e:
-        data.d646_train_pairs(tmp_path, coco)
+        readers.d646_train_pairs(tmp_path, coco)
     one_line(e, str(coco), "2 of the 6 backgrounds listed", f"(first: {names[1]})")
 
 
@@ -444,15 +445,15 @@ class BoxRecorder:
 
 def test_refmatte_prompt_is_the_box_of_alpha_above_127(tmp_path):
     rw = write_refmatte(tmp_path)
-    for _, mask in data.refmatte_rw100_pairs(rw):
-        alpha = data.load_mask(mask).copy()
+    for _, mask in readers.refmatte_rw100_pairs(rw):
+        alpha = readers.load_mask(mask).copy()
         alpha[0, :3] = 40  # a faint wisp far from the object: inside alpha > 0's box only
         save(alpha, mask)
     recorder = BoxRecorder()
-    evaluate.evaluate("RefMatte-RW100", data.refmatte_rw100_pairs(rw), tmp_path / "eval",
+    evaluate.evaluate("RefMatte-RW100", readers.refmatte_rw100_pairs(rw), tmp_path / "eval",
                       recorder, resume=False, progress=False)
-    for box, (_, mask) in zip(recorder.boxes, data.refmatte_rw100_pairs(rw)):
-        alpha = data.load_mask(mask)
+    for box, (_, mask) in zip(recorder.boxes, readers.refmatte_rw100_pairs(rw)):
+        alpha = readers.load_mask(mask)
         np.testing.assert_array_equal(box, data.mask_to_box(alpha > 127))
         assert box[0] > 0 and box[1] > 0  # not the box of alpha > 0, which starts at (0, 0)
 
@@ -461,15 +462,15 @@ def test_refmatte_image_falls_back_to_the_labels_image_name(tmp_path):
     rw = write_refmatte(tmp_path)
     (rw / "image_all" / "photo_1_1.jpg").rename(rw / "image_all" / "photo_1.jpg")
     (rw / "image_all" / "photo_2_0.jpg").rename(rw / "image_all" / "scene_2.jpg")
-    labels = json.loads((rw / data.REFMATTE_LABELS).read_text())
+    labels = json.loads((rw / readers.REFMATTE_LABELS).read_text())
     labels["photo_2_0"]["image_name"] = "scene_2.jpg"  # a file name, or a stem (photo_1)
-    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
-    pairs = data.refmatte_rw100_pairs(rw)
+    (rw / readers.REFMATTE_LABELS).write_text(json.dumps(labels))
+    pairs = readers.refmatte_rw100_pairs(rw)
     assert [(image.name, mask.name) for image, mask in pairs] == [
         ("photo_1_0.jpg", "photo_1_0.png"), ("photo_1.jpg", "photo_1_1.png"),
         ("scene_2.jpg", "photo_2_0.png")]
     labels["photo_2_0"]["image_name"] = "elsewhere.jpg"
-    (rw / data.REFMATTE_LABELS).write_text(json.dumps(labels))
+    (rw / readers.REFMATTE_LABELS).write_text(json.dumps(labels))
     with pytest.raises(DataError) as e:
-        data.refmatte_rw100_pairs(rw)
+        readers.refmatte_rw100_pairs(rw)
     one_line(e, str(rw / "mask" / "photo_2_0.png"), "'elsewhere.jpg'")

@@ -16,8 +16,10 @@ import evaluate
 import prediction
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
+import readers
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA, TASKS, SamaPredictor
+import synthetic
 
 # the device evaluate.py picks: same numbers
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -28,7 +30,8 @@ def toy(tmp_path_factory) -> Path:
     """DIS5K / AIM / AIM-500 toy trees, plus COIFT made of the DIS-VD pairs (same layout as the
     release)."""
     root = tmp_path_factory.mktemp("toy")
-    data.make_toy(root, seed=1, n_train=1, n_val=3, n_test=1, n_fg=1, n_comp=3, n_aim500=2, n_bg=2)
+    synthetic.make_toy(root, seed=1, n_train=1, n_val=3, n_test=1, n_fg=1, n_comp=3, n_aim500=2,
+                       n_bg=2)
     for src, dst in (("im", "images"), ("gt", "masks")):
         shutil.copytree(root / "DIS5K" / "DIS-VD" / src, root / "COIFT" / dst)
     return root
@@ -108,13 +111,13 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     # the SAM file recorded in sama.pt
     assert report["sam_checkpoint"] == str(checkpoints[0].resolve())
 
-    pairs = data.dis_pairs(toy, "DIS-VD")
+    pairs = readers.dis_pairs(toy, "DIS-VD")
     direct = SegMetrics()
     levels = set()
     for _, gt_path in pairs:
-        gt = data.load_mask(gt_path)
-        pred = data.load_mask(dis_run / "pred" / f"{gt_path.stem}.png")
-        mask = data.load_mask(dis_run / "mask" / f"{gt_path.stem}.png")
+        gt = readers.load_mask(gt_path)
+        pred = readers.load_mask(dis_run / "pred" / f"{gt_path.stem}.png")
+        mask = readers.load_mask(dis_run / "mask" / f"{gt_path.stem}.png")
         assert pred.shape == mask.shape == gt.shape  # written at the GT's resolution
         assert set(np.unique(mask).tolist()) <= {0, 255}
         levels |= set(np.unique(pred).tolist())
@@ -140,7 +143,7 @@ def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run
     parameters = list(inspect.signature(evaluate.score_segmentation).parameters)
     assert parameters == ["model", "tasks", "pairs", "progress"]
     model = load_sama(checkpoints[1], device=DEVICE)
-    pairs = data.dis_pairs(toy, "DIS-VD")
+    pairs = readers.dis_pairs(toy, "DIS-VD")
     scores = evaluate.score_segmentation(model, TASKS, pairs, progress=False)
     report = json.loads((dis_run / "metrics.json").read_text())
     assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
@@ -171,8 +174,8 @@ def test_compile_gives_the_same_predictions(toy, checkpoints, dis_run, tmp_path,
 
 def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     model = load_sama(checkpoints[1], device=DEVICE)
-    image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
-    image, gt = data.load_image(image_path), data.load_mask(gt_path)
+    image_path, gt_path = readers.dis_pairs(toy, "DIS-VD")[0]
+    image, gt = readers.load_image(image_path), readers.load_mask(gt_path)
     box = data.mask_to_box(gt > 128)
     ours = prediction.Predictor(model, TASKS)
     ours.set_image(image)
@@ -198,12 +201,12 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     reference = prediction.Predictor(load_sam(sam_path, device=DEVICE))
     direct = SegMetrics()
-    for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
-        gt = data.load_mask(gt_path)
-        reference.set_image(data.load_image(image_path))
+    for image_path, gt_path in readers.dis_pairs(toy, "DIS-VD"):
+        gt = readers.load_mask(gt_path)
+        reference.set_image(readers.load_image(image_path))
         maps = reference.predict(box=data.mask_to_box(gt > 128))
-        pred = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
-        mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
+        pred = readers.load_mask(out / "pred" / f"{gt_path.stem}.png")
+        mask = readers.load_mask(out / "mask" / f"{gt_path.stem}.png")
         np.testing.assert_array_equal(pred, evaluate.to_uint8(maps["seg"]))
         np.testing.assert_array_equal(mask >= 128, maps["mask"])
         assert len(np.unique(pred)) > 2  # a probability map, not SAM's mask
@@ -215,12 +218,12 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
 def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
     sam_path, sama_path = checkpoints
     model = load_sama(sama_path, device=DEVICE)
-    pairs = data.dis_pairs(toy, "DIS-VD")[:1]
+    pairs = readers.dis_pairs(toy, "DIS-VD")[:1]
     plain = prediction.Predictor(model, TASKS)
     seg = []
     for image_path, gt_path in pairs:
-        plain.set_image(data.load_image(image_path))
-        seg.append(plain.predict(box=data.mask_to_box(data.load_mask(gt_path) > 128))["seg"])
+        plain.set_image(readers.load_image(image_path))
+        seg.append(plain.predict(box=data.mask_to_box(readers.load_mask(gt_path) > 128))["seg"])
     threshold = float(np.median(seg[0]))  # a threshold that cuts the maps elsewhere than 0.5
     assert not np.array_equal(seg[0] > threshold, seg[0] > 0.5)
     recorded = tmp_path / "sama-threshold.pt"
@@ -229,7 +232,7 @@ def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", recorded, "--out", out,
                "--sam-checkpoint", sam_path, "--limit", 1) == 0
     for (_, gt_path), probability in zip(pairs, seg):
-        mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
+        mask = readers.load_mask(out / "mask" / f"{gt_path.stem}.png")
         np.testing.assert_array_equal(mask >= 128, probability > threshold)
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["threshold"] == threshold
@@ -250,11 +253,11 @@ def test_matting_only_model_is_scored_on_dis_through_its_matting_head(toy, singl
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", single_task["matting"],
                "--out", out) == 0
     reference = SamaPredictor(load_sama(single_task["matting"], device=DEVICE))
-    for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
-        gt = data.load_mask(gt_path)
-        reference.set_image(data.load_image(image_path))
+    for image_path, gt_path in readers.dis_pairs(toy, "DIS-VD"):
+        gt = readers.load_mask(gt_path)
+        reference.set_image(readers.load_image(image_path))
         seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 128), return_logits=True)
-        written = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
+        written = readers.load_mask(out / "pred" / f"{gt_path.stem}.png")
         np.testing.assert_array_equal(written, evaluate.to_uint8(alpha))  # the matting head's alpha
         # not the segmentation head, which never trained
         assert not np.array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
@@ -272,11 +275,11 @@ def test_segmentation_only_model_is_scored_on_mattes_through_its_segmentation_he
     assert run("--split", "AIM-500", "--aim500", toy, "--checkpoint", single_task["seg"],
                "--out", out) == 0
     reference = SamaPredictor(load_sama(single_task["seg"], device=DEVICE))
-    for image_path, alpha_path, _ in data.aim500_pairs(toy):
-        gt = data.load_mask(alpha_path)
-        reference.set_image(data.load_image(image_path))
+    for image_path, alpha_path, _ in readers.aim500_pairs(toy):
+        gt = readers.load_mask(alpha_path)
+        reference.set_image(readers.load_image(image_path))
         seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 0), return_logits=True)
-        written = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
+        written = readers.load_mask(out / "pred" / f"{alpha_path.stem}.png")
         np.testing.assert_array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
         assert not np.array_equal(written, evaluate.to_uint8(alpha))  # not the untrained head
     report = json.loads((out / "metrics.json").read_text())
@@ -303,12 +306,12 @@ def test_an_untrained_head_is_refused_in_one_line(toy, checkpoints, single_task,
 
 def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, checkpoints):
     model = load_sama(checkpoints[1], device=DEVICE)
-    image_path, gt_path = data.dis_pairs(toy, "DIS-VD")[0]
-    box = data.mask_to_box(data.load_mask(gt_path) > 128)
+    image_path, gt_path = readers.dis_pairs(toy, "DIS-VD")[0]
+    box = data.mask_to_box(readers.load_mask(gt_path) > 128)
     maps = {}
     for tasks in (["seg"], ["matting"], ["matting", "seg"]):
         predictor = prediction.Predictor(model, tasks)
-        predictor.set_image(data.load_image(image_path))
+        predictor.set_image(readers.load_image(image_path))
         maps[tasks[0] if len(tasks) == 1 else "both"] = predictor.predict(box=box)
     both = maps["both"]
     assert not np.array_equal(both["seg"], both["alpha"])
@@ -339,9 +342,9 @@ def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     for k in evaluate.POINT_COUNTS:
         ious, bious = [], []
-        for _, gt_path in data.coift_pairs(toy / "COIFT"):
-            gt = data.load_mask(gt_path) > 128
-            pred = data.load_mask(out / f"pred-{k}pt" / f"{gt_path.stem}.png") >= 128
+        for _, gt_path in readers.coift_pairs(toy / "COIFT"):
+            gt = readers.load_mask(gt_path) > 128
+            pred = readers.load_mask(out / f"pred-{k}pt" / f"{gt_path.stem}.png") >= 128
             ious.append(mask_iou(pred, gt))
             bious.append(boundary_iou(pred, gt))
         assert report["scores"][f"mIoU@{k}"] == pytest.approx(np.mean(ious), abs=1e-12)
@@ -381,16 +384,16 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
         out,
     )
     assert run(*args) == 0
-    triples = data.composition1k_pairs(toy / "AIM")
+    triples = readers.composition1k_pairs(toy / "AIM")
     preds = {t[1].stem: out / "pred" / f"{t[1].stem}.png" for t in triples}
 
     def direct():
         m = MattingMetrics()
         for _, alpha_path, trimap_path in triples:
             m.update(
-                data.load_mask(preds[alpha_path.stem]),
-                data.load_mask(alpha_path),
-                data.load_mask(trimap_path),
+                readers.load_mask(preds[alpha_path.stem]),
+                readers.load_mask(alpha_path),
+                readers.load_mask(trimap_path),
             )
         return m.results()
 
@@ -398,25 +401,26 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     assert report["scores"] == direct() and report["scores"]["region"].startswith("unknown")
     assert "alpha > 0" in report["prompt"] and report["config"]["model"] == "sam"
     for p in preds.values():
-        assert set(np.unique(data.load_mask(p)).tolist()) <= {0, 255}  # SAM's binary mask as alpha
+        # SAM's binary mask as alpha
+        assert set(np.unique(readers.load_mask(p)).tolist()) <= {0, 255}
 
     # --resume: a readable PNG is reused as it is (even edited), a missing or broken one recomputed
     first, second, third = list(preds.values())
-    original = {p: data.load_mask(p) for p in preds.values()}
+    original = {p: readers.load_mask(p) for p in preds.values()}
     edited = np.full_like(original[first], 77)
     prediction.save_png(edited, first)
     second.unlink()
     third.write_bytes(third.read_bytes()[:40])  # truncated
     assert run(*args, "--resume") == 0
-    assert np.array_equal(data.load_mask(first), edited)
-    assert np.array_equal(data.load_mask(second), original[second])
-    assert np.array_equal(data.load_mask(third), original[third])
+    assert np.array_equal(readers.load_mask(first), edited)
+    assert np.array_equal(readers.load_mask(second), original[second])
+    assert np.array_equal(readers.load_mask(third), original[third])
     report = json.loads((out / "metrics.json").read_text())
     assert report["scores"] == direct()  # scored from the files as they are now
 
     # --overwrite: everything is recomputed
     assert run(*args, "--overwrite") == 0
-    assert np.array_equal(data.load_mask(first), original[first])
+    assert np.array_equal(readers.load_mask(first), original[first])
 
 
 def test_resume_refuses_predictions_of_another_model(toy, checkpoints, tmp_path, capsys):
@@ -425,9 +429,10 @@ def test_resume_refuses_predictions_of_another_model(toy, checkpoints, tmp_path,
     assert run(*common, "--checkpoint", checkpoints[1]) == 0
     report = json.loads((out / "metrics.json").read_text())
     direct = MattingMetrics()
-    for _, alpha_path, _ in data.aim500_pairs(toy):
+    for _, alpha_path, _ in readers.aim500_pairs(toy):
         direct.update(
-            data.load_mask(out / "pred" / f"{alpha_path.stem}.png"), data.load_mask(alpha_path)
+            readers.load_mask(out / "pred" / f"{alpha_path.stem}.png"),
+            readers.load_mask(alpha_path),
         )
     assert report["scores"] == direct.results() and report["scores"]["region"] == "whole image"
     capsys.readouterr()
@@ -501,8 +506,8 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     settings = json.loads((out / "settings.json").read_text())
     assert settings["checkpoint_sha256"] == sha256(ckpt)
     assert settings["sam_sha256"] == sha256(sam_path)
-    first = out / "pred" / f"{data.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
-    edited = np.full_like(data.load_mask(first), 77)  # tells a reused PNG from a recomputed one
+    first = out / "pred" / f"{readers.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
+    edited = np.full_like(readers.load_mask(first), 77)  # tells a reused PNG from a recomputed one
     prediction.save_png(edited, first)
     before = {name: (out / name).read_bytes() for name in files_under(out)}
 
@@ -521,7 +526,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     shutil.copy(sama_path, moved)
     shutil.copy(sam_path, moved.parent)
     assert run(*args, "--checkpoint", moved, "--resume") == 0
-    assert np.array_equal(data.load_mask(first), edited)
+    assert np.array_equal(readers.load_mask(first), edited)
     assert json.loads((out / "settings.json").read_text())["checkpoint"] == str(moved.resolve())
 
     # settings.json gone: nothing says which weights made the PNGs
@@ -529,7 +534,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     capsys.readouterr()
     assert run(*args, "--checkpoint", moved, "--resume") == 2
     assert "no settings.json" in one_error_line(capsys)
-    assert np.array_equal(data.load_mask(first), edited)
+    assert np.array_equal(readers.load_mask(first), edited)
 
 
 def test_resume_refuses_another_sam_file_at_the_same_path(toy, tmp_path, capsys):
@@ -551,7 +556,7 @@ def test_resume_refuses_another_sam_file_at_the_same_path(toy, tmp_path, capsys)
 def blacken(path: Path) -> None:
     from PIL import Image
 
-    Image.fromarray(np.zeros_like(data.load_mask(path))).save(path)
+    Image.fromarray(np.zeros_like(readers.load_mask(path))).save(path)
 
 
 @pytest.mark.parametrize("split", ["DIS-VD", "COIFT", "Composition-1K"])
@@ -559,9 +564,9 @@ def test_an_empty_gt_is_refused_before_any_prediction(split, toy, checkpoints, t
     """The last GT all black: was scored IoU 0 in COIFT (zero points), a traceback in DIS and
     Composition-1K after the other images' predictions were written."""
     folder, option, reader = {
-        "DIS-VD": ("DIS5K", "--data", lambda root: data.dis_pairs(root, split)),
-        "COIFT": ("COIFT", "--coift", data.coift_pairs),
-        "Composition-1K": ("AIM", "--matting", data.composition1k_pairs),
+        "DIS-VD": ("DIS5K", "--data", lambda root: readers.dis_pairs(root, split)),
+        "COIFT": ("COIFT", "--coift", readers.coift_pairs),
+        "Composition-1K": ("AIM", "--matting", readers.composition1k_pairs),
     }[split]
     root = tmp_path / folder
     shutil.copytree(toy / folder, root)
@@ -580,7 +585,7 @@ def test_a_size_mismatch_is_found_before_any_prediction(toy, checkpoints, tmp_pa
 
     root = tmp_path / "DIS5K"
     shutil.copytree(toy / "DIS5K", root)
-    image, gt = data.dis_pairs(root, "DIS-VD")[-1]
+    image, gt = readers.dis_pairs(root, "DIS-VD")[-1]
     mask = Image.open(gt)
     mask.resize((mask.width + 3, mask.height)).save(gt)
     out = tmp_path / "out"
@@ -614,7 +619,7 @@ def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_p
     capsys.readouterr()
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1],
                "--out", out) == 3
-    image = data.dis_pairs(toy, "DIS-VD")[0][0]
+    image = readers.dis_pairs(toy, "DIS-VD")[0][0]
     assert one_error_line(capsys) == (f"error: {image}: NaN or inf in the model's segmentation "
                                       "logits; not written, not scored")
     assert files_under(out) == {"settings.json"}

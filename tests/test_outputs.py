@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 
 import ablate
-import data
 import evaluate
 import outputs
 import predict
 import pretrain_sam
+import readers
 import synthetic
 import train
 from load_sam_weights import (CheckpointError, atomic_save, load_sam, load_sama, read_checkpoint,
@@ -47,7 +47,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("toy")
-    data.make_toy(root, seed=0, n_train=2, n_val=3, n_test=0, n_fg=0, n_comp=0, n_aim500=0, n_bg=0)
+    synthetic.make_toy(root, seed=0, n_train=2, n_val=3, n_test=0, n_fg=0, n_comp=0, n_aim500=0,
+                       n_bg=0)
     return root
 
 
@@ -243,7 +244,7 @@ def test_resume_refuses_other_data_under_the_same_names(toy, ckpt, tmp_path, cap
     out = tmp_path / "eval"
     assert evaluate.main(evaluate_args(data_copy, out, ckpt["a"], "--limit", "1")) == 0
     image = data_copy / "DIS5K" / "DIS-VD" / "im" / "DIS-VD_0000.jpg"
-    Image.fromarray(data.load_image(image)[:, ::-1].copy()).save(image)  # mirrored, same name
+    Image.fromarray(readers.load_image(image)[:, ::-1].copy()).save(image)  # mirrored, same name
     before = snapshot(out)
     capsys.readouterr()
     assert evaluate.main(evaluate_args(data_copy, out, ckpt["a"], "--limit", "1", "--resume")) == 2
@@ -254,7 +255,7 @@ def test_resume_refuses_other_data_under_the_same_names(toy, ckpt, tmp_path, cap
     argv = train_args(data_copy, run, ckpt["sam"], "--max-steps", "1")
     assert train.main(argv) == 0
     train_image = data_copy / "DIS5K" / "DIS-TR" / "im" / "DIS-TR_0000.jpg"
-    Image.fromarray(data.load_image(train_image)[::-1].copy()).save(train_image)
+    Image.fromarray(readers.load_image(train_image)[::-1].copy()).save(train_image)
     capsys.readouterr()
     assert train.main(train_args(data_copy, run, ckpt["sam"], "--max-steps", "2", "--resume")) == 2
     assert "other training files" in one_line(capsys.readouterr().err)
@@ -392,7 +393,7 @@ def test_unwritable_outputs_are_refused_before_any_work(toy, ckpt, tmp_path, mon
     assert train.main(train_args(toy, blocker / "run", ckpt["sam"], "--max-steps", "1")) == 2
     assert "is a file" in one_line(capsys.readouterr().err)
 
-    monkeypatch.setattr(data, "check_pairs", lambda *a, **k: pytest.fail("read the data first"))
+    monkeypatch.setattr(readers, "check_pairs", lambda *a, **k: pytest.fail("read the data first"))
     assert evaluate.main(evaluate_args(toy, blocker / "eval", ckpt["a"])) == 2
     assert "is a file" in one_line(capsys.readouterr().err)
     out = tmp_path / "eval"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import data
 import evaluate
+import readers
+from readers import DataError
 import train
-from data import DataError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 
@@ -74,7 +74,7 @@ def composition1k(root: Path, trimap: np.ndarray, suffix: str = ".png") -> Path:
                                          ("no unknown", "0, 255"), ("jpeg", "0,")])
 def test_bad_trimaps_are_refused_before_any_prediction(case, found, tmp_path, capsys):
     _, alpha = disc(32, 40, 0)
-    trimap = data.make_trimap(alpha)
+    trimap = readers.make_trimap(alpha)
     if case == "127":
         trimap[trimap == 128] = 127
     elif case == "0/1/2":
@@ -93,28 +93,28 @@ def test_bad_trimaps_are_refused_before_any_prediction(case, found, tmp_path, ca
 
 def test_a_good_trimap_passes(tmp_path):
     _, alpha = disc(32, 40, 0)
-    composition1k(tmp_path, data.make_trimap(alpha))
-    data.check_pairs(data.composition1k_pairs(tmp_path), matting=True, trimaps=True)
+    composition1k(tmp_path, readers.make_trimap(alpha))
+    readers.check_pairs(readers.composition1k_pairs(tmp_path), matting=True, trimaps=True)
 
 
 def test_alphas_of_any_depth_read_to_0_255(tmp_path):
     a = np.linspace(0, 1, 12 * 16).reshape(12, 16)
     expected = np.round(255 * a).astype(np.uint8)
     Image.fromarray(a.astype(np.float32), mode="F").save(tmp_path / "unit.tif")  # float in [0, 1]
-    np.testing.assert_array_equal(data.load_mask(tmp_path / "unit.tif"), expected)
+    np.testing.assert_array_equal(readers.load_mask(tmp_path / "unit.tif"), expected)
     rounded = np.clip(a + np.where(a > 0.5, 0.005, -0.005), -0.005, 1.005)  # resampling's overshoot
     Image.fromarray(rounded.astype(np.float32), mode="F").save(tmp_path / "over.tif")
-    np.testing.assert_array_equal(data.load_mask(tmp_path / "over.tif"),
+    np.testing.assert_array_equal(readers.load_mask(tmp_path / "over.tif"),
                                   np.round(255 * np.clip(rounded, 0, 1)).astype(np.uint8))
     Image.fromarray((255 * a).astype(np.float32), mode="F").save(tmp_path / "byte.tif")
-    np.testing.assert_array_equal(data.load_mask(tmp_path / "byte.tif"), expected)
+    np.testing.assert_array_equal(readers.load_mask(tmp_path / "byte.tif"), expected)
     Image.fromarray(np.round(65535 * a).astype(np.uint16)).save(tmp_path / "16.png")
-    np.testing.assert_array_equal(data.load_mask(tmp_path / "16.png"), expected)
+    np.testing.assert_array_equal(readers.load_mask(tmp_path / "16.png"), expected)
     for name, bad, shown in (("neg.tif", a - 0.5, "-0.5"), ("nan.tif", np.where(a > 0.5, np.nan, a),
                                                             "NaN"), ("big.tif", a * 1e6, "1e+06")):
         Image.fromarray(bad.astype(np.float32), mode="F").save(tmp_path / name)
         with pytest.raises(DataError) as e:
-            data.load_mask(tmp_path / name)
+            readers.load_mask(tmp_path / name)
         one_line(e, str(tmp_path / name), shown)
 
 
@@ -122,7 +122,7 @@ def test_a_symbolic_link_to_nothing_is_named(tmp_path):
     own_tree(tmp_path / "own", masks=2, foregrounds=0)
     (tmp_path / "own" / "im" / "img_9.jpg").symlink_to(tmp_path / "gone" / "img_9.jpg")
     with pytest.raises(DataError) as e:
-        data.folder_sets(tmp_path / "own")
+        readers.folder_sets(tmp_path / "own")
     one_line(e, str(tmp_path / "own" / "im"), "symbolic links to nothing", "img_9.jpg")
 
 
@@ -132,23 +132,23 @@ def test_a_symbolic_link_to_nothing_is_named(tmp_path):
 
 
 def test_folder_layouts_and_the_seeded_held_out_split(tmp_path):
-    sets = data.folder_sets(own_tree(tmp_path / "own", masks=20, foregrounds=3))
+    sets = readers.folder_sets(own_tree(tmp_path / "own", masks=20, foregrounds=3))
     assert len(sets["masks"]) == 20 and sets["mattes"] == [] and len(sets["foregrounds"]) == 3
-    training, held = data.split_held_out(sets["masks"])
+    training, held = readers.split_held_out(sets["masks"])
     assert len(held) == 2 and len(training) == 18 and not set(held) & set(training)
     # names only decide: the same split from a shuffled list, another with another seed
     shuffled = [sets["masks"][i] for i in np.random.default_rng(0).permutation(20)]
-    assert data.split_held_out(shuffled) == (training, held)
-    assert data.split_held_out(sets["masks"], seed=1)[1] != held
-    assert data.split_held_out(sets["masks"][:1]) == (sets["masks"][:1], [])
+    assert readers.split_held_out(shuffled) == (training, held)
+    assert readers.split_held_out(sets["masks"], seed=1)[1] != held
+    assert readers.split_held_out(sets["masks"][:1]) == (sets["masks"][:1], [])
     natural = tmp_path / "natural"
     for i in range(2):
         image, alpha = disc(30, 30, i)
         save(image, natural / "im" / f"n_{i}.jpg")
         save(alpha, natural / "alpha" / f"n_{i}.png")
-    assert [p[0].name for p in data.folder_mattes(natural)] == ["n_0.jpg", "n_1.jpg"]
+    assert [p[0].name for p in readers.folder_mattes(natural)] == ["n_0.jpg", "n_1.jpg"]
     with pytest.raises(DataError) as e:
-        data.folder_sets(tmp_path / "nothing")
+        readers.folder_sets(tmp_path / "nothing")
     one_line(e, "nothing", "folder not found", "DIR/{im,gt}")
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-import data
 import predict
 import prediction
 from load_sam_weights import load_sam, load_sama, read_sama_header, sam_identity, save_sama
+import readers
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -45,7 +45,7 @@ def rotated_image(tmp_path_factory) -> Path:
 
 
 def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tmp_path, capsys):
-    image = data.load_image(rotated_image)
+    image = readers.load_image(rotated_image)
     assert image.shape == (RAW_W, RAW_H, 3)  # the test image really is rotated by EXIF
     prefix = tmp_path / "out" / "cut"
     # y up to 70 only fits the displayed (portrait) image, not the stored one (48 high)
@@ -82,7 +82,7 @@ def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tm
     assert predict.main([str(rotated_image), "--box", *map(str, box),
                          "--checkpoint", str(matting_only), "--out", str(prefix)]) == 0
     ref = SamaPredictor(load_sama(checkpoint, device=DEVICE))
-    ref.set_image(data.load_image(rotated_image))
+    ref.set_image(readers.load_image(rotated_image))
     seg_mask, ref_alpha, _ = ref.predict(box=np.array(box, dtype=float))
     alpha_mask = ref_alpha > 0.5
     assert not np.array_equal(seg_mask, alpha_mask)  # the heads disagree: the test tells them apart
@@ -94,7 +94,7 @@ def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rot
                                                                  tmp_path):
     """A threshold recorded in sama.pt (here the probability map's median, so that it differs from
     0.5) makes predict.py's mask; without one, 0.5 (the test above)."""
-    image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
+    image, box = readers.load_image(rotated_image), np.array([5.0, 10, 40, 70])
     model = load_sama(checkpoint, device=DEVICE)
     plain = prediction.Predictor(model, TASKS)
     plain.set_image(image)
@@ -120,7 +120,7 @@ def test_sam_is_read_through_its_probability_map_and_its_mask(checkpoint, rotate
     from sam import SamPredictor
 
     sam = load_sama(checkpoint, device=DEVICE).sam
-    image, box = data.load_image(rotated_image), np.array([5.0, 10, 40, 70])
+    image, box = readers.load_image(rotated_image), np.array([5.0, 10, 40, 70])
     ours = prediction.Predictor(sam)
     ours.set_image(image)
     out = ours.predict(box=box)
@@ -248,7 +248,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     from sam import SamPredictor
 
     model = load_sama(checkpoint, device=DEVICE)
-    image = data.load_image(rotated_image)
+    image = readers.load_image(rotated_image)
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
         real = cls.predict

@@ -10,7 +10,9 @@ import pytest
 from scipy import ndimage
 
 import data
+import readers
 import synthetic
+from conftest import backgrounds
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split in the tests' benchmarks
 SMALL["matting/test-fg"] = 2  # x COMP_BACKGROUNDS composites
@@ -101,17 +103,17 @@ def test_benchmark_is_deterministic_and_in_the_official_layouts(bench, tmp_path)
                     (bench / "solid" / "DIS5K", "DIS-VD", n["solid/DIS-VD"]),
                     (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"])]
     for root, split, count in segmentation:
-        pairs = data.dis_pairs(root, split)
+        pairs = readers.dis_pairs(root, split)
         assert len(pairs) == count
-        data.check_pairs(pairs, workers=1)
-    matting = [(data.aim_train_pairs(bench / "AIM"), n["matting/train-fg"]),
-               (data.composition1k_pairs(bench / "AIM"),
+        readers.check_pairs(pairs, workers=1)
+    matting = [(readers.aim_train_pairs(bench / "AIM"), n["matting/train-fg"]),
+               (readers.composition1k_pairs(bench / "AIM"),
                 n["matting/test-fg"] * synthetic.COMP_BACKGROUNDS),
-               (data.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"])]
+               (readers.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"])]
     for pairs, count in matting:
         assert len(pairs) == count
-        data.check_pairs(pairs, matting=True, workers=1)
-    assert len(data.image_files(bench / "backgrounds")) == n["matting/backgrounds"]
+        readers.check_pairs(pairs, matting=True, workers=1)
+    assert len(readers.image_files(bench / "backgrounds")) == n["matting/backgrounds"]
 
 
 def test_benchmark_splits_are_disjoint(bench):
@@ -130,8 +132,8 @@ def test_benchmark_splits_are_disjoint(bench):
                   "backgrounds"]
     seen = {}
     for folder in image_dirs:
-        for path in data.image_files(bench / folder):
-            digest = hashlib.sha256(data.load_image(path).tobytes()).hexdigest()
+        for path in readers.image_files(bench / folder):
+            digest = hashlib.sha256(readers.load_image(path).tobytes()).hexdigest()
             assert digest not in seen, f"{path} repeats {seen.get(digest)}"
             seen[digest] = path
     # a corpus sample never equals a benchmark image of the same seed and index
@@ -142,22 +144,23 @@ def test_benchmark_splits_are_disjoint(bench):
 
 def test_pairs_in_memory_equal_the_files(bench):
     image, gt = synthetic.solid_pair(0, "DIS-TE1", 2)
-    assert np.array_equal(data.load_image(bench / "solid/DIS5K/DIS-TE1/im/DIS-TE1_0002.jpg"), image)
-    assert np.array_equal(data.load_mask(bench / "solid/DIS5K/DIS-TE1/gt/DIS-TE1_0002.png"), gt)
+    solid = bench / "solid/DIS5K/DIS-TE1"
+    assert np.array_equal(readers.load_image(solid / "im/DIS-TE1_0002.jpg"), image)
+    assert np.array_equal(readers.load_mask(bench / "solid/DIS5K/DIS-TE1/gt/DIS-TE1_0002.png"), gt)
     image, gt = synthetic.thin_pair(0, "DIS-VD", 1)
-    assert np.array_equal(data.load_image(bench / "DIS5K/DIS-VD/im/DIS-VD_0001.jpg"), image)
-    assert np.array_equal(data.load_mask(bench / "DIS5K/DIS-VD/gt/DIS-VD_0001.png"), gt)
+    assert np.array_equal(readers.load_image(bench / "DIS5K/DIS-VD/im/DIS-VD_0001.jpg"), image)
+    assert np.array_equal(readers.load_mask(bench / "DIS5K/DIS-VD/gt/DIS-VD_0001.png"), gt)
 
 
 def test_composition_follows_eq_1(bench):
     test = bench / "AIM/Combined_Dataset/Test_set/Adobe-licensed images"
     fg, alpha = synthetic.matte_fg(0, "matting/test-fg", 1)
     bg = synthetic.background_image(0, "matting/test-bg", 1 * synthetic.COMP_BACKGROUNDS + 2)
-    merged = data.load_image(test / "merged" / "test_0001_2.png")
-    assert np.array_equal(merged, data.composite(fg, alpha, bg))
-    assert np.array_equal(data.load_mask(test / "alpha_copy" / "test_0001_2.png"), alpha)
-    trimap = data.load_mask(test / "trimaps" / "test_0001_2.png")
-    assert np.array_equal(trimap, data.make_trimap(alpha))
+    merged = readers.load_image(test / "merged" / "test_0001_2.png")
+    assert np.array_equal(merged, readers.composite(fg, alpha, bg))
+    assert np.array_equal(readers.load_mask(test / "alpha_copy" / "test_0001_2.png"), alpha)
+    trimap = readers.load_mask(test / "trimaps" / "test_0001_2.png")
+    assert np.array_equal(trimap, readers.make_trimap(alpha))
 
 
 def test_the_thin_split_is_thin_and_the_mattes_are_soft():
@@ -203,3 +206,51 @@ def test_examples_are_the_benchmarks_test_files(bench, tmp_path):
     (root / "DIS-TE1_0000.jpg").write_bytes(b"kept")  # a second call reads the cache only
     assert synthetic.write_examples(root, seed=0, per_kind=1) == listed
     assert (root / "DIS-TE1_0000.jpg").read_bytes() == b"kept"
+
+
+# ----------------------------------------------------------------------------------------------
+# The toy datasets (make_toy)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_make_toy_writes_every_layout(toy):
+    assert len(readers.dis_pairs(toy, "DIS-TR")) == 8
+    assert len(readers.dis_pairs(toy / "DIS5K", "DIS-VD")) == 4
+    for k in range(1, 5):
+        assert len(readers.dis_pairs(toy, f"DIS-TE{k}")) == 2
+    assert len(readers.dis_pairs(toy, "DIS-TE")) == 8
+    for pair in readers.dis_pairs(toy, "DIS-TR"):
+        assert (
+            pair[0].suffix == ".jpg" and pair[1].suffix == ".png" and pair[0].stem == pair[1].stem
+        )
+    # --matting: the folder holding Combined_Dataset, or Combined_Dataset itself
+    for matting in (toy / "AIM", toy / "AIM" / "Combined_Dataset"):
+        assert len(readers.aim_train_pairs(matting)) == 8
+        assert len(readers.composition1k_pairs(matting)) == 8
+    assert {p[0].parent.parent.name for p in readers.aim_train_pairs(toy / "AIM")} == {
+        "Adobe-licensed images",
+        "Other",
+    }
+    assert len(readers.aim500_pairs(toy)) == len(readers.aim500_pairs(toy / "AIM-500")) == 4
+    assert len(backgrounds(toy)) == 4
+    readers.check_pairs(readers.dis_pairs(toy, "DIS-TR"))
+    readers.check_pairs(readers.aim_train_pairs(toy / "AIM"), matting=True)
+    readers.check_pairs(readers.composition1k_pairs(toy / "AIM"), matting=True)
+    readers.check_pairs(readers.aim500_pairs(toy), matting=True)
+
+
+def test_make_toy_trimaps_and_determinism(toy, tmp_path):
+    _, alpha, trimap = (readers.load_mask(p) for p in readers.composition1k_pairs(toy / "AIM")[0])
+    assert set(np.unique(trimap)) <= {0, 128, 255}
+    assert (trimap[(alpha > 0) & (alpha < 255)] == 128).all()  # every soft pixel is unknown
+    assert (alpha[trimap == 255] == 255).all() and (alpha[trimap == 0] == 0).all()
+    counts = dict(n_train=1, n_val=1, n_test=1, n_fg=1, n_comp=1, n_aim500=1, n_bg=1)
+    synthetic.make_toy(tmp_path / "a", seed=3, **counts)
+    synthetic.make_toy(tmp_path / "b", seed=3, **counts)
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    # DIS5K, AIM train, comp-1K (fg, alpha, merged, alpha_copy, trimap), AIM-500, bg
+    assert len(files) == 6 * 2 + 2 + 5 + 3 + 1
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()

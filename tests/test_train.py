@@ -27,7 +27,9 @@ from PIL import Image
 import data
 import evaluate
 import losses
+import readers
 import sam
+import synthetic
 import train
 from load_sam_weights import TASK_CHOICES, atomic_save, load_sama, read_checkpoint
 from sam import SAM_VARIANTS, Sam
@@ -50,7 +52,8 @@ DEAD_PID = 2**30  # above Linux's largest pid (2**22): no process has it
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("toy")
-    data.make_toy(root, seed=0, n_train=4, n_val=2, n_test=0, n_fg=4, n_comp=0, n_aim500=2, n_bg=2)
+    synthetic.make_toy(root, seed=0, n_train=4, n_val=2, n_test=0, n_fg=4, n_comp=0, n_aim500=2,
+                       n_bg=2)
     return root
 
 
@@ -290,12 +293,12 @@ def test_overfitting_one_batch_drives_the_loss_down(toy):
     torch.manual_seed(0)
     S = SAM_VARIANTS["tiny"].image_size
     seg = data.SegmentationDataset(
-        data.dis_pairs(toy / "DIS5K", "DIS-TR"), S, augment=False, seed=0
+        readers.dis_pairs(toy / "DIS5K", "DIS-TR"), S, augment=False, seed=0
     )
     mat = data.MattingDataset(
-        data.aim_train_pairs(toy / "AIM"),
+        readers.aim_train_pairs(toy / "AIM"),
         [],
-        data.image_files(toy / "backgrounds"),
+        readers.image_files(toy / "backgrounds"),
         S,
         augment=False,
         seed=0,
@@ -752,7 +755,7 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
     # the last validation is the saved model's DIS-VD score through its trained head (for a
     # matting-only run: its alpha), not through the head that never trained
     model = load_sama(out / "sama.pt")
-    pairs = data.dis_pairs(toy / "DIS5K", "DIS-VD")[:1]
+    pairs = readers.dis_pairs(toy / "DIS5K", "DIS-VD")[:1]
     trained = evaluate.score_segmentation(model, [tasks], pairs, progress=False)
     last = (val[-1]["val_maxF"], val[-1]["val_MAE"])
     assert last == pytest.approx((trained["maxF"], trained["MAE"]), abs=1e-12)
