@@ -1,7 +1,10 @@
-"""Reading the datasets: images and masks from any common file, a reader for each official dataset
-layout, the benchmark splits by name (SPLITS), Distinctions-646's test set composited once, and the
-pre-flight check that decodes every file before a long job. numpy, Pillow and the standard library
-only (no torch), so that a prediction path without torch can read images with load_image.
+"""Reading the datasets: image and mask files, the official layouts, the splits by name, pre-flight.
+
+Images and masks load from any common file (load_image, load_mask); a reader for each official
+layout pairs files by stem; SPLITS names every split (the names evaluate.py --split takes);
+Distinctions-646's test set is composited once (Adobe's rule, composite; trimaps, make_trimap);
+check_pairs decodes every file before a long job. numpy, Pillow and the standard library only (no
+torch), so that a prediction path without torch reads its images with load_image.
 
     python readers.py check DIS-TR ./DIS5K                # any name of SPLITS, then its folder
     python readers.py check Distinctions-646 ./Distinctions-646 --backgrounds ./VOC/JPEGImages
@@ -458,7 +461,6 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return (a * fg + (1.0 - a) * b).astype(np.uint8)
 
 
-
 def make_trimap(alpha: np.ndarray, radius: int = 5) -> np.ndarray:
     """(H, W) uint8 alpha -> trimap 0 / 128 / 255: unknown = dilation of alpha > 0 minus erosion of
     alpha == 255 (radius >= 1 pixels each way), 255 inside, 0 outside."""
@@ -475,7 +477,6 @@ def _cross_steps(mask: np.ndarray, steps: int, combine) -> np.ndarray:
         p = np.pad(mask, 1)
         mask = combine.reduce([p[1:-1, 1:-1], p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
     return mask
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -744,8 +745,6 @@ def check_pairs(pairs, matting: bool = False, workers: int = 0, trimaps: bool = 
     with ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(lambda files: _check_one(tuple(files), matting, trimaps, above), pairs):
             pass
-
-
 
 
 # ----------------------------------------------------------------------------------------------
