@@ -548,9 +548,9 @@ def per_kind(out: Path) -> str:
         runs.append((row, [fitted(side)]))
 
     rows = []
-    for row, readers in runs:
+    for row, reads in runs:
         cells = {}  # (kind, metric) -> [value per image, over every seed]
-        for read in readers:
+        for read in reads:
             for split, kind, stem, gt, region in images:
                 pred, mask = read(split, stem, gt, region)
                 if region is not None:  # a matte
