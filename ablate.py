@@ -52,7 +52,6 @@ import evaluate
 import outputs
 import stats
 import synthetic
-from load_sam_weights import file_sha256
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
 from provenance import provenance
@@ -637,7 +636,7 @@ def study(args) -> int:
         synthetic.write_benchmark(bench, seed=0)
     settings = {"recipe": QUICK_RECIPE if args.quick else RECIPE, "quick": args.quick,
                 "scoring": SCORING,
-                "sam_sha256": file_sha256(STANDIN_SAM),
+                "sam_sha256": outputs.sha256_file(STANDIN_SAM),
                 "bench": json.loads((bench / "manifest.json").read_text())["seed"]}
     # the longest runs first, so that the last ones to start are short
     jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]

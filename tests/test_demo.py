@@ -12,7 +12,7 @@ from PIL import Image
 import demo
 import evaluate
 import synthetic
-from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_header
+from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
 
 # the shortened demo's scores, made with the pinned versions (requirements.txt) on this project's
 # 2-core x86-64 machine; after moving a pin, regenerate with
@@ -27,7 +27,7 @@ SMALL.update({"DIS-TE1": len(synthetic.THIN_KINDS), "matting/test-fg": max(demo.
 
 
 def test_the_shipped_sama_is_trained_on_the_shipped_sam():
-    header = read_sama_header(demo.SHIPPED_SAMA)
+    header = read_sama_checkpoint(demo.SHIPPED_SAMA)
     assert header["tasks"] == ["seg", "matting"]
     assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True}
     sama = load_sama(demo.SHIPPED_SAMA, demo.ablate.STANDIN_SAM)  # refuses other SAM weights
@@ -58,7 +58,7 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
             assert scores["scores"]["n"] == 2
             assert keys <= set(scores["scores"])
             assert all(scores["scores"][k] == scores["scores"][k] for k in keys)  # no NaN
-    assert read_sama_header(out / "sama-live-seed0-2steps" / "sama.pt")["tasks"] == ["seg",
+    assert read_sama_checkpoint(out / "sama-live-seed0-2steps" / "sama.pt")["tasks"] == ["seg",
                                                                                     "matting"]
 
     # the same scores as the pinned versions gave: a drift of numpy, pillow, scipy or torch (image
