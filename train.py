@@ -237,7 +237,8 @@ def build_datasets(args, image_size: int) -> tuple:
     checked first, and the training files (names and bytes make --resume's data digest). Masks go
     to the segmentation head, mattes to the matting head."""
     seg = mat = None
-    trains_seg, trains_mat = args.tasks in ("seg", "both"), args.tasks in ("matting", "both")
+    trains_seg, trains_mat = ("seg" in TASK_CHOICES[args.tasks],
+                              "matting" in TASK_CHOICES[args.tasks])
     if data.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
         own = data.folder_sets(args.data)
         seg_pairs, val_seg = data.split_held_out(own["masks"])
@@ -497,6 +498,27 @@ def start_processes() -> Processes:
     return Processes(distributed, rank, world, local_rank, device)
 
 
+def data_streams(args, procs: Processes) -> tuple[dict, dict, str]:
+    """The training streams {"seg", "matting"} (None for a task not trained), the validation items
+    and the digest of the training files' names and bytes (what --resume checks)."""
+    seg_set, mat_set, val, files = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    streams = {name: BatchStream(ds, args.batch_size, procs.world, procs.rank, args.seed,
+                                 args.workers) if ds is not None else None
+               for name, ds in (("seg", seg_set), ("matting", mat_set))}
+    return streams, val, outputs.files_digest(files)
+
+
+def build_model(args, out_dir: Path, procs: Processes) -> tuple[Sam, dict, SAMA]:
+    """SAM from its file (frozen), what sama.pt records of it, and SAMA on top: SAMA's initial
+    weights from the seed alone, however SAM was made or found."""
+    sam_path = sam_file(args, out_dir, procs)
+    sam = load_sam(sam_path, args.model, device=procs.device)
+    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
+    torch.manual_seed(args.seed)
+    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
+    return sam, sam_id, model.to(procs.device)
+
+
 def sam_file(args, out_dir: Path, procs: Processes) -> Path:
     """An official SAM checkpoint, or (tiny only) a random SAM saved in the official format."""
     if args.sam_checkpoint:
@@ -605,11 +627,11 @@ def optimiser_step(loss_fn, optimizer, trainable: list, streams: dict, kind: str
 
 def global_mean(sums: dict, procs: Processes) -> dict:
     """The loss terms of the global batch, not rank 0's share of it."""
-    terms = torch.stack(list(sums.values()))
+    values = torch.stack(list(sums.values()))
     if procs.distributed:
-        dist.all_reduce(terms)  # gloo has no AVG
-        terms /= procs.world
-    return dict(zip(sums, terms.tolist()))
+        dist.all_reduce(values)  # gloo has no AVG
+        values /= procs.world
+    return dict(zip(sums, values.tolist()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,20 +648,10 @@ def train(args) -> Path:
     torch.manual_seed(args.seed)
 
     # --- data first: a broken tree stops the run before anything is written
-    seg_set, mat_set, val, files = build_datasets(args, SAM_VARIANTS[args.model].image_size)
-    data_digest = outputs.files_digest(files)
-    streams = {name: BatchStream(ds, args.batch_size, procs.world, procs.rank, args.seed,
-                                 args.workers) if ds is not None else None
-               for name, ds in (("seg", seg_set), ("matting", mat_set))}
-
-    # --- SAM, frozen; SAMA's initial weights from the seed alone, however SAM was made or found
-    sam_path = sam_file(args, out_dir, procs)
-    sam = load_sam(sam_path, args.model, device=procs.device)
-    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
-    torch.manual_seed(args.seed)
-    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
-    model = model.to(procs.device)
-    total_steps = count_steps(args, seg_set or mat_set, procs.world)
+    streams, val, data_digest = data_streams(args, procs)
+    # --- SAM, frozen, and SAMA's new modules
+    sam, sam_id, model = build_model(args, out_dir, procs)
+    total_steps = count_steps(args, (streams["seg"] or streams["matting"]).dataset, procs.world)
 
     # --- the optimiser over the new modules only (SAM: requires_grad False everywhere); the
     # prompt kind of each step from its own generator, the same on every rank
@@ -707,7 +719,7 @@ def prepare(model: SAMA, args, procs: Processes) -> tuple[SAMA, nn.Module, objec
     loss_fn = SamaLoss(model)
     if procs.distributed:
         loss_fn = DDP(loss_fn, device_ids=[procs.local_rank] if procs.device.type == "cuda"
-                      else None, find_unused_parameters=args.tasks != "both")
+                      else None, find_unused_parameters=len(TASK_CHOICES[args.tasks]) == 1)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=procs.device.type == "cuda")
     if args.compile:  # for one training image's views, as SAMA.encode batches them
         model.train()
