@@ -19,18 +19,14 @@ Distinctions-646's test set is composited once (data.d646_test_triples: each for
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
 scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
-Like for like (prediction.Predictor): SAMA and SAM are each scored through the same two maps, the
-probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
-which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
-checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
-(metrics.SEG_MAPS). A model trained for one task (train.py --tasks, recorded in its checkpoint) is
-scored through the head it trained: its alpha as the segmentation map, or its segmentation
-probability as the alpha. Outputs in --out: pred/{stem}.png (the probability map or the alpha),
-mask/{stem}.png (the binary mask, segmentation splits), pred-{k}pt/ (point splits: the masks),
-metrics.json, per_image.json (every image's scores, for the study's bootstrap), results.md (our row
-beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
-once settings.json shows the same weights (SHA-256 of the files), split, prompt and maps made them.
-Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
+Outputs in --out: pred/{stem}.png (the probability map or the alpha), mask/{stem}.png (the binary
+mask, segmentation splits), pred-{k}pt/ (point splits: the masks), metrics.json, per_image.json
+(every image's scores, for the study's bootstrap), results.md (our row beside the paper's), vis.png
+with --vis N. A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored
+through the head it trained; a --tasks or an ablation switch the checkpoint contradicts is refused.
+--resume reuses every readable PNG of the right size, once settings.json shows the same weights
+(SHA-256 of the files), split, prompt and maps made them. Before any prediction every file of the
+split is decoded and checked (sizes, an object in the GT).
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@ PNG with metrics.py, so the scores equal metrics.py run on the written files.
                                                   whole image (Distinctions-646 also on the
                                                   unknown band of a trimap made from its alpha)
 
-The maps come from prediction.Predictor, the same two for SAMA and SAM (the probability map for
-the DIS scores, the binary mask for the mask scores; metrics.SEG_MAPS), through the heads the
-model trained.
+Like for like (prediction.Predictor): SAMA and SAM are each scored through the same two maps, the
+probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
+which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
+checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
+(metrics.SEG_MAPS). A model trained for one task is scored through the head it trained: its alpha
+as the segmentation map, or its segmentation probability as the alpha.
 """
 
 from __future__ import annotations
