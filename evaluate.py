@@ -46,9 +46,7 @@ import outputs
 from contact_sheet import contact_rows, contact_sheet
 from load_sam_weights import (
     DEFAULT_THRESHOLD,
-    TASK_CHOICES,
     CheckpointError,
-    default_run_dir,
     load_sam,
     load_sama,
 )
@@ -58,7 +56,7 @@ from paper import PAPER, PAPER_NOTES
 from predict import keep_freed_cpu_memory
 from prediction import NonFiniteOutput, Predictor
 from sam import Sam, compile_image_encoder
-from sama import SAMA
+from sama import SAMA, TASK_CHOICES
 from scoring import BAND, MATTING_KEYS, POINT_COUNTS, PROMPTS, SEG_KEYS, score_split
 
 
@@ -253,7 +251,7 @@ def output_folder(args) -> Path:
     """--out, or runs/eval/<run>-<split> for the switches given."""
     if args.out:
         return Path(args.out)
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     return Path("runs") / "eval" / f"{'sam' if args.model == 'sam' else run_dir.name}-{args.split}"
 
 
@@ -367,7 +365,7 @@ def run(args) -> int:
     data.check_pairs(pairs, matting=split.kind == "matting", above=split.box_above if
                      split.kind == "matting" else None,
                      trimaps=split.trimap_region or split.band_column)
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     out = output_folder(args)
     if (
