@@ -626,7 +626,7 @@ def study(args) -> int:
         return 2
     table = markdown(results, header, found)
     outputs.write_text(json.dumps({"header": header, "results": results, "contrasts": found},
-                                   indent=2) + "\n", args.out / "results.json")
+                                  indent=2) + "\n", args.out / "results.json")
     outputs.write_text(table, args.out / "ablation.md")
     figure(results, args.out / "ablation.png")
     print(table)
