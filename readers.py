@@ -792,7 +792,7 @@ SPLITS = {
     "folder-masks": Split("seg", "folder", folder_masks),
     "folder-mattes": Split("matting", "folder", folder_mattes),
 }
-ALIASES = {"aim": "AIM-train"}  # data.py check's name, kept: tests/test_readers.py types it
+ALIASES = {"aim": "AIM-train"}  # the name `python data.py check` took, still accepted
 
 
 def main(argv=None) -> int:
