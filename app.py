@@ -53,9 +53,9 @@ from PIL import Image
 
 import data
 import synthetic
+from frame import check_prompt
 from load_sam_weights import CheckpointError, load_sama
-from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
-                        png_bytes)
+from prediction import NonFiniteOutput, Predictor, PromptError, output_images, png_bytes
 
 REPO = Path(__file__).resolve().parent
 PAGE = REPO / "app.html"

@@ -44,7 +44,7 @@ from PIL import Image
 
 import data
 import train
-from predict import keep_freed_cpu_memory
+from prediction import keep_freed_cpu_memory
 from provenance import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor

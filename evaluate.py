@@ -69,7 +69,7 @@ from load_sam_weights import (
 from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
                      prediction_to_uint8)
 from outputs import WriteError
-from predict import keep_freed_cpu_memory
+from prediction import keep_freed_cpu_memory
 from prediction import NonFiniteOutput, Predictor, save_png
 from sam import Sam, compile_image_encoder
 from sama import SAMA

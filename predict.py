@@ -17,7 +17,6 @@ output holds NaN or inf (nothing written).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import sys
@@ -30,37 +29,10 @@ import torch
 import data
 from load_sam_weights import CheckpointError, load_sama
 from outputs import WriteError, remove_stale_temporaries
-from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
-                        save_pngs)
+from frame import check_prompt
+from prediction import (NonFiniteOutput, Predictor, PromptError, keep_freed_cpu_memory,
+                        output_images, save_pngs)
 from sama_onnx import OnnxError, OnnxPredictor
-
-
-# ----------------------------------------------------------------------------------------------
-# Host memory on the CPU: the command-line tools call this once (importing a module never does)
-# ----------------------------------------------------------------------------------------------
-
-
-def keep_freed_cpu_memory() -> None:
-    """On glibc, let freed tensor memory stay in the process for the next tensor, instead of
-    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next
-    one.
-
-    On the CPU the five-view encoder batch allocates many such blocks, and faulting in their fresh
-    pages costs time: SAMA per image (ViT-B, 2 cores) 40.6 s with this call against 71.0 s without
-    at 1024 px (0.57x), 8.69 s against 10.99 s at 512 px (0.79x) (`python benchmark.py
-    --optimisations --variants vit_b --image-size 1024`, fresh processes, alternating). Without the
-    call is the textbook form: the process as it starts. The process keeps its peak memory.
-    Elsewhere (macOS, Windows, musl) this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
-    libc.mallopt(M_MMAP_MAX, 0)  # serve every block from the heap, where free() keeps it
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back
 
 
 # ----------------------------------------------------------------------------------------------
