@@ -14,6 +14,7 @@ import torch
 import data
 import evaluate
 import prediction
+from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
@@ -179,7 +180,8 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     out = ours.predict(box=box)
     official = SamaPredictor(model)
     official.set_image(image)
-    mask, alpha, sam_mask = official.predict(box=box)
+    maps = sama_maps(official, box=box)
+    mask, alpha, sam_mask = maps["seg_logits"] > 0, maps["alpha"], maps["sam_logits"] > 0
     # float32 sigmoid of a logit within ~1e-6 of 0 may round to 0.5
     clear = np.abs(out["seg"] - 0.5) > 1e-6
     assert np.array_equal((out["seg"] > 0.5)[clear], mask[clear])
@@ -253,7 +255,8 @@ def test_matting_only_model_is_scored_on_dis_through_its_matting_head(toy, singl
     for image_path, gt_path in data.dis_pairs(toy, "DIS-VD"):
         gt = data.load_mask(gt_path)
         reference.set_image(data.load_image(image_path))
-        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 128), return_logits=True)
+        maps = sama_maps(reference, box=data.mask_to_box(gt > 128))
+        seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
         np.testing.assert_array_equal(written, evaluate.to_uint8(alpha))  # the matting head's alpha
         # not the segmentation head, which never trained
@@ -275,7 +278,8 @@ def test_segmentation_only_model_is_scored_on_mattes_through_its_segmentation_he
     for image_path, alpha_path, _ in data.aim500_pairs(toy):
         gt = data.load_mask(alpha_path)
         reference.set_image(data.load_image(image_path))
-        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 0), return_logits=True)
+        maps = sama_maps(reference, box=data.mask_to_box(gt > 0))
+        seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
         np.testing.assert_array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
         assert not np.array_equal(written, evaluate.to_uint8(alpha))  # not the untrained head
@@ -603,13 +607,13 @@ def test_negative_counts_are_refused(option, toy, checkpoints, tmp_path, capsys)
 
 def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_path, monkeypatch,
                                                          capsys):
-    real = SamaPredictor.predict
+    real = SamaPredictor.predict_torch
 
     def overflowing(self, *args, **kwargs):
-        seg, alpha, sam = real(self, *args, **kwargs)
-        return seg * np.float32("nan"), alpha, sam
+        maps = real(self, *args, **kwargs)
+        return {**maps, "seg_logits": maps["seg_logits"] * float("nan")}
 
-    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    monkeypatch.setattr(SamaPredictor, "predict_torch", overflowing)
     out = tmp_path / "out"
     capsys.readouterr()
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1],

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,11 +27,9 @@ from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_ten
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
 from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
 from sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
-from conftest import random_image, randomize_  # noqa: E402
+from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parent.parent
-SAMA_PT, SAM_PTH = ROOT / "weights" / "sama_standin.pt", ROOT / "weights" / "sam_standin.pth"
 
 
 def prompts(h: int, w: int) -> list[dict]:
@@ -58,15 +55,6 @@ def random_sama(cfg, seed: int, **switches) -> SAMA:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.abs_().add_(0.1)
     return sama
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """The stand-in exported once by the command line."""
-    out = tmp_path_factory.mktemp("onnx") / "standin"
-    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
-                             "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
