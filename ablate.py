@@ -29,14 +29,11 @@ where it stopped; a result made with other settings stops the study (use another
 from __future__ import annotations
 
 import argparse
-import ctypes
 import io
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,18 +49,13 @@ import evaluate
 import outputs
 import stats
 import synthetic
-from load_sam_weights import file_sha256
+from miniature import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError,
+                       evaluate_command, run_command, train_command)
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
 from provenance import provenance
-from sam import SAM_VARIANTS, postprocess_masks, preprocess_shape
+from sam import postprocess_masks, preprocess_shape
 
-REPO = Path(__file__).resolve().parent
-STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
-STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
-
-# train.py's options for every run of the study; the lr chosen on the validation splits (DESIGN.md)
-RECIPE = {"steps": 600, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
 QUICK_RECIPE = {"steps": 2, "lr": 3e-3, "warmup_steps": 1, "batch_size": 2}
 QUICK_IMAGES = 4  # --quick: images per test split and validation images
 # how the test splits are scored; a study scored another way is not reused (its result.json files
@@ -124,40 +116,6 @@ class StudyError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
-RUNNING: set = set()  # the child processes of the study, ended with it
-
-
-def dies_with_parent(parent: int):
-    """For Popen's preexec_fn: the child gets SIGTERM when the thread that started it ends, kill -9
-    of the study included (Linux's PR_SET_PDEATHSIG; elsewhere the study's own interrupt handler
-    alone ends its children)."""
-    def arm() -> None:
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # the study died before the line above
-            os.kill(os.getpid(), signal.SIGTERM)
-    return arm
-
-
-def run_command(command: list, log: Path, threads: int) -> None:
-    """A train.py / evaluate.py process with `threads` threads; its output goes to `log`."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(log, "a") as f:
-        f.write(" ".join(command) + "\n")
-        f.flush()
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                 preexec_fn=dies_with_parent(os.getpid()))
-        RUNNING.add(child)
-        try:
-            code = child.wait()
-        finally:
-            RUNNING.discard(child)
-    if code != 0:
-        raise StudyError(f"{' '.join(command[1:3])} ... exited with {code}; see {log}")
-
-
 def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads: int) -> dict:
     """Train and score one configuration with one seed; OUT/runs/<name>-seed<k>/result.json."""
     name = config.name if config.options is None else f"{config.name}-seed{seed}"
@@ -179,16 +137,8 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
     validation = None
     if config.options is not None:
         recipe = QUICK_RECIPE if quick else RECIPE
-        run_command([sys.executable, "train.py", "--model", "tiny",
-                     "--sam-checkpoint", str(STANDIN_SAM), "--data", str(bench / "DIS5K"),
-                     "--matting", str(bench / "AIM"), "--backgrounds", str(bench / "backgrounds"),
-                     "--out", str(run_dir / "train"), "--seed", str(seed),
-                     "--max-steps", str(recipe["steps"]), "--lr", str(recipe["lr"]),
-                     "--warmup-steps", str(recipe["warmup_steps"]),
-                     "--batch-size", str(recipe["batch_size"]), "--workers", "0",
-                     "--log-every", "50", "--val-every", str(recipe["steps"]),
-                     "--val-images", str(QUICK_IMAGES if quick else 0),
-                     "--save-every", str(recipe["steps"]), *config.options], log, threads)
+        run_command(train_command(bench, run_dir / "train", seed, recipe, recipe["steps"],
+                                  QUICK_IMAGES if quick else 0, config.options), log, threads)
         records = (run_dir / "train" / "log.jsonl").read_text().splitlines()
         validation = [json.loads(r) for r in records if "val_maxF" in r][-1]
         model = ["--checkpoint", str(run_dir / "train" / "sama.pt")]
@@ -197,10 +147,8 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
     scores = {}
     for test, (split, option, folder, keys) in TESTS.items():
         dest = out / "eval" / f"{name}-{split}"
-        run_command([sys.executable, "evaluate.py", "--split", split, option, str(bench / folder),
-                     *model, "--sam-checkpoint", str(STANDIN_SAM), "--out", str(dest),
-                     "--no-progress", *(["--limit", str(QUICK_IMAGES)] if quick else [])],
-                    log, threads)
+        run_command(evaluate_command(split, option, bench / folder, model, dest,
+                                     QUICK_IMAGES if quick else 0), log, threads)
         written = json.loads((dest / "metrics.json").read_text())["scores"]
         scores[test] = {k: written[k] for k in keys}
     result = {"configuration": config.name, "seed": None if config.options is None else seed,
@@ -610,7 +558,7 @@ def main(argv=None) -> int:
     try:
         with outputs.claim(args.out):  # one study at a time in --out
             return study(args)
-    except (StudyError, outputs.WriteError) as e:
+    except (StudyError, CommandError, outputs.WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -637,7 +585,7 @@ def study(args) -> int:
         synthetic.write_benchmark(bench, seed=0)
     settings = {"recipe": QUICK_RECIPE if args.quick else RECIPE, "quick": args.quick,
                 "scoring": SCORING,
-                "sam_sha256": file_sha256(STANDIN_SAM),
+                "sam_sha256": outputs.sha256_file(STANDIN_SAM),
                 "bench": json.loads((bench / "manifest.json").read_text())["seed"]}
     # the longest runs first, so that the last ones to start are short
     jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]

@@ -43,7 +43,6 @@ import torch.nn as nn
 from PIL import Image
 
 import data
-import train
 from prediction import Predictor, keep_freed_cpu_memory
 from provenance import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
@@ -391,7 +390,9 @@ def bench_training(variant: str, device: torch.device, steps: int, batch_size: i
                 "--backgrounds", str(root / "backgrounds"), "--batch-size", str(batch_size),
                 "--workers", str(workers), "--max-steps", str(steps), "--log-every", "1",
                 "--val-every", "0", "--save-every", str(steps), "--out", str(root / "run")]
-        if train.main(argv + (["--compile"] if compile_encoder else [])) != 0:
+        # train.py in a process of its own: a command-line module runs another, never imports it
+        command = [sys.executable, "train.py", *argv, *(["--compile"] if compile_encoder else [])]
+        if subprocess.run(command, cwd=Path(__file__).resolve().parent).returncode != 0:
             raise SystemExit("benchmark.py --train: train.py failed (its error is above)")
         log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
     times = [r["s_per_step"] for r in log[5:]] or [r["s_per_step"] for r in log]

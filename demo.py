@@ -2,7 +2,7 @@
 
 1. Writes the synthetic fine-structure benchmark (synthetic.py) to OUT/bench, once.
 2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
-   of train.py with the study's recipe (ablate.RECIPE), which runs 600.
+   of train.py with the study's recipe (miniature.RECIPE), which runs 600.
 3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
    prompts; every model's probability map and binary mask, each score naming its map) and on the
    matting test (Composition-1K style, box of alpha > 0): plain SAM, the shipped SAMA
@@ -24,31 +24,27 @@ import sys
 import time
 from pathlib import Path
 
-import ablate
 import data
 import evaluate
+import miniature
 import outputs
 import synthetic
-import train
 from load_sam_weights import CheckpointError, load_sama
 from metrics import column
+from miniature import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
 from prediction import Predictor
 from provenance import provenance
 
-SHIPPED_SAMA = ablate.REPO / "weights" / "sama_standin.pt"
+SHIPPED_SAMA = miniature.REPO / "weights" / "sama_standin.pt"
 SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
 SHEET_MATTES = (0, 2, 4)  # test foregrounds of kind hair, glass, lace (kind = index mod 5)
 THIN_KEYS = ("maxF", "MAE", "MAE_binary", "mIoU", "mBIoU")  # the table's thin-structure scores
 
 
-def scores(model: list, split: str, option: str, root: Path, dest: Path) -> dict:
+def scores(model: list, split: str, option: str, root: Path, dest: Path, limit: int) -> dict:
     """evaluate.py on one split (a rerun reuses the predictions the same weights wrote); its
     scores."""
-    code = evaluate.main(["--split", split, option, str(root), *model, "--out", str(dest),
-                          "--sam-checkpoint", str(ablate.STANDIN_SAM), "--no-progress",
-                          "--resume"])
-    if code != 0:
-        raise SystemExit(code)
+    run_command(evaluate_command(split, option, root, model, dest, limit) + ["--resume"])
     return json.loads((dest / "metrics.json").read_text())["scores"]
 
 
@@ -62,7 +58,7 @@ def main(argv=None) -> int:
     if args.steps < 1 or args.limit < 0:
         print("error: --steps must be 1 or more and --limit 0 or more", file=sys.stderr)
         return 2
-    for path in (ablate.STANDIN_SAM, SHIPPED_SAMA):
+    for path in (STANDIN_SAM, SHIPPED_SAMA):
         if not path.is_file():
             print(f"error: {path}: missing from the checkout", file=sys.stderr)
             return 2
@@ -70,7 +66,7 @@ def main(argv=None) -> int:
     try:
         with outputs.claim(args.out):  # one demo at a time in --out
             return run(args)
-    except (outputs.WriteError, CheckpointError) as e:
+    except (outputs.WriteError, CheckpointError, miniature.CommandError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -91,33 +87,22 @@ def run(args) -> int:
     # a folder per seed and length: another --steps trains its own run, never resumes another
     live_tag = f"live-seed{args.seed}-{args.steps}steps"
     live = out / f"sama-{live_tag}"
-    recipe = ablate.RECIPE
-    options = ["--model", "tiny", "--sam-checkpoint", str(ablate.STANDIN_SAM),
-               "--data", str(bench / "DIS5K"), "--matting", str(bench / "AIM"),
-               "--backgrounds", str(bench / "backgrounds"), "--out", str(live),
-               "--seed", str(args.seed), "--max-steps", str(args.steps), "--lr", str(recipe["lr"]),
-               "--warmup-steps", str(min(recipe["warmup_steps"], args.steps)),
-               "--batch-size", str(recipe["batch_size"]), "--workers", "0", "--log-every", "50",
-               "--val-every", "0", "--save-every", str(args.steps)]
-    if (live / "last.pt").exists():
-        options.append("--resume")  # a finished run is not trained again
-    code = train.main(options)
-    if code != 0:
-        return code
+    resume = ("--resume",) if (live / "last.pt").exists() else ()  # a finished run: not again
+    run_command(train_command(bench, live, args.seed, {**RECIPE, "steps": args.steps},
+                              val_every=0, options=resume))
 
     print("[3/4] plain SAM, the shipped SAMA and the live SAMA on the two test splits")
     models = (("SAM", "SAM (stand-in)", ["--model", "sam"]),
-              ("shipped", f"SAMA shipped ({recipe['steps']} steps)",
+              ("shipped", f"SAMA shipped ({RECIPE['steps']} steps)",
                ["--checkpoint", str(SHIPPED_SAMA)]),
               (live_tag, f"SAMA live ({args.steps} steps)",
                ["--checkpoint", str(live / "sama.pt")]))
-    limit = ["--limit", str(args.limit)] if args.limit else []
     table = {}
     for tag, name, model in models:
-        thin = scores(model + limit, "DIS-TE1", "--data", bench / "DIS5K",
-                      out / "eval" / f"{tag}-DIS-TE1")
-        matting = scores(model + limit, "Composition-1K", "--matting", bench / "AIM",
-                         out / "eval" / f"{tag}-Composition-1K")
+        thin = scores(model, "DIS-TE1", "--data", bench / "DIS5K",
+                      out / "eval" / f"{tag}-DIS-TE1", args.limit)
+        matting = scores(model, "Composition-1K", "--matting", bench / "AIM",
+                         out / "eval" / f"{tag}-Composition-1K", args.limit)
         table[name] = {**{k: thin[k] for k in THIN_KEYS},
                        **{k: matting[k] for k in ("SAD", "MSE")}}
     # every model through the same maps: its probability map (soft), its binary mask (binary)
@@ -130,7 +115,7 @@ def run(args) -> int:
         print(f"{name:28}{thin}   {row['SAD']:8.3f}{row['MSE']:8.2f}")
 
     print("[4/4] the contact sheet (the shipped SAMA)")
-    model = load_sama(SHIPPED_SAMA, ablate.STANDIN_SAM)
+    model = load_sama(SHIPPED_SAMA, STANDIN_SAM)
     predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
     thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)

@@ -60,9 +60,7 @@ import data
 import outputs
 from load_sam_weights import (
     DEFAULT_THRESHOLD,
-    TASK_CHOICES,
     CheckpointError,
-    default_run_dir,
     load_sam,
     load_sama,
 )
@@ -72,7 +70,7 @@ from outputs import WriteError
 from prediction import keep_freed_cpu_memory
 from prediction import NonFiniteOutput, Predictor, save_png
 from sam import Sam, compile_image_encoder
-from sama import SAMA
+from sama import SAMA, TASK_CHOICES
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
 POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
@@ -693,7 +691,7 @@ def output_folder(args) -> Path:
     """--out, or runs/eval/<run>-<split> for the switches given."""
     if args.out:
         return Path(args.out)
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     return Path("runs") / "eval" / f"{'sam' if args.model == 'sam' else run_dir.name}-{args.split}"
 
 
@@ -807,7 +805,7 @@ def run(args) -> int:
     data.check_pairs(pairs, matting=split.kind == "matting", above=split.box_above if
                      split.kind == "matting" else None,
                      trimaps=split.trimap_region or split.band_column)
-    run_dir = default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     out = output_folder(args)
     if (

@@ -1,4 +1,10 @@
-"""Load official SAM checkpoints into sam.Sam, strictly, with one clear line when a file is wrong.
+"""The checkpoint module: every file of weights the project reads or writes, checked strictly,
+with one clear line when a file is wrong.
+
+    official SAM checkpoints   load_sam(path) -> sam.Sam
+    SAMA checkpoints (sama.pt) save_sama / load_sama(path) -> sama.SAMA that knows its tasks, its
+                               threshold and the SAM file it needs (model.loaded_from)
+    training states (last.pt)  save_training_state / read_training_state, for train.py --resume
 
     python load_sam_weights.py sam_vit_b_01ec64.pth [--variant vit_b]
 
@@ -7,8 +13,8 @@ prints the variant, the parameter count of each part, and runs one box prompt on
 An official checkpoint is a plain state_dict whose keys are exactly sam.Sam's (image_encoder.*,
 prompt_encoder.*, mask_decoder.*). Loading is a key-for-key copy: the variant is told from the
 tensor shapes, every key and every shape is checked before load_state_dict, and anything wrong
-raises CheckpointError naming the file and the problem. The pieces (read_checkpoint,
-check_keys_and_shapes) are meant to be reused by the SAMA checkpoint functions.
+raises CheckpointError naming the file and the problem. Every file is read once, with
+torch.load(weights_only=True), and identified by the SHA-256 of the bytes read.
 
 Files that wrap the state dict (e.g. {"model": state_dict, "optimizer": ...}) are refused with a
 hint rather than unwrapped: the official SAM and HQ-SAM releases are plain state dicts, and a
@@ -356,9 +362,6 @@ def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
     write_bytes(buffer.getbuffer(), path)
 
 
-file_sha256 = sha256_file  # the SHA-256 of a file's bytes, as hex: what identifies weights
-
-
 def sam_identity(path: Union[str, os.PathLike], variant: str, sha256: Optional[str] = None) -> dict:
     """What a SAMA checkpoint records of the SAM file it was trained on: its name (not its folder:
     load_sama looks beside the SAMA file and in weights/), variant and SHA-256 (give the one of the
@@ -367,11 +370,10 @@ def sam_identity(path: Union[str, os.PathLike], variant: str, sha256: Optional[s
             "sha256": sha256 or sha256_file(path)}
 
 
-SAMA_FORMAT = "sama"
+SAMA_FORMAT = "sama"  # the "format" entry of a SAMA checkpoint ...
+TRAINING_STATE_FORMAT = "sama-training-state"  # ... and of a training state
 # SAMA's mask: its probability map above this, unless the checkpoint records another threshold
 DEFAULT_THRESHOLD = 0.5
-# train.py / evaluate.py --tasks -> the heads that learn (and may be scored)
-TASK_CHOICES = {"seg": ["seg"], "matting": ["matting"], "both": list(TASKS)}
 
 
 def check_tasks(tasks, source: str) -> list[str]:
@@ -392,33 +394,27 @@ def check_threshold(threshold, source: str) -> float:
     return float(threshold)
 
 
+def sama_tensors(model: SAMA) -> dict[str, torch.Tensor]:
+    """SAMA's own tensors (its trainable weights and BatchNorm statistics), on the CPU: SAM's
+    weights stay in SAM's file."""
+    model = getattr(model, "module", model)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
+
+
 def save_sama(model: SAMA, path: Union[str, os.PathLike], sam_id: dict,
               tasks: Sequence[str], threshold: Optional[float] = None) -> None:
     """Only SAMA's own tensors (trainable weights and BatchNorm statistics), its configuration, the
     tasks it was trained for (the heads that learned: only those may be scored), the identity of
     its SAM checkpoint and, if one was picked, the mask threshold on its probability map; SAM's
     weights stay in SAM's file."""
-    model = getattr(model, "module", model)
     tasks = check_tasks(list(tasks), os.fspath(path))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("sam.")}
+    state = sama_tensors(model)
     picked = {} if threshold is None else {"threshold": check_threshold(threshold, os.fspath(path))}
     atomic_save({"format": SAMA_FORMAT, "config": model.config, "tasks": tasks, "sam": sam_id,
                  **picked, "state_dict": state}, path)
 
 
-def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
-    """runs/sama, runs/sama-no-mvle, ...: evaluate.py finds an ablation's checkpoint from the same
-    switches."""
-    name = (
-        "sama"
-        + "-no-mvle" * no_mvle
-        + "-no-local-adapter" * no_local_adapter
-        + ("" if tasks == "both" else f"-{tasks}")
-    )
-    return Path("runs") / name
-
-
-def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
+def read_sama_checkpoint(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict');
     ckpt["sha256"] is the SHA-256 of the bytes read, ckpt["threshold"] the mask threshold it
     records (DEFAULT_THRESHOLD if none): the one place the threshold is read; load_sama passes it
@@ -430,7 +426,7 @@ def read_sama_header(sama_checkpoint: Union[str, os.PathLike]) -> dict:
             raise CheckpointError(
                 f"{source}: this is a SAM checkpoint, not a SAMA one (pass it as --sam-checkpoint)"
             )
-        if ckpt.get("format") == "sama-training-state":
+        if ckpt.get("format") == TRAINING_STATE_FORMAT:
             raise CheckpointError(
                 f"{source}: a training state (for --resume); the weights are in sama.pt beside it"
             )
@@ -499,7 +495,7 @@ def load_sama(
     file with missing, extra or misshapen tensors, and NaN / inf weights in either file.
     """
     source = os.fspath(sama_checkpoint)
-    ckpt = read_sama_header(source)
+    ckpt = read_sama_checkpoint(source)
     config, recorded = ckpt["config"], ckpt["sam"]
     if sam_checkpoint is not None:
         sam_path = os.fspath(sam_checkpoint)
@@ -534,6 +530,54 @@ def load_sama(
                          "tasks": ckpt["tasks"], "threshold": ckpt["threshold"],
                          "sam": {"file": os.path.abspath(sam_path), "sha256": sam_sha256}}
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Training states: train.py's OUT/last.pt, everything --resume needs (SAM excluded: it is read
+# again from its own file)
+# ----------------------------------------------------------------------------------------------
+
+TRAINING_STATE = {"sama": dict, "config": dict, "sam": dict, "optimizer": dict, "step": int,
+                  "streams": dict, "data": dict, "rng": dict, "args": dict}
+
+
+def save_training_state(path: Union[str, os.PathLike], model: SAMA, run: dict) -> None:
+    """SAMA's own tensors and configuration, and `run`: the rest of TRAINING_STATE (the optimiser,
+    the step, the data streams' positions and identity, the random states, the options), as
+    train.py fills it; written atomically."""
+    missing = set(TRAINING_STATE) - {"sama", "config"} - set(run)
+    if missing:
+        raise ValueError(f"a training state needs {', '.join(sorted(missing))}")
+    atomic_save({"format": TRAINING_STATE_FORMAT, "sama": sama_tensors(model),
+                 "config": model.config, **run}, path)
+
+
+def read_training_state(path: Union[str, os.PathLike]) -> dict:
+    """OUT/last.pt, checked to be a whole training state of this version (one line if not)."""
+    state = read_checkpoint(path)
+    if state.get("format") != TRAINING_STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a SAMA training state")
+    wrong = [k for k, kind in TRAINING_STATE.items() if not isinstance(state.get(k), kind)]
+    if not wrong and "files" not in state["data"]:
+        wrong = ["data.files (saved by an earlier version, without its data's digest)"]
+    if not wrong:
+        wrong = [k for k in ("sha256", "file") if not isinstance(state["sam"].get(k), str)]
+        wrong += [f"rng.{k}" for k in ("torch", "prompt")
+                  if not isinstance(state["rng"].get(k), torch.Tensor)]
+    if wrong:
+        raise CheckpointError(f"{path}: not a whole training state ({', '.join(wrong)} missing or "
+                              f"of the wrong kind); train into another --out")
+    return state
+
+
+def holds_weights(sama_path: Union[str, os.PathLike], weights: dict) -> bool:
+    """Whether a readable SAMA checkpoint holds exactly these tensors."""
+    try:
+        saved = read_checkpoint(sama_path).get("state_dict", {})
+    except CheckpointError:
+        return False
+    same_keys = saved.keys() == weights.keys()
+    return same_keys and all(torch.equal(saved[k], v) for k, v in weights.items())
 
 
 # ----------------------------------------------------------------------------------------------

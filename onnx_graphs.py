@@ -32,7 +32,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from load_sam_weights import file_sha256
+from outputs import sha256_file
 from sam import Attention
 from sama import SAMA, TASKS, ImageFeatures
 from sama_onnx import FORMAT, MANIFEST
@@ -96,7 +96,7 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
     `out`, which must not exist yet (or be empty): the files are written into a temporary folder
     beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"},
     "sam": {...}}, recorded in MANIFEST with the tasks and the mask's threshold (the checkpoint's,
-    read_sama_header). Returns the manifest, with the seconds each export
+    read_sama_checkpoint). Returns the manifest, with the seconds each export
     took."""
     tasks = tuple(t for t in TASKS if t in tasks)
     cfg, sama = sama.sam.config, sama.eval()
@@ -132,8 +132,8 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
                 opset = program.model.opset_imports[""]
         graphs = {
             name: {
-                "file": f"{name}.onnx", "sha256": file_sha256(tmp / f"{name}.onnx"),
-                "data": f"{name}.onnx.data", "data_sha256": file_sha256(tmp / f"{name}.onnx.data"),
+                "file": f"{name}.onnx", "sha256": sha256_file(tmp / f"{name}.onnx"),
+                "data": f"{name}.onnx.data", "data_sha256": sha256_file(tmp / f"{name}.onnx.data"),
             }
             for name in ("image", "prompt")
         }

@@ -44,6 +44,18 @@ class WriteError(OSError):
 # ----------------------------------------------------------------------------------------------
 
 
+def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
+    """runs/sama, runs/sama-no-mvle, ... (train.py's --out when none is given): evaluate.py finds
+    an ablation's checkpoint from the same switches."""
+    name = (
+        "sama"
+        + "-no-mvle" * no_mvle
+        + "-no-local-adapter" * no_local_adapter
+        + ("" if tasks == "both" else f"-{tasks}")
+    )
+    return Path("runs") / name
+
+
 def check_writable_folder(folder: PathLike, option: str = "--out") -> None:
     """The folder, or the nearest existing folder above it, must be a folder this process may write
     in; a file in the way is named."""

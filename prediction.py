@@ -44,7 +44,7 @@ class Predictor:
     predict() returns maps at the image's size, the same kinds for both models (like for like):
     "seg" float32 in [0, 1], the probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its
     mask logits, up-sampled as SamPredictor up-samples them); "mask" bool, the binary mask (SAMA:
-    seg > `threshold`, the one its checkpoint records, read_sama_header; SAM: logits > 0, as
+    seg > `threshold`, the one its checkpoint records, read_sama_checkpoint; SAM: logits > 0, as
     SamPredictor thresholds); "alpha" float32 in [0, 1] (SAM: its binary mask); "sam" bool (SAM's
     mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf. The maps are
     computed in torch and come to numpy once, at the end.

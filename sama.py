@@ -33,6 +33,9 @@ from sam import (
 )
 
 TASKS = ("seg", "matting")  # index of each task's SAMA token and prediction head
+# the command lines' --tasks -> the heads that learn (train.py) or are scored (evaluate.py), listed
+# as a checkpoint records them
+TASK_CHOICES = {"seg": ["seg"], "matting": ["matting"], "both": list(TASKS)}
 RECEPTIVE_FIELDS = (4, 8, 16)  # MVLE's average pooling, in tokens (the paper's "e.g., 4, 8, 16")
 ADAPTER_WINDOWS = 8  # local attention: the G x G decoder grid in 8 x 8 windows, nested in quadrants
 
@@ -375,23 +378,26 @@ class SAMA(nn.Module):
         boxes: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
         tasks: tuple[str, ...] = TASKS,
+        with_sam: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """Batched, differentiable.
+        """Batched, differentiable: the one path of training (train.py) and of batched inference.
 
         Args:
             images (B, 3, S, S), images_local (B, 3, 2S, 2S): frames (see `sam.image_to_frame`).
             points (B, N, 2) and point_labels (B, N), boxes (B, 4): frame pixels;
-            mask_inputs (B, 1, 4G, 4G). tasks: which heads to run.
+            mask_inputs (B, 1, 4G, 4G). tasks: which heads to run. with_sam: also run plain SAM's
+            decoder (training reads no loss from it and turns it off).
         Returns:
-            "seg_logits" (B, 1, 8G, 8G) and / or "alpha" (B, 1, 8G, 8G) in [0, 1], and
-            "sam_logits" (B, 1, 4G, 4G): plain SAM's single-mask output for the same prompt
-            (the baseline).
+            "seg_logits" (B, 1, 8G, 8G) and / or "alpha" (B, 1, 8G, 8G) in [0, 1], and with
+            with_sam "sam_logits" (B, 1, 4G, 4G): plain SAM's single-mask output for the same
+            prompt (the baseline).
         """
         features = self.encode(images, images_local)
         prompts = (points, point_labels, boxes, mask_inputs)
         out = {}
-        with torch.no_grad():
-            out["sam_logits"] = self.sam.decode(features.F_I, *prompts)[0]
+        if with_sam:
+            with torch.no_grad():
+                out["sam_logits"] = self.sam.decode(features.F_I, *prompts)[0]
         if "seg" in tasks:
             out["seg_logits"] = self.decode(features, "seg", *prompts)
         if "matting" in tasks:

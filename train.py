@@ -22,6 +22,7 @@ import resource
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,17 +39,18 @@ import evaluate
 import outputs
 from prediction import NonFiniteOutput
 from load_sam_weights import (
-    TASK_CHOICES,
     CheckpointError,
     atomic_save,
-    default_run_dir,
+    holds_weights,
     load_sam,
-    read_checkpoint,
+    read_training_state,
     sam_identity,
     save_sama,
+    save_training_state,
+    sama_tensors,
 )
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
-from sama import SAMA
+from sama import SAMA, TASK_CHOICES
 
 # ----------------------------------------------------------------------------------------------
 # Knobs. Defaults are HQ-SAM's recipe where the paper is silent.
@@ -111,7 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile SAM's image encoder before the first step (time printed)")
     args = p.parse_args(argv)
-    args.out = args.out or str(default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks))
+    default = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    args.out = args.out or str(default)
     return args
 
 
@@ -234,7 +237,8 @@ def build_datasets(args, image_size: int) -> tuple:
     checked first, and the training files (names and bytes make --resume's data digest). Masks go
     to the segmentation head, mattes to the matting head."""
     seg = mat = None
-    trains_seg, trains_mat = args.tasks in ("seg", "both"), args.tasks in ("matting", "both")
+    trains_seg, trains_mat = ("seg" in TASK_CHOICES[args.tasks],
+                              "matting" in TASK_CHOICES[args.tasks])
     if data.is_plain_folder(args.data):  # a share of each kind held out by a seeded rule
         own = data.folder_sets(args.data)
         seg_pairs, val_seg = data.split_held_out(own["masks"])
@@ -319,37 +323,32 @@ def prompts(batch: dict, kind: str) -> dict:
 
 
 class SamaLoss(nn.Module):
-    """L = L_seg + L_matting on one segmentation batch and one matting batch."""
+    """L = L_seg + L_matting on one segmentation batch and one matting batch, each through
+    SAMA.forward with its own head (plain SAM's decoder, which no loss reads, left out)."""
 
     def __init__(self, model: SAMA) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, seg_batch, mat_batch, kind: str) -> tuple[torch.Tensor, dict]:
-        # encode + one task's decoder pass: SAMA.forward would also run plain SAM's pass, which no
-        # loss reads
         total, terms = 0.0, {}
         if seg_batch is not None:
-            features = self.model.encode(seg_batch["image"], seg_batch["image_local"])
-            logits = self.model.decode(features, "seg", **prompts(seg_batch, kind))
-            logits = F.interpolate(logits.float(), seg_batch["target"].shape[-2:], mode="bilinear")
+            out = self.model(seg_batch["image"], seg_batch["image_local"],
+                             **prompts(seg_batch, kind), tasks=("seg",), with_sam=False)
+            logits = F.interpolate(out["seg_logits"].float(), seg_batch["target"].shape[-2:],
+                                   mode="bilinear")
             l_seg, t = losses.seg_loss(logits, seg_batch["target"], seg_batch["valid"])
-            total, terms = (
-                total + l_seg,
-                {**terms, "seg": l_seg, **{f"seg_{k}": v for k, v in t.items()}},
-            )
+            terms.update(seg=l_seg, **{f"seg_{k}": v for k, v in t.items()})
+            total = total + l_seg
         if mat_batch is not None:
-            features = self.model.encode(mat_batch["image"], mat_batch["image_local"])
-            alpha = torch.sigmoid(
-                self.model.decode(features, "matting", **prompts(mat_batch, kind))
-            )
-            alpha = F.interpolate(alpha.float(), mat_batch["target"].shape[-2:], mode="bilinear")
+            out = self.model(mat_batch["image"], mat_batch["image_local"],
+                             **prompts(mat_batch, kind), tasks=("matting",), with_sam=False)
+            alpha = F.interpolate(out["alpha"].float(), mat_batch["target"].shape[-2:],
+                                  mode="bilinear")
             l_mat, t = losses.matting_loss(alpha, mat_batch["target"], mat_batch["valid"])
+            terms.update(matting=l_mat, **{f"matting_{k}": v for k, v in t.items()})
             # L = L_seg + L_matting
-            total, terms = (
-                total + l_mat,
-                {**terms, "matting": l_mat, **{f"matting_{k}": v for k, v in t.items()}},
-            )
+            total = total + l_mat
         return total, terms
 
 
@@ -363,25 +362,6 @@ def get_lr(step: int, total_steps: int, args) -> float:
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
-
-
-def save_training_state(path: Path, model: SAMA, optimizer, step: int, streams: dict, prompt_rng,
-                        sam_id: dict, args, data_digest: str):
-    """Everything --resume needs, SAM excluded (it is read again from its own file), written
-    atomically."""
-    state = {
-        "format": "sama-training-state",
-        "sama": {k: v for k, v in model.state_dict().items() if not k.startswith("sam.")},
-        "config": model.config,
-        "sam": sam_id,
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
-        "data": data_identity(streams, data_digest),
-        "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},
-        "args": {k: v for k, v in vars(args).items()},
-    }
-    atomic_save(state, path)
 
 
 def data_identity(streams: dict, digest: str) -> dict:
@@ -444,38 +424,6 @@ def drop_records_after(log_path: Path, step: int) -> None:
           f"the checkpoint's")
 
 
-TRAINING_STATE = {"sama": dict, "config": dict, "sam": dict, "optimizer": dict, "step": int,
-                  "streams": dict, "data": dict, "rng": dict, "args": dict}
-
-
-def read_training_state(path: Path) -> dict:
-    """OUT/last.pt, checked to be a whole training state of this version (one line if not)."""
-    state = read_checkpoint(path)
-    if state.get("format") != "sama-training-state":
-        raise TrainingError(f"{path}: not a SAMA training state")
-    wrong = [k for k, kind in TRAINING_STATE.items() if not isinstance(state.get(k), kind)]
-    if not wrong and "files" not in state["data"]:
-        wrong = ["data.files (saved by an earlier version, without its data's digest)"]
-    if not wrong:
-        wrong = [k for k in ("sha256", "file") if not isinstance(state["sam"].get(k), str)]
-        wrong += [f"rng.{k}" for k in ("torch", "prompt")
-                  if not isinstance(state["rng"].get(k), torch.Tensor)]
-    if wrong:
-        raise TrainingError(f"{path}: not a whole training state ({', '.join(wrong)} missing or "
-                            f"of the wrong kind); train into another --out")
-    return state
-
-
-def holds_weights(sama_path: Path, weights: dict) -> bool:
-    """Whether a readable SAMA checkpoint holds exactly these tensors."""
-    try:
-        saved = read_checkpoint(sama_path).get("state_dict", {})
-    except CheckpointError:
-        return False
-    same_keys = saved.keys() == weights.keys()
-    return same_keys and all(torch.equal(saved[k], v) for k, v in weights.items())
-
-
 def write_record(bar, log, record: dict) -> None:
     """One log line on the terminal and the same as a JSON line in OUT/log.jsonl (rank 0 only)."""
     if log is None:
@@ -519,14 +467,26 @@ def validate(model: SAMA, val: dict, tasks: list[str]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Main
+# Set-up: processes, SAM, resuming
 # ----------------------------------------------------------------------------------------------
 
 
-def train(args) -> Path:
-    check_args(args)
-    args.fresh = not args.resume  # --out was empty: what it holds after an interrupt is this run's
-    # --- processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
+@dataclass
+class Processes:
+    """This process's place in the run: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK."""
+
+    distributed: bool
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def master(self) -> bool:  # rank 0 alone writes in --out
+        return self.rank == 0
+
+
+def start_processes() -> Processes:
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -535,196 +495,263 @@ def train(args) -> Path:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    master = rank == 0
+    return Processes(distributed, rank, world, local_rank, device)
+
+
+def data_streams(args, procs: Processes) -> tuple[dict, dict, str]:
+    """The training streams {"seg", "matting"} (None for a task not trained), the validation items
+    and the digest of the training files' names and bytes (what --resume checks)."""
+    seg_set, mat_set, val, files = build_datasets(args, SAM_VARIANTS[args.model].image_size)
+    streams = {name: BatchStream(ds, args.batch_size, procs.world, procs.rank, args.seed,
+                                 args.workers) if ds is not None else None
+               for name, ds in (("seg", seg_set), ("matting", mat_set))}
+    return streams, val, outputs.files_digest(files)
+
+
+def build_model(args, out_dir: Path, procs: Processes) -> tuple[Sam, dict, SAMA]:
+    """SAM from its file (frozen), what sama.pt records of it, and SAMA on top: SAMA's initial
+    weights from the seed alone, however SAM was made or found."""
+    sam_path = sam_file(args, out_dir, procs)
+    sam = load_sam(sam_path, args.model, device=procs.device)
+    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
+    torch.manual_seed(args.seed)
+    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
+    return sam, sam_id, model.to(procs.device)
+
+
+def sam_file(args, out_dir: Path, procs: Processes) -> Path:
+    """An official SAM checkpoint, or (tiny only) a random SAM saved in the official format."""
+    if args.sam_checkpoint:
+        return Path(args.sam_checkpoint)
+    if args.model != "tiny":
+        raise TrainingError(
+            f"--sam-checkpoint is required for {args.model}: download the official "
+            f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything"
+        )
+    sam_path = out_dir / "sam_tiny_random.pth"
+    if procs.master and not sam_path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
+    if procs.distributed:
+        dist.barrier()
+    return sam_path
+
+
+def count_steps(args, dataset, world: int) -> int:
+    """--max-steps, or --epochs over the first training set."""
+    if args.max_steps is not None:
+        return args.max_steps
+    steps_per_epoch = len(dataset) // (args.batch_size * world * args.accum_steps)
+    return args.epochs * max(steps_per_epoch, 1)
+
+
+def resume(args, model: SAMA, sam: Sam, sam_id: dict, optimizer, streams: dict, prompt_rng,
+           data_digest: str, total_steps: int) -> int:
+    """OUT/last.pt into the model, the optimiser, the streams and the random states, after
+    checking it continues this run; its step."""
+    last_pt = Path(args.out) / "last.pt"
+    state = read_training_state(last_pt)
+    if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
+        raise TrainingError(
+            f"{last_pt}: saved for {state['config']} on {state['sam']['file']}, "
+            f"not {model.config} on {sam_id['file']}"
+        )
+    check_same_run(state, args, streams, last_pt, data_digest)  # --tasks included
+    if state["step"] > total_steps:
+        raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
+                            f"asked (--max-steps / --epochs); nothing done")
+    model.load_state_dict(
+        {**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}}
+    )
+    optimizer.load_state_dict(state["optimizer"])
+    for name, s in streams.items():
+        if s is not None:
+            s.load_state_dict(state["streams"][name])
+    torch.set_rng_state(state["rng"]["torch"])
+    prompt_rng.set_state(state["rng"]["prompt"])
+    return state["step"]
+
+
+def finish_done_run(out_dir: Path, model: SAMA, sam_id: dict, tasks: list[str],
+                    total_steps: int) -> None:
+    """--resume of a finished run (a job started again, or a typo): nothing to train; sama.pt is
+    written again only if a kill between the last two saves left it behind last.pt."""
+    remove_stale_temporaries(out_dir)
+    if holds_weights(out_dir / "sama.pt", sama_tensors(model)):
+        done = f"{out_dir / 'sama.pt'} holds its weights already"
+    else:
+        save_sama(model, out_dir / "sama.pt", sam_id, tasks)
+        done = f"saved its weights to {out_dir / 'sama.pt'} (missing or older)"
+    print(f"nothing to train: {out_dir / 'last.pt'} is at step {total_steps} of {total_steps}; "
+          f"{done} (raise --max-steps or --epochs to go on)")
+
+
+# ----------------------------------------------------------------------------------------------
+# One optimiser step
+# ----------------------------------------------------------------------------------------------
+
+
+def optimiser_step(loss_fn, optimizer, trainable: list, streams: dict, kind: str, args,
+                   procs: Processes, autocast, step: int) -> tuple[dict, torch.Tensor]:
+    """accum_steps micro-batches of each task, then one step of Adam; the loss terms (averaged
+    over the micro-batches) and the gradient norm. A NaN / inf loss or gradient (Adam would write
+    NaN into every weight) stops every process before anything is saved from it."""
+    optimizer.zero_grad(set_to_none=True)
+    sums = {}
+    for _ in range(args.accum_steps):
+        seg_batch, mat_batch = (
+            {k: v.to(procs.device, non_blocking=True) for k, v in s.next().items()} if s else None
+            for s in (streams["seg"], streams["matting"])
+        )
+        with autocast:
+            loss, terms = loss_fn(seg_batch, mat_batch, kind)
+        (loss / args.accum_steps).backward()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
+    # clipping only scales the gradients
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
+    # every loss term: one device sync per step, not one per term
+    stacked = torch.stack(list(sums.values()))
+    finite = (torch.isfinite(stacked).all() & torch.isfinite(grad_norm)).float().reshape(1)
+    if procs.distributed:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if finite.item() == 0:
+        bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
+        what = "loss" if not torch.isfinite(stacked).all() else "gradient"
+        raise NonFiniteLoss(f"step {step}: {what} is not finite ({bad}, grad_norm "
+                            f"{grad_norm.item():.4g}); stopped, the last checkpoint "
+                            f"{Path(args.out) / 'last.pt'} is untouched")
+    optimizer.step()
+    return sums, grad_norm
+
+
+def global_mean(sums: dict, procs: Processes) -> dict:
+    """The loss terms of the global batch, not rank 0's share of it."""
+    values = torch.stack(list(sums.values()))
+    if procs.distributed:
+        dist.all_reduce(values)  # gloo has no AVG
+        values /= procs.world
+    return dict(zip(sums, values.tolist()))
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+def train(args) -> Path:
+    check_args(args)
+    args.fresh = not args.resume  # --out was empty: what it holds after an interrupt is this run's
+    procs = start_processes()
     out_dir = Path(args.out)
     tasks = TASK_CHOICES[args.tasks]  # the heads that learn: validated, and recorded in sama.pt
     torch.manual_seed(args.seed)
 
     # --- data first: a broken tree stops the run before anything is written
-    seg_set, mat_set, val, files = build_datasets(args, SAM_VARIANTS[args.model].image_size)
-    data_digest = outputs.files_digest(files)
-    streams = {
-        name: BatchStream(ds, args.batch_size, world, rank, args.seed, args.workers)
-        if ds is not None
-        else None
-        for name, ds in (("seg", seg_set), ("matting", mat_set))
-    }
+    streams, val, data_digest = data_streams(args, procs)
+    # --- SAM, frozen, and SAMA's new modules
+    sam, sam_id, model = build_model(args, out_dir, procs)
+    total_steps = count_steps(args, (streams["seg"] or streams["matting"]).dataset, procs.world)
 
-    # --- SAM: an official checkpoint, or (tiny only) a random SAM saved in the official format
-    if args.sam_checkpoint:
-        sam_path = Path(args.sam_checkpoint)
-    elif args.model == "tiny":
-        sam_path = out_dir / "sam_tiny_random.pth"
-        if master and not sam_path.exists():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_save(Sam(SAM_VARIANTS["tiny"]).state_dict(), sam_path)
-        if distributed:
-            dist.barrier()
-    else:
-        raise TrainingError(
-            f"--sam-checkpoint is required for {args.model}: download the official "
-            f"sam_{args.model}_*.pth from https://github.com/facebookresearch/segment-anything"
-        )
-    sam = load_sam(sam_path, args.model, device=device)
-    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
-    # SAMA's initial weights from the seed alone, however SAM was made or found
-    torch.manual_seed(args.seed)
-    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
-    model = model.to(device)
-
-    steps_per_epoch = len((seg_set or mat_set)) // (args.batch_size * world * args.accum_steps)
-    if args.max_steps is not None:
-        total_steps = args.max_steps
-    else:
-        total_steps = args.epochs * max(steps_per_epoch, 1)
-
-    # --- optimiser over the new modules only; SAM has requires_grad False everywhere
+    # --- the optimiser over the new modules only (SAM: requires_grad False everywhere); the
+    # prompt kind of each step from its own generator, the same on every rank
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=args.lr, weight_decay=0.0)
-    # the prompt kind of each step, same on every rank
     prompt_rng = torch.Generator().manual_seed(args.seed)
     step = 0
     if args.resume:
-        state = read_training_state(out_dir / "last.pt")
-        if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
-            raise TrainingError(
-                f"{out_dir / 'last.pt'}: saved for {state['config']} on {state['sam']['file']}, "
-                f"not {model.config} on {sam_id['file']}"
-            )
-        last_pt = out_dir / "last.pt"
-        check_same_run(state, args, streams, last_pt, data_digest)  # --tasks included
-        if state["step"] > total_steps:
-            raise TrainingError(f"{last_pt}: at step {state['step']}, past the {total_steps} steps "
-                                f"asked (--max-steps / --epochs); nothing done")
-        model.load_state_dict(
-            {**state["sama"], **{f"sam.{k}": v for k, v in sam.state_dict().items()}}
-        )
-        if state["step"] == total_steps:  # a finished run: a job started again, or a typo
-            if master:
-                remove_stale_temporaries(out_dir)
-                # a kill between the last two saves leaves last.pt at the end, sama.pt behind it
-                if holds_weights(out_dir / "sama.pt", state["sama"]):
-                    done = f"{out_dir / 'sama.pt'} holds its weights already"
-                else:
-                    save_sama(model, out_dir / "sama.pt", sam_id, tasks)
-                    done = f"saved its weights to {out_dir / 'sama.pt'} (missing or older)"
-                print(f"nothing to train: {last_pt} is at step {total_steps} of {total_steps}; "
-                      f"{done} (raise --max-steps or --epochs to go on)")
-            if distributed:
-                dist.destroy_process_group()
+        step = resume(args, model, sam, sam_id, optimizer, streams, prompt_rng, data_digest,
+                      total_steps)
+        if step == total_steps:
+            if procs.master:
+                finish_done_run(out_dir, model, sam_id, tasks, total_steps)
             return out_dir / "sama.pt"
-        optimizer.load_state_dict(state["optimizer"])
-        for name, s in streams.items():
-            if s is not None:
-                s.load_state_dict(state["streams"][name])
-        torch.set_rng_state(state["rng"]["torch"])
-        prompt_rng.set_state(state["rng"]["prompt"])
-        step = state["step"]
 
-    if distributed and device.type == "cuda":
-        # BatchNorm statistics over the global batch
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    loss_fn = SamaLoss(model)
-    if distributed:
-        loss_fn = DDP(loss_fn, device_ids=[local_rank] if device.type == "cuda" else None,
-                      find_unused_parameters=args.tasks != "both")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    if args.compile:  # for one training image's views, as SAMA.encode batches them
-        model.train()
-        with autocast:
-            seconds = compile_image_encoder(model.sam, 5 if model.use_mvle else 1)
-        if master:
-            print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
-
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out_dir)
-        if args.resume:
-            drop_records_after(out_dir / "log.jsonl", step)
-        n_train = sum(p.numel() for p in trainable)
-        print(
-            f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
-            f"{total_steps} steps of {args.batch_size} x {world} x {args.accum_steps} per task; "
-            f"device {device}"
-        )
-    log = open(out_dir / "log.jsonl", "a") if master else None
-    bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True)
+    model, loss_fn, autocast = prepare(model, args, procs)
+    if procs.master:
+        open_run_folder(out_dir, args, step, model, sam_id, trainable, total_steps, procs)
+    log = open(out_dir / "log.jsonl", "a") if procs.master else None
+    bar = tqdm(total=total_steps, initial=step, disable=not procs.master, dynamic_ncols=True)
     model.train()
     t_last, step_last = time.time(), step
     try:
         while step < total_steps:
-            # --- one optimiser step: accum_steps micro-batches of each task
             lr = get_lr(step, total_steps, args)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             kind = PROMPT_KINDS[int(torch.randint(len(PROMPT_KINDS), (1,), generator=prompt_rng))]
-            optimizer.zero_grad(set_to_none=True)
-            sums = {}
-            for _ in range(args.accum_steps):
-                seg_batch, mat_batch = (
-                    {k: v.to(device, non_blocking=True) for k, v in s.next().items()} if s else None
-                    for s in (streams["seg"], streams["matting"])
-                )
-                with autocast:
-                    loss, terms = loss_fn(seg_batch, mat_batch, kind)
-                (loss / args.accum_steps).backward()
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v.detach() / args.accum_steps
-            # a NaN / inf loss or gradient (Adam would write NaN into every weight) stops every
-            # process before anything is saved from it; clipping only scales the gradients
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
-            # every loss term: one device sync per step, not one per term
-            stacked = torch.stack(list(sums.values()))
-            finite = (torch.isfinite(stacked).all() & torch.isfinite(grad_norm)).float().reshape(1)
-            if distributed:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if finite.item() == 0:
-                bad = ", ".join(f"{k} {v.item():.4g}" for k, v in sums.items())
-                what = "loss" if not torch.isfinite(stacked).all() else "gradient"
-                raise NonFiniteLoss(f"step {step}: {what} is not finite ({bad}, grad_norm "
-                                    f"{grad_norm.item():.4g}); stopped, the last checkpoint "
-                                    f"{out_dir / 'last.pt'} is untouched")
-            optimizer.step()
+            sums, grad_norm = optimiser_step(loss_fn, optimizer, trainable, streams, kind, args,
+                                             procs, autocast, step)
             step += 1
             bar.update(1)
 
             # --- observe, validate, save (rank 0 alone writes)
             last = step == total_steps
             if step % args.log_every == 0 or last:
-                terms = stacked.clone()
-                if distributed:  # the loss of the global batch, not rank 0's share of it
-                    dist.all_reduce(terms)  # gloo has no AVG
-                    terms /= world
                 dt = (time.time() - t_last) / (step - step_last)
                 t_last, step_last = time.time(), step
-                write_record(
-                    bar,
-                    log,
-                    {
-                        "step": step,
-                        "kind": kind,
-                        "lr": lr,
-                        "grad_norm": grad_norm.item(),
-                        "s_per_step": dt,
-                        "peak_mem_mb": peak_memory_mb(device),
-                        **dict(zip(sums, terms.tolist())),
-                    },
-                )
-            if master and any(val.values()) and (step % args.val_every == 0 or last):
+                write_record(bar, log, {"step": step, "kind": kind, "lr": lr,
+                                        "grad_norm": grad_norm.item(), "s_per_step": dt,
+                                        "peak_mem_mb": peak_memory_mb(procs.device),
+                                        **global_mean(sums, procs)})
+            if procs.master and any(val.values()) and (step % args.val_every == 0 or last):
                 write_record(bar, log, {"step": step, **validate(model, val, tasks)})
-            if master and (step % args.save_every == 0 or last):
-                save_training_state(out_dir / "last.pt", model, optimizer, step, streams,
-                                    prompt_rng, sam_id, args, data_digest)
+            if procs.master and (step % args.save_every == 0 or last):
+                save_training_state(out_dir / "last.pt", model, run_state(
+                    optimizer, step, streams, prompt_rng, sam_id, args, data_digest))
                 save_sama(model, out_dir / "sama.pt", sam_id, tasks)
     finally:
         bar.close()  # before any error message: "error: ..." then starts a line of its own
         if log is not None:
             log.close()
-        if distributed:
-            dist.destroy_process_group()
-    if master:
+    if procs.master:
         print(f"saved {out_dir / 'sama.pt'} (weights) and {out_dir / 'last.pt'} (to resume)")
     return out_dir / "sama.pt"
+
+
+def prepare(model: SAMA, args, procs: Processes) -> tuple[SAMA, nn.Module, object]:
+    """The model (SyncBatchNorm when distributed on CUDA), the loss module (under DDP when
+    distributed) and the autocast context (bf16 on CUDA); --compile compiles SAM's image encoder
+    for one training image's views."""
+    if procs.distributed and procs.device.type == "cuda":
+        # BatchNorm statistics over the global batch
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    loss_fn = SamaLoss(model)
+    if procs.distributed:
+        loss_fn = DDP(loss_fn, device_ids=[procs.local_rank] if procs.device.type == "cuda"
+                      else None, find_unused_parameters=len(TASK_CHOICES[args.tasks]) == 1)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=procs.device.type == "cuda")
+    if args.compile:  # for one training image's views, as SAMA.encode batches them
+        model.train()
+        with autocast:
+            seconds = compile_image_encoder(model.sam, 5 if model.use_mvle else 1)
+        if procs.master:
+            print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
+    return model, loss_fn, autocast
+
+
+def open_run_folder(out_dir: Path, args, step: int, model: SAMA, sam_id: dict, trainable: list,
+                    total_steps: int, procs: Processes) -> None:
+    """--out made, an interrupted save's leftovers removed, the log cut back to the checkpoint's
+    step on --resume; the run's size printed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    if args.resume:
+        drop_records_after(out_dir / "log.jsonl", step)
+    n_train = sum(p.numel() for p in trainable)
+    print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
+          f"{total_steps} steps of {args.batch_size} x {procs.world} x {args.accum_steps} per "
+          f"task; device {procs.device}")
+
+
+def run_state(optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args,
+              data_digest: str) -> dict:
+    """What last.pt holds besides SAMA's tensors (load_sam_weights.save_training_state)."""
+    return {"sam": sam_id, "optimizer": optimizer.state_dict(), "step": step,
+            "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
+            "data": data_identity(streams, data_digest),
+            "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},
+            "args": dict(vars(args))}
 
 
 def main(argv=None) -> int:
@@ -741,6 +768,9 @@ def main(argv=None) -> int:
                     for name in ("log.jsonl", "sam_tiny_random.pth"):
                         (out / name).unlink(missing_ok=True)
                 raise
+            finally:
+                if dist.is_initialized():  # every way out of a distributed run, in one place
+                    dist.destroy_process_group()
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

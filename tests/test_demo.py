@@ -11,8 +11,9 @@ from PIL import Image
 
 import demo
 import evaluate
+import miniature
 import synthetic
-from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_header
+from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
 
 # the shortened demo's scores, made with the pinned versions (requirements.txt) on this project's
 # 2-core x86-64 machine; after moving a pin, regenerate with
@@ -22,22 +23,22 @@ REFERENCE = Path(__file__).with_name("demo_reference.json")
 # a small benchmark that still holds one thin structure of each kind and the mattes shown
 SMALL = {name: 3 for name in synthetic.COUNTS}
 SMALL.update({"DIS-TE1": len(synthetic.THIN_KINDS), "matting/test-fg": max(demo.SHEET_MATTES) + 1,
-              "DIS-TR": demo.ablate.RECIPE["batch_size"],  # one batch of the live run
-              "matting/train-fg": demo.ablate.RECIPE["batch_size"]})
+              "DIS-TR": miniature.RECIPE["batch_size"],  # one batch of the live run
+              "matting/train-fg": miniature.RECIPE["batch_size"]})
 
 
 def test_the_shipped_sama_is_trained_on_the_shipped_sam():
-    header = read_sama_header(demo.SHIPPED_SAMA)
+    header = read_sama_checkpoint(demo.SHIPPED_SAMA)
     assert header["tasks"] == ["seg", "matting"]
     assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True}
-    sama = load_sama(demo.SHIPPED_SAMA, demo.ablate.STANDIN_SAM)  # refuses other SAM weights
-    sam = load_sam(demo.ablate.STANDIN_SAM)
+    sama = load_sama(demo.SHIPPED_SAMA, miniature.STANDIN_SAM)  # refuses other SAM weights
+    sam = load_sam(miniature.STANDIN_SAM)
     assert all(torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(),
                                                  sam.state_dict().values()))
     assert demo.SHIPPED_SAMA.stat().st_size <= 2**20
     # it names its SAM file, not a folder of the machine it was made on: found in weights/
     assert header["sam"]["file"] == "sam_standin.pth"
-    assert load_sama(demo.SHIPPED_SAMA).loaded_from["sam"]["file"] == str(demo.ablate.STANDIN_SAM)
+    assert load_sama(demo.SHIPPED_SAMA).loaded_from["sam"]["file"] == str(miniature.STANDIN_SAM)
 
 
 def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
@@ -58,7 +59,7 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
             assert scores["scores"]["n"] == 2
             assert keys <= set(scores["scores"])
             assert all(scores["scores"][k] == scores["scores"][k] for k in keys)  # no NaN
-    assert read_sama_header(out / "sama-live-seed0-2steps" / "sama.pt")["tasks"] == ["seg",
+    assert read_sama_checkpoint(out / "sama-live-seed0-2steps" / "sama.pt")["tasks"] == ["seg",
                                                                                     "matting"]
 
     # the same scores as the pinned versions gave: a drift of numpy, pillow, scipy or torch (image

@@ -51,3 +51,25 @@ def test_no_import_circle():
 def test_find_cycle_sees_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# what a user types (`python NAME.py`); each imports library modules, never another of these
+COMMAND_LINE = {"train", "evaluate", "predict", "demo", "ablate", "benchmark", "benchmark_metrics",
+                "pretrain_sam", "export_onnx", "app"}
+# library modules that also answer `python NAME.py ...` (a check or a generator) and are imported
+LIBRARY_WITH_A_COMMAND = {"load_sam_weights", "readers", "synthetic"}
+
+
+def has_main(path: Path) -> bool:
+    return '__name__ == "__main__"' in path.read_text()
+
+
+def test_every_command_is_classified():
+    with_main = {name for name, path in MODULES.items() if has_main(path)}
+    assert with_main == COMMAND_LINE | LIBRARY_WITH_A_COMMAND
+
+
+def test_command_line_modules_import_no_other():
+    found = {name: sorted(imported_project_modules(MODULES[name]) & (COMMAND_LINE - {name}))
+             for name in COMMAND_LINE}
+    assert not any(found.values()), {k: v for k, v in found.items() if v}

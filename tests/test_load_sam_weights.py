@@ -23,7 +23,7 @@ from load_sam_weights import (
     main,
     param_counts,
     read_checkpoint,
-    read_sama_header,
+    read_sama_checkpoint,
     sam_identity,
     save_sama,
 )
@@ -151,7 +151,7 @@ def test_sama_checkpoint_records_the_tasks_it_trained(tmp_path, tiny_file):
     cases = ((["matting"], ["matting"]), (["seg"], ["seg"]), (["matting", "seg"], list(TASKS)))
     for tasks, recorded in cases:
         save_sama(model, tmp_path / "sama.pt", sam_id, tasks)
-        assert read_sama_header(tmp_path / "sama.pt")["tasks"] == recorded
+        assert read_sama_checkpoint(tmp_path / "sama.pt")["tasks"] == recorded
     for bad in ([], ["alpha"], ["seg", "seg"]):
         with pytest.raises(CheckpointError, match="trained tasks"):
             save_sama(model, tmp_path / "bad.pt", sam_id, bad)
@@ -165,7 +165,7 @@ def test_sama_checkpoint_records_the_tasks_it_trained(tmp_path, tiny_file):
             ckpt["tasks"] = value
         torch.save(ckpt, tmp_path / "old.pt")
         with pytest.raises(CheckpointError) as info:
-            read_sama_header(tmp_path / "old.pt")
+            read_sama_checkpoint(tmp_path / "old.pt")
         msg = str(info.value)
         assert msg.startswith(f"{tmp_path / 'old.pt'}: ") and fragment in msg and "\n" not in msg
 
@@ -417,9 +417,9 @@ def test_sama_checkpoint_records_a_mask_threshold_or_none(tmp_path, tiny_file):
     model, sam_id = SAMA(load_sam(path)), sam_identity(path, "tiny")
     save_sama(model, tmp_path / "plain.pt", sam_id, TASKS)
     assert "threshold" not in read_checkpoint(tmp_path / "plain.pt")  # today's files, unchanged
-    assert read_sama_header(tmp_path / "plain.pt")["threshold"] == 0.5
+    assert read_sama_checkpoint(tmp_path / "plain.pt")["threshold"] == 0.5
     save_sama(model, tmp_path / "picked.pt", sam_id, TASKS, threshold=0.35)
-    assert read_sama_header(tmp_path / "picked.pt")["threshold"] == 0.35
+    assert read_sama_checkpoint(tmp_path / "picked.pt")["threshold"] == 0.35
     with pytest.raises(CheckpointError, match="mask threshold 1.0"):
         save_sama(model, tmp_path / "bad.pt", sam_id, TASKS, threshold=1.0)
     ckpt = read_checkpoint(tmp_path / "picked.pt")
@@ -427,6 +427,6 @@ def test_sama_checkpoint_records_a_mask_threshold_or_none(tmp_path, tiny_file):
         ckpt["threshold"] = bad
         torch.save(ckpt, tmp_path / "bad.pt")
         with pytest.raises(CheckpointError) as info:
-            read_sama_header(tmp_path / "bad.pt")
+            read_sama_checkpoint(tmp_path / "bad.pt")
         msg = str(info.value)
         assert msg.startswith(f"{tmp_path / 'bad.pt'}: mask threshold ") and "\n" not in msg

@@ -21,7 +21,8 @@ import export_onnx  # noqa: E402
 import predict  # noqa: E402
 import prediction  # noqa: E402
 from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
-from load_sam_weights import DEFAULT_THRESHOLD, file_sha256, load_sama  # noqa: E402
+from load_sam_weights import DEFAULT_THRESHOLD, load_sama  # noqa: E402
+from outputs import sha256_file  # noqa: E402
 from onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
@@ -96,11 +97,11 @@ def test_manifest_records_the_export(exported):
     assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
     assert manifest["threshold"] == DEFAULT_THRESHOLD  # the shipped sama.pt records none
     assert ONNX_TASKS == TASKS  # sama_onnx's copy of sama's task list
-    assert manifest["weights"]["sama"]["sha256"] == file_sha256(SAMA_PT)
-    assert manifest["weights"]["sam"]["sha256"] == file_sha256(SAM_PTH)
+    assert manifest["weights"]["sama"]["sha256"] == sha256_file(SAMA_PT)
+    assert manifest["weights"]["sam"]["sha256"] == sha256_file(SAM_PTH)
     for graph in manifest["graphs"].values():
-        assert file_sha256(exported / graph["file"]) == graph["sha256"]
-        assert file_sha256(exported / graph["data"]) == graph["data_sha256"]
+        assert sha256_file(exported / graph["file"]) == graph["sha256"]
+        assert sha256_file(exported / graph["data"]) == graph["data_sha256"]
     assert sorted(p.name for p in exported.iterdir()) == [
         "image.onnx", "image.onnx.data", "prompt.onnx", "prompt.onnx.data", "sama_onnx.json"]
 
@@ -282,8 +283,8 @@ def test_a_truncated_or_swapped_graph_is_refused(exported, tmp_path, capsys):
         shutil.copy(exported / f"prompt{suffix}", swapped / f"image{suffix}")
     manifest = json.loads((swapped / "sama_onnx.json").read_text())
     manifest["graphs"]["image"].update(
-        sha256=file_sha256(swapped / "image.onnx"),
-        data_sha256=file_sha256(swapped / "image.onnx.data"))
+        sha256=sha256_file(swapped / "image.onnx"),
+        data_sha256=sha256_file(swapped / "image.onnx.data"))
     (swapped / "sama_onnx.json").write_text(json.dumps(manifest))
     with pytest.raises(OnnxError, match=r"image.onnx: (inputs|onnxruntime cannot load)"):
         OnnxPredictor(swapped)

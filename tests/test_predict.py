@@ -13,7 +13,7 @@ import data
 import predict
 import prediction
 from conftest import sama_maps
-from load_sam_weights import load_sam, load_sama, read_sama_header, sam_identity, save_sama
+from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -106,8 +106,8 @@ def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rot
     ckpt = torch.load(checkpoint, weights_only=True)
     recorded = tmp_path / "sama-threshold.pt"
     save_sama(model, recorded, ckpt["sam"], TASKS, threshold=threshold)
-    assert read_sama_header(recorded)["threshold"] == threshold
-    assert read_sama_header(checkpoint)["threshold"] == 0.5  # none recorded: the default
+    assert read_sama_checkpoint(recorded)["threshold"] == threshold
+    assert read_sama_checkpoint(checkpoint)["threshold"] == 0.5  # none recorded: the default
     prefix = tmp_path / "cut"
     assert predict.main([str(rotated_image), "--box", *map(str, box.tolist()),
                          "--checkpoint", str(recorded), "--out", str(prefix),

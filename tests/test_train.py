@@ -26,12 +26,14 @@ from PIL import Image
 
 import data
 import evaluate
+import load_sam_weights
 import losses
+import outputs
 import sam
 import train
-from load_sam_weights import TASK_CHOICES, atomic_save, load_sama, read_checkpoint
+from load_sam_weights import atomic_save, load_sama, read_checkpoint
 from sam import SAM_VARIANTS, Sam
-from sama import SAMA
+from sama import SAMA, TASK_CHOICES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 
@@ -657,7 +659,7 @@ def test_default_out_follows_default_run_dir(no_mvle, no_local_adapter, tasks):
         + "-no-local-adapter" * no_local_adapter
         + ("" if tasks == "both" else f"-{tasks}")
     )
-    assert train.default_run_dir(no_mvle, no_local_adapter, tasks) == Path("runs") / expected
+    assert outputs.default_run_dir(no_mvle, no_local_adapter, tasks) == Path("runs") / expected
     assert Path(train.parse_args(argv).out) == Path("runs") / expected
     assert train.parse_args(argv + ["--out", "elsewhere"]).out == "elsewhere"
 
@@ -675,7 +677,7 @@ def test_ablation_switch_is_saved_and_uses_the_default_folder(
     )
     assert code == 0, err
     args = train.parse_args(switch)
-    out = tmp_path / train.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    out = tmp_path / outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [out.name]
     assert {p.name for p in out.iterdir()} == {
         "sam_tiny_random.pth",
@@ -862,7 +864,7 @@ def test_a_killed_save_leaves_no_stray_file_and_no_step_logged_twice(toy, sam_fi
     out = tmp_path / "run"
     argv = base_args(toy, out, "--sam-checkpoint", str(sam_file), "--max-steps", "4",
                      "--save-every", "2")
-    real_save, saves = train.atomic_save, []
+    real_save, saves = load_sam_weights.atomic_save, []
 
     def killed_in_the_second_save(obj, path):  # the training state at step 4: killed mid-write
         saves.append(Path(path).name)
@@ -871,11 +873,11 @@ def test_a_killed_save_leaves_no_stray_file_and_no_step_logged_twice(toy, sam_fi
             raise KeyboardInterrupt
         real_save(obj, path)
 
-    monkeypatch.setattr(train, "atomic_save", killed_in_the_second_save)
+    monkeypatch.setattr(load_sam_weights, "atomic_save", killed_in_the_second_save)
     capsys.readouterr()
     assert train.main(argv) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "interrupted; --resume continues"
-    monkeypatch.setattr(train, "atomic_save", real_save)
+    monkeypatch.setattr(load_sam_weights, "atomic_save", real_save)
     logged = log_records(out)
     assert [r["step"] for r in logged] == [1, 2, 3, 4]
     assert read_checkpoint(out / "last.pt")["step"] == 2
