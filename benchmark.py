@@ -212,9 +212,9 @@ PEAK_RSS = {
 
 
 def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -> None:
-    """prediction.Predictor and OnnxPredictor (one contract) on the same random weights, back to back in each
-    repetition: per image (set_image and a box prompt) and per prompt; peak memory of each in a
-    fresh process on the CPU."""
+    """prediction.Predictor and OnnxPredictor (one contract) on the same random weights, back to
+    back in each repetition: per image (set_image and a box prompt) and per prompt; peak memory of
+    each in a fresh process on the CPU."""
     import onnxruntime  # requirements-onnx.txt: imported by --onnx only
 
     from load_sam_weights import DEFAULT_THRESHOLD
