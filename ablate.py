@@ -45,8 +45,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import data
-import evaluate
 import outputs
+import paper
+import scoring
 import stats
 import synthetic
 from miniature import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError,
@@ -69,10 +70,10 @@ class Configuration:
     label: str  # the table's row
     table: str  # the paper's table this row reproduces
     options: tuple  # train.py's switches; None: plain SAM, not trained
-    paper: dict  # the paper's configuration, as evaluate.PAPER records it
+    paper: dict  # the paper's configuration, as paper.PAPER records it
 
 
-FULL = evaluate.FULL
+FULL = paper.FULL
 CONFIGURATIONS = (
     Configuration("SAM", "SAM (the stand-in, frozen)", "Table 1", None, {"model": "sam"}),
     Configuration("neither", "SAMA without MVLE and Local-Adapter", "Tables 3-4",
@@ -154,7 +155,7 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
     result = {"configuration": config.name, "seed": None if config.options is None else seed,
               "settings": settings, "validation": validation, "scores": scores,
               "seconds": round(time.time() - t0, 1)}
-    evaluate.write_text(json.dumps(result, indent=2) + "\n", result_path)
+    outputs.write_text(json.dumps(result, indent=2) + "\n", result_path)
     return result
 
 
@@ -181,7 +182,7 @@ def summary(results: list) -> dict:
 
 def paper_cell(split: str, config: dict, key: str) -> str:
     """The paper's number for this configuration on that split, or a dash where it has none."""
-    for row in evaluate.PAPER.get(split, []):
+    for row in paper.PAPER.get(split, []):
         if row["config"] == config and key in row["scores"]:
             return f"{row['scores'][key]:g} ({row['table']})"
     return "-"
@@ -267,17 +268,17 @@ def markdown(results: list, header: str, found: list) -> str:
         "|---" * (5 + len(keys)) + "|",
     ]
     for config in CONFIGURATIONS:
-        paper = [paper_cell("DIS-VD", config.paper, "maxF"),
-                 paper_cell("DIS-VD", config.paper, "MAE"),
-                 paper_cell("AM-2K", config.paper, "SAD"),
-                 paper_cell("RefMatte-RW100", config.paper, "SAD")]
+        theirs = [paper_cell("DIS-VD", config.paper, "maxF"),
+                  paper_cell("DIS-VD", config.paper, "MAE"),
+                  paper_cell("AM-2K", config.paper, "SAD"),
+                  paper_cell("RefMatte-RW100", config.paper, "SAD")]
         ours = []
         for k in keys:
             mean, spread, values = means[config.name][k]
             digits = 2 if k in ("SAD", "MSE") else 4
             ours.append(f"{mean:.{digits}f}" if config.options is None
                         else f"{mean:.{digits}f} ± {spread:.{digits}f}")
-        lines.append(f"| {config.label} | " + " | ".join(paper + ours) + " |")
+        lines.append(f"| {config.label} | " + " | ".join(theirs + ours) + " |")
     lines += ["", "SAMA's margin over plain SAM per seed (positive: SAMA better; for MAE and SAD, "
                   "SAM's minus SAMA's):", "",
               "| seed | " + " | ".join(column(k) for _, k in MARGIN_KEYS) + " |",
@@ -465,8 +466,8 @@ def per_kind(out: Path) -> str:
     def saved(run: str):  # the maps a run of the study wrote: (probability or alpha, mask or None)
         def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
             folder = out / "eval" / f"{run}-{split}"
-            pred = evaluate.read_png(folder / "pred" / f"{stem}.png", gt.shape)
-            mask = None if region is not None else evaluate.read_png(
+            pred = scoring.read_png(folder / "pred" / f"{stem}.png", gt.shape)
+            mask = None if region is not None else scoring.read_png(
                 folder / "mask" / f"{stem}.png", gt.shape)
             if pred is None or (region is None and mask is None):
                 raise StudyError(f"{folder}: the prediction or mask of {stem} is missing (a study "
@@ -575,7 +576,7 @@ def study(args) -> int:
             return 2
         table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at "
                  f"{provenance()}, from the study's test predictions.\n\n{table}")
-        evaluate.write_text(table, args.out / "per_kind.md")
+        outputs.write_text(table, args.out / "per_kind.md")
         print(table + f"wrote {args.out / 'per_kind.md'}")
         return 0
     t0 = time.time()
@@ -624,9 +625,9 @@ def study(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     table = markdown(results, header, found)
-    evaluate.write_text(json.dumps({"header": header, "results": results, "contrasts": found},
-                                   indent=2) + "\n", args.out / "results.json")
-    evaluate.write_text(table, args.out / "ablation.md")
+    outputs.write_text(json.dumps({"header": header, "results": results, "contrasts": found},
+                                  indent=2) + "\n", args.out / "results.json")
+    outputs.write_text(table, args.out / "ablation.md")
     figure(results, args.out / "ablation.png")
     print(table)
     print(f"wrote {args.out / 'ablation.md'}, {args.out / 'ablation.png'} and "

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import contact_sheet
 import data
-import evaluate
 import miniature
 import outputs
 import synthetic
@@ -120,10 +120,10 @@ def run(args) -> int:
     thin = data.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in data.composition1k_pairs(bench / "AIM")}
-    rows = evaluate.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
-    rows += evaluate.contact_rows(predictor, "matting",
-                                  [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
-    evaluate.contact_sheet(rows, out / "contact_sheet.png")
+    rows = contact_sheet.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
+    rows += contact_sheet.contact_rows(predictor, "matting",
+                                       [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
+    contact_sheet.contact_sheet(rows, out / "contact_sheet.png")
     print(f"contact sheet: {out / 'contact_sheet.png'}")
     print(f"done in {time.time() - t0:.0f} s. A miniature: the mechanism, not the paper's results.")
     return 0

@@ -9,71 +9,55 @@
     python evaluate.py --folder ./my_test                   # your own DIR/{im, gt} or {im, alpha}
     python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
 
-Protocol (DESIGN.md, "Data and evaluation"): one prompt per image taken from the GT, one output
-(no multimask), every prediction written as a 0-255 PNG at the GT's resolution and scored from that
-PNG with metrics.py, so the scores equal metrics.py run on the written files.
-
-    segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm (probability map);
-                                                  mIoU, mBIoU, MAE_binary, FP, FN (binary mask)
-    points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count (binary mask)
-    matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
-                           (RefMatte-RW100: > 127) the trimaps' unknown region, the others on the
-                                                  whole image (Distinctions-646 also on the
-                                                  unknown band of a trimap made from its alpha)
+The command line around scoring.py: the split registry (SPLITS), the model to evaluate
+(load_model), the output folder (one run at a time, --resume / --overwrite, settings.json) and the
+report (metrics.json, per_image.json, results.md beside the paper's rows from paper.py, vis.png
+from contact_sheet.py). How a split is prompted, written and scored is scoring.py's (its docstring
+has the protocol).
 
 Distinctions-646's test set is composited once (data.d646_test_triples: each foreground over the
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
 scored trimap must hold only 0 / 128 / 255 with an unknown region.
 
-Like for like (prediction.Predictor): SAMA and SAM are each scored through the same two maps, the
-probability map (SAMA: sigmoid(seg logits); SAM: sigmoid of its mask logits) for the DIS scores,
-which sweep thresholds over it, and the binary mask (SAMA: the probability above the threshold its
-checkpoint records, 0.5 if none; SAM: logits > 0) for the mask scores; every score names its map
-(metrics.SEG_MAPS). A model trained for one task (train.py --tasks, recorded in its checkpoint) is
-scored through the head it trained: its alpha as the segmentation map, or its segmentation
-probability as the alpha. Outputs in --out: pred/{stem}.png (the probability map or the alpha),
-mask/{stem}.png (the binary mask, segmentation splits), pred-{k}pt/ (point splits: the masks),
-metrics.json, per_image.json (every image's scores, for the study's bootstrap), results.md (our row
-beside the paper's), vis.png with --vis N. --resume reuses every readable PNG of the right size,
-once settings.json shows the same weights (SHA-256 of the files), split, prompt and maps made them.
-Before any prediction every file of the split is decoded and checked (sizes, an object in the GT).
+Outputs in --out: pred/{stem}.png (the probability map or the alpha), mask/{stem}.png (the binary
+mask, segmentation splits), pred-{k}pt/ (point splits: the masks), metrics.json, per_image.json
+(every image's scores, for the study's bootstrap), results.md (our row beside the paper's), vis.png
+with --vis N. A model trained for one task (train.py --tasks, recorded in its checkpoint) is scored
+through the head it trained; a --tasks or an ablation switch the checkpoint contradicts is refused.
+--resume reuses every readable PNG of the right size, once settings.json shows the same weights
+(SHA-256 of the files), split, prompt and maps made them. Before any prediction every file of the
+split is decoded and checked (sizes, an object in the GT).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 import data
 import outputs
+from contact_sheet import contact_rows, contact_sheet
 from load_sam_weights import (
     DEFAULT_THRESHOLD,
     CheckpointError,
     load_sam,
     load_sama,
 )
-from metrics import (MattingMetrics, SegMetrics, boundary_iou, column, mask_iou,
-                     prediction_to_uint8)
+from metrics import column
 from outputs import WriteError
+from paper import PAPER, PAPER_NOTES
 from prediction import keep_freed_cpu_memory
-from prediction import NonFiniteOutput, Predictor, save_png
+from prediction import NonFiniteOutput, Predictor
 from sam import Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
-
-POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
-POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
+from scoring import BAND, MATTING_KEYS, POINT_COUNTS, PROMPTS, SEG_KEYS, score_split
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,430 +91,6 @@ SPLITS = {
     "folder-masks": Split("seg", "folder", data.folder_masks),
     "folder-mattes": Split("matting", "folder", data.folder_mattes),
 }
-
-SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
-MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
-BAND = "_unknown"  # Distinctions-646's second column: SAD_unknown, ... on the trimap's unknown band
-PROMPTS = {
-    "seg": "GT box: tight box of gt > 128 (inclusive pixel indices, data.mask_to_box)",
-    "matting": "GT box: tight box of alpha > {above} (inclusive pixel indices, data.mask_to_box)",
-    "points": f"{'/'.join(map(str, POINT_COUNTS))} positive points drawn uniformly without "
-              f"replacement from the pixels of gt > 128 (numpy default_rng((seed {POINT_SEED}, "
-              f"crc32 of the stem)), nested: the k-point prompt is the first k of the 10), pixel "
-              f"indices as xy",
-}
-
-
-# ----------------------------------------------------------------------------------------------
-# The paper's numbers (copied from the paper's text; MSE in our units, x1e3)
-# ----------------------------------------------------------------------------------------------
-
-DIS = ("maxF", "wF", "MAE", "Sm", "meanEm")
-FULL = {"model": "sama", "use_mvle": True, "use_local_adapter": True, "tasks": ["seg", "matting"]}
-
-
-def _row(label: str, table: str, keys: tuple, values: tuple, **config) -> dict:
-    return {"label": label, "table": table, "scores": dict(zip(keys, values)), "config": config}
-
-
-PAPER = {
-    "DIS-VD": [
-        _row("SAM", "Table 1", DIS, (0.835, 0.782, 0.069, 0.808, 0.889), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.942, 0.885, 0.021, 0.930, 0.962), **FULL),
-        _row(
-            "SAMA without MVLE and Local-Adapter",
-            "Table 3",
-            DIS,
-            (0.872, 0.849, 0.038, 0.868, 0.932),
-            **{**FULL, "use_mvle": False, "use_local_adapter": False},
-        ),
-        _row(
-            "SAMA without MVLE",
-            "Table 3",
-            DIS,
-            (0.893, 0.876, 0.029, 0.912, 0.944),
-            **{**FULL, "use_mvle": False},
-        ),
-        _row(
-            "SAMA without Local-Adapter",
-            "Table 3",
-            DIS,
-            (0.882, 0.869, 0.027, 0.903, 0.942),
-            **{**FULL, "use_local_adapter": False},
-        ),
-        _row(
-            "SAMA trained on segmentation only",
-            "Table 5",
-            DIS,
-            (0.917, 0.876, 0.027, 0.916, 0.946),
-            **{**FULL, "tasks": ["seg"]},
-        ),
-        _row(
-            "SAMA trained on matting only",
-            "Table 5",
-            DIS,
-            (0.682, 0.709, 0.071, 0.807, 0.855),
-            **{**FULL, "tasks": ["matting"]},
-        ),
-    ],
-    "DIS-TE1": [
-        _row("SAM", "Table 1", DIS, (0.838, 0.807, 0.047, 0.843, 0.805), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.940, 0.911, 0.012, 0.947, 0.977), **FULL),
-    ],
-    "DIS-TE2": [
-        _row("SAM", "Table 1", DIS, (0.803, 0.758, 0.081, 0.792, 0.863), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.932, 0.904, 0.019, 0.934, 0.962), **FULL),
-    ],
-    "DIS-TE3": [
-        _row("SAM", "Table 1", DIS, (0.773, 0.724, 0.094, 0.761, 0.848), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.920, 0.889, 0.032, 0.924, 0.949), **FULL),
-    ],
-    "DIS-TE4": [
-        _row("SAM", "Table 1", DIS, (0.677, 0.634, 0.162, 0.697, 0.762), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.917, 0.857, 0.041, 0.897, 0.937), **FULL),
-    ],
-    "DIS-TE": [
-        _row("SAM", "Table 1", DIS, (0.773, 0.731, 0.096, 0.773, 0.845), model="sam"),
-        _row("SAMA", "Table 1", DIS, (0.926, 0.897, 0.026, 0.925, 0.956), **FULL),
-    ],
-    # Table 2 prints MSE x1e3 already (2.9)
-    "Composition-1K": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.8, 2.9), **FULL)],
-    "Distinctions-646": [_row("SAMA", "Table 2", ("SAD", "MSE"), (22.4, 2.2), **FULL)],
-    # Table 5 prints MSE unscaled (0.0100 = 10.0 x1e3)
-    "RefMatte-RW100": [
-        _row(
-            "SAMA trained on segmentation only",
-            "Table 5",
-            ("SAD", "MSE"),
-            (62.70, 54.0),
-            **{**FULL, "tasks": ["seg"]},
-        ),
-        _row(
-            "SAMA trained on matting only",
-            "Table 5",
-            ("SAD", "MSE"),
-            (34.25, 21.0),
-            **{**FULL, "tasks": ["matting"]},
-        ),
-        _row("SAMA trained on both tasks", "Table 5", ("SAD", "MSE"), (25.69, 10.0), **FULL),
-    ],
-    # Table 4 prints MSE unscaled (0.003 = 3.0 x1e3) and names the set "P3M-500" (taken as
-    # P3M-500-NP)
-    "AM-2K": [
-        _row(
-            "SAMA without MVLE and Local-Adapter",
-            "Table 4",
-            ("SAD", "MSE"),
-            (19.79, 28.0),
-            **{**FULL, "use_mvle": False, "use_local_adapter": False},
-        ),
-        _row(
-            "SAMA without MVLE",
-            "Table 4",
-            ("SAD", "MSE"),
-            (12.74, 7.0),
-            **{**FULL, "use_mvle": False},
-        ),
-        _row(
-            "SAMA without Local-Adapter",
-            "Table 4",
-            ("SAD", "MSE"),
-            (13.12, 11.0),
-            **{**FULL, "use_local_adapter": False},
-        ),
-        _row("SAMA", "Table 4", ("SAD", "MSE"), (8.04, 3.0), **FULL),
-    ],
-    "P3M-500-NP": [
-        _row(
-            "SAMA without MVLE and Local-Adapter",
-            "Table 4",
-            ("SAD", "MSE"),
-            (16.06, 34.6),
-            **{**FULL, "use_mvle": False, "use_local_adapter": False},
-        ),
-        _row(
-            "SAMA without MVLE",
-            "Table 4",
-            ("SAD", "MSE"),
-            (12.15, 5.7),
-            **{**FULL, "use_mvle": False},
-        ),
-        _row(
-            "SAMA without Local-Adapter",
-            "Table 4",
-            ("SAD", "MSE"),
-            (13.09, 6.3),
-            **{**FULL, "use_local_adapter": False},
-        ),
-        _row("SAMA", "Table 4", ("SAD", "MSE"), (9.08, 2.8), **FULL),
-    ],
-}
-SINGLE_TASK_NOTE = ("A model trained for one task is scored through the head it trained (the paper "
-                    "does not say how it scored Table 5's other-task cells): trained for matting "
-                    "only, its alpha is the segmentation probability map; trained for segmentation "
-                    "only, its probability sigmoid(seg logits) is the alpha.")
-PAPER_NOTES = {
-    "DIS-VD": SINGLE_TASK_NOTE,
-    "Distinctions-646": (
-        f"Scored on the whole image, as the comparison rows of Table 2 (ViTMatte's evaluation) "
-        f"score Distinctions-646; the columns marked {BAND} score the unknown band of "
-        f"data.make_trimap(alpha, {data.D646_TRIMAP_RADIUS}) (alpha > 0 dilated by "
-        f"{data.D646_TRIMAP_RADIUS} px, minus alpha == 255 eroded by {data.D646_TRIMAP_RADIUS} "
-        f"px; the set ships no trimaps). Composites: foreground k (in name order) over the images "
-        f"named 20 k .. 20 k + 19 of the archive's Test/{data.D646_TEST_LIST}, Adobe's rule."
-    ),
-    "RefMatte-RW100": (
-        "SAMA takes boxes and points, not text: each image is prompted with the box of its alpha "
-        "(alpha > 127, as MAM), not with its referring expressions, and scored on the whole "
-        "image. Table 5 prints MSE unscaled (e.g. 0.0100); shown here x1e3 like ours. "
-        + SINGLE_TASK_NOTE
-    ),
-    "COIFT": "The paper gives COIFT's point study only as a plot (Figure 2), no numbers in its "
-             "text.",
-    "ThinObject-5K": "The paper reports no ThinObject-5K numbers.",
-    "AIM-500": "The paper reports no AIM-500 numbers.",
-    "AM-2K": "Table 4 prints MSE unscaled (e.g. 0.003); shown here x1e3 like ours.",
-    "P3M-500-NP": 'Table 4 prints MSE unscaled (e.g. 0.0028) for "P3M-500"; shown here x1e3 like '
-                  'ours.',
-}
-
-
-def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:
-    """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability and mask (at the
-    default threshold) scored at the GT's resolution through the heads it trained (`tasks`; see
-    Predictor): SegMetrics results (maxF, ..., n). Used for validation by train.py; leaves the
-    model in eval mode."""
-    predictor, seg = Predictor(model, tasks), SegMetrics()
-    for image_path, gt_path in tqdm(
-        pairs, desc="validate", disable=not progress, dynamic_ncols=True
-    ):
-        image, gt = data.load_image(image_path), data.load_mask(gt_path)
-        predictor.set_image(image)
-        out = predictor.predict(box=data.mask_to_box(gt > 128))
-        seg.update(out["seg"], gt, out["mask"])
-    return seg.results()
-
-
-def score_matting(model: SAMA, tasks, items, progress: bool = True) -> dict:
-    """Box of alpha > 0 per item, SAMA's alpha (through the heads it trained) scored on the whole
-    image: MattingMetrics results (SAD, MSE, Grad, Conn, region, n). An item is an (image, alpha)
-    pair, or (foreground, alpha, background) composited by Adobe's rule. Used for validation on a
-    plain folder's held-out mattes by train.py; leaves the model in eval mode."""
-    predictor, matting = Predictor(model, tasks), MattingMetrics()
-    for files in tqdm(items, desc="validate", disable=not progress, dynamic_ncols=True):
-        image, alpha = data.load_image(files[0]), data.load_mask(files[1])
-        if len(files) > 2:
-            image = data.composite(image, alpha, data.load_image(files[2]))
-        predictor.set_image(image)
-        matting.update(predictor.predict(box=data.mask_to_box(alpha > 0))["alpha"], alpha)
-    return matting.results()
-
-
-# ----------------------------------------------------------------------------------------------
-# Prompts, files
-# ----------------------------------------------------------------------------------------------
-
-
-def sample_points(gt: np.ndarray, stem: str, n: int = max(POINT_COUNTS)) -> np.ndarray:
-    """(k, 2) xy pixel indices of k = min(n, #fg) distinct pixels of gt > 128, uniformly drawn;
-    deterministic per image stem (independent of the dataset's order and of earlier images)."""
-    fg = np.flatnonzero(gt > 128)
-    rng = np.random.default_rng((POINT_SEED, zlib.crc32(stem.encode())))
-    picked = fg[rng.choice(len(fg), size=min(n, len(fg)), replace=False)]
-    return np.stack([picked % gt.shape[1], picked // gt.shape[1]], axis=1).astype(np.float64)
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """A map as its 0-255 PNG holds it: bool -> 0 / 255, float in [0, 1] -> round(x * 255)."""
-    return x.astype(np.uint8) * 255 if x.dtype == bool else prediction_to_uint8(x)
-
-
-def read_png(path: Path, shape: tuple) -> Optional[np.ndarray]:
-    """The PNG as a (H, W) uint8 map if it exists, decodes fully and has the expected shape, else
-    None."""
-    if not path.is_file():
-        return None
-    try:
-        a = data.load_mask(path)
-    except data.DataError:
-        return None
-    return a if a.shape == tuple(shape) else None
-
-
-def write_text(text: str, path: Path) -> None:
-    """Written whole or not at all (outputs.write_text)."""
-    outputs.write_text(text, path)
-
-
-# ----------------------------------------------------------------------------------------------
-# Evaluating one split
-# ----------------------------------------------------------------------------------------------
-
-
-def evaluate(
-    split_name: str, pairs, out: Path, predictor: Predictor, resume: bool, progress: bool = True
-) -> tuple[dict, dict]:
-    """Predict what is missing (everything without --resume), then score every PNG written.
-
-    Returns the scores: SegMetrics results (DIS), mIoU@k / mBIoU@k (points), MattingMetrics results;
-    and every image's scores ({key: [value per image, in the order of `pairs`]}, SegMetrics /
-    MattingMetrics per_image()).
-    """
-    split = SPLITS[split_name]
-    folders = {"seg": ["pred", "mask"], "points": [f"pred-{k}pt" for k in POINT_COUNTS],
-               "matting": ["pred"]}[split.kind]
-    stems = [Path(p[1]).stem for p in pairs]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise data.DataError(
-            f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite"
-        )
-
-    seg, matting, band = SegMetrics(), MattingMetrics(), MattingMetrics()
-    iou = {k: [] for k in POINT_COUNTS}
-    biou = {k: [] for k in POINT_COUNTS}
-    for files, stem in tqdm(
-        list(zip(pairs, stems)), desc=split_name, disable=not progress, dynamic_ncols=True
-    ):
-        gt = data.load_mask(files[1])
-        paths = [out / f / f"{stem}.png" for f in folders]
-        preds = [read_png(p, gt.shape) for p in paths] if resume else [None] * len(paths)
-        if any(p is None for p in preds):
-            image = data.load_image(files[0])
-            if image.shape[:2] != gt.shape:
-                raise data.DataError(
-                    f"{files[0]}: size {image.shape[1]}x{image.shape[0]} differs from "
-                    f"{files[1]} ({gt.shape[1]}x{gt.shape[0]})"
-                )
-            predictor.set_image(image)
-            try:
-                maps = predict_split(predictor, split.kind, gt, stem, split.box_above)
-            except NonFiniteOutput as e:  # never written as a black PNG and scored
-                raise NonFiniteOutput(f"{files[0]}: {e}") from None
-            for k, m in enumerate(maps):
-                if preds[k] is None:
-                    save_png(to_uint8(m), paths[k])
-                    preds[k] = read_png(paths[k], gt.shape)  # score what was written, read back
-        # scores always come from the PNGs, so a resumed run equals a fresh one
-        if split.kind == "seg":
-            seg.update(preds[0], gt, preds[1] >= 128)
-        elif split.kind == "points":
-            for k, pred in zip(POINT_COUNTS, preds):
-                iou[k].append(mask_iou(pred >= 128, gt > 128))
-                biou[k].append(boundary_iou(pred >= 128, gt > 128))
-        else:
-            trimap = data.load_mask(files[2]) if split.trimap_region or split.band_column else None
-            matting.update(preds[0], gt, trimap if split.trimap_region else None)
-            if split.band_column:
-                band.update(preds[0], gt, trimap)
-
-    if split.kind == "seg":
-        return seg.results(), seg.per_image()
-    if split.kind == "matting":
-        if not split.band_column:
-            return matting.results(), matting.per_image()
-        second = band.results()
-        return ({**matting.results(), **{k + BAND: second[k] for k in (*MATTING_KEYS, "region")}},
-                {**matting.per_image(), **{k + BAND: v for k, v in band.per_image().items()}})
-    per_image = {**{f"mIoU@{k}": iou[k] for k in POINT_COUNTS},
-                 **{f"mBIoU@{k}": biou[k] for k in POINT_COUNTS}}
-    return {**{k: float(np.mean(v)) for k, v in per_image.items()}, "n": len(pairs)}, per_image
-
-
-def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str,
-                  box_above: int = 0) -> list[np.ndarray]:
-    """The maps written for one image: [seg, mask] (box), [alpha] (box of alpha > box_above),
-    [mask @ k points]."""
-    if kind == "seg":
-        out = predictor.predict(box=data.mask_to_box(gt > 128))
-        return [out["seg"], out["mask"]]
-    if kind == "matting":
-        return [predictor.predict(box=data.mask_to_box(gt > box_above))["alpha"]]
-    points = sample_points(gt, stem)
-    return [
-        predictor.predict(points[:k], np.ones(len(points[:k]), dtype=np.int64))["mask"]
-        for k in POINT_COUNTS
-    ]
-
-
-# ----------------------------------------------------------------------------------------------
-# Contact sheet: image with the prompt | GT | SAM | SAMA mask | SAMA alpha | error map
-# ----------------------------------------------------------------------------------------------
-
-VIS_CELL = 192  # pixels per side of every cell of the contact sheet
-VIS_COLUMNS = ("image + prompt", "GT", "SAM mask", "SAMA mask", "SAMA alpha",
-               "error: red too much, blue missing")
-VIS_HEADER = 18  # pixels of the column titles
-
-
-def fit_cell(panel: Image.Image) -> Image.Image:
-    """The panel scaled to fit a VIS_CELL square, aspect kept, centred on light grey."""
-    scale = VIS_CELL / max(panel.size)
-    size = (max(1, round(panel.width * scale)), max(1, round(panel.height * scale)))
-    cell = Image.new("RGB", (VIS_CELL, VIS_CELL), (230, 230, 230))
-    cell.paste(panel.convert("RGB").resize(size, Image.BILINEAR),
-               ((VIS_CELL - size[0]) // 2, (VIS_CELL - size[1]) // 2))
-    return cell
-
-
-def error_map(prediction: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """prediction - GT (both 0-255): red where the prediction is above the GT, blue below."""
-    diff = prediction.astype(np.int16) - gt.astype(np.int16)
-    rgb = np.zeros((*gt.shape, 3), np.uint8)
-    rgb[..., 0] = np.clip(diff, 0, 255)
-    rgb[..., 2] = np.clip(-diff, 0, 255)
-    return rgb
-
-
-def contact_rows(predictor: Predictor, kind: str, pairs, box_above: int = 0) -> list:
-    """One row of VIS_COLUMNS cells per image. The SAMA columns stay grey for plain SAM; the error
-    map is the scored output's: SAMA's mask (alpha on matting splits), or SAM's mask for plain
-    SAM. Point splits show the 10-point prompt, green dots."""
-    rows = []
-    for files in pairs:
-        image, gt = data.load_image(files[0]), data.load_mask(files[1])
-        predictor.set_image(image)
-        stem = Path(files[1]).stem
-        box = (data.mask_to_box(gt > (box_above if kind == "matting" else 128))
-               if kind != "points" else None)
-        points = sample_points(gt, stem) if kind == "points" else None
-        labels = None if points is None else np.ones(len(points), dtype=np.int64)
-        out = predictor.predict(points, labels, box)
-        shown = Image.fromarray(image)
-        draw = ImageDraw.Draw(shown)
-        width = max(2, round(max(image.shape) / 100))
-        if box is not None:
-            draw.rectangle([float(v) for v in box], outline=(255, 0, 0), width=width)
-        for x, y in points if points is not None else []:
-            r = 2 * width
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0), outline=(0, 0, 0))
-        grey = np.full(gt.shape, 128, np.uint8)
-        sama = predictor.is_sama
-        sam_mask = to_uint8(out["sam"])
-        sama_mask = to_uint8(out["mask"]) if sama else grey
-        alpha = to_uint8(out["alpha"]) if sama else grey
-        scored = (alpha if kind == "matting" else sama_mask) if sama else sam_mask
-        panels = [shown, gt, sam_mask, sama_mask, alpha, error_map(scored, gt)]
-        rows.append([fit_cell(Image.fromarray(p) if isinstance(p, np.ndarray) else p)
-                     for p in panels])
-    return rows
-
-
-def contact_sheet(rows: list, path: Path) -> None:
-    """The rows under one header of column titles, every cell the same size; written atomically."""
-    gap = 4
-    step = VIS_CELL + gap
-    sheet = Image.new("RGB", (len(VIS_COLUMNS) * step - gap, VIS_HEADER + len(rows) * step),
-                      (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for k, name in enumerate(VIS_COLUMNS):
-        draw.text((k * step + 2, 3), name, fill=(0, 0, 0))
-    for i, row in enumerate(rows):
-        for k, cell in enumerate(row):
-            sheet.paste(cell, (k * step, VIS_HEADER + i * step))
-    png = io.BytesIO()
-    sheet.save(png, format="PNG")
-    outputs.write_bytes(png.getvalue(), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -853,7 +413,7 @@ def run(args) -> int:
     for folder in (out, *out.glob("pred*")):  # what writes killed mid-way left
         outputs.remove_stale_temporaries(folder)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(json.dumps(settings, indent=2) + "\n", settings_path)
+    outputs.write_text(json.dumps(settings, indent=2) + "\n", settings_path)
 
     if args.compile:
         sam = model if isinstance(model, Sam) else model.sam
@@ -861,8 +421,8 @@ def run(args) -> int:
         seconds = compile_image_encoder(sam.eval(), views)
         print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
     predictor = Predictor(model, config.get("tasks"), config.get("threshold", DEFAULT_THRESHOLD))
-    scores, per_image = evaluate(args.split, pairs, out, predictor, args.resume,
-                                 progress=not args.no_progress)
+    scores, per_image = score_split(args.split, split, pairs, out, predictor, args.resume,
+                                    progress=not args.no_progress)
     if args.vis:
         contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis], split.box_above),
                       out / "vis.png")
@@ -876,10 +436,11 @@ def run(args) -> int:
         "paper": PAPER.get(args.split, []),
     }
     # per_image.json first: a metrics.json always has its images' scores beside it
-    write_text(json.dumps({"split": args.split, "stems": [Path(p[1]).stem for p in pairs],
-                           "scores": per_image}) + "\n", out / "per_image.json")
-    write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
-    write_text(results_markdown(args.split, report), out / "results.md")
+    stems = [Path(p[1]).stem for p in pairs]
+    outputs.write_text(json.dumps({"split": args.split, "stems": stems, "scores": per_image})
+                       + "\n", out / "per_image.json")
+    outputs.write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
+    outputs.write_text(results_markdown(args.split, report), out / "results.md")
     shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
     print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
     return 0

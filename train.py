@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 import data
 import losses
-import evaluate
 import outputs
+import scoring
 from prediction import NonFiniteOutput
 from load_sam_weights import (
     CheckpointError,
@@ -454,11 +454,11 @@ def validate(model: SAMA, val: dict, tasks: list[str]) -> dict:
     record = {}
     try:
         if val["seg"]:
-            scores = evaluate.score_segmentation(model, tasks, val["seg"], progress=False)
+            scores = scoring.score_segmentation(model, tasks, val["seg"], progress=False)
             record = {"val_head": "seg" if "seg" in tasks else "matting",
                       "val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
         if val["matting"]:
-            scores = evaluate.score_matting(model, tasks, val["matting"], progress=False)
+            scores = scoring.score_matting(model, tasks, val["matting"], progress=False)
             record.update(val_SAD=scores["SAD"], val_MSE=scores["MSE"])
     except NonFiniteOutput as e:
         raise NonFiniteLoss(f"validation: {e}; stopped before saving") from None

@@ -210,13 +210,13 @@ def test_summary_and_margins_by_hand():
 
 def test_the_papers_contrasts_have_a_better_on_every_score_it_prints():
     """Each contrast is stated with the paper's better configuration first, which the verdict's
-    direction assumes: checked against every number of the paper's tables that evaluate.PAPER
+    direction assumes: checked against every number of the paper's tables that paper.PAPER
     holds for both."""
-    import evaluate
+    import paper
     config = {c.name: c.paper for c in ablate.CONFIGURATIONS}
     compared = 0
     for a, b, _ in ablate.CONTRASTS:
-        for rows in evaluate.PAPER.values():
+        for rows in paper.PAPER.values():
             first = next((r for r in rows if r["config"] == config[a]), None)
             second = next((r for r in rows if r["config"] == config[b]), None)
             if first is None or second is None:

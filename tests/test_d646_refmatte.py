@@ -17,6 +17,7 @@ from PIL import Image
 
 import data
 import evaluate
+import scoring
 from data import DataError
 from load_sam_weights import load_sam, sam_identity, save_sama
 from metrics import MattingMetrics
@@ -382,8 +383,8 @@ def test_d646_whole_image_and_band_scores_by_hand(tmp_path):
              save(gt, tmp_path / "alpha" / "a_0.png"),
              save(trimap, tmp_path / "trimap" / "a_0.png"))
     save(pred, out / "pred" / "a_0.png")  # the written prediction, scored as --resume reads it
-    scores, per_image = evaluate.evaluate("Distinctions-646", [files], out, None, resume=True,
-                                          progress=False)
+    scores, per_image = scoring.score_split("Distinctions-646", evaluate.SPLITS["Distinctions-646"],
+                                            [files], out, None, resume=True, progress=False)
     assert scores["SAD"] == pytest.approx(0.0004) and scores["SAD_unknown"] == pytest.approx(0.0002)
     assert per_image["SAD"] == [scores["SAD"]]
     assert per_image["SAD_unknown"] == [scores["SAD_unknown"]]
@@ -449,8 +450,9 @@ def test_refmatte_prompt_is_the_box_of_alpha_above_127(tmp_path):
         alpha[0, :3] = 40  # a faint wisp far from the object: inside alpha > 0's box only
         save(alpha, mask)
     recorder = BoxRecorder()
-    evaluate.evaluate("RefMatte-RW100", data.refmatte_rw100_pairs(rw), tmp_path / "eval",
-                      recorder, resume=False, progress=False)
+    scoring.score_split("RefMatte-RW100", evaluate.SPLITS["RefMatte-RW100"],
+                        data.refmatte_rw100_pairs(rw), tmp_path / "eval", recorder, resume=False,
+                        progress=False)
     for box, (_, mask) in zip(recorder.boxes, data.refmatte_rw100_pairs(rw)):
         alpha = data.load_mask(mask)
         np.testing.assert_array_equal(box, data.mask_to_box(alpha > 127))

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+import contact_sheet
 import demo
-import evaluate
 import miniature
 import synthetic
 from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
@@ -80,9 +80,10 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
 
     # five thin structures and three mattes, six columns of equal cells under one header row
     sheet = Image.open(out / "contact_sheet.png")
-    step = evaluate.VIS_CELL + 4
+    step = contact_sheet.VIS_CELL + 4
     rows = len(demo.SHEET_THIN) + len(demo.SHEET_MATTES)
-    assert sheet.size == (len(evaluate.VIS_COLUMNS) * step - 4, evaluate.VIS_HEADER + rows * step)
+    assert sheet.size == (len(contact_sheet.VIS_COLUMNS) * step - 4,
+                          contact_sheet.VIS_HEADER + rows * step)
 
     # a second run trains nothing again (the finished live run is kept)
     before = (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes()
@@ -102,12 +103,3 @@ def test_bad_options_are_refused(tmp_path, argv, capsys):
     assert demo.main(["--out", str(tmp_path / "d"), *argv]) == 2
     assert capsys.readouterr().err.startswith("error: --")
     assert not (tmp_path / "d").exists()
-
-
-def test_error_map_by_hand():
-    prediction = torch.tensor([[255, 0], [100, 50]], dtype=torch.uint8).numpy()
-    gt = torch.tensor([[0, 255], [100, 0]], dtype=torch.uint8).numpy()
-    rgb = evaluate.error_map(prediction, gt)
-    assert rgb[..., 0].tolist() == [[255, 0], [0, 50]]  # red: above the GT
-    assert rgb[..., 1].tolist() == [[0, 0], [0, 0]]
-    assert rgb[..., 2].tolist() == [[0, 255], [0, 0]]  # blue: below the GT

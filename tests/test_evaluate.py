@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+import contact_sheet
 import data
 import evaluate
 import prediction
+import scoring
 from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
@@ -104,7 +106,7 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
         "paper",
     ):
         assert key in report
-    assert set(report["scores"]) == {*evaluate.SEG_KEYS, "n"}
+    assert set(report["scores"]) == {*scoring.SEG_KEYS, "n"}
     assert report["config"]["model"] == "sama" and "gt > 128" in report["prompt"]
     # the SAM file recorded in sama.pt
     assert report["sam_checkpoint"] == str(checkpoints[0].resolve())
@@ -133,16 +135,16 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     assert "| maxF (soft) |" in md and "| MAE (soft) |" in md and "| MAE (binary) |" in md
     from PIL import Image
     vis = Image.open(dis_run / "vis.png")
-    step = evaluate.VIS_CELL + 4  # two rows of six equal cells under one header
-    assert vis.size == (6 * step - 4, evaluate.VIS_HEADER + 2 * step)
+    step = contact_sheet.VIS_CELL + 4  # two rows of six equal cells under one header
+    assert vis.size == (6 * step - 4, contact_sheet.VIS_HEADER + 2 * step)
 
 
 def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run):
-    parameters = list(inspect.signature(evaluate.score_segmentation).parameters)
+    parameters = list(inspect.signature(scoring.score_segmentation).parameters)
     assert parameters == ["model", "tasks", "pairs", "progress"]
     model = load_sama(checkpoints[1], device=DEVICE)
     pairs = data.dis_pairs(toy, "DIS-VD")
-    scores = evaluate.score_segmentation(model, TASKS, pairs, progress=False)
+    scores = scoring.score_segmentation(model, TASKS, pairs, progress=False)
     report = json.loads((dis_run / "metrics.json").read_text())
     assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
 
@@ -206,7 +208,7 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
         maps = reference.predict(box=data.mask_to_box(gt > 128))
         pred = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
         mask = data.load_mask(out / "mask" / f"{gt_path.stem}.png")
-        np.testing.assert_array_equal(pred, evaluate.to_uint8(maps["seg"]))
+        np.testing.assert_array_equal(pred, scoring.probability_to_grey(maps["seg"]))
         np.testing.assert_array_equal(mask >= 128, maps["mask"])
         assert len(np.unique(pred)) > 2  # a probability map, not SAM's mask
         direct.update(pred, gt, mask >= 128)
@@ -258,9 +260,10 @@ def test_matting_only_model_is_scored_on_dis_through_its_matting_head(toy, singl
         maps = sama_maps(reference, box=data.mask_to_box(gt > 128))
         seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = data.load_mask(out / "pred" / f"{gt_path.stem}.png")
-        np.testing.assert_array_equal(written, evaluate.to_uint8(alpha))  # the matting head's alpha
+        # the matting head's alpha
+        np.testing.assert_array_equal(written, scoring.probability_to_grey(alpha))
         # not the segmentation head, which never trained
-        assert not np.array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
+        assert not np.array_equal(written, scoring.probability_to_grey(sigmoid(seg_logits)))
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["tasks"] == ["matting"] and "matting head" in report["prediction"]
     md = (out / "results.md").read_text()
@@ -281,8 +284,9 @@ def test_segmentation_only_model_is_scored_on_mattes_through_its_segmentation_he
         maps = sama_maps(reference, box=data.mask_to_box(gt > 0))
         seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = data.load_mask(out / "pred" / f"{alpha_path.stem}.png")
-        np.testing.assert_array_equal(written, evaluate.to_uint8(sigmoid(seg_logits)))
-        assert not np.array_equal(written, evaluate.to_uint8(alpha))  # not the untrained head
+        np.testing.assert_array_equal(written, scoring.probability_to_grey(sigmoid(seg_logits)))
+        # not the untrained head
+        assert not np.array_equal(written, scoring.probability_to_grey(alpha))
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["tasks"] == ["seg"] and "no matting head" in report["prediction"]
 
@@ -341,7 +345,7 @@ def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
         == 0
     )
     report = json.loads((out / "metrics.json").read_text())
-    for k in evaluate.POINT_COUNTS:
+    for k in scoring.POINT_COUNTS:
         ious, bious = [], []
         for _, gt_path in data.coift_pairs(toy / "COIFT"):
             gt = data.load_mask(gt_path) > 128
@@ -350,23 +354,6 @@ def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):
             bious.append(boundary_iou(pred, gt))
         assert report["scores"][f"mIoU@{k}"] == pytest.approx(np.mean(ious), abs=1e-12)
         assert report["scores"][f"mBIoU@{k}"] == pytest.approx(np.mean(bious), abs=1e-12)
-
-
-def test_sample_points_deterministic_nested_and_on_the_object():
-    gt = np.zeros((30, 50), np.uint8)
-    gt[5:12, 20:41] = 255
-    points = evaluate.sample_points(gt, "img_1")
-    assert points.shape == (10, 2)
-    assert np.array_equal(points, evaluate.sample_points(gt.copy(), "img_1"))
-    assert not np.array_equal(points, evaluate.sample_points(gt, "img_2"))
-    xs, ys = points[:, 0].astype(int), points[:, 1].astype(int)
-    assert (gt[ys, xs] > 128).all() and len({(x, y) for x, y in zip(xs, ys)}) == 10
-    tiny = np.zeros((8, 8), np.uint8)
-    tiny[3, 4] = tiny[6, 1] = 255
-    assert sorted(map(tuple, evaluate.sample_points(tiny, "t").tolist())) == [
-        (1.0, 6.0),
-        (4.0, 3.0),
-    ]
 
 
 def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):

@@ -88,12 +88,15 @@ def snapshot(folder: Path) -> dict:
             if p.is_file()}
 
 
-def slowed(module: str, name: str, seconds: float, argv: list[str]) -> subprocess.Popen:
-    """`python module.py argv` as its own process, `module.name` slowed by a sleep per call."""
-    code = (f"import sys, time, {module}\n"
-            f"f = {module}.{name}\n"
+def slowed(module: str, name: str, seconds: float, argv: list[str],
+           where: str = "") -> subprocess.Popen:
+    """`python module.py argv` as its own process, `where.name` (default `module.name`) slowed by
+    a sleep per call."""
+    where = where or module
+    code = (f"import sys, time, {module}, {where}\n"
+            f"f = {where}.{name}\n"
             f"def slow(*a, **k):\n    time.sleep({seconds})\n    return f(*a, **k)\n"
-            f"{module}.{name} = slow\n"
+            f"{where}.{name} = slow\n"
             f"sys.argv[0] = '{module}.py'\n"
             f"sys.exit({module}.main(sys.argv[1:]))\n")
     return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT, env=ENV,
@@ -116,7 +119,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
 def test_evaluate_two_runs_and_ctrl_c_then_resume_scores_as_a_fresh_run(toy, ckpt, tmp_path,
                                                                         capsys):
     out = tmp_path / "eval"
-    first = slowed("evaluate", "save_png", 1.0, evaluate_args(toy, out, ckpt["a"]))
+    first = slowed("evaluate", "save_png", 1.0, evaluate_args(toy, out, ckpt["a"]), "scoring")
     try:
         wait_for(lambda: any(out.glob("pred/*.png")), first)
         # a second run into the same folder: refused in one line naming the first

@@ -25,11 +25,11 @@ import torch
 from PIL import Image
 
 import data
-import evaluate
 import load_sam_weights
 import losses
 import outputs
 import sam
+import scoring
 import train
 from load_sam_weights import atomic_save, load_sama, read_checkpoint
 from sam import SAM_VARIANTS, Sam
@@ -733,14 +733,14 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
         argv = base_args(toy, out, "--tasks", tasks, "--max-steps", "2", "--val-every", "1",
                          "--val-images", "1", matting=tasks == "matting")
         code, err = run_train(argv, capsys)
-    # evaluate.py belongs to another work item; do not report its bug as train.py's
+    # scoring.py belongs to another work item; do not report its bug as train.py's
     except Exception as e:
         import traceback
 
         where = traceback.extract_tb(e.__traceback__)[-1].filename
-        if Path(where).name in ("evaluate.py", "metrics.py"):
+        if Path(where).name in ("scoring.py", "metrics.py"):
             pytest.skip(
-                f"evaluate.score_segmentation is broken ({type(e).__name__}: {e} in "
+                f"scoring.score_segmentation is broken ({type(e).__name__}: {e} in "
                 f"{Path(where).name})"
             )
         raise
@@ -755,11 +755,11 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
     # matting-only run: its alpha), not through the head that never trained
     model = load_sama(out / "sama.pt")
     pairs = data.dis_pairs(toy / "DIS5K", "DIS-VD")[:1]
-    trained = evaluate.score_segmentation(model, [tasks], pairs, progress=False)
+    trained = scoring.score_segmentation(model, [tasks], pairs, progress=False)
     last = (val[-1]["val_maxF"], val[-1]["val_MAE"])
     assert last == pytest.approx((trained["maxF"], trained["MAE"]), abs=1e-12)
     if tasks == "matting":
-        untrained = evaluate.score_segmentation(model, ["seg"], pairs, progress=False)
+        untrained = scoring.score_segmentation(model, ["seg"], pairs, progress=False)
         assert untrained["MAE"] != pytest.approx(val[-1]["val_MAE"], abs=1e-9)
     # validation runs the model in eval mode; the step after it must train in train mode again
     # (BatchNorm statistics are updated in train mode only: one update per step)
@@ -924,13 +924,13 @@ def test_non_finite_gradient_stops_before_the_weights_turn_nan(toy, sam_file, tm
 
 
 def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, capsys):
-    import evaluate
     import prediction
+    import scoring
 
     def broken(model, tasks, pairs, progress=True):
         raise prediction.NonFiniteOutput("NaN or inf in the model's segmentation logits")
 
-    monkeypatch.setattr(evaluate, "score_segmentation", broken)
+    monkeypatch.setattr(scoring, "score_segmentation", broken)
     out = tmp_path / "run"
     argv = base_args(toy, out, "--tasks", "seg", "--max-steps", "2", "--val-every", "1",
                      "--val-images", "1", "--save-every", "1", matting=False)

@@ -1,0 +1,23 @@
+"""Tests for scoring.py that need no model: the point prompts drawn from a GT. (Scoring a split
+end to end: tests/test_evaluate.py, tests/test_d646_refmatte.py.)"""
+
+import numpy as np
+
+import scoring
+
+
+def test_sample_points_deterministic_nested_and_on_the_object():
+    gt = np.zeros((30, 50), np.uint8)
+    gt[5:12, 20:41] = 255
+    points = scoring.sample_points(gt, "img_1")
+    assert points.shape == (10, 2)
+    assert np.array_equal(points, scoring.sample_points(gt.copy(), "img_1"))
+    assert not np.array_equal(points, scoring.sample_points(gt, "img_2"))
+    xs, ys = points[:, 0].astype(int), points[:, 1].astype(int)
+    assert (gt[ys, xs] > 128).all() and len({(x, y) for x, y in zip(xs, ys)}) == 10
+    tiny = np.zeros((8, 8), np.uint8)
+    tiny[3, 4] = tiny[6, 1] = 255
+    assert sorted(map(tuple, scoring.sample_points(tiny, "t").tolist())) == [
+        (1.0, 6.0),
+        (4.0, 3.0),
+    ]
