@@ -54,8 +54,8 @@ from PIL import Image
 import readers
 import synthetic
 from load_sam_weights import CheckpointError, load_sama
-from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
-                        png_bytes)
+from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
+from prediction import Predictor
 
 REPO = Path(__file__).resolve().parent
 PAGE = REPO / "app.html"

@@ -43,7 +43,7 @@ import torch.nn as nn
 from PIL import Image
 
 import synthetic
-from predict import keep_freed_cpu_memory
+from prediction import Predictor, keep_freed_cpu_memory
 from provenance import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
@@ -124,7 +124,7 @@ def bench(
     with_meta: bool,
 ) -> None:
     sam, sama = models(variant, image_size, device)
-    sam_p, sama_p = SamPredictor(sam), SamaPredictor(sama)
+    sam_p, sama_p = SamPredictor(sam), Predictor(sama, TASKS)  # SAM's official API, the contract
     image, box = test_image(image_size)
     frames = torch.randn(5, 3, image_size, image_size, device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
@@ -194,10 +194,9 @@ PEAK = "print(next(int(l.split()[1]) for l in open('/proc/self/status') if 'VmHW
 PEAK_RSS = {
     "pytorch": (
         "import sys, numpy as np, torch, benchmark\n"
-        "from sama import SamaPredictor\n"
         "benchmark.keep_freed_cpu_memory()\n"
         "_, sama = benchmark.models(sys.argv[1], int(sys.argv[2]), torch.device('cpu'))\n"
-        "p = SamaPredictor(sama)\n"
+        "p = benchmark.Predictor(sama, benchmark.TASKS)\n"
         "with torch.inference_mode():\n"
         "    p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
         + PEAK
@@ -213,9 +212,9 @@ PEAK_RSS = {
 
 
 def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -> None:
-    """SamaPredictor and OnnxPredictor on the same random weights, back to back in each
-    repetition: per image (set_image and a box prompt) and per prompt; peak memory of each in a
-    fresh process on the CPU."""
+    """prediction.Predictor and OnnxPredictor (one contract) on the same random weights, back to
+    back in each repetition: per image (set_image and a box prompt) and per prompt; peak memory of
+    each in a fresh process on the CPU."""
     import onnxruntime  # requirements-onnx.txt: imported by --onnx only
 
     from load_sam_weights import DEFAULT_THRESHOLD
@@ -237,7 +236,7 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
         del sama_cpu
         size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
         threads = torch.get_num_threads()  # onnxruntime's intra-op threads: as many as PyTorch's
-        torch_p = SamaPredictor(sama)
+        torch_p = Predictor(sama, TASKS)
         onnx_p = OnnxPredictor(folder, providers=providers, threads=threads)
         runs = {
             "torch_image": lambda: (torch_p.set_image(image), torch_p.predict(box=box)),
@@ -289,7 +288,7 @@ def sama_image_in_fresh_process(variant: str, image_size: int, keep_freed: bool)
     if keep_freed:
         keep_freed_cpu_memory()
     _, sama = models(variant, image_size, torch.device("cpu"))
-    predictor = SamaPredictor(sama)
+    predictor = Predictor(sama, TASKS)
     image, box = test_image(image_size)
 
     def one_image():

@@ -52,8 +52,8 @@ from load_sam_weights import (
 from metrics import column
 from outputs import WriteError
 from paper import PAPER, PAPER_NOTES
-from predict import keep_freed_cpu_memory
-from prediction import NonFiniteOutput, Predictor
+from frame import NonFiniteOutput
+from prediction import Predictor, keep_freed_cpu_memory
 from sam import Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
 from scoring import BAND, MATTING_KEYS, POINT_COUNTS, PROMPTS, SEG_KEYS, score_split

@@ -6,15 +6,105 @@ in the frame's pixels. A map from the model comes back at the image's size: up-s
 the padding cropped, resized to the image (bilinear, as F.interpolate with align_corners=False).
 sam.py uses the first half on tensors; the ONNX predictor (sama_onnx.py) uses all of it in numpy, so
 that it runs with onnxruntime, numpy and pillow alone.
+
+The predictor contract's checks live here too, once, for every predictor (prediction.Predictor,
+sama_onnx.OnnxPredictor) and the command lines that check a prompt before any work: the image, the
+prompt against the image, and the maps that come back (NaN or inf refused).
 """
 
 from __future__ import annotations
+
+import io
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's normalisation, on the 0-255 scale
 PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+# ----------------------------------------------------------------------------------------------
+# The predictor contract's inputs, checked: the image, the prompt against the image
+# ----------------------------------------------------------------------------------------------
+
+
+class PromptError(ValueError):
+    """A prompt that does not fit the image; one line."""
+
+
+def check_image(image: np.ndarray) -> None:
+    """image: (H, W, 3) uint8 RGB; anything else -> ValueError, one line."""
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+            and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"image: an (H, W, 3) uint8 RGB array is needed, got "
+                         f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}")
+
+
+def number(v: float) -> str:
+    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
+    return np.format_float_positional(float(v), trim="-")
+
+
+def check_finite_coordinates(box, points: np.ndarray) -> None:
+    """Every coordinate a finite number: NaN fails every comparison, so an unchecked NaN box would
+    give an empty mask silently."""
+    if box is not None and not np.isfinite(box).all():
+        raise PromptError(f"box {' '.join(number(v) for v in box)}: coordinates must be finite "
+                          f"numbers")
+    for x, y in points:
+        if not np.isfinite([x, y]).all():
+            raise PromptError(f"point ({number(x)}, {number(y)}): coordinates must be finite "
+                              f"numbers")
+
+
+def check_point_labels(labels, n_points: int) -> np.ndarray:
+    """One label per point -> the labels as an (N,) array."""
+    if labels is None:
+        raise PromptError("labels: one per point is needed (1 foreground, 0 background)")
+    lab = np.asarray(labels).reshape(-1)
+    if len(lab) != n_points:
+        raise PromptError(f"labels: {len(lab)} for {n_points} points")
+    return lab
+
+
+def check_prompt(box, points: np.ndarray, h: int, w: int, empty_box: bool = False) -> None:
+    """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
+    ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column)."""
+    if box is None and len(points) == 0:
+        raise PromptError("give a box and / or at least one point")
+    check_finite_coordinates(box, points)
+    shown = "" if box is None else " ".join(number(v) for v in box)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if (x1 < x0 or y1 < y0) if empty_box else (x1 <= x0 or y1 <= y0):
+            needs = "x1 >= x0 and y1 >= y0" if empty_box else "x1 > x0 and y1 > y0"
+            raise PromptError(f"box {shown}: needs {needs}")
+        if min(x0, y0) < 0 or x1 > w or y1 > h:
+            raise PromptError(f"box {shown}: outside the {w}x{h} image")
+    for x, y in points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise PromptError(f"point ({number(x)}, {number(y)}) outside the {w}x{h} image")
+
+
+def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]) -> None:
+    """A predictor's arguments (h None: no image set yet): shapes, labels 0 / 1 only, then
+    check_prompt (a box of the GT may be one pixel wide: x1 = x0)."""
+    if h is None:
+        raise PromptError("call set_image before predict")
+    pts = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise PromptError(f"points: an (N, 2) array of x y is needed, got shape {pts.shape}")
+    if points is not None:
+        bad = [v for v in check_point_labels(labels, len(pts)).tolist() if v not in (0, 1)]
+        if bad:
+            raise PromptError(f"labels: {bad[0]!r}: only 1 (foreground) and 0 (background)")
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
+    check_prompt(box, pts, h, w, empty_box=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,3 +189,27 @@ def check_finite(maps: dict[str, np.ndarray]) -> None:
     bad = [name for name, m in maps.items() if not np.isfinite(m).all()]
     if bad:
         raise NonFiniteOutput(f"NaN or inf in the model's {' and '.join(bad)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The outputs: mask, alpha and cutout (predict.py's files, the web page's downloads)
+# ----------------------------------------------------------------------------------------------
+
+
+def output_images(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The image (H, W, 3) uint8 and a predictor's maps (the contract) -> predict.py's three images, uint8:
+    "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
+    "cutout" (H, W, 4) RGBA (the image with the alpha as its transparency)."""
+    alpha = np.round(maps["alpha"] * 255).astype(np.uint8)
+    return {
+        "mask": maps["mask"].astype(np.uint8) * 255,
+        "alpha": alpha,
+        "cutout": np.concatenate([image, alpha[:, :, None]], axis=2),  # (H, W, 4)
+    }
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """(H, W) grey or (H, W, 4) RGBA uint8 -> the bytes of the PNG save_pngs writes for it."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

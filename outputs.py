@@ -27,6 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
+import numpy as np
+from PIL import Image
+
 LOCK = ".lock"  # inside the folder it guards
 INTERRUPTED = "interrupted; --resume continues"
 TEMPORARY = re.compile(r".+\.tmp-(\d+)")  # write_bytes' name for a file being written: NAME.tmp-PID
@@ -197,6 +200,42 @@ def write_bytes(data: bytes, path: PathLike) -> None:
 
 def write_text(text: str, path: PathLike) -> None:
     write_bytes(text.encode(), path)
+
+
+def save_pngs(images: dict[Path, np.ndarray]) -> None:
+    """(H, W) grey or (H, W, 4) RGBA uint8 arrays -> PNGs, all or none: each is written to a
+    temporary file beside its target, and only when all are written are they renamed into place.
+    On any error (a full disk, a folder in the way) the temporary files, the outputs already renamed
+    and the folders made for them are removed, then WriteError names the file. A run killed
+    mid-write leaves no truncated PNG (for --resume to trust, or for a user to find)."""
+    made = []  # folders this call creates, parents first
+    for folder in dict.fromkeys(path.parent for path in images):
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        made += [f for f in reversed(missing) if f not in made]
+    temporary, renamed, path = {}, [], None
+    try:
+        for folder in made:
+            folder.mkdir()
+        for path, array in images.items():
+            temporary[path] = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            Image.fromarray(array).save(temporary[path], format="PNG")
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
+            renamed.append(path)
+    except OSError as e:
+        for leftover in [*temporary.values(), *renamed]:
+            leftover.unlink(missing_ok=True)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        why = e.strerror or str(e) or type(e).__name__
+        raise WriteError(f"{path or e.filename}: cannot write ({why}); none of "
+                         f"{', '.join(p.name for p in images)} written") from None
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """One PNG, atomically (save_pngs)."""
+    save_pngs({path: array})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ output holds NaN or inf (nothing written).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import sys
@@ -25,42 +24,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from load_sam_weights import CheckpointError, load_sama
-from outputs import WriteError, remove_stale_temporaries
-from prediction import (NonFiniteOutput, Predictor, PromptError, check_prompt, output_images,
-                        save_pngs)
+# torch-free, all of them: with --onnx, predict.py runs on onnxruntime, numpy and pillow alone
+# (the checkpoints' path imports torch in checkpoint_predictor)
 import readers
+from frame import NonFiniteOutput, PromptError, check_prompt, output_images
+from outputs import WriteError, remove_stale_temporaries, save_pngs
 from sama_onnx import OnnxError, OnnxPredictor
-
-
-# ----------------------------------------------------------------------------------------------
-# Host memory on the CPU: the command-line tools call this once (importing a module never does)
-# ----------------------------------------------------------------------------------------------
-
-
-def keep_freed_cpu_memory() -> None:
-    """On glibc, let freed tensor memory stay in the process for the next tensor, instead of
-    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next
-    one.
-
-    On the CPU the five-view encoder batch allocates many such blocks, and faulting in their fresh
-    pages costs time: SAMA per image (ViT-B, 2 cores) 40.6 s with this call against 71.0 s without
-    at 1024 px (0.57x), 8.69 s against 10.99 s at 512 px (0.79x) (`python benchmark.py
-    --optimisations --variants vit_b --image-size 1024`, fresh processes, alternating). Without the
-    call is the textbook form: the process as it starts. The process keeps its peak memory.
-    Elsewhere (macOS, Windows, musl) this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
-    libc.mallopt(M_MMAP_MAX, 0)  # serve every block from the heap, where free() keeps it
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,6 +65,26 @@ def check_outputs(paths: list[Path], image: Optional[Path] = None,
         raise WriteError(f"{folder}: no permission to write there (choose another --out)")
 
 
+class ModelError(ValueError):
+    """A checkpoint that cannot be loaded (load_sam_weights.CheckpointError, one line)."""
+
+
+def checkpoint_predictor(checkpoint: str, sam_checkpoint: Optional[str]):
+    """SAMA from its checkpoints on PyTorch (the GPU if there is one), behind prediction.Predictor:
+    the mask at the threshold the checkpoint records, a single-task model read through its trained
+    head. torch is imported here, not at the top, so that --onnx runs without it."""
+    import torch
+    from load_sam_weights import CheckpointError, load_sama
+    from prediction import Predictor, keep_freed_cpu_memory
+
+    keep_freed_cpu_memory()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return Predictor(load_sama(checkpoint, sam_checkpoint, device=device))
+    except CheckpointError as e:
+        raise ModelError(str(e)) from None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("image")
@@ -116,7 +106,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.onnx and (args.sam_checkpoint or args.checkpoint != p.get_default("checkpoint")):
         p.error("--onnx runs the exported graphs: --checkpoint / --sam-checkpoint do not apply")
-    keep_freed_cpu_memory()
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
         prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
@@ -132,16 +121,8 @@ def main(argv=None) -> int:
         if args.onnx:
             predictor = OnnxPredictor(args.onnx)
         else:
-            model = load_sama(
-                args.checkpoint,
-                args.sam_checkpoint,
-                device="cuda" if torch.cuda.is_available() else "cpu",
-            )
-            tasks = model.loaded_from["tasks"]  # from the bytes loaded, not a second read
-            # a single-task model: both maps from its trained head; the mask at its recorded
-            # threshold
-            predictor = Predictor(model, tasks, model.loaded_from["threshold"])
-    except (PromptError, readers.DataError, CheckpointError, OnnxError, WriteError) as e:
+            predictor = checkpoint_predictor(args.checkpoint, args.sam_checkpoint)
+    except (PromptError, readers.DataError, ModelError, OnnxError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,23 +1,29 @@
-"""From a prompt to its answers, for predict.py and app.py (evaluate.py and train.py use parts):
-one predictor for SAMA and plain SAM, the prompt's checks, and the three images predict.py writes
-(the mask, the alpha and the RGBA cutout) as PNGs, written all or none.
+"""The predictor contract, for predict.py, app.py, the demo, evaluation and training's validation:
+one predictor for SAMA and plain SAM. Also the one process-wide setting the command lines make
+for the CPU (keep_freed_cpu_memory). What a prediction becomes (the mask, the alpha and the RGBA
+cutout) is frame.output_images, written as PNGs, all or none, by outputs.save_pngs.
+
+The contract (DESIGN.md, "One predictor contract"), which sama_onnx.OnnxPredictor keeps too:
+`set_image(image)`, an (H, W, 3) uint8 RGB array, then `predict(points=None, labels=None,
+box=None)` in the image's pixels -> a dict of numpy maps at the image's size: "seg" float32 in
+[0, 1] (the probability map), "mask" bool, "alpha" float32 in [0, 1], "sam" bool (plain SAM's
+mask). Its inputs are checked in frame.py (check_image, check_prompt_arrays: one line, a
+ValueError), its outputs refused when they hold NaN or inf (frame.NonFiniteOutput).
 """
 
 from __future__ import annotations
 
-import io
-import os
-from pathlib import Path
+import ctypes
+import sys
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
 
-from frame import NonFiniteOutput, check_finite  # shared with the ONNX predictor
+# the contract's checks, in frame.py: torch-free, for the ONNX predictor too
+from frame import check_finite, check_image, check_prompt_arrays
 from load_sam_weights import DEFAULT_THRESHOLD
-from outputs import WriteError
-from sam import Sam, SamPredictor
+from sam import Sam, SamPredictor, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
 
 
@@ -34,31 +40,35 @@ class Predictor:
     mask logits, up-sampled as SamPredictor up-samples them); "mask" bool, the binary mask (SAMA:
     seg > `threshold`, the one its checkpoint records, read_sama_checkpoint; SAM: logits > 0, as
     SamPredictor thresholds); "alpha" float32 in [0, 1] (SAM: its binary mask); "sam" bool (SAM's
-    mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf.
+    mask). It raises NonFiniteOutput if the logits or the alpha hold NaN or inf. The maps are
+    computed in torch and come to numpy once, at the end.
 
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
     them): trained for matting only, its alpha is also the segmentation probability map; trained for
     segmentation only, its probability sigmoid(seg logits) is also the alpha. The untrained head's
-    output is never returned.
+    output is never returned. A model from load_sama knows both: `tasks` and `threshold` default to
+    its model.loaded_from; a SAMA made in code must be told its tasks.
     """
 
     def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: Optional[float] = None) -> None:
         self.is_sama = isinstance(model, SAMA)
+        loaded = getattr(model, "loaded_from", {}) if self.is_sama else {}
+        tasks = tasks if tasks is not None else loaded.get("tasks")
+        threshold = threshold if threshold is not None else loaded.get("threshold",
+                                                                       DEFAULT_THRESHOLD)
         if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
             raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")
         self.threshold = threshold
         self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
+        self.sam = model.sam if self.is_sama else model
+        self.size: tuple[Optional[int], Optional[int]] = (None, None)  # (H, W) once set_image ran
 
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB; anything else -> ValueError, one line."""
-        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
-                and image.dtype == np.uint8 and min(image.shape[:2]) > 0):
-            shape = getattr(image, "shape", None)
-            raise ValueError(f"image: an (H, W, 3) uint8 RGB array is needed, got "
-                             f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}")
+        check_image(image)
         self.predictor.set_image(image)
         self.size = image.shape[:2]
 
@@ -67,145 +77,52 @@ class Predictor:
         """points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background), box xyxy: pixels
         of the image, inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order, as the
         command line checks them; anything else -> PromptError (a ValueError), one line."""
-        check_prompt_arrays(points, labels, box, *getattr(self, "size", (None, None)))
+        check_prompt_arrays(points, labels, box, *self.size)
+        prompts = prompt_tensors(points, labels, box, self.size, self.sam.config.image_size,
+                                 self.sam.device)
+        if self.is_sama:
+            maps = self.predictor.predict_torch(*prompts)  # seg_logits, alpha, sam_logits
+            maps["seg"] = torch.sigmoid(maps["seg_logits"])  # the probability map the field scores
+        else:
+            masks, _, _ = self.predictor.predict_torch(*prompts, multimask_output=False,
+                                                       return_logits=True)
+            maps = {"sam_logits": masks[0, 0], "seg": torch.sigmoid(masks[0, 0])}
+        maps = {name: m.cpu().numpy() for name, m in maps.items()}  # to numpy, once
+        named = {"seg_logits": "segmentation logits", "alpha": "alpha", "sam_logits": "SAM logits"}
+        check_finite({named[name]: maps[name] for name in named if name in maps})
+        sam = maps["sam_logits"] > self.sam.mask_threshold  # as SamPredictor thresholds
         if not self.is_sama:
-            logits, _, _ = self.predictor.predict(points, labels, box, multimask_output=False,
-                                                  return_logits=True)
-            check_finite({"SAM logits": logits[0]})
-            mask = logits[0] > self.predictor.model.mask_threshold  # as SamPredictor thresholds
-            seg = torch.sigmoid(torch.from_numpy(logits[0])).numpy()
-            return {"seg": seg, "mask": mask, "alpha": mask.astype(np.float32), "sam": mask}
-        seg_logits, alpha, sam_logits = self.predictor.predict(
-            points, labels, box, return_logits=True
-        )
-        check_finite({"segmentation logits": seg_logits, "alpha": alpha, "SAM logits": sam_logits})
-        # the probability map the field scores
-        seg = torch.sigmoid(torch.from_numpy(seg_logits)).numpy()
+            return {"seg": maps["seg"], "mask": sam, "alpha": sam.astype(np.float32), "sam": sam}
+        seg, alpha = maps["seg"], maps["alpha"]
         if "seg" not in self.tasks:  # matting only: the alpha as the segmentation probability map
             seg = alpha
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
             alpha = seg
-        return {"seg": seg, "mask": seg > self.threshold, "alpha": alpha, "sam": sam_logits > 0}
+        return {"seg": seg, "mask": seg > self.threshold, "alpha": alpha, "sam": sam}
 
 
 # ----------------------------------------------------------------------------------------------
-# The prompt, checked against the image
+# Host memory on the CPU: the command-line tools call this once (importing a module never does)
 # ----------------------------------------------------------------------------------------------
 
 
-class PromptError(ValueError):
-    """A prompt that does not fit the image; one line."""
+def keep_freed_cpu_memory() -> None:
+    """On glibc, let freed tensor memory stay in the process for the next tensor, instead of
+    returning every block over 32 MB to the kernel, which must then zero fresh pages for the next
+    one.
 
-
-def number(v: float) -> str:
-    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
-    return np.format_float_positional(float(v), trim="-")
-
-
-def check_prompt(box, points: np.ndarray, h: int, w: int, empty_box: bool = False) -> None:
-    """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
-    ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column)."""
-    if box is None and len(points) == 0:
-        raise PromptError("give a box and / or at least one point")
-    shown = "" if box is None else " ".join(number(v) for v in box)
-    if box is not None and not np.isfinite(box).all():  # NaN fails every comparison below
-        raise PromptError(f"box {shown}: coordinates must be finite numbers")
-    for x, y in points:
-        if not np.isfinite([x, y]).all():
-            raise PromptError(f"point ({number(x)}, {number(y)}): coordinates must be finite "
-                              f"numbers")
-    if box is not None:
-        x0, y0, x1, y1 = box
-        if (x1 < x0 or y1 < y0) if empty_box else (x1 <= x0 or y1 <= y0):
-            needs = "x1 >= x0 and y1 >= y0" if empty_box else "x1 > x0 and y1 > y0"
-            raise PromptError(f"box {shown}: needs {needs}")
-        if min(x0, y0) < 0 or x1 > w or y1 > h:
-            raise PromptError(f"box {shown}: outside the {w}x{h} image")
-    for x, y in points:
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise PromptError(f"point ({number(x)}, {number(y)}) outside the {w}x{h} image")
-
-
-def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]) -> None:
-    """The Predictor's arguments: shapes, labels 0 / 1 only, then check_prompt (a box of the GT
-    may be one pixel wide: x1 = x0)."""
-    if h is None:
-        raise PromptError("call set_image before predict")
-    pts = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise PromptError(f"points: an (N, 2) array of x y is needed, got shape {pts.shape}")
-    if points is not None:
-        if labels is None:
-            raise PromptError("labels: one per point is needed (1 foreground, 0 background)")
-        lab = np.asarray(labels).reshape(-1)
-        if len(lab) != len(pts):
-            raise PromptError(f"labels: {len(lab)} for {len(pts)} points")
-        bad = [v for v in lab.tolist() if v not in (0, 1)]
-        if bad:
-            raise PromptError(f"labels: {bad[0]!r}: only 1 (foreground) and 0 (background)")
-    if box is not None:
-        box = np.asarray(box, dtype=np.float64).reshape(-1)
-        if box.shape != (4,):
-            raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
-    check_prompt(box, pts, h, w, empty_box=True)
-
-
-
-# ----------------------------------------------------------------------------------------------
-# The outputs: mask, alpha and cutout
-# ----------------------------------------------------------------------------------------------
-
-
-def output_images(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The image (H, W, 3) uint8 and Predictor.predict's maps -> predict.py's three images, uint8:
-    "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
-    "cutout" (H, W, 4) RGBA (the image with the alpha as its transparency)."""
-    alpha = np.round(maps["alpha"] * 255).astype(np.uint8)
-    return {
-        "mask": maps["mask"].astype(np.uint8) * 255,
-        "alpha": alpha,
-        "cutout": np.concatenate([image, alpha[:, :, None]], axis=2),  # (H, W, 4)
-    }
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """(H, W) grey or (H, W, 4) RGBA uint8 -> the bytes of the PNG save_pngs writes for it."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def save_pngs(images: dict[Path, np.ndarray]) -> None:
-    """(H, W) grey or (H, W, 4) RGBA uint8 arrays -> PNGs, all or none: each is written to a
-    temporary file beside its target, and only when all are written are they renamed into place.
-    On any error (a full disk, a folder in the way) the temporary files, the outputs already renamed
-    and the folders made for them are removed, then WriteError names the file. A run killed
-    mid-write leaves no truncated PNG (for --resume to trust, or for a user to find)."""
-    made = []  # folders this call creates, parents first
-    for folder in dict.fromkeys(path.parent for path in images):
-        missing = [f for f in (folder, *folder.parents) if not f.exists()]
-        made += [f for f in reversed(missing) if f not in made]
-    temporary, renamed, path = {}, [], None
+    On the CPU the five-view encoder batch allocates many such blocks, and faulting in their fresh
+    pages costs time (BENCHMARKS.md: `python benchmark.py --optimisations` times SAMA with and
+    without this call, in fresh processes). Without the call is the textbook form: the process as
+    it starts. The process keeps its peak memory. Elsewhere (macOS, Windows, musl) this does
+    nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
     try:
-        for folder in made:
-            folder.mkdir()
-        for path, array in images.items():
-            temporary[path] = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            Image.fromarray(array).save(temporary[path], format="PNG")
-        for path, tmp in temporary.items():
-            os.replace(tmp, path)
-            renamed.append(path)
-    except OSError as e:
-        for leftover in [*temporary.values(), *renamed]:
-            leftover.unlink(missing_ok=True)
-        for folder in reversed(made):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        reason = e.strerror or str(e) or type(e).__name__
-        raise WriteError(f"{path or e.filename}: cannot write ({reason}); none of "
-                         f"{', '.join(p.name for p in images)} written") from None
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    """One PNG, atomically (save_pngs)."""
-    save_pngs({path: array})
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
+    libc.mallopt(M_MMAP_MAX, 0)  # serve every block from the heap, where free() keeps it
+    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and never give the heap's free top back

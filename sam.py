@@ -25,8 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# SAM's normalisation, frame size and prompt scaling in numpy (the ONNX predictor shares them)
-from frame import PIXEL_MEAN, PIXEL_STD, preprocess_shape, resize_longest_side, scale_coords
+# SAM's normalisation, frame size and prompt scaling in numpy (the ONNX predictor shares them),
+# and the prompt's checks every predictor shares
+from frame import (PIXEL_MEAN, PIXEL_STD, check_finite_coordinates, check_point_labels,
+                   preprocess_shape, resize_longest_side, scale_coords)
 
 # ----------------------------------------------------------------------------------------------
 # Configuration
@@ -101,26 +103,18 @@ def prompt_tensors(
     device: torch.device,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Numpy prompts in image pixels -> (points (1, N, 2), labels (1, N), boxes (1, 4)) in frame
-    pixels."""
+    pixels. One label per point and finite coordinates, or frame.PromptError (a ValueError)."""
     points = labels = boxes = None
     if point_coords is not None:
-        if point_labels is None:
-            raise ValueError("point_labels must be given with point_coords")
         coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
-        if not np.isfinite(coords).all():
-            raise ValueError(f"point coordinates must be finite numbers, got {coords.tolist()}")
+        labels = check_point_labels(point_labels, len(coords))
+        check_finite_coordinates(None, coords)
         coords = scale_coords(coords, original_size, image_size)
         points = torch.as_tensor(coords, dtype=torch.float32, device=device)[None]
-        labels = np.asarray(point_labels).reshape(-1)
         labels = torch.as_tensor(labels, dtype=torch.int64, device=device)[None]
-        if points.shape[1] != labels.shape[1]:
-            raise ValueError(f"{points.shape[1]} points but {labels.shape[1]} labels")
     if box is not None:
         corners = np.asarray(box, dtype=np.float64).reshape(-1, 2, 2)
-        if not np.isfinite(corners).all():
-            raise ValueError(
-                f"box coordinates must be finite numbers, got {corners.ravel().tolist()}"
-            )
+        check_finite_coordinates(corners.reshape(-1), ())
         corners = scale_coords(corners, original_size, image_size)
         boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=device)
     return points, labels, boxes
@@ -277,14 +271,8 @@ class Attention(nn.Module):
     query rows at a time (BIAS_BLOCK numbers; a global block's bias is (nh, hw, hw) per image, 200M
     numbers on a 64 x 64 grid); "folded" (folded_attention), the bias folded into q and k, so the
     fused kernel needs no bias at all. None, the default, takes DEVICE_FORM's for the input's
-    device.
-    Per image on 2 CPU cores (ViT-B, 1024 px, float32, `python benchmark.py --optimisations
-    --variants vit_b --image-size 1024 --reps 1`): SAM 8.9 s blockwise, 9.0 s folded, 16.6 s
-    textbook; SAMA's five views 39.3 s blockwise (0.29x the textbook form), 44.6 s folded (0.33x),
-    135.9 s textbook; at 512 px within 10% of the textbook form. So the CPU keeps blockwise. On CUDA
-    folding lets the flash kernel run: issue 15 measured, on one H200 (ViT-H, five views, bf16, on
-    earlier code), a global block's attention at 2.7 ms folded against 10.4 ms with the bias tensor
-    and the encoder at 143.4 ms against 154.6 ms; `tests/gpu_check.sh` measures it again.
+    device. The CPU keeps blockwise, the fastest there; on CUDA folding lets the flash kernel run.
+    The times of the three forms: BENCHMARKS.md (`python benchmark.py --optimisations`).
     """
 
     BIAS_BLOCK = {"cpu": 2**24, "cuda": 2**28}  # numbers in one block of the bias, when blockwise
@@ -473,7 +461,6 @@ class PromptEncoder(nn.Module):
         # labels: 0 negative point, 1 positive point, 2 box top-left, 3 box bottom-right
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, C) for _ in range(4))
         self.not_a_point_embed = nn.Embedding(1, C)
-        self.mask_input_size = (4 * G, 4 * G)
         self.mask_downscaling = nn.Sequential(
             nn.Conv2d(1, mic // 4, kernel_size=2, stride=2),
             LayerNorm2d(mic // 4),
@@ -756,7 +743,11 @@ class Sam(nn.Module):
         mask_inputs: Optional[torch.Tensor] = None,
         multimask_output: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched and differentiable (the official forward is neither).
+        """Batched and differentiable, for training. The official forward batches too, another way:
+        it takes a list of dicts (an image and its prompts each), encodes the images as one batch,
+        decodes image by image (each with its prompts) and runs under torch.no_grad, returning
+        masks thresholded at each image's size. This one takes tensors, decodes the whole batch in
+        one pass (one prompt per image) and keeps the autograd graph.
 
         Args:
             images: (B, 3, S, S) frames from `image_to_frame` (normalised, padded).
@@ -774,9 +765,8 @@ def compile_image_encoder(sam: Sam, views: int, backend: str = "inductor") -> fl
     now, on `views` blank frames in the caller's autocast and in the module's train / eval mode, so
     that the first image does not pay for it. Returns the seconds that took.
 
-    A choice users make for long runs (train.py / evaluate.py --compile), never a default: issue 15
-    measured ViT-H's five views at 82.2 ms compiled against 143.4 ms eager on one H200, after 74 s
-    of compilation (on earlier code; `tests/gpu_check.sh` measures it again). Another input shape,
+    A choice users make for long runs (train.py / evaluate.py --compile), never a default: the
+    compilation takes a while and pays off on the GPU only (BENCHMARKS.md). Another input shape,
     autocast or mode (validation inside training) compiles once more, on its first call.
     """
     sam.image_encoder.compile(backend=backend)
@@ -791,8 +781,12 @@ def compile_image_encoder(sam: Sam, views: int, backend: str = "inductor") -> fl
 
 
 class SamPredictor:
-    """The official predictor contract: encode an image once, then prompt it as often as you
-    like."""
+    """SAM's official predictor, its signatures and returns those of Meta's segment-anything
+    `SamPredictor` (tests/test_sam_parity.py compares the two call for call): encode an image once,
+    then prompt it as often as you like; predict returns a tuple of masks, scores and low-res
+    logits. The project's own predictor contract, the same for SAM and SAMA (a dict of named maps,
+    its inputs checked), is prediction.Predictor, which reads SAM through predict_torch.
+    """
 
     def __init__(self, sam: Sam) -> None:
         self.model = sam
@@ -816,7 +810,6 @@ class SamPredictor:
         self.original_size = image.shape[:2]
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
 
-    @torch.no_grad()
     def predict(
         self,
         point_coords: Optional[np.ndarray] = None,
@@ -826,24 +819,44 @@ class SamPredictor:
         multimask_output: bool = True,
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns masks (M, H, W) bool (float logits with return_logits), scores (M,) and the
-        low-res logits (M, 4G, 4G)."""
+        """Prompts in image pixels. Returns masks (M, H, W) bool (float logits with return_logits),
+        scores (M,) and the low-res logits (M, 4G, 4G)."""
         if self.features is None:
             raise RuntimeError("call set_image before predict")
-        S = self.model.config.image_size
         dev = self.model.device
         points, labels, boxes = prompt_tensors(
-            point_coords, point_labels, box, self.original_size, S, dev)
+            point_coords, point_labels, box, self.original_size, self.model.config.image_size, dev)
         masks = None
         if mask_input is not None:
             masks = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)[None]
-        low_res, iou = self.model.decode(
-            self.features, points, labels, boxes, masks, multimask_output)
-        low_res, iou = low_res.float(), iou.float()  # bf16 under autocast; numpy has no bf16
-        out = postprocess_masks(low_res, S, self.input_size, self.original_size)
-        if not return_logits:
-            out = out > self.model.mask_threshold
+        out, iou, low_res = self.predict_torch(
+            points, labels, boxes, masks, multimask_output, return_logits)
         return out[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """predict on tensors, the prompts already in frame pixels (prompt_tensors): points
+        (B, N, 2), labels (B, N), boxes (B, 4), mask_input (B, 1, 4G, 4G). Returns masks
+        (B, M, H, W) bool (float32 logits with return_logits), scores (B, M) and the low-res
+        logits (B, M, 4G, 4G), float32."""
+        if self.features is None:
+            raise RuntimeError("call set_image before predict")
+        S = self.model.config.image_size
+        low_res, iou = self.model.decode(
+            self.features, point_coords, point_labels, boxes, mask_input, multimask_output)
+        low_res, iou = low_res.float(), iou.float()  # bf16 under autocast; numpy has no bf16
+        masks = postprocess_masks(low_res, S, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
 
     def get_image_embedding(self) -> torch.Tensor:
         """(1, C, G, G) embedding of the current image."""

@@ -30,7 +30,6 @@ from sam import (
     image_to_frame,
     postprocess_masks,
     preprocess_shape,
-    prompt_tensors,
 )
 
 TASKS = ("seg", "matting")  # index of each task's SAMA token and prediction head
@@ -345,7 +344,7 @@ class SAMA(nn.Module):
         separately"), so the segmentation output does not depend on the matting token or head,
         and vice versa.
         """
-        sam, dec = self.sam, self.sam.mask_decoder
+        dec = self.sam.mask_decoder
         t = TASKS.index(task)
         B, C, G, _ = features.F_I.shape
         if sparse.shape[0] not in (1, B):
@@ -407,16 +406,18 @@ class SAMA(nn.Module):
 
 
 class SamaPredictor:
-    """Encode an image once (five views and MVLE), then prompt it as often as you like.
+    """Encode an image once (five views and MVLE), then prompt it as often as you like: SAMA's
+    side of sam.SamPredictor's predict_torch, on tensors. The project's predictor contract (the
+    image and the prompt checked, a dict of named numpy maps, the same for SAM and SAMA) is
+    prediction.Predictor, which reads SAMA through this class.
 
     On CUDA a prompt replays a CUDA graph, captured at the first prompt of each shape (number of
     points, box or not, autocast): one prompt is three decoder passes of a few hundred small
-    kernels, whose launches from Python, not the GPU's work, would otherwise set its time. Measured
-    on one H100 (ViT-B, bf16, an earlier version of the decoder): 26 ms per prompt eager, 4.1 ms
-    replayed; not measured again on this code (no GPU since; BENCHMARKS.md). `_decode` is the
-    textbook form the graph records, the one used on the CPU; tests/test_cuda.py proves the two
-    equal. The graphs read the model's weights and the cached image features where they lie, so
-    the model must not be replaced while the predictor is in use (loading weights in place is fine).
+    kernels, whose launches from Python, not the GPU's work, would otherwise set its time
+    (BENCHMARKS.md). `_decode` is the textbook form the graph records, the one used on the CPU;
+    tests/test_cuda.py proves the two equal. The graphs read the model's weights and the cached
+    image features where they lie, so the model must not be replaced while the predictor is in use
+    (loading weights in place is fine).
     """
 
     def __init__(self, sama: SAMA) -> None:
@@ -448,31 +449,24 @@ class SamaPredictor:
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
 
     @torch.inference_mode()
-    def predict(
+    def predict_torch(
         self,
-        point_coords: Optional[np.ndarray] = None,
-        point_labels: Optional[np.ndarray] = None,
-        box: Optional[np.ndarray] = None,
-        return_logits: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Returns the mask (H, W) bool, the alpha (H, W) float32 in [0, 1] and SAM's own mask
-        (H, W) bool. With return_logits, both masks come as float32 logits instead."""
-        if self.features is None:
-            raise RuntimeError("call set_image before predict")
-        if point_coords is None and box is None:
-            raise ValueError("give a box or at least one point")
-        S, dev = self.model.sam.config.image_size, self.model.sam.device
-        prompts = prompt_tensors(point_coords, point_labels, box, self.original_size, S, dev)
-        decode = self._decode_graphed if dev.type == "cuda" else self._decode
+        point_coords: Optional[torch.Tensor] = None,
+        point_labels: Optional[torch.Tensor] = None,
+        boxes: Optional[torch.Tensor] = None,
+    ) -> dict[str, torch.Tensor]:
+        """The prompts in frame pixels (sam.prompt_tensors): points (1, N, 2), labels (1, N),
+        boxes (1, 4). Returns SAMA.forward's maps at the image's size, float32: "seg_logits"
+        (H, W), "alpha" (H, W) in [0, 1] and plain SAM's single-mask "sam_logits" (H, W)."""
+        S = self.model.sam.config.image_size
+        prompts = (point_coords, point_labels, boxes)
+        decode = self._decode_graphed if self.model.sam.device.type == "cuda" else self._decode
         sam_logits, seg_logits, alpha = decode(prompts)
         # both SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
         maps = torch.cat([seg_logits, alpha], 1).float()
         seg, alpha = postprocess_masks(maps, S, self.input_size, self.original_size)[0]
         sam_mask = postprocess_masks(sam_logits.float(), S, self.input_size, self.original_size)
-        sam_mask = sam_mask[0, 0]
-        if not return_logits:
-            seg, sam_mask = seg > 0, sam_mask > 0
-        return seg.cpu().numpy(), alpha.cpu().numpy(), sam_mask.cpu().numpy()
+        return {"seg_logits": seg, "alpha": alpha, "sam_logits": sam_mask[0, 0]}
 
     def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SAM's logits (1, 1, 4G, 4G), SAMA's segmentation logits and alpha (1, 1, 8G, 8G) for

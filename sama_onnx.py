@@ -1,6 +1,6 @@
 """SAMA on onnxruntime, numpy and pillow alone: the two graphs export_onnx.py writes, behind the
-interface of prediction.Predictor. Importing this module never imports torch
-(tests/test_onnx.py).
+predictor contract of prediction.Predictor (the same checks of its inputs, frame.py's, and the
+same maps). Importing this module never imports torch (tests/test_onnx.py).
 
     predictor = OnnxPredictor("onnx/sama_vit_b")
     predictor.set_image(image)                       # (H, W, 3) uint8 RGB: the image path, once
@@ -21,7 +21,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from frame import check_finite, frame_array, postprocess_maps, preprocess_shape, scale_coords
+from frame import (check_finite, check_image, check_prompt_arrays, frame_array, postprocess_maps,
+                   preprocess_shape, scale_coords)
 from outputs import sha256_file
 
 MANIFEST = "sama_onnx.json"  # beside the graphs
@@ -103,10 +104,11 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
 
 
 class OnnxPredictor:
-    """prediction.Predictor's interface on an export folder: set_image(image), then
+    """The predictor contract (prediction.Predictor's) on an export folder: set_image(image), then
     predict(points, labels, box) -> {"seg", "mask", "alpha", "sam"} at the image's size (the mask
     at the checkpoint's threshold, recorded in the manifest), read through the trained heads only
-    (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf.
+    (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf; a bad
+    image or prompt -> ValueError (frame.PromptError for the prompt), one line.
 
     providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
     "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default:
@@ -121,9 +123,11 @@ class OnnxPredictor:
         self.image_size = int(self.manifest["image_size"])
         self.sessions = onnxruntime_sessions(self.folder, self.manifest, providers, threads)
         self.features: Optional[dict[str, np.ndarray]] = None
+        self.original_size: tuple[Optional[int], Optional[int]] = (None, None)
 
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB -> the image path's outputs, kept for every prompt."""
+        check_image(image)
         S = self.image_size
         names = self.manifest["inputs"]["image"]  # ["frame"] or, with MVLE, ["frame", "frame_2s"]
         sizes = {"frame": S, "frame_2s": 2 * S}
@@ -136,34 +140,24 @@ class OnnxPredictor:
     def prompt_inputs(self, points=None, labels=None, box=None) -> tuple[np.ndarray, np.ndarray]:
         """The prompt as the graph reads it (SAM's prompt encoder's rule): the points, one "not a
         point" (label -1) when there is no box, the box's corners (labels 2 and 3); frame pixels.
-        Returns point_coords (1, N, 2) float32 and point_labels (1, N) int64."""
-        if points is None and box is None:
-            raise ValueError("give a box or at least one point")
+        The prompt as predict checks it. Returns point_coords (1, N, 2) float32 and point_labels
+        (1, N) int64."""
         coords, kinds = [np.zeros((0, 2))], [np.zeros(0, dtype=np.int64)]
         if points is not None:
-            if labels is None:
-                raise ValueError("point_labels must be given with point_coords")
-            points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-            labels = np.asarray(labels).reshape(-1).astype(np.int64)
-            if len(points) != len(labels):
-                raise ValueError(f"{len(points)} points but {len(labels)} labels")
-            coords.append(points)
-            kinds.append(labels)
+            coords.append(np.asarray(points, dtype=np.float64).reshape(-1, 2))
+            kinds.append(np.asarray(labels).reshape(-1).astype(np.int64))
             if box is None:
                 coords.append(np.zeros((1, 2)))
                 kinds.append(np.array([-1]))
         if box is not None:
             coords.append(np.asarray(box, dtype=np.float64).reshape(2, 2))
             kinds.append(np.array([2, 3]))
-        coords = np.concatenate(coords)
-        if not np.isfinite(coords).all():
-            raise ValueError(f"prompt coordinates must be finite numbers, got {coords.tolist()}")
-        coords = scale_coords(coords, self.original_size, self.image_size)
+        coords = scale_coords(np.concatenate(coords), self.original_size, self.image_size)
         return coords[None].astype(np.float32), np.concatenate(kinds)[None]
 
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-        if self.features is None:
-            raise RuntimeError("call set_image before predict")
+        """The prompt in the image's pixels, checked as prediction.Predictor checks it."""
+        check_prompt_arrays(points, labels, box, *self.original_size)
         point_coords, point_labels = self.prompt_inputs(points, labels, box)
         outputs = self.sessions["prompt"].run(
             None, {**self.features, "point_coords": point_coords, "point_labels": point_labels})

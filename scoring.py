@@ -33,7 +33,9 @@ from tqdm import tqdm
 import data
 import readers
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
-from prediction import NonFiniteOutput, Predictor, save_png
+from frame import NonFiniteOutput
+from outputs import save_png
+from prediction import Predictor
 from sama import SAMA
 
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study

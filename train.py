@@ -37,7 +37,7 @@ import data
 import losses
 import outputs
 import scoring
-from prediction import NonFiniteOutput
+from frame import NonFiniteOutput
 from load_sam_weights import (
     CheckpointError,
     atomic_save,

@@ -28,7 +28,10 @@ from PIL import Image
 
 import synthetic
 from readers import image_files
-from sam import PIXEL_MEAN, PIXEL_STD, SamConfig  # the repository root is on sys.path (pytest.ini)
+from sam import PIXEL_MEAN, PIXEL_STD, SamConfig, prompt_tensors  # the root is on sys.path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMA_PT, SAM_PTH = ROOT / "weights" / "sama_standin.pt", ROOT / "weights" / "sam_standin.pth"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,6 +249,25 @@ def random_image(h: int, w: int, seed: int) -> np.ndarray:
     base = np.stack([np.sin(6 * x + c) * np.cos(4 * y - c) for c in rng.uniform(0, 3, 3)], axis=-1)
     img = 127.5 + 90 * base + rng.normal(0, 25, (h, w, 3))
     return img.clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> Path:
+    """The stand-in exported once by the command line (onnxruntime and onnxscript needed)."""
+    import export_onnx  # requirements-onnx.txt
+
+    out = tmp_path_factory.mktemp("onnx") / "standin"
+    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
+                             "--out", str(out)]) == 0
+    return out
+
+
+def sama_maps(predictor, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
+    """sama.SamaPredictor.predict_torch on a prompt in image pixels, as numpy: "seg_logits",
+    "alpha" and "sam_logits" at the image's size (the maps prediction.Predictor reads)."""
+    S, device = predictor.model.sam.config.image_size, predictor.model.sam.device
+    prompts = prompt_tensors(points, labels, box, predictor.original_size, S, device)
+    return {name: m.cpu().numpy() for name, m in predictor.predict_torch(*prompts).items()}
 
 
 PARITY: dict[tuple[str, str, str], float] = defaultdict(float)

@@ -17,6 +17,7 @@ from PIL import Image
 import app
 import predict
 import readers
+from conftest import sama_maps
 from sama import SamaPredictor
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -149,7 +150,7 @@ def test_sams_mask_is_the_one_samas_predictor_gives(server):
     answer = ok(prompt(server, "tab-sam-1", image["image"], 1, box=box))
     reference = SamaPredictor(server.app.model)
     reference.set_image(readers.load_image(server.app.examples_root / "DIS-TE1_0002.jpg"))
-    _, _, sam_mask = reference.predict(box=np.array(box, float))
+    sam_mask = sama_maps(reference, box=np.array(box, float))["sam_logits"] > 0
     np.testing.assert_array_equal(png(answer["sam"]), sam_mask.astype(np.uint8) * 255)
     assert not np.array_equal(png(answer["sam"]), png(answer["mask"]))
 
@@ -190,8 +191,8 @@ def test_a_prompt_overtaken_while_waiting_is_dropped(server, monkeypatch):
     image = upload(server, "tab-race-1", jpeg_with_exif_rotation())
     tab = server.app.tabs["tab-race-1"]
     calls = []
-    real = SamaPredictor.predict
-    monkeypatch.setattr(SamaPredictor, "predict",
+    real = SamaPredictor.predict_torch
+    monkeypatch.setattr(SamaPredictor, "predict_torch",
                         lambda self, *a, **k: calls.append(k or a) or real(self, *a, **k))
     answers = {}
 
@@ -278,13 +279,13 @@ def test_bad_requests_are_one_line(server):
 
 def test_a_broken_model_output_and_a_bug_are_one_line(server, monkeypatch, capsys):
     image = upload(server, "tab-nan-1", jpeg_with_exif_rotation())
-    real = SamaPredictor.predict
+    real = SamaPredictor.predict_torch
 
     def overflowing(self, *args, **kwargs):
-        seg, alpha, sam = real(self, *args, **kwargs)
-        return seg, alpha * np.float32("nan"), sam
+        maps = real(self, *args, **kwargs)
+        return {**maps, "alpha": maps["alpha"] * float("nan")}
 
-    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    monkeypatch.setattr(SamaPredictor, "predict_torch", overflowing)
     refused(prompt(server, "tab-nan-1", image["image"], 1, box=[5, 10, 40, 70]), 500,
             "photo.jpg: NaN or inf in the model's alpha")
     monkeypatch.undo()

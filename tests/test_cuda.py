@@ -10,7 +10,7 @@ import torch
 import sam
 import synthetic
 import train
-from conftest import build_official_sam, randomize_
+from conftest import build_official_sam, randomize_, sama_maps
 from losses import matting_loss, seg_loss
 from sama import SAMA, SamaPredictor
 from test_sama import batch, randomized_sam
@@ -46,9 +46,9 @@ def test_predictor_on_cuda_equals_cpu():
     for device in ("cpu", CUDA):
         predictor = SamaPredictor(SAMA(randomized_sam()).to(device).eval())
         predictor.set_image(image)
-        results.append(predictor.predict(box=box, return_logits=True))
-    for cpu, gpu in zip(*results):
-        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)
+        results.append(sama_maps(predictor, box=box))
+    for name, cpu in results[0].items():
+        np.testing.assert_allclose(results[1][name], cpu, rtol=1e-4, atol=1e-4)
 
 
 def test_bf16_training_step_on_cuda_keeps_sam_frozen():
@@ -132,20 +132,20 @@ def test_predictor_graphs_replay_what_eager_decoding_computes(amp):
     ]
     prompts = [
         dict(box=np.array([30, 20, 150, 170])),
-        dict(point_coords=np.array([[60, 70], [100, 90]]), point_labels=np.array([1, 0])),
+        dict(points=np.array([[60, 70], [100, 90]]), labels=np.array([1, 0])),
     ]
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         # a caller's inference_mode first, no_grad below: both must work
         predictor.set_image(images[1])
-        predictor.predict(**prompts[0])
+        sama_maps(predictor, **prompts[0])
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         for image in images:
             predictor.set_image(image)  # enters inference_mode itself
             for prompt in prompts + prompts:
-                with torch.inference_mode():  # as predict does
+                with torch.inference_mode():  # as predict_torch does
                     tensors = sam.prompt_tensors(
-                        prompt.get("point_coords"),
-                        prompt.get("point_labels"),
+                        prompt.get("points"),
+                        prompt.get("labels"),
                         prompt.get("box"),
                         image.shape[:2],
                         predictor.model.sam.config.image_size,
@@ -156,8 +156,9 @@ def test_predictor_graphs_replay_what_eager_decoding_computes(amp):
                         torch.testing.assert_close(
                             got, expected, rtol=0, atol=1e-5 if not amp else 1e-2
                         )
-            mask, alpha, sam_mask = predictor.predict(**prompts[0])
-            assert mask.shape == alpha.shape == sam_mask.shape == image.shape[:2]
+            maps = sama_maps(predictor, **prompts[0])
+            assert maps["seg_logits"].shape == maps["alpha"].shape == maps["sam_logits"].shape == (
+                image.shape[:2])
     assert len(predictor.graphs) == 2  # one per prompt shape, kept across images
 
 

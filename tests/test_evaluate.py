@@ -14,10 +14,12 @@ import torch
 import contact_sheet
 import data
 import evaluate
+import outputs
 import prediction
 import readers
 import scoring
 import synthetic
+from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
@@ -184,7 +186,8 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     out = ours.predict(box=box)
     official = SamaPredictor(model)
     official.set_image(image)
-    mask, alpha, sam_mask = official.predict(box=box)
+    maps = sama_maps(official, box=box)
+    mask, alpha, sam_mask = maps["seg_logits"] > 0, maps["alpha"], maps["sam_logits"] > 0
     # float32 sigmoid of a logit within ~1e-6 of 0 may round to 0.5
     clear = np.abs(out["seg"] - 0.5) > 1e-6
     assert np.array_equal((out["seg"] > 0.5)[clear], mask[clear])
@@ -258,7 +261,8 @@ def test_matting_only_model_is_scored_on_dis_through_its_matting_head(toy, singl
     for image_path, gt_path in readers.dis_pairs(toy, "DIS-VD"):
         gt = readers.load_mask(gt_path)
         reference.set_image(readers.load_image(image_path))
-        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 128), return_logits=True)
+        maps = sama_maps(reference, box=data.mask_to_box(gt > 128))
+        seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = readers.load_mask(out / "pred" / f"{gt_path.stem}.png")
         # the matting head's alpha
         np.testing.assert_array_equal(written, scoring.probability_to_grey(alpha))
@@ -281,7 +285,8 @@ def test_segmentation_only_model_is_scored_on_mattes_through_its_segmentation_he
     for image_path, alpha_path, _ in readers.aim500_pairs(toy):
         gt = readers.load_mask(alpha_path)
         reference.set_image(readers.load_image(image_path))
-        seg_logits, alpha, _ = reference.predict(box=data.mask_to_box(gt > 0), return_logits=True)
+        maps = sama_maps(reference, box=data.mask_to_box(gt > 0))
+        seg_logits, alpha = maps["seg_logits"], maps["alpha"]
         written = readers.load_mask(out / "pred" / f"{alpha_path.stem}.png")
         np.testing.assert_array_equal(written, scoring.probability_to_grey(sigmoid(seg_logits)))
         # not the untrained head
@@ -395,7 +400,7 @@ def test_sam_baseline_on_matting_and_resume(toy, checkpoints, tmp_path):
     first, second, third = list(preds.values())
     original = {p: readers.load_mask(p) for p in preds.values()}
     edited = np.full_like(original[first], 77)
-    prediction.save_png(edited, first)
+    outputs.save_png(edited, first)
     second.unlink()
     third.write_bytes(third.read_bytes()[:40])  # truncated
     assert run(*args, "--resume") == 0
@@ -495,7 +500,7 @@ def test_resume_refuses_other_weights_at_the_same_path(toy, checkpoints, tmp_pat
     assert settings["sam_sha256"] == sha256(sam_path)
     first = out / "pred" / f"{readers.dis_pairs(toy, 'DIS-VD')[0][1].stem}.png"
     edited = np.full_like(readers.load_mask(first), 77)  # tells a reused PNG from a recomputed one
-    prediction.save_png(edited, first)
+    outputs.save_png(edited, first)
     before = {name: (out / name).read_bytes() for name in files_under(out)}
 
     # retrained: other weights at the same path
@@ -595,13 +600,13 @@ def test_negative_counts_are_refused(option, toy, checkpoints, tmp_path, capsys)
 
 def test_non_finite_output_is_neither_written_nor_scored(toy, checkpoints, tmp_path, monkeypatch,
                                                          capsys):
-    real = SamaPredictor.predict
+    real = SamaPredictor.predict_torch
 
     def overflowing(self, *args, **kwargs):
-        seg, alpha, sam = real(self, *args, **kwargs)
-        return seg * np.float32("nan"), alpha, sam
+        maps = real(self, *args, **kwargs)
+        return {**maps, "seg_logits": maps["seg_logits"] * float("nan")}
 
-    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    monkeypatch.setattr(SamaPredictor, "predict_torch", overflowing)
     out = tmp_path / "out"
     capsys.readouterr()
     assert run("--split", "DIS-VD", "--data", toy, "--checkpoint", checkpoints[1],

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +28,9 @@ from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_ten
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
 from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
 from sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
-from conftest import random_image, randomize_  # noqa: E402
+from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parent.parent
-SAMA_PT, SAM_PTH = ROOT / "weights" / "sama_standin.pt", ROOT / "weights" / "sam_standin.pth"
 
 
 def prompts(h: int, w: int) -> list[dict]:
@@ -59,15 +56,6 @@ def random_sama(cfg, seed: int, **switches) -> SAMA:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.abs_().add_(0.1)
     return sama
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """The stand-in exported once by the command line."""
-    out = tmp_path_factory.mktemp("onnx") / "standin"
-    assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
-                             "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +169,8 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
 
 
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
-    """sama_onnx imports no torch, and predicts with torch made unimportable; the core modules
-    import no ONNX package."""
+    """sama_onnx and predict.py --onnx import no torch, and predict with torch made unimportable;
+    the core modules import no ONNX package."""
     image = random_image(60, 80, 3)
     np.save(tmp_path / "image.npy", image)
     code = (
@@ -211,6 +199,21 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     expected, found = here.predict(box=np.array([10, 10, 60, 50])), np.load(tmp_path / "out.npz")
     for key, value in expected.items():
         np.testing.assert_array_equal(found[key], value)
+    # predict.py --onnx too: with torch unimportable it writes the PNGs it writes beside torch
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    argv = [str(path), "--box", "10", "10", "60", "50", "--point", "30", "30", "--onnx",
+            str(exported)]
+    code = ("import runpy, sys; sys.modules['torch'] = None\n"
+            f"sys.argv = ['predict.py', *{argv + ['--out', str(tmp_path / 'without')]!r}]\n"
+            "runpy.run_path('predict.py', run_name='__main__')\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert predict.main(argv + ["--out", str(tmp_path / "with")]) == 0
+    for name in ("mask", "alpha", "cutout"):
+        without, with_torch = (np.asarray(Image.open(tmp_path / f"{run}_{name}.png"))
+                               for run in ("without", "with"))
+        np.testing.assert_array_equal(without, with_torch)
 
 
 def test_an_ablation_trained_for_one_task(tmp_path):

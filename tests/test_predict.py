@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 import predict
+import outputs
 import prediction
+from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
 import readers
 from sam import SAM_VARIANTS, Sam
@@ -65,8 +67,8 @@ def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tm
     # the same prompt through SamaPredictor directly gives the same maps (mask: probability > 0.5)
     ref = SamaPredictor(load_sama(checkpoint, device=DEVICE))
     ref.set_image(image)
-    ref_logits, ref_alpha, _ = ref.predict(np.array([[20.0, 40.0]]), np.array([1]),
-                                           np.array(box, dtype=float), return_logits=True)
+    ref_maps = sama_maps(ref, np.array([[20.0, 40.0]]), np.array([1]), np.array(box, dtype=float))
+    ref_logits, ref_alpha = ref_maps["seg_logits"], ref_maps["alpha"]
     ref_mask = torch.sigmoid(torch.from_numpy(ref_logits)).numpy() > 0.5
     np.testing.assert_array_equal(mask, ref_mask.astype(np.uint8) * 255)
     np.testing.assert_array_equal(alpha, np.round(ref_alpha * 255).astype(np.uint8))
@@ -83,7 +85,8 @@ def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tm
                          "--checkpoint", str(matting_only), "--out", str(prefix)]) == 0
     ref = SamaPredictor(load_sama(checkpoint, device=DEVICE))
     ref.set_image(readers.load_image(rotated_image))
-    seg_mask, ref_alpha, _ = ref.predict(box=np.array(box, dtype=float))
+    ref_maps = sama_maps(ref, box=np.array(box, dtype=float))
+    seg_mask, ref_alpha = ref_maps["seg_logits"] > 0, ref_maps["alpha"]
     alpha_mask = ref_alpha > 0.5
     assert not np.array_equal(seg_mask, alpha_mask)  # the heads disagree: the test tells them apart
     written = np.asarray(Image.open(f"{prefix}_mask.png"))
@@ -231,13 +234,13 @@ def test_nan_weights_are_refused_before_anything_is_written(checkpoint, rotated_
 
 def test_non_finite_output_exits_3_and_writes_nothing(checkpoint, rotated_image, tmp_path,
                                                       monkeypatch, capsys):
-    real = SamaPredictor.predict
+    real = SamaPredictor.predict_torch
 
     def overflowing(self, *args, **kwargs):  # as an overflow in half precision would give
-        seg, alpha, sam = real(self, *args, **kwargs)
-        return seg, alpha * np.float32("nan"), sam
+        maps = real(self, *args, **kwargs)
+        return {**maps, "alpha": maps["alpha"] * float("nan")}
 
-    monkeypatch.setattr(SamaPredictor, "predict", overflowing)
+    monkeypatch.setattr(SamaPredictor, "predict_torch", overflowing)
     code, err = run_predict(rotated_image, checkpoint, tmp_path / "x", capsys)
     assert code == 3
     assert err == f"error: {rotated_image}: NaN or inf in the model's alpha; nothing written\n"
@@ -251,16 +254,19 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     image = readers.load_image(rotated_image)
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
-        real = cls.predict
+        real = cls.predict_torch
         predictor = prediction.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
         predictor.set_image(image)
         assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
 
-        def poisoned(self, *args, real=real, **kwargs):  # the first map: the logits
-            first, *rest = real(self, *args, **kwargs)
-            return (first + np.float32("inf"), *rest)
+        def poisoned(self, *args, real=real, **kwargs):  # the logits
+            out = real(self, *args, **kwargs)
+            if isinstance(out, dict):  # SamaPredictor's maps
+                return {**out, "seg_logits": out["seg_logits"] + float("inf")}
+            first, *rest = out  # SamPredictor's masks (logits), scores, low-res logits
+            return (first + float("inf"), *rest)
 
-        monkeypatch.setattr(cls, "predict", poisoned)
+        monkeypatch.setattr(cls, "predict_torch", poisoned)
         with pytest.raises(prediction.NonFiniteOutput,
                            match=r"^NaN or inf in the model's (SAM|segmentation) logits$"):
             predictor.predict(box=box)
@@ -298,7 +304,7 @@ def test_full_disk_on_the_third_file_leaves_nothing(checkpoint, rotated_image, t
     # an earlier run's outputs for the same prefix stay as they were: never a mix of two runs
     old = {name: tmp_path / "out" / f"x_{name}.png" for name in ("mask", "alpha", "cutout")}
     for path in old.values():
-        prediction.save_png(np.full((4, 4), 7, np.uint8), path)
+        outputs.save_png(np.full((4, 4), 7, np.uint8), path)
     before = {path: path.read_bytes() for path in old.values()}
     real_save, calls = Image.Image.save, []
 

@@ -11,9 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 import sam
 import sama
+from conftest import sama_maps
 from losses import matting_loss, seg_loss
+from prediction import Predictor
 from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks
-from sama import SAMA, SamaPredictor
+from sama import SAMA, TASKS, SamaPredictor
 
 CFG = SAM_VARIANTS["tiny"]
 S, G = CFG.image_size, CFG.grid_size
@@ -74,13 +76,14 @@ def test_forward_shapes(B, n_points, use_box, use_mask, switches):
     n_points=st.integers(0, 3),
 )
 def test_predictor_shapes_any_image_size(h, w, switches, n_points):
-    predictor = SamaPredictor(SAMA(Sam(CFG), *switches))
+    predictor = Predictor(SAMA(Sam(CFG), *switches), TASKS)
     rng = np.random.default_rng(h * 1000 + w)
     predictor.set_image(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     points = rng.uniform(0, [w, h], (n_points, 2)) if n_points else None
     labels = np.ones(n_points) if n_points else None
     box = np.array([0, 0, w - 1, h - 1]) if (n_points == 0 or h % 2) else None
-    mask, alpha, sam_mask = predictor.predict(points, labels, box)
+    out = predictor.predict(points, labels, box)
+    mask, alpha, sam_mask = out["mask"], out["alpha"], out["sam"]
     assert mask.shape == alpha.shape == sam_mask.shape == (h, w)
     assert mask.dtype == bool and sam_mask.dtype == bool and alpha.dtype == np.float32
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0
@@ -184,10 +187,10 @@ def test_sam_baseline_is_plain_sam():
     # and the predictor's SAM mask is the SAM predictor's single mask
     image = np.random.default_rng(0).integers(0, 256, (180, 240, 3), dtype=np.uint8)
     box = np.array([30, 20, 200, 150])
-    sama_predictor, sam_predictor = SamaPredictor(model), SamPredictor(sam)
+    sama_predictor, sam_predictor = Predictor(model, TASKS), SamPredictor(sam)
     sama_predictor.set_image(image)
     sam_predictor.set_image(image)
-    _, _, sam_mask = sama_predictor.predict(box=box)
+    sam_mask = sama_predictor.predict(box=box)["sam"]
     masks, _, _ = sam_predictor.predict(box=box, multimask_output=False)
     assert np.array_equal(sam_mask, masks[0])
 
@@ -203,10 +206,9 @@ def test_predictor_equals_batched_forward_and_caches_the_encoder():
     assert encoder_calls == 1  # the five views in one batch
 
     box = np.array([20, 10, 180, 140])
-    mask, alpha, _ = predictor.predict(box=box)
-    mask2, alpha2, _ = predictor.predict(
-        point_coords=np.array([[100, 70]]), point_labels=np.array([1])
-    )
+    maps = sama_maps(predictor, box=box)
+    mask, alpha = maps["seg_logits"] > 0, maps["alpha"]
+    alpha2 = sama_maps(predictor, np.array([[100, 70]]), np.array([1]))["alpha"]
     assert len(calls) == encoder_calls, "a prompt re-ran the image encoder"
 
     frame, local = image_to_frame(image, S)[None], image_to_frame(image, 2 * S)[None]
@@ -331,11 +333,12 @@ def test_predictors_under_bf16_autocast_return_float32_arrays():
     model = SAMA(randomized_sam()).eval()
     image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     box = np.array([20, 15, 140, 100])
-    sama_predictor, sam_predictor = SamaPredictor(model), SamPredictor(model.sam)
+    sama_predictor, sam_predictor = Predictor(model, TASKS), SamPredictor(model.sam)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         sama_predictor.set_image(image)
         sam_predictor.set_image(image)
-        mask, alpha, sam_mask = sama_predictor.predict(box=box)
+        out = sama_predictor.predict(box=box)
+        mask, alpha, sam_mask = out["mask"], out["alpha"], out["sam"]
         masks, scores, low_res = sam_predictor.predict(box=box)
     assert mask.shape == alpha.shape == sam_mask.shape == masks.shape[1:] == (120, 160)
     assert alpha.dtype == scores.dtype == low_res.dtype == np.float32
@@ -350,9 +353,9 @@ def test_keep_freed_cpu_memory_reuses_large_blocks():
         pytest.skip("glibc's allocator only")
     script = """
 import resource, sys, torch
-import predict
+import prediction
 if sys.argv[1] == "keep":
-    predict.keep_freed_cpu_memory()
+    prediction.keep_freed_cpu_memory()
 def forward():
     x = torch.ones(2**24)
     for _ in range(8):
