@@ -19,7 +19,6 @@ A training sample (shape notation as in sam.py, S = frame side):
     points        (10, 2)        float32  positive points, xy frame pixels
     point_labels  (10,)          int64    ones (every point positive)
     mask_input    (1, S/4, S/4)  float32  noisy GT mask as SAM mask-input logits (+/-MASK_LOGIT)
-    is_matting    ()             bool     whether target is an alpha
 """
 
 from __future__ import annotations
@@ -187,7 +186,6 @@ def make_sample(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
         "points": torch.from_numpy(points),
         "point_labels": torch.ones(NUM_POINTS, dtype=torch.int64),
         "mask_input": _noisy_mask_input(target, rng),
-        "is_matting": torch.tensor(matting),
     }
 
 

@@ -116,7 +116,7 @@ def run(args) -> int:
 
     print("[4/4] the contact sheet (the shipped SAMA)")
     model = load_sama(SHIPPED_SAMA, STANDIN_SAM)
-    predictor = Predictor(model)  # its trained heads and threshold, as its checkpoint records
+    predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
     thin = readers.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in readers.composition1k_pairs(bench / "AIM")}

@@ -9,7 +9,9 @@ that it runs with onnxruntime, numpy and pillow alone.
 
 The predictor contract's checks live here too, once, for every predictor (prediction.Predictor,
 sama_onnx.OnnxPredictor) and the command lines that check a prompt before any work: the image, the
-prompt against the image, and the maps that come back (NaN or inf refused).
+prompt against the image, and the maps that come back (NaN or inf refused). And what the maps
+become, for predict.py's files and the web page's downloads: the mask, the alpha and the RGBA
+cutout (output_images), as PNG bytes.
 """
 
 from __future__ import annotations
@@ -197,8 +199,8 @@ def check_finite(maps: dict[str, np.ndarray]) -> None:
 
 
 def output_images(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The image (H, W, 3) uint8 and a predictor's maps (the contract) -> predict.py's three images, uint8:
-    "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
+    """The image (H, W, 3) uint8 and a predictor's maps (the contract) -> predict.py's three
+    images, uint8: "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
     "cutout" (H, W, 4) RGBA (the image with the alpha as its transparency)."""
     alpha = np.round(maps["alpha"] * 255).astype(np.uint8)
     return {

@@ -80,9 +80,11 @@ def checkpoint_predictor(checkpoint: str, sam_checkpoint: Optional[str]):
     keep_freed_cpu_memory()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        return Predictor(load_sama(checkpoint, sam_checkpoint, device=device))
+        model = load_sama(checkpoint, sam_checkpoint, device=device)
     except CheckpointError as e:
         raise ModelError(str(e)) from None
+    # a single-task model: both maps from its trained head; the mask at its recorded threshold
+    return Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
 
 
 def main(argv=None) -> int:

@@ -46,17 +46,13 @@ class Predictor:
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
     them): trained for matting only, its alpha is also the segmentation probability map; trained for
     segmentation only, its probability sigmoid(seg logits) is also the alpha. The untrained head's
-    output is never returned. A model from load_sama knows both: `tasks` and `threshold` default to
-    its model.loaded_from; a SAMA made in code must be told its tasks.
+    output is never returned. A model from load_sama records both (model.loaded_from); they are
+    passed on explicitly, so that no head is ever scored by default.
     """
 
     def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None,
-                 threshold: Optional[float] = None) -> None:
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
         self.is_sama = isinstance(model, SAMA)
-        loaded = getattr(model, "loaded_from", {}) if self.is_sama else {}
-        tasks = tasks if tasks is not None else loaded.get("tasks")
-        threshold = threshold if threshold is not None else loaded.get("threshold",
-                                                                       DEFAULT_THRESHOLD)
         if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
             raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")

@@ -1,9 +1,6 @@
 """Tests for data.py: training samples (views, targets, prompts) and the datasets."""
 
-import math
-
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -32,14 +29,12 @@ def check_sample(s: dict, size: int, matting: bool) -> None:
         "points": (10, 2),
         "point_labels": (10,),
         "mask_input": (1, size // 4, size // 4),
-        "is_matting": (),
     }
     assert {k: tuple(v.shape) for k, v in s.items()} == shapes
     assert all(
-        v.dtype == torch.float32 for k, v in s.items() if k not in ("point_labels", "is_matting")
+        v.dtype == torch.float32 for k, v in s.items() if k != "point_labels"
     )
     assert s["point_labels"].dtype == torch.int64 and (s["point_labels"] == 1).all()
-    assert s["is_matting"].dtype == torch.bool and bool(s["is_matting"]) == matting
     # padding is exactly where the normalised frame is 0 in every channel (no pixel equals the mean)
     padding = (s["image"] == 0).all(0, keepdim=True)
     assert torch.equal(s["valid"] == 0, padding)
@@ -78,7 +73,7 @@ def test_segmentation_samples(toy):
     for i in range(len(ds)):
         check_sample(ds[i], S, matting=False)
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
-    assert batch["image"].shape == (2, 3, S, S) and batch["is_matting"].shape == (2,)
+    assert batch["image"].shape == (2, 3, S, S) and batch["target"].shape == (2, 1, S, S)
 
 
 def test_matting_samples(toy):

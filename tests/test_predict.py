@@ -11,6 +11,7 @@ from PIL import Image
 
 import predict
 import outputs
+import frame
 import prediction
 from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
@@ -267,7 +268,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
             return (first + float("inf"), *rest)
 
         monkeypatch.setattr(cls, "predict_torch", poisoned)
-        with pytest.raises(prediction.NonFiniteOutput,
+        with pytest.raises(frame.NonFiniteOutput,
                            match=r"^NaN or inf in the model's (SAM|segmentation) logits$"):
             predictor.predict(box=box)
         monkeypatch.undo()

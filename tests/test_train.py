@@ -927,11 +927,11 @@ def test_non_finite_gradient_stops_before_the_weights_turn_nan(toy, sam_file, tm
 
 
 def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, capsys):
-    import prediction
+    import frame
     import scoring
 
     def broken(model, tasks, pairs, progress=True):
-        raise prediction.NonFiniteOutput("NaN or inf in the model's segmentation logits")
+        raise frame.NonFiniteOutput("NaN or inf in the model's segmentation logits")
 
     monkeypatch.setattr(scoring, "score_segmentation", broken)
     out = tmp_path / "run"
