@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -32,7 +30,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from outputs import sha256_file
+from outputs import sha256_file, whole_folder
 from sam import Attention
 from sama import SAMA, TASKS, ImageFeatures
 from sama_onnx import FORMAT, MANIFEST
@@ -111,10 +109,8 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
     point_labels = torch.tensor([[1, 2, 3]])
     num_points = torch.export.Dim("num_points", min=1)
     outputs = [OUTPUTS[t] for t in tasks] + ["sam_logits"]
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     seconds = {}
-    try:
-        tmp.mkdir(parents=True)
+    with whole_folder(out) as tmp:  # renamed to `out` at the end of the block, all or none
         with torch.no_grad(), attention_form(sama, "folded"):
             features = ImagePath(sama)(*frames)
             for name, module, args, inputs, outs, dynamic in (
@@ -146,7 +142,4 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
             "weights": weights, "graphs": graphs,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {**manifest, "export_seconds": seconds}

@@ -202,6 +202,25 @@ def write_text(text: str, path: PathLike) -> None:
     write_bytes(text.encode(), path)
 
 
+@contextmanager
+def whole_folder(folder: PathLike) -> Iterator[Path]:
+    """A folder written whole or not at all: the block fills the temporary folder it is given
+    (.NAME.tmp-PID beside `folder`), renamed to `folder` when the block ends; on an error or an
+    interrupt the temporary folder is removed and `folder` is left as it was. `folder` must be
+    missing or empty; OSError if another writer filled it meanwhile."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if folder.exists():
+            folder.rmdir()  # empty; a filled one raises OSError
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_pngs(images: dict[Path, np.ndarray]) -> None:
     """(H, W) grey or (H, W, 4) RGBA uint8 arrays -> PNGs, all or none: each is written to a
     temporary file beside its target, and only when all are written are they renamed into place.

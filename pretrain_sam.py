@@ -29,7 +29,6 @@ a plain state_dict of every SAM key, float32; its SHA-256 is printed at the end.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import sys
 import time
@@ -235,10 +234,6 @@ def get_lr(step: int, steps: int, peak: float) -> float:
     return peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def pretrain(out: Path, steps: int, lr: float, seed: int, log_every: int) -> dict:
     torch.manual_seed(seed)
     cfg = SAM_VARIANTS[VARIANT]
@@ -279,7 +274,7 @@ def pretrain(out: Path, steps: int, lr: float, seed: int, log_every: int) -> dic
                   f"elapsed {(time.time() - t0) / 60:.1f} min", flush=True)
     state = {k: v.detach().float().contiguous() for k, v in sam.state_dict().items()}
     atomic_save(state, out)  # the official format: a plain state_dict of every SAM key
-    return {**scores, "sha256": sha256(out), "minutes": (time.time() - t0) / 60}
+    return {**scores, "sha256": outputs.sha256_file(out), "minutes": (time.time() - t0) / 60}
 
 
 def main(argv=None) -> int:

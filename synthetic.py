@@ -49,9 +49,7 @@ import functools
 import io
 import json
 import math
-import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -866,23 +864,17 @@ def write_benchmark(root, seed: int = 0) -> None:
     temporary folder beside it, renamed to root at the end. outputs.WriteError (one line) if it
     cannot be written, or another writer finished first."""
     root = check_target(root)
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-VD", solid_image, "solid/DIS-VD")
-        _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-TE1", solid_image, "solid/DIS-TE1")
-        for split in ("DIS-TR", "DIS-VD", "DIS-TE1"):
-            _write_dis(tmp / "DIS5K", seed, split, thin_image, split)
-        _write_matting(tmp, seed)
-        (tmp / "manifest.json").write_text(json.dumps(manifest(seed), indent=2) + "\n")
-        if root.exists():
-            root.rmdir()
-        os.replace(tmp, root)
+        with outputs.whole_folder(root) as tmp:
+            _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-VD", solid_image, "solid/DIS-VD")
+            _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-TE1", solid_image, "solid/DIS-TE1")
+            for split in ("DIS-TR", "DIS-VD", "DIS-TE1"):
+                _write_dis(tmp / "DIS5K", seed, split, thin_image, split)
+            _write_matting(tmp, seed)
+            (tmp / "manifest.json").write_text(json.dumps(manifest(seed), indent=2) + "\n")
     except OSError as e:
         raise outputs.WriteError(f"{root}: cannot write ({outputs.reason(e)}); nothing "
                                  f"written") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
@@ -900,23 +892,18 @@ def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
                  for j in range(per_kind * len(MATTE_KINDS))]
     if (root / "examples.json").is_file():
         return json.loads((root / "examples.json").read_text())
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for i in range(n):
-            _save(thin_image(seed, THIN_TEST_SPLIT, i)[0], tmp / examples[i]["file"])
-        for j in range(per_kind * len(MATTE_KINDS)):
-            fg, alpha = matte_fg(seed, "matting/test-fg", j)
-            bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS)
-            _save(composite(fg, alpha, bg), tmp / examples[n + j]["file"])
-        (tmp / "examples.json").write_text(json.dumps(examples, indent=1) + "\n")
-        try:
-            os.replace(tmp, root)
-        except OSError:  # root appeared meanwhile (not empty): keep it
-            if not (root / "examples.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with outputs.whole_folder(root) as tmp:
+            for i in range(n):
+                _save(thin_image(seed, THIN_TEST_SPLIT, i)[0], tmp / examples[i]["file"])
+            for j in range(per_kind * len(MATTE_KINDS)):
+                fg, alpha = matte_fg(seed, "matting/test-fg", j)
+                bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS)
+                _save(composite(fg, alpha, bg), tmp / examples[n + j]["file"])
+            (tmp / "examples.json").write_text(json.dumps(examples, indent=1) + "\n")
+    except OSError:  # root appeared meanwhile (another process was first): keep it
+        if not (root / "examples.json").is_file():
+            raise
     return examples
 
 

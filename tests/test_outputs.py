@@ -576,3 +576,20 @@ def test_synthetic_removes_the_leftovers_of_killed_writes(tmp_path, capsys):
     synthetic.check_target(tmp_path / "bench")
     assert not dead.exists() and live.exists()  # a writer still running keeps its folder
     assert f"removed {dead} (left by an interrupted write)" in capsys.readouterr().out
+
+
+def test_whole_folder_is_all_or_none(tmp_path):
+    target = tmp_path / "made"
+    with outputs.whole_folder(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not target.exists()  # nothing there until the block ends
+    assert (target / "a.txt").read_text() == "a"
+    with pytest.raises(RuntimeError):
+        with outputs.whole_folder(tmp_path / "failed") as tmp:
+            (tmp / "half.txt").write_text("h")
+            raise RuntimeError("the writer failed half way")
+    with pytest.raises(OSError):  # another writer filled it meanwhile: theirs is kept
+        with outputs.whole_folder(target) as tmp:
+            (tmp / "b.txt").write_text("b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made"]  # no temporary folder left
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
