@@ -322,21 +322,70 @@ def read_settings(path: Path) -> dict:
     return settings
 
 
-def run(args) -> int:
-    if args.split is None:
-        args.split = folder_split(args.folder)
+def split_items(args) -> tuple:
+    """The split's entry, its folder, the items to score (--limit) and all its items, checked:
+    every file decoded, sizes equal, an object in every GT (the prompt comes from it), a scored
+    trimap only 0 / 128 / 255 with an unknown region; one line naming the file, before the model
+    loads."""
     split = SPLITS[args.split]
     root = getattr(args, split.root_option)
     if root is None:
         raise readers.DataError(f"--split {args.split} needs --{split.root_option} DIR")
     options = {name: getattr(args, name) for name in split.options}
-    pairs = all_pairs = split.reader(root, **options)  # data problems show before the model loads
-    if args.limit:
-        pairs = pairs[: args.limit]
-    # every file decoded, sizes equal, an object in every GT (the prompt comes from it): one line
-    # naming the file, before any prediction
-    # (a scored trimap: only 0 / 128 / 255, with an unknown region)
+    all_pairs = split.reader(root, **options)
+    pairs = all_pairs[: args.limit] if args.limit else all_pairs
     split.check(pairs)
+    return split, root, pairs, all_pairs
+
+
+def claim_out(args, out: Path, settings: dict) -> None:
+    """--out made ready for these settings: --resume refuses to mix two models' or two datasets'
+    files, --overwrite clears this command's own outputs, a killed write's leftovers go, and
+    settings.json says what makes the predictions."""
+    settings_path = out / "settings.json"
+    if args.resume and settings_path.is_file():
+        before = read_settings(settings_path)
+        where = ("checkpoint", "sam_checkpoint")  # paths: the same weights may have moved
+        changed = [k for k in settings if k not in where and before.get(k) != settings[k]]
+        if changed:
+            raise readers.DataError(f"{out}: holds predictions made with another "
+                                    f"{', '.join(changed)}; use another --out or --overwrite")
+    elif args.resume and outputs.files(out):
+        raise readers.DataError(f"{out}: holds files but no settings.json saying which weights "
+                                f"and data made them; use another --out or --overwrite")
+    if args.overwrite:
+        clear_own_outputs(out)
+    for folder in (out, *out.glob("pred*")):  # what writes killed mid-way left
+        outputs.remove_stale_temporaries(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.write_text(json.dumps(settings, indent=2) + "\n", settings_path)
+
+
+def write_report(args, root, pairs, settings: dict, scores: dict, per_image: dict,
+                 out: Path) -> None:
+    """per_image.json, metrics.json and results.md, and the scores in one line."""
+    report = {
+        **settings,
+        "data": str(Path(root).resolve()),
+        "scored": "every PNG in pred*/ (and mask/) read back and scored with metrics.py at the "
+                  "GT's resolution",
+        "scores": scores,
+        "paper": PAPER.get(args.split, []),
+    }
+    # per_image.json first: a metrics.json always has its images' scores beside it
+    stems = [Path(p[1]).stem for p in pairs]
+    outputs.write_text(json.dumps({"split": args.split, "stems": stems, "scores": per_image})
+                       + "\n", out / "per_image.json")
+    outputs.write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
+    outputs.write_text(results_markdown(args.split, report), out / "results.md")
+    shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+    print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
+
+
+def run(args) -> int:
+    if args.split is None:
+        args.split = folder_split(args.folder)
+    split, root, pairs, all_pairs = split_items(args)  # data problems show before the model loads
     run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     out = output_folder(args)
@@ -369,23 +418,7 @@ def run(args) -> int:
         "prediction": prediction_text(split.kind, config),  # what the PNGs hold
         "data": outputs.files_digest(f for files in all_pairs for f in files),
     }
-    settings_path = out / "settings.json"
-    if args.resume and settings_path.is_file():
-        before = read_settings(settings_path)
-        where = ("checkpoint", "sam_checkpoint")  # paths: the same weights may have moved
-        changed = [k for k in settings if k not in where and before.get(k) != settings[k]]
-        if changed:
-            raise readers.DataError(f"{out}: holds predictions made with another "
-                                 f"{', '.join(changed)}; use another --out or --overwrite")
-    elif args.resume and outputs.files(out):
-        raise readers.DataError(f"{out}: holds files but no settings.json saying which weights and "
-                             f"data made them; use another --out or --overwrite")
-    if args.overwrite:
-        clear_own_outputs(out)
-    for folder in (out, *out.glob("pred*")):  # what writes killed mid-way left
-        outputs.remove_stale_temporaries(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs.write_text(json.dumps(settings, indent=2) + "\n", settings_path)
+    claim_out(args, out, settings)
 
     if args.compile:
         sam = model if isinstance(model, Sam) else model.sam
@@ -398,23 +431,7 @@ def run(args) -> int:
     if args.vis:
         contact_sheet(contact_rows(predictor, split.kind, pairs[: args.vis], split.box_above),
                       out / "vis.png")
-
-    report = {
-        **settings,
-        "data": str(Path(root).resolve()),
-        "scored": "every PNG in pred*/ (and mask/) read back and scored with metrics.py at the "
-                  "GT's resolution",
-        "scores": scores,
-        "paper": PAPER.get(args.split, []),
-    }
-    # per_image.json first: a metrics.json always has its images' scores beside it
-    stems = [Path(p[1]).stem for p in pairs]
-    outputs.write_text(json.dumps({"split": args.split, "stems": stems, "scores": per_image})
-                       + "\n", out / "per_image.json")
-    outputs.write_text(json.dumps(report, indent=2) + "\n", out / "metrics.json")
-    outputs.write_text(results_markdown(args.split, report), out / "results.md")
-    shown = ", ".join(f"{column(k)} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
-    print(f"{args.split} ({scores['n']} images), {args.model}: {shown}  -> {out / 'metrics.json'}")
+    write_report(args, root, pairs, settings, scores, per_image, out)
     return 0
 
 
