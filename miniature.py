@@ -89,6 +89,10 @@ def run_command(command: list, log: Optional[Path] = None, threads: Optional[int
         RUNNING.add(child)
         try:
             code = child.wait()
+        except BaseException:  # an interrupt of this process: the child ends with it, now
+            child.terminate()
+            child.wait()
+            raise
         finally:
             RUNNING.discard(child)
     finally:
