@@ -380,7 +380,7 @@ class SAMA(nn.Module):
         tasks: tuple[str, ...] = TASKS,
         with_sam: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """Batched, differentiable: the one path of training (train.py) and of batched inference.
+        """Batched, differentiable: the one path of training (train.py, SamaLoss).
 
         Args:
             images (B, 3, S, S), images_local (B, 3, 2S, 2S): frames (see `sam.image_to_frame`).
