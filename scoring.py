@@ -58,12 +58,23 @@ PROMPTS = {
 # ----------------------------------------------------------------------------------------------
 
 
+# the mask thresholds validation chooses among (DESIGN.md, "SAMA's mask threshold")
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
 def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:
     """GT-box prompt per image (box of gt > 128), SAMA's segmentation probability and mask (at the
     default threshold) scored at the GT's resolution through the heads it trained (`tasks`; see
-    Predictor): SegMetrics results (maxF, ..., n). Used for validation by train.py; leaves the
-    model in eval mode."""
+    Predictor): SegMetrics results (maxF, ..., n). Leaves the model in eval mode."""
+    return validate_segmentation(model, tasks, pairs, progress)[0]
+
+
+def validate_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> tuple[dict, dict]:
+    """score_segmentation's scores and, from the same predictions, the mean IoU of the mask at
+    each of THRESHOLDS ({threshold: mIoU}): train.py's validation, which picks the threshold
+    (pick_threshold) that sama.pt records."""
     predictor, seg = Predictor(model, tasks), SegMetrics()
+    ious = {t: [] for t in THRESHOLDS}
     for image_path, gt_path in tqdm(
         pairs, desc="validate", disable=not progress, dynamic_ncols=True
     ):
@@ -71,7 +82,14 @@ def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict
         predictor.set_image(image)
         out = predictor.predict(box=data.mask_to_box(gt > 128))
         seg.update(out["seg"], gt, out["mask"])
-    return seg.results()
+        for t, found in ious.items():
+            found.append(mask_iou(out["seg"] > t, gt > 128))
+    return seg.results(), {t: float(np.mean(found)) for t, found in ious.items()}
+
+
+def pick_threshold(miou: dict) -> float:
+    """The threshold of the highest validation mIoU; of equal ones, the nearest to 0.5."""
+    return max(miou, key=lambda t: (miou[t], -abs(t - 0.5)))
 
 
 def score_matting(model: SAMA, tasks, items, progress: bool = True) -> dict:

@@ -24,6 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -449,15 +450,18 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def validate(model: SAMA, val: dict, tasks: list[str]) -> dict:
-    """The held-out masks (DIS-VD, or a folder's share): maxF, MAE; the held-out mattes (a folder's
-    share): SAD, MSE on the whole image."""
+    """The held-out masks (DIS-VD, or a folder's share): maxF, MAE, and the mask threshold of the
+    highest mIoU (val_threshold, which sama.pt records) with that mIoU; the held-out mattes (a
+    folder's share): SAD, MSE on the whole image."""
     was_training = model.training
     record = {}
     try:
         if val["seg"]:
-            scores = scoring.score_segmentation(model, tasks, val["seg"], progress=False)
+            scores, miou = scoring.validate_segmentation(model, tasks, val["seg"], progress=False)
+            threshold = scoring.pick_threshold(miou)
             record = {"val_head": "seg" if "seg" in tasks else "matting",
-                      "val_maxF": scores["maxF"], "val_MAE": scores["MAE"]}
+                      "val_maxF": scores["maxF"], "val_MAE": scores["MAE"],
+                      "val_threshold": threshold, "val_mIoU": miou[threshold]}
         if val["matting"]:
             scores = scoring.score_matting(model, tasks, val["matting"], progress=False)
             record.update(val_SAD=scores["SAD"], val_MSE=scores["MSE"])
@@ -547,9 +551,10 @@ def count_steps(args, dataset, world: int) -> int:
 
 
 def resume(args, model: SAMA, sam: Sam, sam_id: dict, optimizer, streams: dict, prompt_rng,
-           data_digest: str, total_steps: int) -> int:
+           data_digest: str, total_steps: int) -> tuple[int, Optional[float]]:
     """OUT/last.pt into the model, the optimiser, the streams and the random states, after
-    checking it continues this run; its step."""
+    checking it continues this run; its step and the mask threshold validation last picked (None:
+    none yet, or a state saved before thresholds were picked)."""
     last_pt = Path(args.out) / "last.pt"
     state = read_training_state(last_pt)
     if state["config"] != model.config or state["sam"]["sha256"] != sam_id["sha256"]:
@@ -570,18 +575,18 @@ def resume(args, model: SAMA, sam: Sam, sam_id: dict, optimizer, streams: dict, 
             s.load_state_dict(state["streams"][name])
     torch.set_rng_state(state["rng"]["torch"])
     prompt_rng.set_state(state["rng"]["prompt"])
-    return state["step"]
+    return state["step"], state.get("threshold")
 
 
 def finish_done_run(out_dir: Path, model: SAMA, sam_id: dict, tasks: list[str],
-                    total_steps: int) -> None:
+                    threshold: Optional[float], total_steps: int) -> None:
     """--resume of a finished run (a job started again, or a typo): nothing to train; sama.pt is
     written again only if a kill between the last two saves left it behind last.pt."""
     remove_stale_temporaries(out_dir)
     if holds_weights(out_dir / "sama.pt", sama_tensors(model)):
         done = f"{out_dir / 'sama.pt'} holds its weights already"
     else:
-        save_sama(model, out_dir / "sama.pt", sam_id, tasks)
+        save_sama(model, out_dir / "sama.pt", sam_id, tasks, threshold)
         done = f"saved its weights to {out_dir / 'sama.pt'} (missing or older)"
     print(f"nothing to train: {out_dir / 'last.pt'} is at step {total_steps} of {total_steps}; "
           f"{done} (raise --max-steps or --epochs to go on)")
@@ -659,13 +664,13 @@ def train(args) -> Path:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=args.lr, weight_decay=0.0)
     prompt_rng = torch.Generator().manual_seed(args.seed)
-    step = 0
+    step, threshold = 0, None  # the mask threshold: validation's pick, or 0.5 (None) until then
     if args.resume:
-        step = resume(args, model, sam, sam_id, optimizer, streams, prompt_rng, data_digest,
-                      total_steps)
+        step, threshold = resume(args, model, sam, sam_id, optimizer, streams, prompt_rng,
+                                 data_digest, total_steps)
         if step == total_steps:
             if procs.master:
-                finish_done_run(out_dir, model, sam_id, tasks, total_steps)
+                finish_done_run(out_dir, model, sam_id, tasks, threshold, total_steps)
             return out_dir / "sama.pt"
 
     model, loss_fn, autocast = prepare(model, args, procs)
@@ -696,11 +701,13 @@ def train(args) -> Path:
                                         "peak_mem_mb": peak_memory_mb(procs.device),
                                         **global_mean(sums, procs)})
             if procs.master and any(val.values()) and (step % args.val_every == 0 or last):
-                write_record(bar, log, {"step": step, **validate(model, val, tasks)})
+                record = validate(model, val, tasks)
+                threshold = record.get("val_threshold", threshold)
+                write_record(bar, log, {"step": step, **record})
             if procs.master and (step % args.save_every == 0 or last):
                 save_training_state(out_dir / "last.pt", model, run_state(
-                    optimizer, step, streams, prompt_rng, sam_id, args, data_digest))
-                save_sama(model, out_dir / "sama.pt", sam_id, tasks)
+                    optimizer, step, streams, prompt_rng, sam_id, args, data_digest, threshold))
+                save_sama(model, out_dir / "sama.pt", sam_id, tasks, threshold)
     finally:
         bar.close()  # before any error message: "error: ..." then starts a line of its own
         if log is not None:
@@ -746,9 +753,10 @@ def open_run_folder(out_dir: Path, args, step: int, model: SAMA, sam_id: dict, t
 
 
 def run_state(optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, args,
-              data_digest: str) -> dict:
+              data_digest: str, threshold: Optional[float]) -> dict:
     """What last.pt holds besides SAMA's tensors (load_sam_weights.save_training_state)."""
     return {"sam": sam_id, "optimizer": optimizer.state_dict(), "step": step,
+            "threshold": threshold,
             "streams": {name: s.state_dict() for name, s in streams.items() if s is not None},
             "data": data_identity(streams, data_digest),
             "rng": {"torch": torch.get_rng_state(), "prompt": prompt_rng.get_state()},

@@ -1,5 +1,6 @@
-"""Tests for scoring.py that need no model: the point prompts drawn from a GT. (Scoring a split
-end to end: tests/test_evaluate.py, tests/test_d646_refmatte.py.)"""
+"""Tests for scoring.py that need no model: the point prompts drawn from a GT, the threshold
+validation picks. (Scoring a split end to end: tests/test_evaluate.py, tests/test_d646_refmatte.py;
+the threshold picked in training: tests/test_train.py.)"""
 
 import numpy as np
 
@@ -21,3 +22,9 @@ def test_sample_points_deterministic_nested_and_on_the_object():
         (1.0, 6.0),
         (4.0, 3.0),
     ]
+
+
+def test_pick_threshold_takes_the_best_miou_and_breaks_ties_towards_one_half():
+    assert scoring.pick_threshold({0.3: 0.2, 0.4: 0.5, 0.5: 0.6, 0.6: 0.7, 0.7: 0.1}) == 0.6
+    assert scoring.pick_threshold({0.3: 0.8, 0.4: 0.8, 0.5: 0.1, 0.6: 0.2, 0.7: 0.3}) == 0.4
+    assert scoring.pick_threshold({0.3: 0.5, 0.4: 0.5, 0.5: 0.5, 0.6: 0.5, 0.7: 0.5}) == 0.5

@@ -761,6 +761,11 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
     trained = scoring.score_segmentation(model, [tasks], pairs, progress=False)
     last = (val[-1]["val_maxF"], val[-1]["val_MAE"])
     assert last == pytest.approx((trained["maxF"], trained["MAE"]), abs=1e-12)
+    # the mask threshold of the last validation's best mIoU is the one sama.pt records
+    _, miou = scoring.validate_segmentation(model, [tasks], pairs, progress=False)
+    assert val[-1]["val_threshold"] == scoring.pick_threshold(miou) in scoring.THRESHOLDS
+    assert val[-1]["val_mIoU"] == pytest.approx(miou[val[-1]["val_threshold"]], abs=1e-12)
+    assert model.loaded_from["threshold"] == val[-1]["val_threshold"]
     if tasks == "matting":
         untrained = scoring.score_segmentation(model, ["seg"], pairs, progress=False)
         assert untrained["MAE"] != pytest.approx(val[-1]["val_MAE"], abs=1e-9)
@@ -933,7 +938,7 @@ def test_non_finite_validation_output_is_one_line(toy, tmp_path, monkeypatch, ca
     def broken(model, tasks, pairs, progress=True):
         raise frame.NonFiniteOutput("NaN or inf in the model's segmentation logits")
 
-    monkeypatch.setattr(scoring, "score_segmentation", broken)
+    monkeypatch.setattr(scoring, "validate_segmentation", broken)
     out = tmp_path / "run"
     argv = base_args(toy, out, "--tasks", "seg", "--max-steps", "2", "--val-every", "1",
                      "--val-images", "1", "--save-every", "1", matting=False)
