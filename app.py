@@ -53,8 +53,8 @@ from PIL import Image
 
 import readers
 import synthetic
-from load_sam_weights import CheckpointError, load_sama
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
+from load_sam_weights import CheckpointError, load_sama
 from prediction import Predictor
 
 REPO = Path(__file__).resolve().parent

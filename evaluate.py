@@ -43,6 +43,7 @@ import torch
 import outputs
 import readers
 from contact_sheet import contact_rows, contact_sheet
+from frame import NonFiniteOutput
 from load_sam_weights import (
     DEFAULT_THRESHOLD,
     CheckpointError,
@@ -52,7 +53,6 @@ from load_sam_weights import (
 from metrics import column
 from outputs import WriteError
 from paper import PAPER, PAPER_NOTES
-from frame import NonFiniteOutput
 from prediction import Predictor, keep_freed_cpu_memory
 from sam import Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 import data
 import readers
-from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
 from frame import NonFiniteOutput
+from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou, prediction_to_uint8
 from outputs import save_png
 from prediction import Predictor
 from sama import SAMA

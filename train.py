@@ -37,6 +37,7 @@ from tqdm import tqdm
 import data
 import losses
 import outputs
+import readers
 import scoring
 from frame import NonFiniteOutput
 from load_sam_weights import (
@@ -50,7 +51,6 @@ from load_sam_weights import (
     save_training_state,
     sama_tensors,
 )
-import readers
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
 
