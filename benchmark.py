@@ -362,10 +362,9 @@ DIS_SIZE = (2560, 1920)  # (long, short) side: DIS5K's images are about 2500 x 1
 
 def dis_sized_tree(root: Path) -> None:
     """The toy tree (synthetic.make_toy) with every image, mask and alpha resized to DIS5K's size,
-    so
-    that the loader processes decode and resize what a real run's do."""
+    so that the loader processes decode and resize what a real run's do."""
     synthetic.make_toy(root, seed=0, n_train=16, n_val=0, n_test=0, n_fg=8, n_comp=0, n_aim500=0,
-                  n_bg=4)
+                       n_bg=4)
     for path in sorted(root.rglob("*")):
         if path.suffix in (".jpg", ".png"):
             with Image.open(path) as im:
