@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 import data
 import readers
@@ -306,22 +305,6 @@ def test_composite_by_hand():
     assert up.shape == (4, 8, 3) and (out == up[:4, :6]).all()
     # left of the background kept, not centred
     assert out[:, 0].max() < 20 and out[:, 5].min() > 180
-
-
-def test_make_trimap_equals_scipy():
-    """The numpy erosion / dilation equals scipy.ndimage's (the form readers.py had with scipy)."""
-    rng = np.random.default_rng(0)
-    for t in range(60):
-        h, w = rng.integers(1, 40, 2)
-        alpha = rng.choice(np.array([0, 0, 100, 255, 255], np.uint8), size=(h, w))
-        if t % 2:  # smooth objects, touching the border
-            alpha = np.where(ndimage.gaussian_filter(rng.uniform(0, 255, (h, w)), 2) > 127, 255, 0)
-            alpha = alpha.astype(np.uint8)
-        radius = int(rng.integers(1, 7))
-        known_fg = ndimage.binary_erosion(alpha == 255, iterations=radius)
-        unknown = ndimage.binary_dilation(alpha > 0, iterations=radius) & ~known_fg
-        expected = np.where(known_fg, 255, np.where(unknown, 128, 0)).astype(np.uint8)
-        np.testing.assert_array_equal(readers.make_trimap(alpha, radius), expected)
 
 
 # ----------------------------------------------------------------------------------------------
