@@ -5,6 +5,7 @@ as child processes (a command-line module runs another, never imports it).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -78,8 +79,7 @@ def run_command(command: list, log: Optional[Path] = None, threads: Optional[int
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    f = open(log, "a") if log is not None else None
-    try:
+    with open(log, "a") if log is not None else contextlib.nullcontext() as f:
         if f is not None:
             f.write(" ".join(command) + "\n")
             f.flush()
@@ -95,9 +95,6 @@ def run_command(command: list, log: Optional[Path] = None, threads: Optional[int
             raise
         finally:
             RUNNING.discard(child)
-    finally:
-        if f is not None:
-            f.close()
     if code != 0:
         where = f"; see {log}" if log is not None else " (its error is above)"
         raise CommandError(f"{' '.join(command[1:3])} ... exited with {code}{where}")
