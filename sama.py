@@ -13,6 +13,7 @@ Shape notation as in sam.py (B, S, G, D, C, N, nh, hs, T), plus
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -197,7 +198,8 @@ class LocalAdapter(nn.Module):
 class PredictionHead(nn.Module):
     """A task's prediction head (Sec. "Prediction Heads"): interpolation up-sampling with conv +
     BatchNorm + GELU layers on the Local-Adapter's output, matched with the SAMA token's MLP as
-    HQ-SAM matches its token."""
+    HQ-SAM matches its token. At 4G and 8G F_early joins, brought there by learned up-sampling
+    (SAMA.early_up, HQ-SAM's early-feature path); 3x3 convolutions at both."""
 
     def __init__(self, C: int) -> None:
         super().__init__()
@@ -207,12 +209,18 @@ class PredictionHead(nn.Module):
             return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.GELU())
 
         self.fuse = conv_bn_gelu(C, C // 8, 1)  # at 2G
-        self.refine = conv_bn_gelu(C // 8, C // 8, 3)  # at 4G, beside SAM's own up-scaled map
-        self.out = conv_bn_gelu(C // 8, C // 16, 1)  # at 8G
+        self.refine = conv_bn_gelu(C // 8, C // 8, 3)  # at 4G, with SAM's map and F_early
+        self.out = conv_bn_gelu(C // 8, C // 16, 3)  # at 8G, with F_early
         self.token_mlp = MLP(C, C, C // 16, 3)
 
     def forward(
-        self, token: torch.Tensor, F_out: torch.Tensor, F_P: torch.Tensor, sam_up: torch.Tensor
+        self,
+        token: torch.Tensor,
+        F_out: torch.Tensor,
+        F_P: torch.Tensor,
+        sam_up: torch.Tensor,
+        early_4G: torch.Tensor,
+        early_8G: torch.Tensor,
     ) -> torch.Tensor:
         """
         Args:
@@ -220,12 +228,13 @@ class PredictionHead(nn.Module):
             F_out: (B, C, G, G) F'_out, the decoder's image tokens after the last adapter.
             F_P: (B, C, 2G, 2G) the local tokens after the last adapter.
             sam_up: (B, C/8, 4G, 4G) SAM's own up-scaled decoder map (output_upscaling).
+            early_4G, early_8G: (B, C/8, 4G, 4G), (B, C/8, 8G, 8G) F_early up-sampled.
         Returns:
             logits (B, 1, 8G, 8G).
         """
         x = self.fuse(up2(F_out) + F_P)  # (B, C/8, 2G, 2G)
-        x = self.refine(up2(x) + sam_up)  # (B, C/8, 4G, 4G)
-        x = self.out(up2(x))  # (B, C/16, 8G, 8G)
+        x = self.refine(up2(x) + sam_up + early_4G)  # (B, C/8, 4G, 4G)
+        x = self.out(up2(x) + early_8G)  # (B, C/16, 8G, 8G)
         B, c, h, w = x.shape
         return (self.token_mlp(token)[:, None, :] @ x.view(B, c, h * w)).view(B, 1, h, w)
 
@@ -246,6 +255,8 @@ class ImageFeatures:
 
     F_I: torch.Tensor  # (B, C, G, G) SAM's embedding of the global view
     F_local: torch.Tensor  # (B*n*n, (2G/n)^2, C) the local tokens F'^P + F_early, by window
+    early_4G: torch.Tensor  # (B, C/8, 4G, 4G) F_early up-sampled for the heads
+    early_8G: torch.Tensor  # (B, C/8, 8G, 8G)
     pe_global: torch.Tensor  # (1, G*G, C) positional encoding of the decoder's image tokens
     pe_global_windows: torch.Tensor  # (B*n*n, (G/n)^2, C) the same, by window
     pe_local_windows: torch.Tensor  # (B*n*n, (2G/n)^2, C) positional encoding of the local tokens
@@ -269,8 +280,19 @@ class SAMA(nn.Module):
             raise ValueError(f"SAMA needs a token grid divisible by {2 * ADAPTER_WINDOWS}; "
                              f"{cfg.name} has {G}")
         self.mvle = MVLE(C, heads, G) if use_mvle else None
-        # F_early (the first global-attention block, D channels) brought to the decoder width
-        self.early_proj = nn.Sequential(nn.Conv2d(D, C, kernel_size=1), LayerNorm2d(C))
+        # F_early (the first global-attention block, D channels) on the local tokens' grid at the
+        # decoder's width: the local views' own, 1x1; without MVLE only the global view is
+        # encoded, so its own, up-sampled x2 by a learned transposed convolution (DESIGN.md)
+        to_local_grid = (nn.Conv2d(D, C, kernel_size=1) if use_mvle
+                         else nn.ConvTranspose2d(D, C, kernel_size=2, stride=2))
+        self.early_proj = nn.Sequential(to_local_grid, LayerNorm2d(C))
+        # F_early up-sampled on to the heads' 4G and 8G stages by transposed convolutions, as
+        # HQ-SAM brings its early features to its mask's resolution; shared by both heads
+        self.early_up = nn.ModuleList([
+            nn.Sequential(nn.ConvTranspose2d(C, C // 8, kernel_size=2, stride=2),
+                          LayerNorm2d(C // 8), nn.GELU()),  # 2G -> 4G
+            nn.ConvTranspose2d(C // 8, C // 8, kernel_size=2, stride=2),  # 4G -> 8G
+        ])
         depth = len(sam.mask_decoder.transformer.layers)
         self.local_adapters = (nn.ModuleList(LocalAdapter(C, heads) for _ in range(depth))
                                if use_local_adapter else None)
@@ -299,13 +321,18 @@ class SAMA(nn.Module):
             # one image's views form one encoder batch: the memory of global attention stays bounded
             encoded = [self.sam.image_encoder(v) for v in views]
             F_views = torch.stack([e for e, _ in encoded])  # (B, V, C, G, G)
-            early = torch.stack([f[0] for _, f in encoded])  # (B, G, G, D): the global view's
+            early = torch.stack([f for _, f in encoded]).permute(0, 1, 4, 2, 3)  # (B, V, D, G, G)
             F_I, G = F_views[:, 0], F_views.shape[-1]
             pe_layer = self.sam.prompt_encoder.pe_layer
             pe_global = pe_layer((G, G)).permute(1, 2, 0)[None]  # (1, G, G, C)
             pe_local = pe_layer((2 * G, 2 * G)).permute(1, 2, 0)[None]  # (1, 2G, 2G, C)
-        F_early = self.early_proj(early.permute(0, 3, 1, 2))  # (B, C, G, G)
-        F_early = up2(F_early)  # (B, C, 2G, 2G): on the local tokens' grid
+        if self.mvle is None:  # the global view's early features (B, D, G, G)
+            early = early[:, 0]
+        else:  # each local view's own, stitched in place (B, D, 2G, 2G)
+            early = stitch_quadrants(early[:, 1:].transpose(1, 2))
+        F_early = self.early_proj(early)  # (B, C, 2G, 2G): on the local tokens' grid
+        early_4G = self.early_up[0](F_early)  # (B, C/8, 4G, 4G)
+        early_8G = self.early_up[1](early_4G)  # (B, C/8, 8G, 8G)
         if self.mvle is None:
             F_local = F_early  # the no-MVLE ablation: F_early alone (DESIGN.md)
         else:
@@ -314,6 +341,8 @@ class SAMA(nn.Module):
         return ImageFeatures(
             F_I=F_I,
             F_local=to_windows(F_local.permute(0, 2, 3, 1), n),  # (B*n*n, (2G/n)^2, C)
+            early_4G=early_4G,
+            early_8G=early_8G,
             pe_global=pe_global.flatten(1, 2),  # (1, G*G, C)
             pe_global_windows=to_windows(pe_global, n).repeat(B, 1, 1),  # (B*n*n, (G/n)^2, C)
             pe_local_windows=to_windows(pe_local, n).repeat(B, 1, 1),  # (B*n*n, (2G/n)^2, C)
@@ -367,7 +396,8 @@ class SAMA(nn.Module):
         F_P = from_windows(F_local, ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, 2G, 2G, C)
         F_P = F_P.permute(0, 3, 1, 2)  # (B, C, 2G, 2G)
         sam_up = dec.output_upscaling(F_out)  # (B, C/8, 4G, 4G)
-        return self.heads[t](queries[:, 1 + dec.num_mask_tokens], F_out, F_P, sam_up)
+        token = queries[:, 1 + dec.num_mask_tokens]  # (B, C): this task's SAMA token
+        return self.heads[t](token, F_out, F_P, sam_up, features.early_4G, features.early_8G)
 
     def forward(
         self,
@@ -506,5 +536,4 @@ def _tensors(features: Optional[ImageFeatures]) -> list[torch.Tensor]:
     """Every tensor of an ImageFeatures, in a fixed order."""
     if features is None:
         return []
-    return [features.F_I, features.F_local, features.pe_global, features.pe_global_windows,
-            features.pe_local_windows]
+    return [getattr(features, f.name) for f in dataclasses.fields(features)]

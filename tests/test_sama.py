@@ -104,14 +104,15 @@ def zero_gradient_by_design(model: SAMA, name: str) -> bool:
 
     A key projection's bias adds one constant to all of a query's scores, which the softmax ignores.
     A bias added to the local tokens after their last normalisation (the last Local-Adapter's
-    LayerNorm; without adapters, MVLE's LayerNorm and F_early's) reaches the heads only through
-    their bias-free 1x1 conv and a BatchNorm in training mode, which subtracts any constant per
-    channel (in eval mode, with running statistics, it counts).
+    LayerNorm; without adapters, MVLE's) reaches the heads only through their bias-free 1x1 conv
+    and a BatchNorm in training mode, which subtracts any constant per channel (in eval mode, with
+    running statistics, it counts). F_early's LayerNorm bias is not one: it also reaches the heads
+    through the learned up-sampling (SAMA.early_up).
     """
     if model.local_adapters is not None:
         last = {f"local_adapters.{len(model.local_adapters) - 1}.norm.bias"}
     else:
-        last = {"mvle.norm.bias", "early_proj.1.bias"}
+        last = {"mvle.norm.bias"}
     return name.endswith("k_proj.bias") or name in last
 
 
