@@ -418,14 +418,15 @@ def print_param_overhead() -> None:
     """SAM's parameters and what SAMA adds, per module, for the official variants (meta device:
     no memory)."""
     paper = 0.018  # "SAMA adds 1.8% to SAM"
-    names = ("MVLE", "early_proj", "adapters", "tokens", "heads")
-    widths = (10, 10, 10, 7, 9)
+    names = ("MVLE", "early_proj", "early_up", "adapters", "tokens", "heads")
+    widths = (10, 10, 8, 10, 7, 9)
     print(f"{'variant':8} {'SAM':>13} " + " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
           + f" {'SAMA adds':>11} {'ratio':>7}")
     for name in ("vit_b", "vit_l", "vit_h"):
         with torch.device("meta"):
             model = SAMA(Sam(SAM_VARIANTS[name]))
-        parts = [model.mvle, model.early_proj, model.local_adapters, model.sama_tokens, model.heads]
+        parts = [model.mvle, model.early_proj, model.early_up, model.local_adapters,
+                 model.sama_tokens, model.heads]
         added, sam = sum(count(p) for p in parts), count(model.sam)
         print(f"{name:8} {sam:13,} " + " ".join(f"{count(p):{w},}" for p, w in zip(parts, widths))
               + f" {added:11,} {added / sam:7.2%}")

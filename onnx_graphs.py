@@ -2,7 +2,8 @@
 
 The image path: the frame (1, 3, S, S) and, with MVLE, the same view at twice the resolution
 (1, 3, 2S, 2S) -> every tensor SamaPredictor.set_image caches (sama.ImageFeatures: SAM's embedding,
-the local tokens after MVLE with F_early, the positional encodings by window), through SAMA.encode.
+the local tokens after MVLE with F_early, F_early up-sampled for the heads, the positional
+encodings by window), through SAMA.encode.
 The prompt path: those tensors plus the prompt as SAM's ONNX export reads it, point_coords (1, N, 2)
 in frame pixels and point_labels (1, N) (-1 not a point, 0 negative, 1 positive, 2 / 3 a box's
 corners), N dynamic -> each trained head's map (seg_logits, alpha: (1, 1, 8G, 8G)) and plain SAM's

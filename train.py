@@ -747,7 +747,9 @@ def open_run_folder(out_dir: Path, args, step: int, model: SAMA, sam_id: dict, t
     if args.resume:
         drop_records_after(out_dir / "log.jsonl", step)
     n_train = sum(p.numel() for p in trainable)
-    print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters; "
+    n_sam = sum(p.numel() for p in model.sam.parameters())
+    print(f"SAMA {model.config} on {sam_id['file']}: {n_train:,} trainable parameters "
+          f"({n_train / n_sam:.2%} of SAM's {n_sam:,}); "
           f"{total_steps} steps of {args.batch_size} x {procs.world} x {args.accum_steps} per "
           f"task; device {procs.device}")
 
