@@ -941,7 +941,7 @@ def matte_object(rng, h: int, w: int) -> np.ndarray:
     return ndimage.gaussian_filter(layer.coverage(), rng.uniform(0.7, 3.0))
 
 
-def matte_plant(rng, h: int, w: int) -> np.ndarray:
+def matte_foliage(rng, h: int, w: int) -> np.ndarray:
     """A plant with fine leaves: stems 1-2 px wide and leaves on stalks 0.4-1 px wide (partial
     coverage)."""
     layer = Layer(h, w)
@@ -1002,11 +1002,11 @@ def matte_alpha(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarr
 
 
 DRAWN_MATTES = {"person": matte_person, "plush": matte_plush, "object": matte_object,
-                "plant": matte_plant, "animal": matte_animal}
+                "foliage": matte_foliage, "animal": matte_animal}
 # the kinds of the training, validation and Composition-1K-style foregrounds in turn (kind = index
 # mod 8): opaque bodies with soft, hairy or furry edges, two transparent (glass, veil; AIM has a
 # few); and the held-out kind of heldout/AIM, which no other split draws
-MATTE_KINDS = ("person", "fur", "glass", "plush", "object", "veil", "plant", "lace")
+MATTE_KINDS = ("person", "fur", "glass", "plush", "object", "veil", "foliage", "lace")
 HELDOUT_MATTE_KINDS = ("animal",)
 
 
