@@ -20,16 +20,29 @@ the pre-training corpus (stream 0, unbounded) never draws a benchmark image.
 
 2. The benchmark (`write_benchmark`), images 176-320 px (the stand-in's frame is 256 px):
 
-    DIS5K/DIS-TR, DIS-VD, DIS-TE1 /{im,gt}   thin structures: lines from a hub, meshes in frames,
-                                             wheels and rings with spokes, branching trees,
-                                             bodies with thin legs. DIS-TE1: the thin-structure
-                                             test split.
+    DIS5K/DIS-TR, DIS-VD, DIS-TE1 /{im,gt}   segmentation of ten kinds in turn (THIN_KINDS, kind =
+                                             index mod 10), from wires to solid objects with holes:
+                                             lines from a hub, meshes in frames, wheels and rings
+                                             with spokes, branching trees, bodies with thin legs,
+                                             furniture and frames of bars, plants (leaves on
+                                             stalks), objects with holes or slots, signs of letter
+                                             strokes, fences. DIS-TE1: the thin-structure test
+                                             split.
     AIM/Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}   matting foregrounds
-        (hair, fur, glass, veil, lace), composited on the fly by train.py over backgrounds/
+        of eight kinds in turn (MATTE_KINDS, index mod 8): people (hair at the head), furry
+        blobs, glass, plush toys, objects with soft borders, veils, foliage, lace; mostly opaque
+        bodies, two transparent kinds (glass, veil), as AIM. Composited on the fly by train.py
+        over backgrounds/
     AIM/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,merged,alpha_copy,trimaps}
         Composition-1K style: each test foreground over 4 test backgrounds, per Eq. (1)
     AM-2K/validation/{original,mask,trimap}  the matting validation set (evaluate.py --split AM-2K)
     backgrounds/                             training backgrounds (train.py --backgrounds)
+    heldout/DIS5K/DIS-TE1/{im,gt}            the held-out segmentation kind (HELDOUT_THIN_KINDS:
+                                             truss towers and bridges), 32 images
+    heldout/AIM/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,merged,alpha_copy,trimaps}
+        the held-out matte kind (HELDOUT_MATTE_KINDS: furred animals), 8 foregrounds x 4
+        backgrounds. No other split draws a held-out kind: they test what training never saw,
+        as the paper's zero-shot sets (COIFT, AM-2K) do
     solid/DIS5K/DIS-VD, DIS-TE1 /{im,gt}     plain solid shapes on textured backgrounds: the
                                              stand-in SAM's validation set (DIS-VD) and its
                                              held-out test (DIS-TE1)
