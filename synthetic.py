@@ -688,7 +688,8 @@ def thin_frame(rng, layer: Layer, p: Placement) -> None:
         rungs = np.linspace(-0.85, 0.85, int(rng.integers(4, 9)))
         _bars(layer, p, [[(-half, -1), (-half, 1)], [(half, -1), (half, 1)]], width)
         _bars(layer, p, [[(-half, y), (half, y)] for y in rungs], width * rng.uniform(0.6, 1.0))
-    elif kind == "chair":  # side view: back legs, seat, front leg, back slats
+    elif kind == "chair":  # side on: the back leg rising into the back, the seat, a front leg,
+        # a stretcher, and three short cross-bars on the back
         seat, back = rng.uniform(-0.1, 0.3), rng.uniform(-0.7, -0.4)
         layer.polygon(p(np.array([[-0.55, seat - 0.06], [0.6, seat - 0.06], [0.6, seat + 0.06],
                                   [-0.55, seat + 0.06]])))
@@ -696,7 +697,7 @@ def thin_frame(rng, layer: Layer, p: Placement) -> None:
         slats = [[(-0.5, y), (-0.45 + 0.1 * (y + 1), y)] for y in np.linspace(-0.9, back, 3)]
         _bars(layer, p, legs, width)
         _bars(layer, p, slats, width * 0.7)
-    elif kind == "stool":  # a round top, three splayed legs and a ring of stretchers
+    elif kind == "stool":  # a top, three splayed legs and a stretcher
         layer.polygon(p(np.array([[-0.6, -1], [0.6, -1], [0.6, -0.8], [-0.6, -0.8]])))
         legs = [[(x, -0.85), (1.4 * x, 1)] for x in (-0.5, 0.0, 0.5)]
         _bars(layer, p, legs + [[(-0.62, 0.3), (0.62, 0.3)]], width)
@@ -925,9 +926,9 @@ def matte_person(rng, h: int, w: int) -> np.ndarray:
              ("ellipse", 0.0, head_y - 0.06 * hair, 0.32 * hair, 0.36 * hair)]
     body = _silhouette(h, w, p, parts)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    neck = p(np.array([[0.0, head_y + 0.15]]))[0]  # hair above the jaw line (in the figure)
+    jaw = p(np.array([[0.0, head_y + 0.15]]))[0]  # hair above the jaw line (in the figure)
     up = np.array([np.sin(p.theta), -np.cos(p.theta)])
-    where = (xx - neck[0]) * up[0] + (yy - neck[1]) * up[1] > 0
+    where = (xx - jaw[0]) * up[0] + (yy - jaw[1]) * up[1] > 0
     return _furry(rng, h, w, body, (200, 500), (2, 7), (0.25, 1.0), where)
 
 
