@@ -8,7 +8,10 @@ Every configuration below is trained by train.py on the shipped stand-in SAM
 (weights/sam_standin.pth, frozen) once per seed, on the synthetic benchmark (synthetic.py, written
 to OUT/bench on the first run), and its checkpoint is scored once by evaluate.py on the two test
 splits: the thin-structure split DIS5K/DIS-TE1 (GT-box prompts; maxF, MAE, mIoU, mBIoU) and the
-Composition-1K-style matting test (box of alpha > 0; SAD and MSE in the trimap's unknown region).
+Composition-1K-style matting test (box of alpha > 0; SAD and MSE in the trimap's unknown region);
+and by the same rules on the held-out kinds' splits (heldout/DIS5K/DIS-TE1, heldout/AIM: kinds no
+training, validation or other test split draws), reported apart as the paper reports its zero-shot
+sets.
 Plain SAM is scored once: it has no training and no seed. A model trained for one task is scored
 through the head it trained (evaluate.py), as Table 5's cross-task cells are here.
 
@@ -16,10 +19,11 @@ The recipe (RECIPE) was chosen on the validation split DIS-VD, which train.py sc
 every run (DESIGN.md, "The ablation in miniature"); the test splits are read once per run.
 
 OUT holds bench/, runs/<configuration>-seed<k>/ (train.py's folder, its log and sama.pt),
-eval/<configuration>-seed<k>-<split>/ (evaluate.py's), results.json (every score of every seed),
-ablation.md (mean +/- standard deviation over seeds beside the paper's numbers, then each of the
-paper's contrasts with its 95% interval from a paired bootstrap over test images and seeds,
-stats.py) and ablation.png; `--per-kind` adds per_kind.md, the same predictions scored per kind of
+eval/<configuration>-seed<k>-<split>/ (evaluate.py's; eval/...-heldout-<split>/ on the held-out
+kinds), results.json (every score of every seed), ablation.md (mean +/- standard deviation over
+seeds beside the paper's numbers, the same on the held-out kinds, then each of the paper's
+contrasts with its 95% interval from a paired bootstrap over test images and seeds, stats.py) and
+ablation.png; `--per-kind` adds per_kind.md, the same predictions scored per kind of
 thin structure and of matte. SAM and SAMA are scored like for like (evaluate.py): the soft scores
 from each model's probability map, the binary ones from each model's mask.
 A run whose result.json holds the same settings is not redone, so an interrupted study continues
@@ -61,8 +65,8 @@ QUICK_RECIPE = {"steps": 2, "lr": 3e-3, "warmup_steps": 1, "batch_size": 2}
 QUICK_IMAGES = 4  # --quick: images per test split and validation images
 # how the test splits are scored; a study scored another way is not reused (its result.json files
 # hold another value): 2 = like for like, soft scores from both models' probability maps; 3 = and
-# SAMA's mask at the threshold its validation picked (train.py)
-SCORING = 3
+# SAMA's mask at the threshold its validation picked (train.py); 4 = and the held-out kinds' splits
+SCORING = 4
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,19 @@ CONFIGURATIONS = (
                   ("--tasks", "matting"), {**FULL, "tasks": ["matting"]}),
 )
 
-# the test splits: evaluate.py's split name, its data option, the benchmark folder, the scores kept
+# the test splits: evaluate.py's split name, its data option, the benchmark folder, the scores kept;
+# the held-out ones hold kinds no training, validation or other test split draws (synthetic.py)
+THIN_KEYS = ("maxF", "MAE", "MAE_binary", "FP", "FN", "mIoU", "mBIoU")
 TESTS = {
-    "thin": ("DIS-TE1", "--data", "DIS5K", ("maxF", "MAE", "MAE_binary", "FP", "FN", "mIoU",
-                                            "mBIoU")),
+    "thin": ("DIS-TE1", "--data", "DIS5K", THIN_KEYS),
     "matting": ("Composition-1K", "--matting", "AIM", ("SAD", "MSE")),
+    "thin-heldout": ("DIS-TE1", "--data", "heldout/DIS5K", THIN_KEYS),
+    "matting-heldout": ("Composition-1K", "--matting", "heldout/AIM", ("SAD", "MSE")),
 }
+SEEN, HELDOUT = ("thin", "matting"), ("thin-heldout", "matting-heldout")
+# the synthetic stream each test split's images were drawn from: their kinds (per_kind)
+KIND_STREAMS = {"thin": "DIS-TE1", "matting": "matting/test-fg",
+                "thin-heldout": "heldout/DIS-TE1", "matting-heldout": "heldout/test-fg"}
 LOWER_IS_BETTER = {"MAE", "MAE_binary", "FP", "FN", "SAD", "MSE"}
 
 # the paper's contrasts (A, B): in each, the paper's A is the better on every score it prints
@@ -107,10 +118,24 @@ CONTRASTS = (("SAMA", "SAM", "Table 1"), ("SAMA", "MVLE-only", "Table 3"),
              ("SAMA", "matting-only", "Table 5"))
 CONTRAST_KEYS = (("thin", "maxF"), ("thin", "MAE"), ("thin", "MAE_binary"), ("thin", "mIoU"),
                  ("thin", "mBIoU"), ("matting", "SAD"))
+HELDOUT_CONTRAST_KEYS = tuple((f"{test}-heldout", key) for test, key in CONTRAST_KEYS)
 
 
 class StudyError(Exception):
     """A problem that stops the study; the message is one line."""
+
+
+def run_name(config: str, seed) -> str:
+    """A run's folder name: the configuration, and its seed (plain SAM has none)."""
+    return config if seed is None else f"{config}-seed{seed}"
+
+
+def eval_folder(out: Path, run: str, test: str) -> Path:
+    """Where evaluate.py scored one run on one test split: OUT/eval/<run>-<split> (the held-out
+    splits: OUT/eval/<run>-heldout-<split>)."""
+    split, _, folder, _ = TESTS[test]
+    where = folder.rsplit("/", 1)[0] + "-" if "/" in folder else ""
+    return out / "eval" / f"{run}-{where}{split}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +145,7 @@ class StudyError(Exception):
 
 def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads: int) -> dict:
     """Train and score one configuration with one seed; OUT/runs/<name>-seed<k>/result.json."""
-    name = config.name if config.options is None else f"{config.name}-seed{seed}"
+    name = run_name(config.name, None if config.options is None else seed)
     run_dir = out / "runs" / name
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -130,8 +155,8 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
                              f"study into another --out")
         return result
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
-    for test in TESTS.values():
-        shutil.rmtree(out / "eval" / f"{name}-{test[0]}", ignore_errors=True)
+    for test in TESTS:
+        shutil.rmtree(eval_folder(out, name, test), ignore_errors=True)
     run_dir.mkdir(parents=True)
     log, bench, t0 = run_dir / "commands.log", out / "bench", time.time()
     quick = settings["quick"]
@@ -148,7 +173,7 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
         model = ["--model", "sam"]
     scores = {}
     for test, (split, option, folder, keys) in TESTS.items():
-        dest = out / "eval" / f"{name}-{split}"
+        dest = eval_folder(out, name, test)
         run_command(evaluate_command(split, option, bench / folder, model, dest,
                                      QUICK_IMAGES if quick else 0), log, threads)
         written = json.loads((dest / "metrics.json").read_text())["scores"]
@@ -165,16 +190,17 @@ def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads
 # ----------------------------------------------------------------------------------------------
 
 
-def summary(results: list) -> dict:
-    """{configuration: {metric: (mean, standard deviation, [per seed])}} over the seeds run."""
+def summary(results: list, tests: tuple = SEEN) -> dict:
+    """{configuration: {metric: (mean, standard deviation, [per seed])}} over the seeds run, on the
+    test splits `tests` (the seen kinds' or the held-out kinds': the same metrics)."""
     out = {}
     for config in CONFIGURATIONS:
         runs = [r for r in results if r["configuration"] == config.name]
         if not runs:
             continue
         out[config.name] = {}
-        for test, (_, _, _, keys) in TESTS.items():
-            for k in keys:
+        for test in tests:
+            for k in TESTS[test][3]:
                 values = [r["scores"][test][k] for r in runs]
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 out[config.name][k] = (statistics.fmean(values), spread, values)
@@ -210,13 +236,11 @@ def per_image_scores(out: Path, results: list, config: str, test: str, key: str)
     """The study's per-image scores of one configuration on one test split, (seeds, images) ((seeds,
     images, 256) for maxF: the F curves), from evaluate.py's per_image.json; and the images'
     stems."""
-    split = TESTS[test][0]
     runs = sorted((r for r in results if r["configuration"] == config),
                   key=lambda r: -1 if r["seed"] is None else r["seed"])
     stems, scores = None, []
     for r in runs:
-        name = config if r["seed"] is None else f"{config}-seed{r['seed']}"
-        path = out / "eval" / f"{name}-{split}" / "per_image.json"
+        path = eval_folder(out, run_name(config, r["seed"]), test) / "per_image.json"
         if not path.is_file():
             raise StudyError(f"{path}: missing (written by evaluate.py since like-for-like "
                              f"scoring); run the study again into another --out")
@@ -229,12 +253,13 @@ def per_image_scores(out: Path, results: list, config: str, test: str, key: str)
 
 
 def contrasts(out: Path, results: list) -> list:
-    """Each of the paper's contrasts (CONTRASTS) on each score of CONTRAST_KEYS: A - B, its 95%
-    interval (stats.paired_bootstrap over the test images, paired, and the seeds) and the verdict
-    in the paper's direction (A better)."""
+    """Each of the paper's contrasts (CONTRASTS) on each score of CONTRAST_KEYS (and the same on
+    the held-out kinds, HELDOUT_CONTRAST_KEYS): A - B, its 95% interval (stats.paired_bootstrap
+    over the test images, paired, and the seeds) and the verdict in the paper's direction (A
+    better)."""
     rows = []
     for a, b, table in CONTRASTS:
-        for test, key in CONTRAST_KEYS:
+        for test, key in CONTRAST_KEYS + HELDOUT_CONTRAST_KEYS:
             stems_a, scores_a = per_image_scores(out, results, a, test, key)
             stems_b, scores_b = per_image_scores(out, results, b, test, key)
             if stems_a != stems_b:
@@ -247,11 +272,41 @@ def contrasts(out: Path, results: list) -> list:
     return rows
 
 
+def _means_rows(means: dict, keys: list, paper_cells) -> list:
+    """One table row per configuration: the paper's cells (paper_cells(config)), then ours."""
+    lines = []
+    for config in CONFIGURATIONS:
+        ours = []
+        for k in keys:
+            mean, spread, values = means[config.name][k]
+            digits = 2 if k in ("SAD", "MSE") else 4
+            ours.append(f"{mean:.{digits}f}" if config.options is None
+                        else f"{mean:.{digits}f} ± {spread:.{digits}f}")
+        lines.append(f"| {config.label} | " + " | ".join(paper_cells(config) + ours) + " |")
+    return lines
+
+
+def _contrast_rows(found: list, keys: tuple, arrows: dict) -> list:
+    """The contrasts table on the scores `keys`: a header and one row per contrast."""
+    lines = ["| A - B | paper | " + " | ".join(f"{column(k)}{arrows[k]}" for _, k in keys) + " |",
+             "|---" * (2 + len(keys)) + "|"]
+    for a, b, table in CONTRASTS:
+        cells = []
+        for test, key in keys:
+            c = next(r for r in found if (r["a"], r["b"], r["test"], r["key"]) == (a, b, test, key))
+            digits = 2 if key == "SAD" else 4
+            cells.append(f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, "
+                         f"{c['high']:+.{digits}f}] {c['verdict']}")
+        lines.append(f"| {a} - {b} | {table} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results: list, header: str, found: list) -> str:
-    """The study's table, SAMA's margins over SAM per seed, the contrasts (`found`, contrasts())
-    and the validation scores."""
-    means = summary(results)
-    keys = [k for _, _, _, ks in TESTS.values() for k in ks]
+    """The study's table, the same on the held-out kinds, SAMA's margins over SAM per seed, the
+    contrasts (`found`, contrasts()) on the test splits and on the held-out kinds, and the
+    validation scores."""
+    keys = [k for test in SEEN for k in TESTS[test][3]]
+    heldout_keys = [k for test in HELDOUT for k in TESTS[test][3]]
     arrows = {k: "↓" if k in LOWER_IS_BETTER else "↑" for k in keys}
     lines = [
         "# Tables 3, 4 and 5 in miniature", "", header, "",
@@ -268,18 +323,19 @@ def markdown(results: list, header: str, found: list) -> str:
         "paper SAD↓ RefMatte | " + " | ".join(f"{column(k)}{arrows[k]}" for k in keys) + " |",
         "|---" * (5 + len(keys)) + "|",
     ]
-    for config in CONFIGURATIONS:
-        theirs = [paper_cell("DIS-VD", config.paper, "maxF"),
-                  paper_cell("DIS-VD", config.paper, "MAE"),
-                  paper_cell("AM-2K", config.paper, "SAD"),
-                  paper_cell("RefMatte-RW100", config.paper, "SAD")]
-        ours = []
-        for k in keys:
-            mean, spread, values = means[config.name][k]
-            digits = 2 if k in ("SAD", "MSE") else 4
-            ours.append(f"{mean:.{digits}f}" if config.options is None
-                        else f"{mean:.{digits}f} ± {spread:.{digits}f}")
-        lines.append(f"| {config.label} | " + " | ".join(theirs + ours) + " |")
+    lines += _means_rows(summary(results), keys, lambda config: [
+        paper_cell("DIS-VD", config.paper, "maxF"), paper_cell("DIS-VD", config.paper, "MAE"),
+        paper_cell("AM-2K", config.paper, "SAD"), paper_cell("RefMatte-RW100", config.paper,
+                                                             "SAD")])
+    lines += ["", "Held-out kinds, scored apart as the paper scores its zero-shot sets: kinds that "
+                  "no training, validation or other test split draws (synthetic.py: "
+                  f"{', '.join(synthetic.HELDOUT_THIN_KINDS)} in heldout/DIS5K/DIS-TE1, "
+                  f"{', '.join(synthetic.HELDOUT_MATTE_KINDS)} in heldout/AIM's "
+                  "Composition-1K-style test), by the same rules:", "",
+              "| configuration | " + " | ".join(f"{column(k)}{arrows[k]}"
+                                               for k in heldout_keys) + " |",
+              "|---" * (1 + len(heldout_keys)) + "|"]
+    lines += _means_rows(summary(results, HELDOUT), heldout_keys, lambda config: [])
     lines += ["", "SAMA's margin over plain SAM per seed (positive: SAMA better; for MAE and SAD, "
                   "SAM's minus SAMA's):", "",
               "| seed | " + " | ".join(column(k) for _, k in MARGIN_KEYS) + " |",
@@ -291,18 +347,10 @@ def markdown(results: list, header: str, found: list) -> str:
                   "the difference of the means over seeds, its 95% interval from a paired "
                   f"bootstrap over the test images and the seeds ({stats.RESAMPLES} resamples, "
                   "stats.py), and \"supported\" only where the interval excludes zero in the "
-                  "paper's direction.", "",
-              "| A - B | paper | " + " | ".join(
-                  f"{column(k)}{arrows[k]}" for _, k in CONTRAST_KEYS) + " |",
-              "|---" * (2 + len(CONTRAST_KEYS)) + "|"]
-    for a, b, table in CONTRASTS:
-        cells = []
-        for test, key in CONTRAST_KEYS:
-            c = next(r for r in found if (r["a"], r["b"], r["test"], r["key"]) == (a, b, test, key))
-            digits = 2 if key == "SAD" else 4
-            cells.append(f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, "
-                         f"{c['high']:+.{digits}f}] {c['verdict']}")
-        lines.append(f"| {a} - {b} | {table} | " + " | ".join(cells) + " |")
+                  "paper's direction.", ""]
+    lines += _contrast_rows(found, CONTRAST_KEYS, arrows)
+    lines += ["", "The same contrasts on the held-out kinds:", ""]
+    lines += _contrast_rows(found, HELDOUT_CONTRAST_KEYS, arrows)
     lines += ["", "Validation (DIS-VD, at the end of each run, through the head it trained): "
                   "maxF per seed", ""]
     for config in CONFIGURATIONS[1:]:
@@ -440,33 +488,36 @@ def _fit(truth: np.ndarray, side: int, region) -> tuple[np.ndarray, np.ndarray]:
 def per_kind(out: Path) -> str:
     """The study's test predictions (OUT/eval) scored per kind, as a markdown table: the whole thin
     split by MAE of the probability map (soft) and of the mask (binary), and by the fractions of
-    pixels the mask adds to the GT (> 128; FP) or misses (FN); thin structures (kind = image index
-    mod 5, synthetic.THIN_KINDS) by the mask's IoU and its area over the GT's (above 1: the mask is
-    too thick or fills holes); mattes (synthetic.MATTE_KINDS, by foreground index mod 5) by SAD in
-    the unknown region. The masks are the ones evaluate.py wrote (mask/). Each cell is the mean over
-    the configuration's seeds of the mean over that kind's images. Two more rows score what a map
-    on the output grids can reach (fitted_bound): SAMA's heads at 8G and SAM's masks at 4G."""
+    pixels the mask adds to the GT (> 128; FP) or misses (FN); thin structures (synthetic.thin_kind:
+    image index mod the number of kinds) by the mask's IoU and its area over the GT's (above 1: the
+    mask is too thick or fills holes); mattes (synthetic.matte_kind, by foreground index) by SAD in
+    the unknown region. The held-out kinds' splits come last, their columns marked "(held out)".
+    The masks are the ones evaluate.py wrote (mask/). Each cell is the mean over the
+    configuration's seeds of the mean over that kind's images. Two more rows score what a map on
+    the output grids can reach (fitted_bound): SAMA's heads at 8G and SAM's masks at 4G."""
     if not (out / "results.json").is_file():
         raise StudyError(f"{out / 'results.json'}: missing; run the study into {out} first")
-    quick = json.loads((out / "results.json").read_text())["results"][0]["settings"]["quick"]
-    limit = QUICK_IMAGES if quick else None  # the images the study scored
+    results = json.loads((out / "results.json").read_text())["results"]
+    limit = QUICK_IMAGES if results[0]["settings"]["quick"] else None  # the images it scored
     bench = out / "bench"
-    tests = {"DIS-TE1": (readers.dis_pairs(bench / "DIS5K", "DIS-TE1")[:limit],
-                         list(synthetic.THIN_KINDS)),
-             "Composition-1K": (readers.composition1k_pairs(bench / "AIM")[:limit],
-                                synthetic.MATTE_KINDS)}
-    # every test image once: (split, kind, stem, GT, trimap's unknown region or None)
-    images = []
-    for split, (pairs, kinds) in tests.items():
+    # every test image once: (test, kind, stem, GT, trimap's unknown region or None)
+    images, kinds = [], {}  # kinds: {test: its kinds in order of appearance}
+    for test, (split, _, folder, _) in TESTS.items():
+        matting = test.startswith("matting")
+        pairs = (readers.composition1k_pairs(bench / folder) if matting
+                 else readers.dis_pairs(bench / folder, split))[:limit]
         for files in pairs:
             stem = Path(files[1]).stem
-            kind = kinds[int(stem.split("_")[1]) % len(kinds)]  # DIS-TE1_0007, test_0007_2 -> 7
-            region = readers.load_mask(files[2]) == 128 if split == "Composition-1K" else None
-            images.append((split, kind, stem, readers.load_mask(files[1]), region))
+            index = int(stem.split("_")[1])  # DIS-TE1_0007, test_0007_2 -> 7
+            kind = (synthetic.matte_kind if matting else synthetic.thin_kind)(
+                KIND_STREAMS[test], index)
+            kinds.setdefault(test, {})[kind] = None
+            region = readers.load_mask(files[2]) == 128 if matting else None
+            images.append((test, kind, stem, readers.load_mask(files[1]), region))
 
     def saved(run: str):  # the maps a run of the study wrote: (probability or alpha, mask or None)
-        def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
-            folder = out / "eval" / f"{run}-{split}"
+        def read(test: str, stem: str, gt: np.ndarray, region) -> tuple:
+            folder = eval_folder(out, run, test)
             pred = scoring.read_png(folder / "pred" / f"{stem}.png", gt.shape)
             mask = None if region is not None else scoring.read_png(
                 folder / "mask" / f"{stem}.png", gt.shape)
@@ -479,7 +530,7 @@ def per_kind(out: Path) -> str:
     def fitted(side: int):  # the bound at one grid; a matte's alpha is shared by its composites
         cache = {}
 
-        def read(split: str, stem: str, gt: np.ndarray, region) -> tuple:
+        def read(test: str, stem: str, gt: np.ndarray, region) -> tuple:
             key = (gt.tobytes(), None if region is None else region.tobytes())
             if key not in cache:
                 cache[key] = fitted_bound(gt, side, region)
@@ -488,9 +539,8 @@ def per_kind(out: Path) -> str:
 
     runs = []  # (row, [one reader per seed])
     for config in CONFIGURATIONS:
-        found = out.glob(f"eval/{config.name}-seed*-DIS-TE1")
-        names = ([config.name] if config.options is None
-                 else sorted(p.name.removesuffix("-DIS-TE1") for p in found))
+        names = sorted(run_name(r["configuration"], r["seed"]) for r in results
+                       if r["configuration"] == config.name)
         if names:
             runs.append((config.name, [saved(name) for name in names]))
     for row, side in (("reachable at 8G (fitted)", STANDIN_FRAME // 2),
@@ -501,8 +551,8 @@ def per_kind(out: Path) -> str:
     for row, reads in runs:
         cells = {}  # (kind, metric) -> [value per image, over every seed]
         for read in reads:
-            for split, kind, stem, gt, region in images:
-                pred, mask = read(split, stem, gt, region)
+            for test, kind, stem, gt, region in images:
+                pred, mask = read(test, stem, gt, region)
                 if region is not None:  # a matte
                     cells.setdefault((kind, "SAD"), []).append(
                         matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
@@ -512,17 +562,19 @@ def per_kind(out: Path) -> str:
                 cells.setdefault((kind, "IoU"), []).append(mask_iou(mask, target))
                 cells.setdefault((kind, "area"), []).append(
                     float(mask.sum() / max(1, target.sum())))
-                for key in ("MAE", "MAE_binary", "FP", "FN"):
+                for key in ("MAE", "MAE_binary", "FP", "FN") if test == "thin" else ():
                     cells.setdefault(("all", key), []).append(float(scores[key]))
         rows.append((row, {k: float(np.mean(v)) for k, v in cells.items()}))
 
     columns = [("all", m) for m in ("MAE", "MAE_binary", "FP", "FN")]
-    columns += [(k, m) for k in tests["DIS-TE1"][1] for m in ("IoU", "area")]
-    columns += [(k, "SAD") for k in tests["Composition-1K"][1]]
-    columns = [c for c in columns if c in rows[0][1]]  # the kinds the test splits hold
+    for test in SEEN + HELDOUT:  # the kinds the test splits hold, the held-out ones last
+        metrics = ("SAD",) if test.startswith("matting") else ("IoU", "area")
+        columns += [(k, m) for k in kinds.get(test, ()) for m in metrics]
+    heldout = {k for test in HELDOUT for k in kinds.get(test, ())}
     names = {"IoU": "IoU (binary)", "area": "area (binary)", "SAD": "SAD"}
-    lines = ["| configuration | " + " | ".join(f"{k} {names.get(m) or column(m)}"
-                                               for k, m in columns) + " |",
+    lines = ["| configuration | " + " | ".join(
+                 f"{k}{' (held out)' if k in heldout else ''} {names.get(m) or column(m)}"
+                 for k, m in columns) + " |",
              "|---" * (1 + len(columns)) + "|"]
     digits = {"IoU": 3, "area": 2, "SAD": 2}
     for row, cell in rows:

@@ -8,8 +8,9 @@
    matting test (Composition-1K style, box of alpha > 0): plain SAM, the shipped SAMA
    (weights/sama_standin.pt: the study's full model with seed 0, made by `python ablate.py`) and
    the one trained here; prints the table.
-4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of each kind (lines, mesh,
-   rings, branch, creature) and three mattes (hair, glass, lace), the first test image of each kind.
+4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of eight kinds (lines,
+   mesh, rings, branch, creature, frame, plant, text) and three mattes (person, glass, lace), the
+   first test image of each kind.
 
 The benchmark and the stand-in are a miniature of the paper's setting (DESIGN.md, "The miniature"):
 its numbers show the mechanism, not the paper's results.
@@ -36,8 +37,12 @@ from prediction import Predictor
 from provenance import provenance
 
 SHIPPED_SAMA = miniature.REPO / "weights" / "sama_standin.pt"
-SHEET_THIN = range(len(synthetic.THIN_KINDS))  # DIS-TE1_0000 .. 0004: one of each kind
-SHEET_MATTES = (0, 2, 4)  # test foregrounds of kind hair, glass, lace (kind = index mod 5)
+# the contact sheet: the first test image of 8 of the 10 thin kinds (not holes and fence, the
+# nearest to solid shapes and to the mesh) and of three matte kinds, by kind (kind = index mod the
+# number of kinds, so the first image of kind k is image k)
+SHEET_THIN = tuple(list(synthetic.THIN_KINDS).index(kind) for kind in
+                   ("lines", "mesh", "rings", "branch", "creature", "frame", "plant", "text"))
+SHEET_MATTES = tuple(synthetic.MATTE_KINDS.index(kind) for kind in ("person", "glass", "lace"))
 THIN_KEYS = ("maxF", "MAE", "MAE_binary", "mIoU", "mBIoU")  # the table's thin-structure scores
 
 

@@ -20,16 +20,29 @@ the pre-training corpus (stream 0, unbounded) never draws a benchmark image.
 
 2. The benchmark (`write_benchmark`), images 176-320 px (the stand-in's frame is 256 px):
 
-    DIS5K/DIS-TR, DIS-VD, DIS-TE1 /{im,gt}   thin structures: lines from a hub, meshes in frames,
-                                             wheels and rings with spokes, branching trees,
-                                             bodies with thin legs. DIS-TE1: the thin-structure
-                                             test split.
+    DIS5K/DIS-TR, DIS-VD, DIS-TE1 /{im,gt}   segmentation of ten kinds in turn (THIN_KINDS, kind =
+                                             index mod 10), from wires to solid objects with holes:
+                                             lines from a hub, meshes in frames, wheels and rings
+                                             with spokes, branching trees, bodies with thin legs,
+                                             furniture and frames of bars, plants (leaves on
+                                             stalks), objects with holes or slots, signs of letter
+                                             strokes, fences. DIS-TE1: the thin-structure test
+                                             split.
     AIM/Combined_Dataset/Training_set/{Adobe-licensed images,Other}/{fg,alpha}   matting foregrounds
-        (hair, fur, glass, veil, lace), composited on the fly by train.py over backgrounds/
+        of eight kinds in turn (MATTE_KINDS, index mod 8): people (hair at the head), furry
+        blobs, glass, plush toys, objects with soft borders, veils, foliage, lace; mostly opaque
+        bodies, two transparent kinds (glass, veil), as AIM. Composited on the fly by train.py
+        over backgrounds/
     AIM/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,merged,alpha_copy,trimaps}
         Composition-1K style: each test foreground over 4 test backgrounds, per Eq. (1)
     AM-2K/validation/{original,mask,trimap}  the matting validation set (evaluate.py --split AM-2K)
     backgrounds/                             training backgrounds (train.py --backgrounds)
+    heldout/DIS5K/DIS-TE1/{im,gt}            the held-out segmentation kind (HELDOUT_THIN_KINDS:
+                                             truss towers and bridges), 32 images
+    heldout/AIM/Combined_Dataset/Test_set/Adobe-licensed images/{fg,alpha,merged,alpha_copy,trimaps}
+        the held-out matte kind (HELDOUT_MATTE_KINDS: furred animals), 8 foregrounds x 4
+        backgrounds. No other split draws a held-out kind: they test what training never saw,
+        as the paper's zero-shot sets (COIFT, AM-2K) do
     solid/DIS5K/DIS-VD, DIS-TE1 /{im,gt}     plain solid shapes on textured backgrounds: the
                                              stand-in SAM's validation set (DIS-VD) and its
                                              held-out test (DIS-TE1)
@@ -75,15 +88,19 @@ STREAMS = {
     "matting/train-fg": 6, "matting/backgrounds": 7,
     "matting/test-fg": 8, "matting/test-bg": 9,
     "matting/val-fg": 10, "matting/val-bg": 11,
+    "heldout/DIS-TE1": 12, "heldout/test-fg": 13, "heldout/test-bg": 14,  # the held-out kinds
 }
 COUNTS = {  # images per split (Composition-1K: 16 foregrounds x COMP_BACKGROUNDS)
     "solid/DIS-VD": 48, "solid/DIS-TE1": 64,
     "DIS-TR": 320, "DIS-VD": 48, "DIS-TE1": 64,
     "matting/train-fg": 128, "matting/backgrounds": 64,
     "matting/test-fg": 16, "matting/val-fg": 48,
+    "heldout/DIS-TE1": 32, "heldout/test-fg": 8,
 }
 COMP_BACKGROUNDS = 4  # backgrounds per Composition-1K-style test foreground (Adobe: 20)
 THIN_TEST_SPLIT = "DIS-TE1"  # the thin-structure test split
+COMP_SUBSET = "Adobe-licensed images"  # Composition-1K's folder in Combined_Dataset/Test_set
+HELDOUT_COMP = f"heldout/AIM/Combined_Dataset/Test_set/{COMP_SUBSET}"  # the held-out mattes
 
 
 def rng_for(seed: int, stream: str, i: int) -> np.random.Generator:
@@ -649,40 +666,217 @@ def thin_creature(rng, layer: Layer, p: Placement) -> None:
         layer.line(body(np.array([[1.4, 0.0], [2.0, side * 0.5], tip])), rng.uniform(1.5, 2.0))
 
 
+def _upright(p: Placement, rng: np.random.Generator, tilt: float = 0.2) -> Placement:
+    """p standing up (things that stand: chairs, ladders, plants, towers, people), tilted by
+    N(0, tilt^2) radians."""
+    return Placement(p.cx, p.cy, p.rx, p.ry, rng.normal(0, tilt))
+
+
+def _bars(layer: Layer, p: Placement, bars: list, width: float) -> None:
+    """Straight bars given as unit-square point lists, all `width` px wide."""
+    for bar in bars:
+        layer.line(p(np.array(bar, dtype=np.float64)), width)
+
+
+def thin_frame(rng, layer: Layer, p: Placement) -> None:
+    """Furniture and frames of solid bars 2-6 px wide meeting at joints: a ladder, a chair, a stool
+    or a window frame with glazing bars."""
+    p = _upright(p, rng)
+    kind, width = rng.choice(["ladder", "chair", "stool", "window"]), rng.uniform(2.0, 6.0)
+    if kind == "ladder":
+        half = rng.uniform(0.25, 0.45)
+        rungs = np.linspace(-0.85, 0.85, int(rng.integers(4, 9)))
+        _bars(layer, p, [[(-half, -1), (-half, 1)], [(half, -1), (half, 1)]], width)
+        _bars(layer, p, [[(-half, y), (half, y)] for y in rungs], width * rng.uniform(0.6, 1.0))
+    elif kind == "chair":  # side on: the back leg rising into the back, the seat, a front leg,
+        # a stretcher, and three short cross-bars on the back
+        seat, back = rng.uniform(-0.1, 0.3), rng.uniform(-0.7, -0.4)
+        layer.polygon(p(np.array([[-0.55, seat - 0.06], [0.6, seat - 0.06], [0.6, seat + 0.06],
+                                  [-0.55, seat + 0.06]])))
+        legs = [[(-0.5, -1), (-0.5, 1)], [(0.55, seat), (0.6, 1)], [(-0.5, 0.65), (0.6, 0.65)]]
+        slats = [[(-0.5, y), (-0.45 + 0.1 * (y + 1), y)] for y in np.linspace(-0.9, back, 3)]
+        _bars(layer, p, legs, width)
+        _bars(layer, p, slats, width * 0.7)
+    elif kind == "stool":  # a top, three splayed legs and a stretcher
+        layer.polygon(p(np.array([[-0.6, -1], [0.6, -1], [0.6, -0.8], [-0.6, -0.8]])))
+        legs = [[(x, -0.85), (1.4 * x, 1)] for x in (-0.5, 0.0, 0.5)]
+        _bars(layer, p, legs + [[(-0.62, 0.3), (0.62, 0.3)]], width)
+    else:  # a window: the frame and a grid of glazing bars
+        _bars(layer, p, [[(-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1)]], width)
+        for x in np.linspace(-1, 1, int(rng.integers(2, 5)) + 1)[1:-1]:
+            _bars(layer, p, [[(x, -1), (x, 1)]], width * 0.6)
+        for y in np.linspace(-1, 1, int(rng.integers(2, 5)) + 1)[1:-1]:
+            _bars(layer, p, [[(-1, y), (1, y)]], width * 0.6)
+
+
+def _leaf(layer: Layer, base: np.ndarray, angle: float, length: float, breadth: float) -> None:
+    """A solid leaf: a lens of `length` x `breadth` px from `base` along `angle`."""
+    t = np.linspace(0, 1, 12)
+    d, n = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+    side = np.sin(np.pi * t)[:, None] * breadth / 2 * n
+    along = t[:, None] * length * d + base
+    layer.polygon(np.concatenate([along + side, (along - side)[::-1]]))
+
+
+def _plant(rng, layer: Layer, p: Placement, stem: float, stalk: float, leaf: tuple,
+           leaves: int) -> None:
+    """1-3 bending stems `stem` px wide from the bottom, each with about `leaves` leaves on stalks
+    `stalk` px wide, alternately left and right; leaf sizes leaf = (lo, hi) x the object's size."""
+    base = p(np.array([[0.0, 1.0]]))[0]
+    bounds = (np.array([0.0, 0.0]), np.array([layer.w - 1.0, layer.h - 1.0]))
+    for _ in range(int(rng.integers(1, 4))):
+        heading = p.theta - np.pi / 2 + rng.normal(0, 0.35)
+        pts = _walk(rng, base, heading, 8, 0.22 * p.scale, 0.12, bounds)
+        layer.line(pts, stem)
+        for k in range(int(rng.integers(leaves // 2, leaves + 1))):
+            at = pts[1 + int(rng.integers(0, len(pts) - 1))]
+            a = heading + (1 if k % 2 else -1) * rng.uniform(0.5, 1.3)
+            reach = rng.uniform(0.1, 0.3) * p.scale
+            tip = at + reach * np.array([np.cos(a), np.sin(a)])
+            layer.line(np.array([at, tip]), stalk)
+            _leaf(layer, tip, a + rng.normal(0, 0.3), rng.uniform(*leaf) * p.scale,
+                  rng.uniform(0.25, 0.45) * leaf[1] * p.scale)
+
+
+def thin_plant(rng, layer: Layer, p: Placement) -> None:
+    """A potted-plant stem or a weed: stems 2-4 px wide, leaves on stalks 1.5-2.5 px wide (solid
+    leaves, thin stalks)."""
+    _plant(rng, layer, _upright(p, rng), rng.uniform(2.0, 4.0), rng.uniform(1.5, 2.5),
+           (0.15, 0.35), 10)
+
+
+def thin_holes(rng, layer: Layer, p: Placement) -> None:
+    """A solid object with holes or slots (low complexity, as DIS5K's simple objects): a
+    perforated plate, a vent with slots, or a solid shape with a ring handle."""
+    kind = rng.choice(["perforated", "slots", "handle"])
+    outline = _outline(rng, str(rng.choice(["rect", "ellipse", "blob"])))
+    inner = Placement(p.cx, p.cy, 0.7 * p.rx, 0.7 * p.ry, p.theta)
+    layer.polygon(inner(outline))
+    if kind == "perforated":  # a grid of round holes 3-9 px across
+        r = rng.uniform(1.5, 4.5)
+        step = 2 * r + rng.uniform(3, 8)
+        for x in np.arange(-0.6, 0.6, step / inner.rx):
+            for y in np.arange(-0.6, 0.6, step / inner.ry):
+                layer.disc(*inner(np.array([[x, y]]))[0], r, fill=0)
+    elif kind == "slots":  # parallel slots 2-5 px wide
+        width = rng.uniform(2.0, 5.0)
+        for y in np.linspace(-0.55, 0.55, int(rng.integers(3, 8))):
+            layer.line(inner(np.array([[-0.5, y], [0.5, y]])), width, fill=0)
+    else:  # a ring handle on top, 3-6 px wide, and one hole
+        ring = np.concatenate([_circle(), _circle()[:1]]) * 0.35 + [0.0, -1.25]
+        layer.line(inner(ring), rng.uniform(3.0, 6.0))
+        layer.polygon(inner(_circle() * rng.uniform(0.15, 0.3)), fill=0)
+
+
+def thin_text(rng, layer: Layer, p: Placement) -> None:
+    """A sign: a word of 3-6 letters in strokes 2-4 px wide, in a frame 2-5 px wide in half of
+    them, on a pole in a third."""
+    p = _upright(p, rng, 0.15)
+    n = int(rng.integers(3, 7))
+    width, size = rng.uniform(2.0, 4.0), 0.9 / n
+    for k, letter in enumerate(rng.choice(list(LETTERS), n)):
+        x = -0.9 + (2 * k + 1) * size
+        for stroke in LETTERS[str(letter)]:
+            pts = np.array(stroke, dtype=np.float64) * [0.8 * size, 0.35] + [x, -0.2]
+            layer.line(p(pts), width)
+    if rng.random() < 0.5:
+        _bars(layer, p, [[(-1, -0.7), (1, -0.7), (1, 0.3), (-1, 0.3), (-1, -0.7)]],
+              rng.uniform(2.0, 5.0))
+    if rng.random() < 0.33:
+        _bars(layer, p, [[(0, 0.3), (0, 1)]], rng.uniform(3.0, 6.0))
+
+
+def thin_fence(rng, layer: Layer, p: Placement) -> None:
+    """A fence or railing: 1-3 rails and pickets 2-5 px wide every 6-16 px, with pointed tops in
+    half of them, between two posts."""
+    p = _upright(p, rng, 0.15)
+    rails = np.sort(rng.uniform(-0.6, 0.8, int(rng.integers(1, 4))))
+    width = rng.uniform(2.0, 5.0)
+    step = rng.uniform(6.0, 16.0) / p.rx
+    pointed = rng.random() < 0.5
+    for x in np.arange(-0.9, 0.9, step):
+        picket = [(x, 0.9), (x, -0.7)] + ([(x, -0.8)] if not pointed else [])
+        layer.line(p(np.array(picket)), width)
+        if pointed:
+            layer.polygon(p(np.array([(x - 0.6 * width / p.rx, -0.7), (x, -0.85),
+                                      (x + 0.6 * width / p.rx, -0.7)])))
+    _bars(layer, p, [[(-1, y), (1, y)] for y in rails], rng.uniform(2.0, 4.0))
+    _bars(layer, p, [[(-1, -0.9), (-1, 1)], [(1, -0.9), (1, 1)]], rng.uniform(4.0, 7.0))
+
+
+def thin_truss(rng, layer: Layer, p: Placement) -> None:
+    """(Held out: never in DIS-TR, DIS-VD or DIS-TE1.) A triangulated lattice: a tower tapering to
+    its top or a bridge / crane truss, chords 2-4 px wide, diagonal bracing 1.5-2.5 px wide in
+    X or zigzag panels."""
+    tower = rng.random() < 0.6
+    p = _upright(p, rng, 0.15) if tower else p
+    chord, brace = rng.uniform(2.0, 4.0), rng.uniform(1.5, 2.5)
+    panels = int(rng.integers(4, 10))
+    along = np.linspace(-1, 1, panels + 1)
+    top = rng.uniform(0.1, 0.35) if tower else 0.3
+    half = top + (1 - top) * (along + 1) / 2 if tower else np.full_like(along, top)
+    left, right = np.stack([-half, along], 1), np.stack([half, along], 1)
+    if not tower:  # lying down
+        left, right = left[:, ::-1], right[:, ::-1]
+    _bars(layer, p, [left, right], chord)
+    crossed = rng.random() < 0.5
+    for k in range(panels):
+        _bars(layer, p, [[left[k], right[k]]], brace)
+        if crossed or k % 2 == 0:
+            _bars(layer, p, [[left[k], right[k + 1]]], brace)
+        if crossed or k % 2 == 1:
+            _bars(layer, p, [[right[k], left[k + 1]]], brace)
+    _bars(layer, p, [[left[-1], right[-1]]], brace)
+
+
+# the kinds DIS-TR, DIS-VD and DIS-TE1 draw in turn (kind = index mod 10), and the held-out kind
+# of heldout/DIS5K/DIS-TE1, which no other split draws
 THIN_KINDS = {"lines": thin_lines, "mesh": thin_mesh, "rings": thin_rings, "branch": thin_branch,
-              "creature": thin_creature}
+              "creature": thin_creature, "frame": thin_frame, "plant": thin_plant,
+              "holes": thin_holes, "text": thin_text, "fence": thin_fence}
+HELDOUT_THIN_KINDS = {"truss": thin_truss}
 
 
-def thin_pair(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pair i of a thin split (DIS-TR, DIS-VD, DIS-TE1) as its files hold it: image (H, W, 3) uint8
-    (after the JPEG round trip) and GT (H, W) uint8 0 / 255."""
-    image, gt = thin_image(seed, split, i)
+def thin_kind(stream: str, i: int) -> str:
+    """The kind of image i of a thin split: THIN_KINDS in turn (index mod 10) in DIS-TR, DIS-VD and
+    DIS-TE1, HELDOUT_THIN_KINDS in heldout/DIS-TE1."""
+    kinds = list(HELDOUT_THIN_KINDS if stream.startswith("heldout/") else THIN_KINDS)
+    return kinds[i % len(kinds)]
+
+
+def thin_pair(seed: int, stream: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair i of a thin split (stream DIS-TR, DIS-VD, DIS-TE1 or heldout/DIS-TE1) as its files hold
+    it: image (H, W, 3) uint8 (after the JPEG round trip) and GT (H, W) uint8 0 / 255."""
+    image, gt = thin_image(seed, stream, i)
     return as_jpeg(image), gt
 
 
-def thin_image(seed: int, split: str, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """A thin structure (kind i mod 5) on a textured background: the image before its JPEG encoding,
-    and the GT (coverage > 0.5)."""
-    rng = rng_for(seed, split, i)
+def thin_image(seed: int, stream: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A thin structure of kind thin_kind(stream, i) on a textured background: the image before
+    its JPEG encoding, and the GT (coverage > 0.5)."""
+    rng = rng_for(seed, stream, i)
     h, w = image_size(rng)
     image = background(rng, h, w, clutter=0.3)
     layer = Layer(h, w)
-    kind = list(THIN_KINDS)[i % len(THIN_KINDS)]
-    THIN_KINDS[kind](rng, layer, Placement.random(rng, h, w, 0.55, 0.85))
+    kind = thin_kind(stream, i)
+    {**THIN_KINDS, **HELDOUT_THIN_KINDS}[kind](rng, layer, Placement.random(rng, h, w, 0.55, 0.85))
     alpha = layer.coverage()
     image = paint(rng, image, alpha, rng.uniform(0, 30))
     return with_noise(rng, image), np.where(alpha > 0.5, 255, 0).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
-# 2c. Mattes: hair, fur, glass, veil, lace
+# 2c. Mattes: people, animals and objects; mostly opaque, a few transparent
 # ----------------------------------------------------------------------------------------------
 
 
-def _strands(rng, layer: Layer, body: np.ndarray, n: int, length: tuple, width: tuple) -> None:
-    """n strands growing outwards from the edge of `body` (bool), each 3-6 bending segments."""
-    edge = np.argwhere(body & ~ndimage.binary_erosion(body))
-    cy, cx = edge.mean(axis=0)
+def _strands(rng, layer: Layer, body: np.ndarray, n: int, length: tuple, width: tuple,
+             where: np.ndarray = None) -> None:
+    """n strands growing outwards from the edge of `body` (bool; only where `where` is True, if
+    given), each 3-6 bending segments."""
+    edge = body & ~ndimage.binary_erosion(body)
+    cy, cx = np.argwhere(edge).mean(axis=0)
+    edge = np.argwhere(edge if where is None else edge & where)
     for y, x in edge[rng.choice(len(edge), min(n, len(edge)), replace=False)]:
         a = np.arctan2(y - cy, x - cx) + rng.normal(0, 0.4)
         pts = [(x, y)]
@@ -700,17 +894,100 @@ def _body(rng, h: int, w: int, lo: float, hi: float) -> tuple[np.ndarray, Placem
     return layer.coverage(), p
 
 
+def _silhouette(h: int, w: int, p: Placement, parts: list) -> np.ndarray:
+    """(h, w) coverage of a figure made of parts in the unit square: ("ellipse", cx, cy, rx, ry)
+    or ("line", points, width as a fraction of the figure's size)."""
+    layer = Layer(h, w)
+    for part in parts:
+        if part[0] == "ellipse":
+            _, cx, cy, rx, ry = part
+            layer.polygon(p(_circle() * [rx, ry] + [cx, cy]))
+        else:
+            layer.line(p(np.array(part[1], dtype=np.float64)), part[2] * p.scale)
+    return layer.coverage()
+
+
+def _furry(rng, h: int, w: int, body: np.ndarray, n: tuple, length: tuple, width: tuple,
+           where: np.ndarray = None, blur: tuple = (0.5, 1.5)) -> np.ndarray:
+    """An opaque body with a soft edge (Gaussian blur, sigma U(blur)) and strands at its edge."""
+    strands = Layer(h, w)
+    _strands(rng, strands, body > 0.5, int(rng.integers(*n)), length, width, where)
+    return np.maximum(ndimage.gaussian_filter(body, rng.uniform(*blur)), strands.coverage())
+
+
+def matte_person(rng, h: int, w: int) -> np.ndarray:
+    """A person, head and shoulders: an opaque body with hair strands 0.25-1 px wide at the top and
+    sides of the head (AIM's portraits)."""
+    p = _upright(Placement.random(rng, h, w, 0.5, 0.8), rng, 0.15)
+    p.rx = p.ry = math.sqrt(p.rx * p.ry)  # a person's proportions
+    head_y, hair = rng.uniform(-0.55, -0.4), rng.uniform(1.0, 1.25)  # hair: volume over the head
+    parts = [("ellipse", 0.0, head_y, 0.3, 0.38), ("ellipse", 0.0, 0.1, 0.15, 0.3),
+             ("ellipse", 0.0, 0.8, rng.uniform(0.8, 1.0), 0.6),
+             ("ellipse", 0.0, head_y - 0.06 * hair, 0.32 * hair, 0.36 * hair)]
+    body = _silhouette(h, w, p, parts)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    jaw = p(np.array([[0.0, head_y + 0.15]]))[0]  # hair above the jaw line (in the figure)
+    up = np.array([np.sin(p.theta), -np.cos(p.theta)])
+    where = (xx - jaw[0]) * up[0] + (yy - jaw[1]) * up[1] > 0
+    return _furry(rng, h, w, body, (200, 500), (2, 7), (0.25, 1.0), where)
+
+
+def matte_plush(rng, h: int, w: int) -> np.ndarray:
+    """A plush toy: body, head, round ears and paws, opaque, its whole edge fuzzy with short fibres
+    0.25-0.6 px wide."""
+    p = _upright(Placement.random(rng, h, w, 0.45, 0.75), rng, 0.3)
+    parts = [("ellipse", 0.0, 0.35, 0.55, 0.6), ("ellipse", 0.0, -0.45, 0.45, 0.4),
+             ("ellipse", -0.38, -0.8, 0.17, 0.17), ("ellipse", 0.38, -0.8, 0.17, 0.17),
+             ("ellipse", -0.6, 0.15, 0.2, 0.14), ("ellipse", 0.6, 0.15, 0.2, 0.14),
+             ("ellipse", -0.3, 0.9, 0.2, 0.13), ("ellipse", 0.3, 0.9, 0.2, 0.13)]
+    return _furry(rng, h, w, _silhouette(h, w, p, parts), (300, 700), (0.8, 2), (0.25, 0.6),
+                  blur=(0.8, 1.8))
+
+
+def matte_object(rng, h: int, w: int) -> np.ndarray:
+    """An opaque object (a box, a bottle, a star...) with a soft border: out of focus (Gaussian
+    blur, sigma 0.7-3 px), a handle 2-4 px wide in a third of them."""
+    layer = Layer(h, w)
+    p = Placement.random(rng, h, w, 0.35, 0.65)
+    draw_solid(rng, layer, p, str(rng.choice(["ellipse", "rect", "polygon", "blob", "star"])))
+    if rng.random() < 0.33:
+        draw_appendages(rng, layer, p)
+    return ndimage.gaussian_filter(layer.coverage(), rng.uniform(0.7, 3.0))
+
+
+def matte_foliage(rng, h: int, w: int) -> np.ndarray:
+    """A plant with fine leaves: stems 1-2 px wide and leaves on stalks 0.4-1 px wide (partial
+    coverage)."""
+    layer = Layer(h, w)
+    p = _upright(Placement.random(rng, h, w, 0.55, 0.8), rng, 0.2)
+    _plant(rng, layer, p, rng.uniform(1.0, 2.0), rng.uniform(0.4, 1.0), (0.08, 0.2), 24)
+    return ndimage.gaussian_filter(layer.coverage(), 0.4)
+
+
+def matte_animal(rng, h: int, w: int) -> np.ndarray:
+    """(Held out: never in training, validation or the Composition-1K-style test.) An animal, side
+    on: body, head, ears, four legs and a tail, its whole edge furred with strands 0.25-0.8 px wide
+    (AM-2K's animals)."""
+    p = _upright(Placement.random(rng, h, w, 0.5, 0.8), rng, 0.1)
+    face = rng.choice([-1, 1])  # facing left or right
+    legs = [("line", [(x, 0.2), (x + rng.normal(0, 0.05), 0.85)], 0.12)
+            for x in (-0.55, -0.35, 0.35, 0.55)]
+    parts = [("ellipse", 0.0, 0.1, 0.65, 0.32), ("ellipse", face * 0.7, -0.3, 0.25, 0.22),
+             ("line", [(face * 0.68, -0.45), (face * 0.62, -0.7)], 0.1),
+             ("line", [(face * 0.8, -0.45), (face * 0.85, -0.68)], 0.1),
+             ("line", [(-face * 0.6, 0.0), (-face * 0.9, -0.2), (-face * 0.95, -0.45)], 0.08),
+             *legs]
+    body = _silhouette(h, w, p, parts)
+    return _furry(rng, h, w, body, (400, 900), (1.5, 4), (0.25, 0.8))
+
+
 def matte_alpha(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     """(h, w) float32 alpha in [0, 1] of one foreground of the given kind."""
-    if kind in ("hair", "fur"):  # a soft-edged body with strands 0.25-1 px wide (partial coverage)
+    if kind in DRAWN_MATTES:
+        return DRAWN_MATTES[kind](rng, h, w)
+    if kind == "fur":  # a soft-edged blob with dense strands 0.25-0.75 px wide (partial coverage)
         body, _ = _body(rng, h, w, 0.35, 0.55)
-        strands = Layer(h, w)
-        if kind == "hair":
-            _strands(rng, strands, body > 0.5, int(rng.integers(80, 250)), (3, 8), (0.25, 1.0))
-        else:
-            _strands(rng, strands, body > 0.5, int(rng.integers(300, 700)), (1, 3), (0.25, 0.75))
-        body = ndimage.gaussian_filter(body, rng.uniform(0.5, 1.5))
-        return np.maximum(body, strands.coverage())
+        return _furry(rng, h, w, body, (300, 700), (1, 3), (0.25, 0.75))
     if kind == "glass":  # semi-transparent inside, an opaque rim, a brighter highlight band
         layer, rim = Layer(h, w), Layer(h, w)
         p = Placement.random(rng, h, w, 0.4, 0.75)
@@ -738,15 +1015,28 @@ def matte_alpha(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarr
     raise ValueError(f"unknown matte {kind!r}")
 
 
-MATTE_KINDS = ("hair", "fur", "glass", "veil", "lace")
+DRAWN_MATTES = {"person": matte_person, "plush": matte_plush, "object": matte_object,
+                "foliage": matte_foliage, "animal": matte_animal}
+# the kinds of the training, validation and Composition-1K-style foregrounds in turn (kind = index
+# mod 8): opaque bodies with soft, hairy or furry edges, two transparent (glass, veil; AIM has a
+# few); and the held-out kind of heldout/AIM, which no other split draws
+MATTE_KINDS = ("person", "fur", "glass", "plush", "object", "veil", "foliage", "lace")
+HELDOUT_MATTE_KINDS = ("animal",)
+
+
+def matte_kind(stream: str, i: int) -> str:
+    """The kind of foreground i: MATTE_KINDS in turn (index mod 8), HELDOUT_MATTE_KINDS in the
+    held-out stream."""
+    kinds = HELDOUT_MATTE_KINDS if stream.startswith("heldout/") else MATTE_KINDS
+    return kinds[i % len(kinds)]
 
 
 def matte_fg(seed: int, stream: str, i: int) -> tuple[np.ndarray, np.ndarray]:
     """A foreground (H, W, 3) uint8 (its colour everywhere, as AIM's fg files) and its alpha (H, W)
-    uint8 of kind i mod 5."""
+    uint8 of kind matte_kind(stream, i)."""
     rng = rng_for(seed, stream, i)
     h, w = image_size(rng)
-    alpha = matte_alpha(rng, h, w, MATTE_KINDS[i % len(MATTE_KINDS)])
+    alpha = matte_alpha(rng, h, w, matte_kind(stream, i))
     fg = texture(rng, h, w, rng.uniform(0, 255, 3), rng.uniform(0, 40))
     return with_noise(rng, fg), rounded_uint8(255 * alpha)
 
@@ -775,12 +1065,29 @@ def _save(array: np.ndarray, path: Path, quality: int = JPEG_QUALITY) -> None:
         Image.fromarray(array).save(path, format="PNG")
 
 
-def _write_dis(root: Path, seed: int, split: str, image_fn, stream: str) -> None:
-    """DIS5K/{split}/{im, gt}: image_fn(seed, split, i) -> (image before JPEG, GT)."""
-    for i in range(COUNTS[stream]):
-        image, gt = image_fn(seed, split, i)
+def _write_dis(root: Path, split: str, count: int, image_fn) -> None:
+    """DIS5K/{split}/{im, gt}: image_fn(i) -> (image before JPEG, GT), i < count."""
+    for i in range(count):
+        image, gt = image_fn(i)
         _save(image, root / split / "im" / f"{split}_{i:04d}.jpg")
         _save(gt, root / split / "gt" / f"{split}_{i:04d}.png")
+
+
+def _write_composition(test: Path, seed: int, fg_stream: str, bg_stream: str) -> None:
+    """A Composition-1K-style test set in test/{fg,alpha,merged,alpha_copy,trimaps}: each
+    foreground of fg_stream over COMP_BACKGROUNDS backgrounds of bg_stream."""
+    for j in range(COUNTS[fg_stream]):
+        fg, alpha = matte_fg(seed, fg_stream, j)
+        _save(fg, test / "fg" / f"test_{j:04d}.png")
+        _save(alpha, test / "alpha" / f"test_{j:04d}.png")
+        trimap = make_trimap(alpha)
+        for k in range(COMP_BACKGROUNDS):
+            bg = background_image(seed, bg_stream, j * COMP_BACKGROUNDS + k)
+            name = f"test_{j:04d}_{k}.png"
+            # Eq. (1): I = alpha F + (1 - alpha) B, by Adobe's rule (readers.composite)
+            _save(composite(fg, alpha, bg), test / "merged" / name)
+            _save(alpha, test / "alpha_copy" / name)
+            _save(trimap, test / "trimaps" / name)
 
 
 def _write_matting(root: Path, seed: int) -> None:
@@ -801,19 +1108,8 @@ def _write_matting(root: Path, seed: int) -> None:
     (train / "training_fg_names.txt").write_text("\n".join(names) + "\n")
     (train / "training_bg_names.txt").write_text("\n".join(bg_names) + "\n")
 
-    test = combined / "Test_set" / "Adobe-licensed images"
-    for j in range(COUNTS["matting/test-fg"]):
-        fg, alpha = matte_fg(seed, "matting/test-fg", j)
-        _save(fg, test / "fg" / f"test_{j:04d}.png")
-        _save(alpha, test / "alpha" / f"test_{j:04d}.png")
-        trimap = make_trimap(alpha)
-        for k in range(COMP_BACKGROUNDS):
-            bg = background_image(seed, "matting/test-bg", j * COMP_BACKGROUNDS + k)
-            name = f"test_{j:04d}_{k}.png"
-            # Eq. (1): I = alpha F + (1 - alpha) B, by Adobe's rule (readers.composite)
-            _save(composite(fg, alpha, bg), test / "merged" / name)
-            _save(alpha, test / "alpha_copy" / name)
-            _save(trimap, test / "trimaps" / name)
+    _write_composition(combined / "Test_set" / COMP_SUBSET, seed, "matting/test-fg",
+                       "matting/test-bg")
 
     val = root / "AM-2K" / "validation"
     for i in range(COUNTS["matting/val-fg"]):
@@ -834,9 +1130,12 @@ def manifest(seed: int) -> dict:
         "matting/test-fg": "AIM/Combined_Dataset/Test_set/Adobe-licensed images/fg",
         "matting/test-bg": "AIM/Combined_Dataset/Test_set/Adobe-licensed images/merged",
         "matting/val-fg": "AM-2K/validation", "matting/val-bg": "AM-2K/validation/original",
+        "heldout/DIS-TE1": "heldout/DIS5K/DIS-TE1",
+        "heldout/test-fg": f"{HELDOUT_COMP}/fg", "heldout/test-bg": f"{HELDOUT_COMP}/merged",
     }
     counts = {**COUNTS, "matting/test-bg": COUNTS["matting/test-fg"] * COMP_BACKGROUNDS,
-              "matting/val-bg": COUNTS["matting/val-fg"]}
+              "matting/val-bg": COUNTS["matting/val-fg"],
+              "heldout/test-bg": COUNTS["heldout/test-fg"] * COMP_BACKGROUNDS}
     return {"seed": seed, "thin_structure_test_split": f"DIS5K/{THIN_TEST_SPLIT}",
             "splits": {name: {"stream": STREAMS[name], "count": counts[name],
                               "folder": folders[name]} for name in folders}}
@@ -866,11 +1165,17 @@ def write_benchmark(root, seed: int = 0) -> None:
     root = check_target(root)
     try:
         with outputs.whole_folder(root) as tmp:
-            _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-VD", solid_image, "solid/DIS-VD")
-            _write_dis(tmp / "solid" / "DIS5K", seed, "DIS-TE1", solid_image, "solid/DIS-TE1")
+            for split in ("DIS-VD", "DIS-TE1"):
+                _write_dis(tmp / "solid" / "DIS5K", split, COUNTS[f"solid/{split}"],
+                           functools.partial(solid_image, seed, split))
             for split in ("DIS-TR", "DIS-VD", "DIS-TE1"):
-                _write_dis(tmp / "DIS5K", seed, split, thin_image, split)
+                _write_dis(tmp / "DIS5K", split, COUNTS[split],
+                           functools.partial(thin_image, seed, split))
             _write_matting(tmp, seed)
+            # the held-out kinds, each a test split of its own in the official layouts
+            _write_dis(tmp / "heldout" / "DIS5K", "DIS-TE1", COUNTS["heldout/DIS-TE1"],
+                       functools.partial(thin_image, seed, "heldout/DIS-TE1"))
+            _write_composition(tmp / HELDOUT_COMP, seed, "heldout/test-fg", "heldout/test-bg")
             (tmp / "manifest.json").write_text(json.dumps(manifest(seed), indent=2) + "\n")
     except OSError as e:
         raise outputs.WriteError(f"{root}: cannot write ({outputs.reason(e)}); nothing "
@@ -886,9 +1191,9 @@ def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
     root = Path(root)
     n = per_kind * len(THIN_KINDS)
     examples = [{"file": f"{THIN_TEST_SPLIT}_{i:04d}.jpg", "split": THIN_TEST_SPLIT,
-                 "kind": list(THIN_KINDS)[i % len(THIN_KINDS)]} for i in range(n)]
+                 "kind": thin_kind(THIN_TEST_SPLIT, i)} for i in range(n)]
     examples += [{"file": f"test_{j:04d}_0.png", "split": "Composition-1K",
-                  "kind": MATTE_KINDS[j % len(MATTE_KINDS)]}
+                  "kind": matte_kind("matting/test-fg", j)}
                  for j in range(per_kind * len(MATTE_KINDS))]
     if (root / "examples.json").is_file():
         return json.loads((root / "examples.json").read_text())
@@ -1121,7 +1426,8 @@ def main(argv=None) -> int:
         return 130
     print(f"wrote the benchmark (seed {args.seed}) to {args.dir} in {time.time() - t0:.0f} s: "
           f"DIS5K (thin structures; test split {THIN_TEST_SPLIT}), AIM/Combined_Dataset, "
-          f"AM-2K/validation, backgrounds, solid/DIS5K, manifest.json")
+          f"AM-2K/validation, backgrounds, solid/DIS5K, heldout/ (the held-out kinds), "
+          f"manifest.json")
     return 0
 
 

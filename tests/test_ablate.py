@@ -34,10 +34,11 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
     assert sorted(r["configuration"] for r in results) == sorted(
         c.name for c in ablate.CONFIGURATIONS)
     for r in results:
-        assert set(r["scores"]["thin"]) == {"maxF", "MAE", "MAE_binary", "FP", "FN", "mIoU",
-                                            "mBIoU"}
+        for thin in ("thin", "thin-heldout"):  # the held-out kinds scored by the same rules
+            assert set(r["scores"][thin]) == {"maxF", "MAE", "MAE_binary", "FP", "FN", "mIoU",
+                                              "mBIoU"}
         assert r["settings"]["scoring"] == ablate.SCORING
-        assert set(r["scores"]["matting"]) == {"SAD", "MSE"}
+        assert set(r["scores"]["matting"]) == set(r["scores"]["matting-heldout"]) == {"SAD", "MSE"}
         assert all(v == v for test in r["scores"].values() for v in test.values())  # no NaN
         trained = r["configuration"] != "SAM"
         assert (r["validation"] is not None) == trained
@@ -50,18 +51,25 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
     assert "| maxF (soft)↑ | MAE (soft)↓ | MAE (binary)↓ | FP (binary)↓ |" in table
     # every contrast of the paper, each score with its interval and verdict
     found = json.loads((study / "results.json").read_text())["contrasts"]
-    assert len(found) == len(ablate.CONTRASTS) * len(ablate.CONTRAST_KEYS)
+    # (and the same on the held-out kinds, in a table of their own below the first)
+    assert len(found) == 2 * len(ablate.CONTRASTS) * len(ablate.CONTRAST_KEYS)
     for c in found:
         assert c["low"] <= c["high"] and c["verdict"] in ("supported", "not supported")
-    for a, b, _ in ablate.CONTRASTS:
-        row = next(line for line in table.splitlines() if line.startswith(f"| {a} - {b} |"))
-        assert row.count("supported") == len(ablate.CONTRAST_KEYS)
-    # the SAMA - SAM interval from the two runs' per-image scores, as stats.py computes it
-    c = next(c for c in found if (c["a"], c["b"], c["key"]) == ("SAMA", "SAM", "mBIoU"))
-    per_image = [json.loads((study / "eval" / f"{run}-DIS-TE1" / "per_image.json").read_text())
-                 for run in ("SAMA-seed0", "SAM")]
-    assert {k: c[k] for k in ("diff", "low", "high")} == stats.paired_bootstrap(
-        [per_image[0]["scores"]["mBIoU"]], [per_image[1]["scores"]["mBIoU"]])
+    seen, heldout = table.split("The same contrasts on the held-out kinds:")
+    assert "| SAMA (MVLE + Local-Adapter, joint training) |" in seen.split("Held-out kinds")[1]
+    for part in (seen, heldout):
+        for a, b, _ in ablate.CONTRASTS:
+            row = next(line for line in part.splitlines() if line.startswith(f"| {a} - {b} |"))
+            assert row.count("supported") == len(ablate.CONTRAST_KEYS)
+    # the SAMA - SAM interval from the two runs' per-image scores, as stats.py computes it, on the
+    # test split and on the held-out kinds (their own folders)
+    for test, split in (("thin", "DIS-TE1"), ("thin-heldout", "heldout-DIS-TE1")):
+        c = next(c for c in found if (c["a"], c["b"], c["test"], c["key"])
+                 == ("SAMA", "SAM", test, "mBIoU"))
+        per_image = [json.loads((study / "eval" / f"{run}-{split}" / "per_image.json")
+                                .read_text()) for run in ("SAMA-seed0", "SAM")]
+        assert {k: c[k] for k in ("diff", "low", "high")} == stats.paired_bootstrap(
+            [per_image[0]["scores"]["mBIoU"]], [per_image[1]["scores"]["mBIoU"]])
     # the header names the versions the numbers were made with (requirements.txt pins them)
     assert f"numpy {np.__version__}" in table and f"pillow {Image.__version__}" in table
     assert Image.open(study / "ablation.png").size == (2 * ablate.PANEL[0], 2 * ablate.PANEL[1])
@@ -98,10 +106,23 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
         assert len(np.unique(pred)) > 2  # SAM's probability map
         maes.append(seg_scores(pred, readers.load_mask(gt_path) > 128)["MAE"])
     assert soft == pytest.approx(np.mean(maes), abs=6e-5) and soft != pytest.approx(binary)
-    # the bounds: every kind's IoU reached at least as well at 8G as at 4G
+    # the held-out kinds' columns come last, marked, after the seen kinds' (truss after rings,
+    # animal after the seen mattes)
     header = table[0].split(" | ")[1:]
+    held = [name for name in header if "(held out)" in name]
+    assert held == ["truss (held out) IoU (binary)", "truss (held out) area (binary)",
+                    "animal (held out) SAD |"]
+    assert header.index("rings IoU (binary)") < header.index(held[0])
+    # SAM's truss IoU by hand: the mean over the held-out split's 3 images, every one a truss
+    ious = []
+    for name in ("DIS-TE1_0000.png", "DIS-TE1_0001.png", "DIS-TE1_0002.png"):
+        mask = np.asarray(Image.open(study / "eval" / "SAM-heldout-DIS-TE1" / "mask" / name))
+        gt = readers.load_mask(study / "bench" / "heldout" / "DIS5K" / "DIS-TE1" / "gt" / name)
+        ious.append(mask_iou(mask >= 128, gt > 128))
+    assert float(rows["SAM"][header.index(held[0])]) == pytest.approx(np.mean(ious), abs=6e-4)
+    # the bounds: every kind's IoU reached at least as well at 8G as at 4G
     ious = [k for k, name in enumerate(header) if name.endswith("IoU (binary)")]
-    assert len(ious) == 3  # lines, mesh and rings in this small split
+    assert len(ious) == 4  # lines, mesh and rings in this small split, and the held-out truss
     for k in ious:
         assert float(rows["reachable at 8G (fitted)"][k]) >= float(
             rows["reachable at 4G (fitted)"][k]) - 0.02

@@ -159,8 +159,9 @@ def test_examples_are_listed_and_picked(server):
     examples = ok(request(server, "GET", "/api/examples"))
     kinds = [e["kind"] for e in examples]
     per_kind = app.EXAMPLES_PER_KIND
-    assert sorted(set(kinds)) == sorted(["lines", "mesh", "rings", "branch", "creature",
-                                         "hair", "fur", "glass", "veil", "lace"])
+    assert sorted(set(kinds)) == sorted(["lines", "mesh", "rings", "branch", "creature", "frame",
+                                         "plant", "holes", "text", "fence", "person", "fur",
+                                         "glass", "plush", "object", "veil", "foliage", "lace"])
     assert all(kinds.count(k) == per_kind for k in set(kinds))
     image = ok(request(server, "POST", "/api/image?session=tab-ex-12&example=test_0002_0.png", b""))
     assert image["name"] == "test_0002_0.png"

@@ -20,9 +20,9 @@ from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_che
 # SAMA_WRITE_DEMO_REFERENCE=1 python -m pytest tests/test_demo.py -k end_to_end
 REFERENCE = Path(__file__).with_name("demo_reference.json")
 
-# a small benchmark that still holds one thin structure of each kind and the mattes shown
+# a small benchmark that still holds the thin structures and the mattes the contact sheet shows
 SMALL = {name: 3 for name in synthetic.COUNTS}
-SMALL.update({"DIS-TE1": len(synthetic.THIN_KINDS), "matting/test-fg": max(demo.SHEET_MATTES) + 1,
+SMALL.update({"DIS-TE1": max(demo.SHEET_THIN) + 1, "matting/test-fg": max(demo.SHEET_MATTES) + 1,
               "DIS-TR": miniature.RECIPE["batch_size"],  # one batch of the live run
               "matting/train-fg": miniature.RECIPE["batch_size"]})
 
@@ -78,7 +78,7 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
             expected = value if isinstance(value, str) else pytest.approx(value, rel=1e-6)
             assert printed_scores[name][key] == expected, (name, key)
 
-    # five thin structures and three mattes, six columns of equal cells under one header row
+    # eight thin structures and three mattes, six columns of equal cells under one header row
     sheet = Image.open(out / "contact_sheet.png")
     step = contact_sheet.VIS_CELL + 4
     rows = len(demo.SHEET_THIN) + len(demo.SHEET_MATTES)

@@ -16,6 +16,7 @@ from conftest import backgrounds
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split in the tests' benchmarks
 SMALL["matting/test-fg"] = 2  # x COMP_BACKGROUNDS composites
+SMALL["heldout/test-fg"] = 2
 SMALL["matting/train-fg"] = 4  # one in four goes to "Other"
 
 
@@ -34,6 +35,11 @@ def bench(tmp_path_factory) -> Path:
 def files(root: Path) -> dict[str, bytes]:
     paths = [p for p in sorted(root.rglob("*")) if p.is_file()]
     return {str(p.relative_to(root)): p.read_bytes() for p in paths}
+
+
+def eroded_away(mask: np.ndarray) -> float:
+    """The fraction of a mask's pixels a 2 px erosion removes (thin parts: all of them)."""
+    return 1 - ndimage.binary_erosion(mask, iterations=2).sum() / mask.sum()
 
 
 def same_sample(a: dict, b: dict) -> bool:
@@ -101,7 +107,8 @@ def test_benchmark_is_deterministic_and_in_the_official_layouts(bench, tmp_path)
                     (bench / "DIS5K", "DIS-VD", n["DIS-VD"]),
                     (bench / "DIS5K", "DIS-TE1", n["DIS-TE1"]),
                     (bench / "solid" / "DIS5K", "DIS-VD", n["solid/DIS-VD"]),
-                    (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"])]
+                    (bench / "solid" / "DIS5K", "DIS-TE1", n["solid/DIS-TE1"]),
+                    (bench / "heldout" / "DIS5K", "DIS-TE1", n["heldout/DIS-TE1"])]
     for root, split, count in segmentation:
         pairs = readers.dis_pairs(root, split)
         assert len(pairs) == count
@@ -109,11 +116,23 @@ def test_benchmark_is_deterministic_and_in_the_official_layouts(bench, tmp_path)
     matting = [(readers.aim_train_pairs(bench / "AIM"), n["matting/train-fg"]),
                (readers.composition1k_pairs(bench / "AIM"),
                 n["matting/test-fg"] * synthetic.COMP_BACKGROUNDS),
-               (readers.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"])]
+               (readers.am2k_pairs(bench / "AM-2K"), n["matting/val-fg"]),
+               (readers.composition1k_pairs(bench / "heldout" / "AIM"),
+                n["heldout/test-fg"] * synthetic.COMP_BACKGROUNDS)]
     for pairs, count in matting:
         assert len(pairs) == count
         readers.check_pairs(pairs, matting=True, workers=1)
     assert len(readers.image_files(bench / "backgrounds")) == n["matting/backgrounds"]
+    # the manifest's counts are the files' (a folder of fg and alpha, or of im and gt, or images)
+    manifest = json.loads((bench / "manifest.json").read_text())
+    assert set(manifest["splits"]) == set(synthetic.STREAMS) - {"corpus"}
+    for name, split in manifest["splits"].items():
+        folder = bench / split["folder"]
+        found = (len(readers.aim_train_pairs(bench / "AIM")) if name == "matting/train-fg"
+                 else len(readers.image_files(folder / "original")) if name == "matting/val-fg"
+                 else len(readers.image_files(folder / "im")) if (folder / "im").is_dir()
+                 else len(readers.image_files(folder)))
+        assert split["count"] == found, name
 
 
 def test_benchmark_splits_are_disjoint(bench):
@@ -123,7 +142,8 @@ def test_benchmark_splits_are_disjoint(bench):
     assert manifest["thin_structure_test_split"] == "DIS5K/DIS-TE1"
     # no image appears in two splits (images only: masks of simple shapes could repeat)
     image_dirs = ["DIS5K/DIS-TR/im", "DIS5K/DIS-VD/im", "DIS5K/DIS-TE1/im", "solid/DIS5K/DIS-VD/im",
-                  "solid/DIS5K/DIS-TE1/im",
+                  "solid/DIS5K/DIS-TE1/im", "heldout/DIS5K/DIS-TE1/im",
+                  f"{synthetic.HELDOUT_COMP}/fg", f"{synthetic.HELDOUT_COMP}/merged",
                   "AIM/Combined_Dataset/Training_set/Adobe-licensed images/fg",
                   "AIM/Combined_Dataset/Training_set/Other/fg",
                   "AIM/Combined_Dataset/Test_set/Adobe-licensed images/fg",
@@ -163,20 +183,72 @@ def test_composition_follows_eq_1(bench):
     assert np.array_equal(trimap, readers.make_trimap(alpha))
 
 
-def test_the_thin_split_is_thin_and_the_mattes_are_soft():
+def test_the_held_out_kinds_are_drawn_by_their_splits_only(tmp_path, monkeypatch):
+    """No training, validation or other test split draws a held-out kind: the kinds are disjoint by
+    construction, and while a whole benchmark is written the held-out kinds' drawing functions run
+    exactly once per image of the held-out splits (a spy counts them)."""
+    assert not set(synthetic.THIN_KINDS) & set(synthetic.HELDOUT_THIN_KINDS)
+    assert not set(synthetic.MATTE_KINDS) & set(synthetic.HELDOUT_MATTE_KINDS)
+    for stream in ("DIS-TR", "DIS-VD", "DIS-TE1"):
+        drawn = {synthetic.thin_kind(stream, i) for i in range(synthetic.COUNTS[stream])}
+        assert drawn == set(synthetic.THIN_KINDS)  # every kind, in every split
+    for stream in ("matting/train-fg", "matting/val-fg", "matting/test-fg"):
+        drawn = {synthetic.matte_kind(stream, i) for i in range(synthetic.COUNTS[stream])}
+        assert drawn == set(synthetic.MATTE_KINDS)
+    calls = {"truss": 0, "animal": 0}
+
+    def spy(kind, draw):
+        def counted(*args):
+            calls[kind] += 1
+            return draw(*args)
+        return counted
+
+    monkeypatch.setitem(synthetic.HELDOUT_THIN_KINDS, "truss",
+                        spy("truss", synthetic.HELDOUT_THIN_KINDS["truss"]))
+    monkeypatch.setitem(synthetic.DRAWN_MATTES, "animal",
+                        spy("animal", synthetic.DRAWN_MATTES["animal"]))
+    write_small(tmp_path / "b", seed=0)
+    assert calls == {"truss": SMALL["heldout/DIS-TE1"], "animal": SMALL["heldout/test-fg"]}
+
+
+def test_every_kind_draws_what_it_stands_for():
+    """Every thin kind (the held-out one too) gives a non-empty GT; all but the solid objects with
+    holes are mostly thin (vanish under a 2 px erosion), those have holes. Every matte has partial
+    alpha; the transparent ones (partial alpha inside the body, not only at its edge) are few."""
+    kinds = [(kind, "DIS-TR", list(synthetic.THIN_KINDS).index(kind), len(synthetic.THIN_KINDS))
+             for kind in synthetic.THIN_KINDS] + [("truss", "heldout/DIS-TE1", 0, 1)]
+    for kind, stream, first, step in kinds:
+        gts = [synthetic.thin_image(0, stream, first + step * r)[1] > 128 for r in range(3)]
+        assert all(synthetic.thin_kind(stream, first + step * r) == kind for r in range(3))
+        assert all(m.sum() >= 100 for m in gts), kind
+        if kind == "holes":
+            assert all(ndimage.label(~m)[1] > 1 for m in gts)  # background inside the object
+            assert np.mean([eroded_away(m) for m in gts]) < 0.5
+        else:
+            assert np.mean([eroded_away(m) for m in gts]) > 0.3, kind
+    transparent = []
+    kinds = [(kind, "matting/val-fg", synthetic.MATTE_KINDS) for kind in synthetic.MATTE_KINDS]
+    for kind, stream, among in kinds + [("animal", "heldout/test-fg", ("animal",))]:
+        inside = []
+        for r in range(3):
+            i = among.index(kind) + len(among) * r
+            assert synthetic.matte_kind(stream, i) == kind
+            alpha = synthetic.matte_fg(0, stream, i)[1]
+            soft = (alpha > 0) & (alpha < 255)
+            assert soft.sum() > 0.05 * (alpha > 0).sum(), kind
+            body = ndimage.binary_erosion(alpha > 0, iterations=3)
+            inside.append((alpha[body] < 230).mean())
+        if np.mean(inside) > 0.75:
+            transparent.append(kind)
+    assert transparent == ["glass", "veil"]
+    assert len(transparent) < len(synthetic.MATTE_KINDS) / 3  # AIM: mostly opaque
+
+
+def test_the_thin_split_is_thin():
     """Most of a thin structure's pixels vanish under a 2 px erosion; a solid shape keeps most."""
-
-    def eroded_away(gt: np.ndarray) -> float:
-        m = gt > 128
-        return 1 - ndimage.binary_erosion(m, iterations=2).sum() / m.sum()
-
-    thin = [eroded_away(synthetic.thin_pair(0, "DIS-TE1", i)[1]) for i in range(10)]
-    solid = [eroded_away(synthetic.solid_pair(0, "DIS-TE1", i)[1]) for i in range(10)]
+    thin = [eroded_away(synthetic.thin_pair(0, "DIS-TE1", i)[1] > 128) for i in range(10)]
+    solid = [eroded_away(synthetic.solid_pair(0, "DIS-TE1", i)[1] > 128) for i in range(10)]
     assert np.mean(thin) > 0.6 and np.mean(solid) < 0.25
-    for i in range(5):  # every matte kind has partial alpha, not only a hard edge
-        _, alpha = synthetic.matte_fg(0, "matting/val-fg", i)
-        soft = (alpha > 0) & (alpha < 255)
-        assert soft.sum() > 0.05 * (alpha > 0).sum()
 
 
 def test_cli_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
@@ -192,7 +264,8 @@ def test_examples_are_the_benchmarks_test_files(bench, tmp_path):
     root = tmp_path / "examples"
     listed = synthetic.write_examples(root, seed=0, per_kind=1)
     kinds = [e["kind"] for e in listed]
-    assert [e["split"] for e in listed] == ["DIS-TE1"] * 5 + ["Composition-1K"] * 5
+    thin, mattes = len(synthetic.THIN_KINDS), len(synthetic.MATTE_KINDS)
+    assert [e["split"] for e in listed] == ["DIS-TE1"] * thin + ["Composition-1K"] * mattes
     assert kinds == [*synthetic.THIN_KINDS, *synthetic.MATTE_KINDS]
     assert json.loads((root / "examples.json").read_text()) == listed
     assert {p.name for p in root.iterdir()} == {e["file"] for e in listed} | {"examples.json"}
