@@ -99,6 +99,59 @@ def test_switches_remove_modules():
     assert not any(k.startswith(("mvle.", "local_adapters.")) for k in keys[(False, False)])
 
 
+@pytest.mark.parametrize("use_mvle", [True, False])
+def test_early_features_come_from_the_view_of_the_local_tokens(use_mvle):
+    """With MVLE, F_early on the local grid is the four local views' own early features, stitched
+    in place; without it, the global view's, through the learned x2 up-sampling. The heads' detail
+    path starts from that map: (B, C/8) channels at 4G and 8G."""
+    model = SAMA(randomized_sam(), use_mvle, True).eval()
+    images, images_local, _, _ = batch(2)
+    seen = {}
+    model.early_proj.register_forward_hook(lambda m, inp, out: seen.update(inp=inp[0], out=out))
+    with torch.no_grad():
+        features = model.encode(images, images_local if use_mvle else None)
+        if use_mvle:
+            views = sama.split_quadrants(images_local).transpose(1, 2)  # (B, 4, 3, S, S)
+            early = torch.stack([model.sam.image_encoder(v)[1] for v in views])  # (B, 4, G, G, D)
+            expected = sama.stitch_quadrants(early.permute(0, 4, 1, 2, 3))  # (B, D, 2G, 2G)
+        else:
+            expected = model.sam.image_encoder(images)[1].permute(0, 3, 1, 2)  # (B, D, G, G)
+    torch.testing.assert_close(seen["inp"], expected, rtol=1e-5, atol=1e-5)
+    C = CFG.prompt_embed_dim
+    assert seen["out"].shape == (2, C, 2 * G, 2 * G)
+    assert features.early_4G.shape == (2, C // 8, 4 * G, 4 * G)
+    assert features.early_8G.shape == (2, C // 8, 8 * G, 8 * G)
+    # the detail path is what the heads add: zeroing it changes the output
+    with torch.no_grad():
+        before = model.decode(features, "seg", boxes=torch.tensor([[20.0, 30, 200, 220]] * 2))
+        features.early_8G.zero_()
+        after = model.decode(features, "seg", boxes=torch.tensor([[20.0, 30, 200, 220]] * 2))
+    assert (before - after).abs().max() > 1e-3
+
+
+def test_trainable_parameters_counted_by_hand():
+    """What SAMA adds to ViT-B, each module counted from its layers' shapes (C = 256, D = 768,
+    attention width C/2, MLPs as HQ-SAM's); its share of SAM stays under the paper's 1.8%."""
+    with torch.device("meta"):
+        model = SAMA(Sam(SAM_VARIANTS["vit_b"]))
+    C, D, c8, c16 = 256, 768, 32, 16
+
+    def attention(width):  # q, k, v, out projections with biases (SAM's Attention)
+        return 3 * (C * width + width) + width * C + C
+
+    mvle = 4 * attention(C // 2) + 2 * C
+    early_proj = D * C + C + 2 * C  # 1x1 conv with bias, LayerNorm2d
+    early_up = (C * c8 * 4 + c8) + 2 * c8 + (c8 * c8 * 4 + c8)  # two 2x2 transposed convs, LN
+    adapter = 2 * attention(C // 2) + 2 * C + (C + 1)  # two attentions, LayerNorm, confidence
+    mlp = (C * C + C) * 2 + (C * c16 + c16)  # the token's 3-layer MLP
+    head = (C * c8 + 2 * c8) + (c8 * c8 * 9 + 2 * c8) + (c8 * c16 * 9 + 2 * c16) + mlp
+    tokens = 2 * C
+    expected = mvle + early_proj + early_up + 2 * adapter + tokens + 2 * head
+    trainable = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("sam."))
+    assert trainable == expected
+    assert trainable / sum(p.numel() for p in model.sam.parameters()) < 0.018
+
+
 def zero_gradient_by_design(model: SAMA, name: str) -> bool:
     """Trainable tensors whose gradient is exactly zero in exact arithmetic, whatever the data.
 
