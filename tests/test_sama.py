@@ -147,7 +147,8 @@ def test_trainable_parameters_counted_by_hand():
     head = (C * c8 + 2 * c8) + (c8 * c8 * 9 + 2 * c8) + (c8 * c16 * 9 + 2 * c16) + mlp
     tokens = 2 * C
     expected = mvle + early_proj + early_up + 2 * adapter + tokens + 2 * head
-    trainable = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("sam."))
+    trainable = sum(p.numel() for name, p in model.named_parameters()
+                    if not name.startswith("sam."))
     assert trainable == expected
     assert trainable / sum(p.numel() for p in model.sam.parameters()) < 0.018
 
