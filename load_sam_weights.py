@@ -204,6 +204,8 @@ def check_keys_and_shapes(
             hint = "; this looks like an HQ-SAM checkpoint"
         elif unexpected and not missing:
             hint = "; the file holds more than this model (a SAMA or other extended checkpoint?)"
+        elif missing and all(k.startswith("early_up.") for k in missing):
+            hint = "; saved by sama.py before F_early reached the heads (early_up): train it again"
         raise CheckpointError(f"{source}: " + " and ".join(parts) + hint)
     bad = [k for k in expected if tuple(state_dict[k].shape) != tuple(expected[k].shape)]
     if bad:

@@ -412,6 +412,20 @@ def test_nan_in_a_sama_checkpoint_is_refused(tmp_path, tiny_file):
         load_sama(sama_path)
 
 
+def test_sama_checkpoint_from_before_the_detail_path_says_so(tmp_path, tiny_file):
+    """A sama.pt saved before F_early reached the heads has no early_up tensors: one line naming
+    them and what to do."""
+    path, _ = tiny_file
+    sama_path = tmp_path / "sama.pt"
+    save_sama(SAMA(load_sam(path)), sama_path, sam_identity(path, "tiny"), TASKS)
+    ckpt = torch.load(sama_path, weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items()
+                          if not k.startswith("early_up.")}
+    torch.save(ckpt, sama_path)
+    with pytest.raises(CheckpointError, match=r"6 missing keys \(early_up.*train it again$"):
+        load_sama(sama_path)
+
+
 def test_sama_checkpoint_records_a_mask_threshold_or_none(tmp_path, tiny_file):
     path, _ = tiny_file
     model, sam_id = SAMA(load_sam(path)), sam_identity(path, "tiny")
