@@ -33,6 +33,7 @@ where it stopped; a result made with other settings stops the study (use another
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -59,7 +60,8 @@ from miniature import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
 from provenance import provenance
-from sam import postprocess_masks, preprocess_shape
+from sam import SAM_VARIANTS, Sam, postprocess_masks, preprocess_shape
+from sama import SAMA
 
 QUICK_RECIPE = {"steps": 2, "lr": 3e-3, "warmup_steps": 1, "batch_size": 2}
 QUICK_IMAGES = 4  # --quick: images per test split and validation images
@@ -119,6 +121,15 @@ CONTRASTS = (("SAMA", "SAM", "Table 1"), ("SAMA", "MVLE-only", "Table 3"),
 CONTRAST_KEYS = (("thin", "maxF"), ("thin", "MAE"), ("thin", "MAE_binary"), ("thin", "mIoU"),
                  ("thin", "mBIoU"), ("matting", "SAD"))
 HELDOUT_CONTRAST_KEYS = tuple((f"{test}-heldout", key) for test, key in CONTRAST_KEYS)
+
+
+def sama_tensor_shapes() -> str:
+    """A digest of the full model's tensor names and shapes on the stand-in: a run made by another
+    form of SAMA (other modules or widths) is not reused."""
+    with torch.device("meta"):
+        model = SAMA(Sam(SAM_VARIANTS["tiny"]))
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items() if not k.startswith("sam.")}
+    return hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class StudyError(Exception):
@@ -640,6 +651,7 @@ def study(args) -> int:
     settings = {"recipe": QUICK_RECIPE if args.quick else RECIPE, "quick": args.quick,
                 "scoring": SCORING,
                 "sam_sha256": outputs.sha256_file(STANDIN_SAM),
+                "sama_tensors": sama_tensor_shapes(),
                 "bench": json.loads((bench / "manifest.json").read_text())["seed"]}
     # the longest runs first, so that the last ones to start are short
     jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]
