@@ -21,7 +21,7 @@ STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
 STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
 
 # train.py's options for every run of the study; the lr chosen on the validation splits (DESIGN.md)
-RECIPE = {"steps": 600, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
+RECIPE = {"steps": 1200, "lr": 3e-3, "warmup_steps": 100, "batch_size": 4}
 
 
 class CommandError(Exception):
