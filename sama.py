@@ -13,8 +13,7 @@ Shape notation as in sam.py (B, S, G, D, C, N, nh, hs, T), plus
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
@@ -536,4 +535,4 @@ def _tensors(features: Optional[ImageFeatures]) -> list[torch.Tensor]:
     """Every tensor of an ImageFeatures, in a fixed order."""
     if features is None:
         return []
-    return [getattr(features, f.name) for f in dataclasses.fields(features)]
+    return [getattr(features, f.name) for f in fields(features)]
