@@ -90,12 +90,12 @@ def test_frame_and_maps_in_numpy_equal_pytorchs():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_manifest_records_the_export(exported):
+def test_manifest_records_the_export(exported, model):
     manifest = json.loads((exported / "sama_onnx.json").read_text())
     assert (manifest["variant"], manifest["tasks"], manifest["image_size"]) == (
         "tiny", ["seg", "matting"], 256)
     assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
-    assert manifest["threshold"] == DEFAULT_THRESHOLD  # the shipped sama.pt records none
+    assert manifest["threshold"] == model.loaded_from["threshold"]  # the one sama.pt records
     assert ONNX_TASKS == TASKS  # sama_onnx's copy of sama's task list
     assert manifest["weights"]["sama"]["sha256"] == sha256_file(SAMA_PT)
     assert manifest["weights"]["sam"]["sha256"] == sha256_file(SAM_PTH)
@@ -141,7 +141,8 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
     """OnnxPredictor's maps equal prediction.Predictor's; predict.py --onnx writes the PNGs the
     PyTorch path writes, within one grey level."""
     image = random_image(120, 90, 7)
-    onnx, ref = OnnxPredictor(exported, threads=1), prediction.Predictor(model, ["seg", "matting"])
+    onnx = OnnxPredictor(exported, threads=1)
+    ref = prediction.Predictor(model, ["seg", "matting"], model.loaded_from["threshold"])
     onnx.set_image(image)
     ref.set_image(image)
     for prompt in prompts(120, 90):
