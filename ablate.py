@@ -658,7 +658,9 @@ def study(args) -> int:
     jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]
     jobs.sort(key=lambda job: ("--tasks" in job[0].options, "--no-mvle" in job[0].options))
     jobs.append((CONFIGURATIONS[0], 0))
-    print(f"{len(jobs)} runs, {args.jobs} at a time, into {args.out}")
+    made = sum(not (args.out / "runs" / run_name(c.name, None if c.options is None else s)
+                    / "result.json").is_file() for c, s in jobs)  # the others are reused
+    print(f"{len(jobs)} runs ({made} to make), {args.jobs} at a time, into {args.out}")
     results = []
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(one_run, c, s, args.out, settings, 1) for c, s in jobs]
@@ -680,7 +682,8 @@ def study(args) -> int:
     seeds = ", ".join(map(str, args.seeds))
     header = (f"Printed by `python ablate.py{' --quick' if args.quick else ''}` at "
               f"{provenance()}; {os.cpu_count()} CPU cores, {args.jobs} runs at a time: "
-              f"{minutes:.0f} min wall-clock (the runs' own times sum to {run_minutes:.0f} min). "
+              f"{made} of the {len(jobs)} runs made by this invocation in {minutes:.0f} min "
+              f"wall-clock; the runs' own times sum to {run_minutes:.0f} min. "
               f"Seeds {seeds}; "
               f"{recipe['steps']} steps of batch {recipe['batch_size']} per task, Adam lr "
               f"{recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps; stand-in SAM sha256 "
