@@ -497,6 +497,11 @@ def _fit(truth: np.ndarray, side: int, region) -> tuple[np.ndarray, np.ndarray]:
     return alpha, alpha
 
 
+# the pixels of a matte's unknown region by its GT alpha (0-255): where a matte's SAD comes from
+ALPHA_PARTS = {"opaque": lambda gt: gt == 255, "partial": lambda gt: (gt > 0) & (gt < 255),
+               "clear": lambda gt: gt == 0}
+
+
 def per_kind(out: Path) -> str:
     """The study's test predictions (OUT/eval) scored per kind, as a markdown table: the whole thin
     split by MAE of the probability map (soft) and of the mask (binary), and by the fractions of
@@ -504,6 +509,7 @@ def per_kind(out: Path) -> str:
     image index mod the number of kinds) by the mask's IoU and its area over the GT's (above 1: the
     mask is too thick or fills holes); mattes (synthetic.matte_kind, by foreground index) by SAD in
     the unknown region. The held-out kinds' splits come last, their columns marked "(held out)".
+    A second table splits each matting split's SAD by the GT's alpha (ALPHA_PARTS).
     The masks are the ones evaluate.py wrote (mask/). Each cell is the mean over the
     configuration's seeds of the mean over that kind's images. Two more rows score what a map on
     the output grids can reach (fitted_bound): SAMA's heads at 8G and SAM's masks at 4G."""
@@ -566,8 +572,12 @@ def per_kind(out: Path) -> str:
             for test, kind, stem, gt, region in images:
                 pred, mask = read(test, stem, gt, region)
                 if region is not None:  # a matte
+                    alpha, truth = pred / 255.0, gt / 255.0
                     cells.setdefault((kind, "SAD"), []).append(
-                        matting_scores(pred / 255.0, gt / 255.0, region)["SAD"])
+                        matting_scores(alpha, truth, region)["SAD"])
+                    for part, where in ALPHA_PARTS.items():  # SAD's sum, part by part
+                        error = np.abs(alpha - truth)[region & where(gt)].sum() / 1000
+                        cells.setdefault((test, part), []).append(float(error))
                     continue
                 target = gt > 128
                 scores = seg_scores(pred, target, mask)  # the study's rules (evaluate.py's)
@@ -592,6 +602,18 @@ def per_kind(out: Path) -> str:
     for row, cell in rows:
         values = [f"{cell[k, m]:.{digits.get(m, 4)}f}" for k, m in columns]
         lines.append(f"| {row} | " + " | ".join(values) + " |")
+
+    # where the mattes' SAD lies: the unknown band's pixels by the GT's alpha
+    parts = [(test, part) for test in ("matting", "matting-heldout") if test in kinds
+             for part in ALPHA_PARTS]
+    lines += ["", "The mattes' SAD by the GT's alpha in the trimap's unknown region (opaque: 255, "
+              "partial: 1-254, clear: 0; the three sum to the SAD of the split's images):", "",
+              "| configuration | " + " | ".join(
+                  f"{'held-out' if test in HELDOUT else 'seen'} kinds SAD ({part})"
+                  for test, part in parts) + " |",
+              "|---" * (1 + len(parts)) + "|"]
+    for row, cell in rows:
+        lines.append(f"| {row} | " + " | ".join(f"{cell[k]:.2f}" for k in parts) + " |")
     return "\n".join(lines) + "\n"
 
 

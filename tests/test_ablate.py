@@ -86,7 +86,8 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     assert ablate.main(["--per-kind", "--out", str(study)]) == 0
     lines = (study / "per_kind.md").read_text().splitlines()
     assert "`python ablate.py --per-kind` at commit" in lines[2]
-    table = lines[4:]
+    split = lines.index(next(line for line in lines if line.startswith("The mattes' SAD")))
+    table, by_alpha = lines[4:split - 1], lines[split + 2:]
     assert table[0].startswith("| configuration | all MAE (soft) | all MAE (binary) | "
                                "all FP (binary) | all FN (binary) | lines IoU (binary) |")
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table[2:]}
@@ -120,6 +121,26 @@ def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
         gt = readers.load_mask(study / "bench" / "heldout" / "DIS5K" / "DIS-TE1" / "gt" / name)
         ious.append(mask_iou(mask >= 128, gt > 128))
     assert float(rows["SAM"][header.index(held[0])]) == pytest.approx(np.mean(ious), abs=6e-4)
+    # the held-out mattes' SAD by the GT's alpha: SAM's by hand, and the three parts sum to the
+    # animal's SAD (the held-out split's only kind)
+    assert by_alpha[0] == ("| configuration | seen kinds SAD (opaque) | seen kinds SAD (partial) | "
+                           "seen kinds SAD (clear) | held-out kinds SAD (opaque) | held-out kinds "
+                           "SAD (partial) | held-out kinds SAD (clear) |")
+    parts = {line.split(" | ")[0].lstrip("| "): [float(v.strip(" |")) for v in
+                                                 line.split(" | ")[1:]] for line in by_alpha[2:]}
+    assert sorted(parts) == sorted(rows)
+    bench = study / "bench" / "heldout" / "AIM"
+    opaque = []
+    for files in readers.composition1k_pairs(bench)[:ablate.QUICK_IMAGES]:
+        gt = readers.load_mask(files[1])
+        region = readers.load_mask(files[2]) == 128
+        name = files[1].stem + ".png"
+        pred = np.asarray(Image.open(study / "eval" / "SAM-heldout-Composition-1K" / "pred" / name))
+        opaque.append(np.abs(pred / 255.0 - gt / 255.0)[region & (gt == 255)].sum() / 1000)
+    assert parts["SAM"][3] == pytest.approx(np.mean(opaque), abs=6e-3) and parts["SAM"][3] > 0
+    for row, values in parts.items():
+        animal = float(rows[row][header.index(held[2])].strip(" |"))
+        assert sum(values[3:]) == pytest.approx(animal, abs=0.02)
     # the bounds: every kind's IoU reached at least as well at 8G as at 4G
     ious = [k for k, name in enumerate(header) if name.endswith("IoU (binary)")]
     assert len(ious) == 4  # lines, mesh and rings in this small split, and the held-out truss
