@@ -1,7 +1,7 @@
 """Tables 3, 4 and 5 in miniature: the paper's ablations on the stand-in SAM, with error bars.
 
     python ablate.py               # the study: 6 trained configurations x 3 seeds, and SAM:
-                                   # about 95 min on 2 cores (seed 0 alone: 33 min)
+                                   # about 95 min on 2 cores (its runs: 181 min of one core)
     python ablate.py --quick       # every configuration end to end in a few steps (tests/)
     python ablate.py --per-kind    # after the study: its scores per kind of structure and matte
 
