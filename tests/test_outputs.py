@@ -122,7 +122,9 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
 def test_evaluate_two_runs_and_ctrl_c_then_resume_scores_as_a_fresh_run(toy, ckpt, tmp_path,
                                                                         capsys):
     out = tmp_path / "eval"
-    first = slowed("evaluate", "save_png", 1.0, evaluate_args(toy, out, ckpt["a"]), "scoring")
+    # 3 s per prediction: the two left give the refused second run 6 s to finish before the ctrl-C
+    # (1 s each was too little on a loaded machine: the first run ended before its ctrl-C)
+    first = slowed("evaluate", "save_png", 3.0, evaluate_args(toy, out, ckpt["a"]), "scoring")
     try:
         wait_for(lambda: any(out.glob("pred/*.png")), first)
         # a second run into the same folder: refused in one line naming the first
