@@ -96,7 +96,10 @@ def slowed(module: str, name: str, seconds: float, argv: list[str],
     """`python module.py argv` as its own process, `where.name` (default `module.name`) slowed by
     a sleep per call."""
     where = where or module
-    code = (f"import sys, time, {module}, {where}\n"
+    # SIGINT as a terminal delivers it: a shell's background job starts with SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler
+    code = (f"import signal, sys, time, {module}, {where}\n"
+            f"signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             f"f = {where}.{name}\n"
             f"def slow(*a, **k):\n    time.sleep({seconds})\n    return f(*a, **k)\n"
             f"{where}.{name} = slow\n"
@@ -122,9 +125,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
 def test_evaluate_two_runs_and_ctrl_c_then_resume_scores_as_a_fresh_run(toy, ckpt, tmp_path,
                                                                         capsys):
     out = tmp_path / "eval"
-    # 3 s per prediction: the two left give the refused second run 6 s to finish before the ctrl-C
-    # (1 s each was too little on a loaded machine: the first run ended before its ctrl-C)
-    first = slowed("evaluate", "save_png", 3.0, evaluate_args(toy, out, ckpt["a"]), "scoring")
+    first = slowed("evaluate", "save_png", 1.0, evaluate_args(toy, out, ckpt["a"]), "scoring")
     try:
         wait_for(lambda: any(out.glob("pred/*.png")), first)
         # a second run into the same folder: refused in one line naming the first
