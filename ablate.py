@@ -142,6 +142,11 @@ def run_name(config: str, seed) -> str:
     return config if seed is None else f"{config}-seed{seed}"
 
 
+def run_folder(out: Path, config: Configuration, seed: int) -> Path:
+    """Where one run of the study lives: OUT/runs/<name> (plain SAM's without a seed)."""
+    return out / "runs" / run_name(config.name, None if config.options is None else seed)
+
+
 def eval_folder(out: Path, run: str, test: str) -> Path:
     """Where evaluate.py scored one run on one test split: OUT/eval/<run>-<split> (the held-out
     splits: OUT/eval/<run>-heldout-<split>)."""
@@ -157,9 +162,8 @@ def eval_folder(out: Path, run: str, test: str) -> Path:
 
 def one_run(config: Configuration, seed: int, out: Path, settings: dict, threads: int) -> dict:
     """Train and score one configuration with one seed; OUT/runs/<name>-seed<k>/result.json."""
-    name = run_name(config.name, None if config.options is None else seed)
-    run_dir = out / "runs" / name
-    result_path = run_dir / "result.json"
+    run_dir = run_folder(out, config, seed)
+    name, result_path = run_dir.name, run_dir / "result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())
         if result["settings"] != settings:
@@ -680,8 +684,8 @@ def study(args) -> int:
     jobs = [(c, s) for c in CONFIGURATIONS if c.options is not None for s in args.seeds]
     jobs.sort(key=lambda job: ("--tasks" in job[0].options, "--no-mvle" in job[0].options))
     jobs.append((CONFIGURATIONS[0], 0))
-    made = sum(not (args.out / "runs" / run_name(c.name, None if c.options is None else s)
-                    / "result.json").is_file() for c, s in jobs)  # the others are reused
+    made = sum(not (run_folder(args.out, c, s) / "result.json").is_file()
+               for c, s in jobs)  # the others are reused
     print(f"{len(jobs)} runs ({made} to make), {args.jobs} at a time, into {args.out}")
     results = []
     with ThreadPoolExecutor(args.jobs) as pool:
