@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 import data
 import outputs
 import readers
-from prediction import Predictor
+from predictor import Predictor
 from scoring import probability_to_grey, sample_points
 
 VIS_CELL = 192  # pixels per side of every cell of the contact sheet

@@ -1,7 +1,8 @@
 """Training samples for SAMA: one geometric view of an image and its mask or alpha rendered at S
 and 2S, HQ-SAM's noisy prompts and augmentation (make_sample), and the training datasets
 (segmentation, and matting with AIM's foregrounds composited on the fly). Files are read by
-readers.py; the toy datasets are written by synthetic.py (`python synthetic.py make-toy DIR`).
+readers.py; the toy datasets are written by miniature/synthetic.py
+(`python -m miniature.synthetic make-toy DIR`).
 
 The object, for prompts: gt > 128 for segmentation masks, alpha > 0 for mattes (faint hair is
 inside the box); mask_to_box gives the tight box (inclusive pixel indices, as HQ-SAM).

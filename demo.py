@@ -2,12 +2,12 @@
 
 1. Writes the synthetic fine-structure benchmark (synthetic.py) to OUT/bench, once.
 2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
-   of train.py with the study's recipe (miniature.RECIPE), which runs 600.
+   of train.py with the study's recipe (recipe.RECIPE), which runs 600.
 3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
    prompts; every model's probability map and binary mask, each score naming its map) and on the
    matting test (Composition-1K style, box of alpha > 0): plain SAM, the shipped SAMA
-   (weights/sama_standin.pt: the study's full model with seed 0, made by `python ablate.py`) and
-   the one trained here; prints the table.
+   (weights/sama_standin.pt: the study's full model with seed 0, made by
+   `python -m miniature.ablate`) and the one trained here; prints the table.
 4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of eight kinds (lines,
    mesh, rings, branch, creature, frame, plant, text) and three mattes (person, glass, lace), the
    first test image of each kind.
@@ -26,17 +26,17 @@ import time
 from pathlib import Path
 
 import contact_sheet
-import miniature
+from miniature import recipe
 import outputs
 import readers
-import synthetic
+from miniature import synthetic
 from load_sam_weights import CheckpointError, load_sama
 from metrics import column
-from miniature import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
-from prediction import Predictor
-from provenance import provenance
+from miniature.recipe import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
+from predictor import Predictor
+from outputs import provenance
 
-SHIPPED_SAMA = miniature.REPO / "weights" / "sama_standin.pt"
+SHIPPED_SAMA = recipe.REPO / "weights" / "sama_standin.pt"
 # the contact sheet: the first test image of 8 of the 10 thin kinds (not holes and fence, the
 # nearest to solid shapes and to the mesh) and of three matte kinds, by kind (kind = index mod the
 # number of kinds, so the first image of kind k is image k)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     try:
         with outputs.claim(args.out):  # one demo at a time in --out
             return run(args)
-    except (outputs.WriteError, CheckpointError, miniature.CommandError) as e:
+    except (outputs.WriteError, CheckpointError, recipe.CommandError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -120,8 +120,7 @@ def run(args) -> int:
         print(f"{name:28}{thin}   {row['SAD']:8.3f}{row['MSE']:8.2f}")
 
     print("[4/4] the contact sheet (the shipped SAMA)")
-    model = load_sama(SHIPPED_SAMA, STANDIN_SAM)
-    predictor = Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
+    predictor = Predictor.from_checkpoint(SHIPPED_SAMA, STANDIN_SAM)
     thin = readers.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in readers.composition1k_pairs(bench / "AIM")}

@@ -10,10 +10,10 @@
     python evaluate.py --split DIS-VD --no-mvle             # an ablation: runs/sama-no-mvle/sama.pt
 
 The command line around scoring.py: the split registry (SPLITS), the model to evaluate
-(load_model), the output folder (one run at a time, --resume / --overwrite, settings.json) and the
-report (metrics.json, per_image.json, results.md beside the paper's rows from paper.py, vis.png
-from contact_sheet.py). How a split is prompted, written and scored is scoring.py's (its docstring
-has the protocol).
+(load_predictor), the output folder (one run at a time, --resume / --overwrite, settings.json) and
+the report (metrics.json, per_image.json, results.md beside the paper's rows from scoring.PAPER,
+vis.png from contact_sheet.py). How a split is prompted, written and scored is scoring.py's (its
+docstring has the protocol).
 
 Distinctions-646's test set is composited once (readers.d646_test_triples: each foreground over the
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
@@ -44,19 +44,14 @@ import outputs
 import readers
 from contact_sheet import contact_rows, contact_sheet
 from frame import NonFiniteOutput
-from load_sam_weights import (
-    DEFAULT_THRESHOLD,
-    CheckpointError,
-    load_sam,
-    load_sama,
-)
+from load_sam_weights import CheckpointError, CheckpointRecord, load_sam
 from metrics import column
 from outputs import WriteError
-from paper import PAPER, PAPER_NOTES
-from prediction import Predictor, keep_freed_cpu_memory
+from predictor import Predictor, keep_freed_cpu_memory
 from sam import Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
-from scoring import BAND, MATTING_KEYS, POINT_COUNTS, PROMPTS, SEG_KEYS, score_split
+from scoring import (BAND, MATTING_KEYS, PAPER, PAPER_NOTES, POINT_COUNTS, PROMPTS, SEG_KEYS,
+                     score_split)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,35 +250,32 @@ def clear_own_outputs(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def load_model(args, checkpoint: Path, device: str) -> tuple[Union[SAMA, Sam], dict, str]:
-    """The model to evaluate, its configuration (recorded in metrics.json, matched to paper rows)
-    and the SAM file it runs on. A SAMA model's configuration holds the tasks and the mask
-    threshold its checkpoint records. model.loaded_from holds the SHA-256 of the bytes loaded (for
-    plain SAM taken from a SAMA file: the SAMA file's record)."""
+def load_predictor(args, checkpoint: Path, device: str
+                   ) -> tuple[Predictor, dict, CheckpointRecord]:
+    """The predictor of the model to evaluate, its configuration (recorded in metrics.json,
+    matched to paper rows) and the record of the files it was read from (the SHA-256 of the bytes
+    loaded; plain SAM taken from a SAMA file: the SAMA file's record). A SAMA model's
+    configuration holds the tasks and the mask threshold its checkpoint records."""
     if args.model == "sam" and args.sam_checkpoint:  # plain SAM needs no SAMA file
         sam = load_sam(args.sam_checkpoint, device=device)
-        return (
-            sam,
-            {"model": "sam", "variant": sam.config.name},
-            str(Path(args.sam_checkpoint).resolve()),
-        )
-    sama = load_sama(checkpoint, args.sam_checkpoint, device=device)  # one read of each file
-    tasks = sama.loaded_from["tasks"]
+        return Predictor(sam), {"model": "sam", "variant": sam.config.name}, sam.checkpoint_record
+    predictor = Predictor.from_checkpoint(checkpoint, args.sam_checkpoint, device=device)
+    sama = predictor.model
+    record = sama.checkpoint_record
+    tasks = list(record.tasks)
     if args.model == "sama" and args.tasks and TASK_CHOICES[args.tasks] != tasks:
         trained = next(name for name, heads in TASK_CHOICES.items() if heads == tasks)
         raise CheckpointError(f"{checkpoint}: trained with --tasks {trained}, not --tasks "
                               f"{args.tasks} (a head is scored only if it trained)")
-    sam_file = sama.loaded_from["sam"]["file"]
     if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
         raise CheckpointError(
             f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / "
             "--no-local-adapter)"
         )
     if args.model == "sam":
-        sama.sam.loaded_from = sama.loaded_from
-        return sama.sam, {"model": "sam", "variant": sama.sam.config.name}, sam_file
-    return sama, {"model": "sama", **sama.config, "tasks": tasks,
-                  "threshold": sama.loaded_from["threshold"]}, sam_file
+        return Predictor(sama.sam), {"model": "sam", "variant": sama.sam.config.name}, record
+    return predictor, {"model": "sama", **sama.config, "tasks": tasks,
+                       "threshold": record.threshold}, record
 
 
 def prediction_text(kind: str, config: dict) -> str:
@@ -399,20 +391,22 @@ def run(args) -> int:
             f"train first or pass --checkpoint"
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, config, sam_file = load_model(args, checkpoint, device)
+    predictor, config, record = load_predictor(args, checkpoint, device)
+    model = predictor.model
 
     # what made the predictions in `out`: --resume refuses to mix two models' or two datasets'
     # files. The weights are known by the SHA-256 of the bytes loaded (a file retrained at the same
     # path is another model), the data by the names and bytes of every file of the split
     sam_only = args.model == "sam" and args.sam_checkpoint
-    loaded = model.loaded_from
+    sam_record = record if sam_only else record.sam
     settings = {
         "split": args.split,
         "model": args.model,
         "checkpoint": None if sam_only else str(checkpoint.resolve()),
-        "checkpoint_sha256": None if sam_only else loaded["sha256"],
-        "sam_checkpoint": sam_file,
-        "sam_sha256": loaded["sha256"] if sam_only else loaded["sam"]["sha256"],
+        "checkpoint_sha256": None if sam_only else record.sha256,
+        "sam_checkpoint": (str(Path(args.sam_checkpoint).resolve()) if sam_only
+                           else sam_record.file),
+        "sam_sha256": sam_record.sha256,
         "config": config,
         "prompt": PROMPTS[split.kind].format(above=split.box_above),
         "prediction": prediction_text(split.kind, config),  # what the PNGs hold
@@ -425,7 +419,6 @@ def run(args) -> int:
         views = 5 if isinstance(model, SAMA) and model.use_mvle else 1
         seconds = compile_image_encoder(sam.eval(), views)
         print(f"--compile: SAM's image encoder compiled in {seconds:.1f} s")
-    predictor = Predictor(model, config.get("tasks"), config.get("threshold", DEFAULT_THRESHOLD))
     scores, per_image = score_split(args.split, split, pairs, out, predictor, args.resume,
                                     progress=not args.no_progress)
     if args.vis:

@@ -7,7 +7,7 @@ the padding cropped, resized to the image (bilinear, as F.interpolate with align
 sam.py uses the first half on tensors; the ONNX predictor (sama_onnx.py) uses all of it in numpy, so
 that it runs with onnxruntime, numpy and pillow alone.
 
-The predictor contract's checks live here too, once, for every predictor (prediction.Predictor,
+The predictor contract's checks live here too, once, for every predictor (predictor.Predictor,
 sama_onnx.OnnxPredictor) and the command lines that check a prompt before any work: the image, the
 prompt against the image, and the maps that come back (NaN or inf refused). And what the maps
 become, for predict.py's files and the web page's downloads: the mask, the alpha and the RGBA

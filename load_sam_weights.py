@@ -3,7 +3,7 @@ with one clear line when a file is wrong.
 
     official SAM checkpoints   load_sam(path) -> sam.Sam
     SAMA checkpoints (sama.pt) save_sama / load_sama(path) -> sama.SAMA that knows its tasks, its
-                               threshold and the SAM file it needs (model.loaded_from)
+                               threshold and the SAM file it needs (model.checkpoint_record)
     training states (last.pt)  save_training_state / read_training_state, for train.py --resume
 
     python load_sam_weights.py sam_vit_b_01ec64.pth [--variant vit_b]
@@ -35,6 +35,7 @@ import time
 import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -331,7 +332,7 @@ def load_sam(
     variant: "vit_b" / "vit_l" / "vit_h" / "tiny", a SamConfig, or None to infer it from the shapes.
     Raises CheckpointError (a ValueError) with a one-line message for any file that does not fit,
     NaN / inf weights included; float16 / bfloat16 / float64 weights are converted to float32 with
-    one warning line. model.loaded_from: {"file": absolute path, "sha256": of the bytes loaded}.
+    one warning line. model.checkpoint_record: the file and the SHA-256 of the bytes loaded.
     """
     state_dict, sha256 = read_checkpoint_and_sha256(checkpoint)
     cfg = check_sam_state_dict(state_dict, variant, source=os.fspath(checkpoint))
@@ -339,7 +340,7 @@ def load_sam(
     with torch.device(device):
         model = Sam(cfg)
     model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
-    model.loaded_from = {"file": os.path.abspath(checkpoint), "sha256": sha256}
+    model.checkpoint_record = CheckpointRecord(os.path.abspath(checkpoint), sha256)
     return model.eval()
 
 
@@ -367,7 +368,7 @@ def atomic_save(obj, path: Union[str, os.PathLike]) -> None:
 def sam_identity(path: Union[str, os.PathLike], variant: str, sha256: Optional[str] = None) -> dict:
     """What a SAMA checkpoint records of the SAM file it was trained on: its name (not its folder:
     load_sama looks beside the SAMA file and in weights/), variant and SHA-256 (give the one of the
-    bytes loaded, Sam.loaded_from, rather than reading the file again)."""
+    bytes loaded, Sam.checkpoint_record, rather than reading the file again)."""
     return {"file": os.path.basename(os.fspath(path)), "variant": variant,
             "sha256": sha256 or sha256_file(path)}
 
@@ -376,6 +377,19 @@ SAMA_FORMAT = "sama"  # the "format" entry of a SAMA checkpoint ...
 TRAINING_STATE_FORMAT = "sama-training-state"  # ... and of a training state
 # SAMA's mask: its probability map above this, unless the checkpoint records another threshold
 DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """What load_sam / load_sama read a model from (model.checkpoint_record): the file's absolute
+    path and the SHA-256 of the bytes loaded; for a SAMA, also the tasks its heads were trained for,
+    the mask threshold its checkpoint records, and the record of its SAM file."""
+
+    file: str
+    sha256: str
+    tasks: tuple[str, ...] = ()
+    threshold: float = DEFAULT_THRESHOLD
+    sam: Optional[CheckpointRecord] = None
 
 
 def check_tasks(tasks, source: str) -> list[str]:
@@ -420,7 +434,8 @@ def read_sama_checkpoint(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     """A SAMA checkpoint's contents, checked to be one ('config', 'tasks', 'sam', 'state_dict');
     ckpt["sha256"] is the SHA-256 of the bytes read, ckpt["threshold"] the mask threshold it
     records (DEFAULT_THRESHOLD if none): the one place the threshold is read; load_sama passes it
-    on in model.loaded_from, and the Predictor masks with it (evaluate.py, predict.py, app.py)."""
+    on in model.checkpoint_record, and the Predictor masks with it (evaluate.py, predict.py, the web
+    page)."""
     source = os.fspath(sama_checkpoint)
     ckpt, sha256 = read_checkpoint_and_sha256(source)
     if ckpt.get("format") != SAMA_FORMAT:
@@ -490,9 +505,9 @@ def load_sama(
     """A SAMA checkpoint on top of its SAM checkpoint -> SAMA in eval mode.
 
     sam_checkpoint defaults to the file the SAMA checkpoint names, looked for beside it and in
-    weights/. The tasks it was trained for are model.loaded_from["tasks"]: score it only through
-    those heads (prediction.Predictor does). model.loaded_from also holds both files' paths and the
-    SHA-256 of the bytes loaded. Refused, with one line: a SAMA file that records no trained
+    weights/. The tasks it was trained for are model.checkpoint_record.tasks: score it only through
+    those heads (predictor.Predictor does). The record also holds both files' paths and the SHA-256
+    of the bytes loaded. Refused, with one line: a SAMA file that records no trained
     tasks, a SAM file of another variant or other weights than the ones SAMA was trained on, a SAMA
     file with missing, extra or misshapen tensors, and NaN / inf weights in either file.
     """
@@ -528,9 +543,10 @@ def load_sama(
     model.load_state_dict(
         {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
     )
-    model.loaded_from = {"file": os.path.abspath(source), "sha256": ckpt["sha256"],
-                         "tasks": ckpt["tasks"], "threshold": ckpt["threshold"],
-                         "sam": {"file": os.path.abspath(sam_path), "sha256": sam_sha256}}
+    model.sam.checkpoint_record = CheckpointRecord(os.path.abspath(sam_path), sam_sha256)
+    model.checkpoint_record = CheckpointRecord(os.path.abspath(source), ckpt["sha256"],
+                                               tuple(ckpt["tasks"]), ckpt["threshold"],
+                                               model.sam.checkpoint_record)
     return model.eval()
 
 

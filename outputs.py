@@ -20,10 +20,12 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
@@ -294,3 +296,41 @@ def interrupts_as_keyboard_interrupt() -> None:
     the main thread set a handler; elsewhere this does nothing.)"""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+
+
+# ----------------------------------------------------------------------------------------------
+# Provenance: where a printed number comes from. The study, the benchmarks and the demo print it
+# beside their numbers: image decoding, resizing and augmentation change with pillow, numpy and
+# scipy, so a number is reproducible only with the versions it was made with (requirements.txt).
+# ----------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent  # the repository (git) that provenance() names
+PACKAGES = ("torch", "numpy", "pillow", "scipy")  # the packages whose versions move the numbers
+
+
+def commit() -> str:
+    """The repository's commit, and whether tracked files differ from it."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{sha}{' with uncommitted changes' if dirty else ''}"
+
+
+def versions() -> str:
+    """'torch 2.13.0+cpu, numpy 2.3.4, ...': the installed versions of PACKAGES."""
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
+def provenance() -> str:
+    """One line for a header: 'commit abc1234; torch ..., numpy ..., pillow ..., scipy ...'."""
+    return f"commit {commit()}; {versions()}"

@@ -2,7 +2,7 @@
 
     python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama/sama.pt
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
-    python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # export_onnx.py's graphs
+    python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
@@ -26,11 +26,10 @@ from typing import Optional
 import numpy as np
 
 # torch-free, all of them: with --onnx, predict.py runs on onnxruntime, numpy and pillow alone
-# (the checkpoints' path imports torch in checkpoint_predictor)
+# (the checkpoints' path imports torch in checkpoint_predictor, --onnx deploy/ in onnx_predictor)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
 from outputs import WriteError, remove_stale_temporaries, save_pngs
-from sama_onnx import OnnxError, OnnxPredictor
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,25 +65,35 @@ def check_outputs(paths: list[Path], image: Optional[Path] = None,
 
 
 class ModelError(ValueError):
-    """A checkpoint that cannot be loaded (load_sam_weights.CheckpointError, one line)."""
+    """A checkpoint or an ONNX export that cannot be loaded (load_sam_weights.CheckpointError,
+    deploy.sama_onnx.OnnxError; one line)."""
 
 
 def checkpoint_predictor(checkpoint: str, sam_checkpoint: Optional[str]):
-    """SAMA from its checkpoints on PyTorch (the GPU if there is one), behind prediction.Predictor:
+    """SAMA from its checkpoints on PyTorch (the GPU if there is one), behind predictor.Predictor:
     the mask at the threshold the checkpoint records, a single-task model read through its trained
     head. torch is imported here, not at the top, so that --onnx runs without it."""
     import torch
-    from load_sam_weights import CheckpointError, load_sama
-    from prediction import Predictor, keep_freed_cpu_memory
+    from load_sam_weights import CheckpointError
+    from predictor import Predictor, keep_freed_cpu_memory
 
     keep_freed_cpu_memory()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model = load_sama(checkpoint, sam_checkpoint, device=device)
+        return Predictor.from_checkpoint(checkpoint, sam_checkpoint, device=device)
     except CheckpointError as e:
         raise ModelError(str(e)) from None
-    # a single-task model: both maps from its trained head; the mask at its recorded threshold
-    return Predictor(model, model.loaded_from["tasks"], model.loaded_from["threshold"])
+
+
+def onnx_predictor(folder: str):
+    """The graphs deploy/export_onnx.py wrote into `folder`, on onnxruntime behind the same
+    contract (deploy/sama_onnx.py, imported here: the core imports no folder until --onnx)."""
+    from deploy.sama_onnx import OnnxError, OnnxPredictor
+
+    try:
+        return OnnxPredictor(folder)
+    except OnnxError as e:
+        raise ModelError(str(e)) from None
 
 
 def main(argv=None) -> int:
@@ -103,8 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output prefix (default: the image path without its extension); "
                                  "a folder (existing, or ending in /): the image's name in it")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    p.add_argument("--onnx", metavar="DIR", help="run the graphs export_onnx.py wrote into DIR "
-                   "on onnxruntime (sama_onnx.OnnxPredictor) instead of the checkpoints")
+    p.add_argument("--onnx", metavar="DIR", help="run the graphs deploy/export_onnx.py wrote into "
+                   "DIR on onnxruntime (OnnxPredictor) instead of the checkpoints")
     args = p.parse_args(argv)
     if args.onnx and (args.sam_checkpoint or args.checkpoint != p.get_default("checkpoint")):
         p.error("--onnx runs the exported graphs: --checkpoint / --sam-checkpoint do not apply")
@@ -121,10 +130,10 @@ def main(argv=None) -> int:
         check_prompt(args.box, points, h, w)
         check_outputs(list(targets.values()), Path(args.image), args.overwrite)
         if args.onnx:
-            predictor = OnnxPredictor(args.onnx)
+            predictor = onnx_predictor(args.onnx)
         else:
             predictor = checkpoint_predictor(args.checkpoint, args.sam_checkpoint)
-    except (PromptError, readers.DataError, ModelError, OnnxError, WriteError) as e:
+    except (PromptError, readers.DataError, ModelError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -272,7 +272,7 @@ class Attention(nn.Module):
     numbers on a 64 x 64 grid); "folded" (folded_attention), the bias folded into q and k, so the
     fused kernel needs no bias at all. None, the default, takes DEVICE_FORM's for the input's
     device. The CPU keeps blockwise, the fastest there; on CUDA folding lets the flash kernel run.
-    The times of the three forms: BENCHMARKS.md (`python benchmark.py --optimisations`).
+    The times of the three forms: BENCHMARKS.md (`python -m benchmarks.benchmark --optimisations`).
     """
 
     BIAS_BLOCK = {"cpu": 2**24, "cuda": 2**28}  # numbers in one block of the bias, when blockwise
@@ -706,6 +706,8 @@ class Sam(nn.Module):
     """Segment Anything. Its state_dict has exactly the keys of the official checkpoints."""
 
     mask_threshold = 0.0
+    # what load_sam_weights read the weights from (a CheckpointRecord); None: made in memory
+    checkpoint_record = None
 
     def __init__(self, config: SamConfig) -> None:
         super().__init__()
@@ -785,7 +787,7 @@ class SamPredictor:
     `SamPredictor` (tests/test_sam_parity.py compares the two call for call): encode an image once,
     then prompt it as often as you like; predict returns a tuple of masks, scores and low-res
     logits. The project's own predictor contract, the same for SAM and SAMA (a dict of named maps,
-    its inputs checked), is prediction.Predictor, which reads SAM through predict_torch.
+    its inputs checked), is predictor.Predictor, which reads SAM through predict_torch.
     """
 
     def __init__(self, sam: Sam) -> None:

@@ -268,6 +268,10 @@ class SAMA(nn.Module):
     without MVLE no local view is encoded; without Local-Adapters the decoder runs as SAM's.
     """
 
+    # what load_sam_weights read the weights from (a CheckpointRecord: the file, its tasks and
+    # threshold, the SAM file's record); None: made in memory
+    checkpoint_record = None
+
     def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True) -> None:
         super().__init__()
         self.sam = sam.requires_grad_(False)
@@ -438,7 +442,7 @@ class SamaPredictor:
     """Encode an image once (five views and MVLE), then prompt it as often as you like: SAMA's
     side of sam.SamPredictor's predict_torch, on tensors. The project's predictor contract (the
     image and the prompt checked, a dict of named numpy maps, the same for SAM and SAMA) is
-    prediction.Predictor, which reads SAMA through this class.
+    predictor.Predictor, which reads SAMA through this class.
 
     On CUDA a prompt replays a CUDA graph, captured at the first prompt of each shape (number of
     points, box or not, autocast): one prompt is three decoder passes of a few hundred small

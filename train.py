@@ -518,7 +518,7 @@ def build_model(args, out_dir: Path, procs: Processes) -> tuple[Sam, dict, SAMA]
     weights from the seed alone, however SAM was made or found."""
     sam_path = sam_file(args, out_dir, procs)
     sam = load_sam(sam_path, args.model, device=procs.device)
-    sam_id = sam_identity(sam_path, sam.config.name, sam.loaded_from["sha256"])
+    sam_id = sam_identity(sam_path, sam.config.name, sam.checkpoint_record.sha256)
     torch.manual_seed(args.seed)
     model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
     return sam, sam_id, model.to(procs.device)

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import synthetic
+from miniature import synthetic
 from readers import image_files
 from sam import PIXEL_MEAN, PIXEL_STD, SamConfig, prompt_tensors  # the root is on sys.path
 
@@ -254,7 +254,7 @@ def random_image(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> Path:
     """The stand-in exported once by the command line (onnxruntime and onnxscript needed)."""
-    import export_onnx  # requirements-onnx.txt
+    from deploy import export_onnx  # requirements-onnx.txt
 
     out = tmp_path_factory.mktemp("onnx") / "standin"
     assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
@@ -264,7 +264,7 @@ def exported(tmp_path_factory) -> Path:
 
 def sama_maps(predictor, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
     """sama.SamaPredictor.predict_torch on a prompt in image pixels, as numpy: "seg_logits",
-    "alpha" and "sam_logits" at the image's size (the maps prediction.Predictor reads)."""
+    "alpha" and "sam_logits" at the image's size (the maps predictor.Predictor reads)."""
     S, device = predictor.model.sam.config.image_size, predictor.model.sam.device
     prompts = prompt_tensors(points, labels, box, predictor.original_size, S, device)
     return {name: m.cpu().numpy() for name, m in predictor.predict_torch(*prompts).items()}

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-import ablate
+from miniature import ablate
 import readers
-import stats
-import synthetic
+from miniature import stats
+from miniature import synthetic
 from metrics import mask_iou, seg_scores
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split of the test's benchmark
@@ -85,7 +85,7 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
 def test_per_kind_scores_the_predictions_of_each_kind(study, capsys):
     assert ablate.main(["--per-kind", "--out", str(study)]) == 0
     lines = (study / "per_kind.md").read_text().splitlines()
-    assert "`python ablate.py --per-kind` at commit" in lines[2]
+    assert "`python -m miniature.ablate --per-kind` at commit" in lines[2]
     split = lines.index(next(line for line in lines if line.startswith("The mattes' SAD")))
     table, by_alpha = lines[4:split - 1], lines[split + 2:]
     assert table[0].startswith("| configuration | all MAE (soft) | all MAE (binary) | "
@@ -252,13 +252,13 @@ def test_summary_and_margins_by_hand():
 
 def test_the_papers_contrasts_have_a_better_on_every_score_it_prints():
     """Each contrast is stated with the paper's better configuration first, which the verdict's
-    direction assumes: checked against every number of the paper's tables that paper.PAPER
+    direction assumes: checked against every number of the paper's tables that scoring.PAPER
     holds for both."""
-    import paper
+    import scoring
     config = {c.name: c.paper for c in ablate.CONFIGURATIONS}
     compared = 0
     for a, b, _ in ablate.CONTRASTS:
-        for rows in paper.PAPER.values():
+        for rows in scoring.PAPER.values():
             first = next((r for r in rows if r["config"] == config[a]), None)
             second = next((r for r in rows if r["config"] == config[b]), None)
             if first is None or second is None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from deploy import app
 import predict
 import readers
 from conftest import sama_maps

@@ -1,7 +1,7 @@
-"""app.py in a real browser: Debian's Chromium, driven by Selenium (requirements-dev.txt), against
-`python app.py` on a free port. Pick a test image, draw a box and click a point with the mouse, wait
-for the answer; SAMA's mask differs from SAM's, the downloads are predict.py's PNGs, and a
-screenshot is saved in the test's temporary folder.
+"""deploy/app.py in a real browser: Debian's Chromium, driven by Selenium (requirements-dev.txt),
+against `python -m deploy.app` on a free port. Pick a test image, draw a box and click a point with
+the mouse, wait for the answer; SAMA's mask differs from SAM's, the downloads are predict.py's
+PNGs, and a screenshot is saved in the test's temporary folder.
 
 .ci/run installs chromium and chromium-driver where they are missing; elsewhere, without them, the
 test is skipped (under CI it fails instead)."""
@@ -21,7 +21,7 @@ from PIL import Image
 
 import data
 import predict
-import synthetic
+from miniature import synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -41,10 +41,12 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 @pytest.fixture()
 def address(tmp_path):
-    """`python app.py --port 0` (the shipped stand-in), started from another folder."""
+    """`python -m deploy.app --port 0` (the shipped stand-in), started from another folder (the
+    repository on PYTHONPATH)."""
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--port", "0", "--examples", "examples"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [sys.executable, "-m", "deploy.app", "--port", "0", "--examples", "examples"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline()  # "serving SAMA (...) on http://127.0.0.1:PORT/ ..."
     try:
         assert " on http://127.0.0.1:" in line, line + process.stdout.read()

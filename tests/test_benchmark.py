@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark
+from benchmarks import benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

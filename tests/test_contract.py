@@ -1,5 +1,5 @@
-"""The one predictor contract (prediction.py's docstring, DESIGN.md): every implementation there is
-on the CPU, prediction.Predictor for SAMA and for plain SAM and sama_onnx.OnnxPredictor where
+"""The one predictor contract (predictor.py's docstring, DESIGN.md): every implementation there is
+on the CPU, predictor.Predictor for SAMA and for plain SAM and sama_onnx.OnnxPredictor where
 onnxruntime is installed, takes the same image and prompts, answers with the same named maps, and
 refuses the same bad input with the same line."""
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import SAM_PTH, SAMA_PT, random_image
 from frame import PromptError
 from load_sam_weights import load_sama
-from prediction import Predictor
+from predictor import Predictor
 from sama import TASKS
 
 H, W = 90, 120
@@ -37,7 +37,7 @@ def implementations(request) -> dict:
     model = load_sama(SAMA_PT, SAM_PTH)
     found = {"SAMA": Predictor(model, TASKS), "SAM": Predictor(model.sam)}
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
-        from sama_onnx import OnnxPredictor  # requirements-onnx.txt
+        from deploy.sama_onnx import OnnxPredictor  # requirements-onnx.txt
 
         found["ONNX"] = OnnxPredictor(request.getfixturevalue("exported"), threads=1)
     return found

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sam
-import synthetic
+from miniature import synthetic
 import train
 from conftest import build_official_sam, randomize_, sama_maps
 from losses import matting_loss, seg_loss

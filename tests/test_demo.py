@@ -11,8 +11,8 @@ from PIL import Image
 
 import contact_sheet
 import demo
-import miniature
-import synthetic
+from miniature import recipe
+from miniature import synthetic
 from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
 
 # the shortened demo's scores, made with the pinned versions (requirements.txt) on this project's
@@ -23,22 +23,22 @@ REFERENCE = Path(__file__).with_name("demo_reference.json")
 # a small benchmark that still holds the thin structures and the mattes the contact sheet shows
 SMALL = {name: 3 for name in synthetic.COUNTS}
 SMALL.update({"DIS-TE1": max(demo.SHEET_THIN) + 1, "matting/test-fg": max(demo.SHEET_MATTES) + 1,
-              "DIS-TR": miniature.RECIPE["batch_size"],  # one batch of the live run
-              "matting/train-fg": miniature.RECIPE["batch_size"]})
+              "DIS-TR": recipe.RECIPE["batch_size"],  # one batch of the live run
+              "matting/train-fg": recipe.RECIPE["batch_size"]})
 
 
 def test_the_shipped_sama_is_trained_on_the_shipped_sam():
     header = read_sama_checkpoint(demo.SHIPPED_SAMA)
     assert header["tasks"] == ["seg", "matting"]
     assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True}
-    sama = load_sama(demo.SHIPPED_SAMA, miniature.STANDIN_SAM)  # refuses other SAM weights
-    sam = load_sam(miniature.STANDIN_SAM)
+    sama = load_sama(demo.SHIPPED_SAMA, recipe.STANDIN_SAM)  # refuses other SAM weights
+    sam = load_sam(recipe.STANDIN_SAM)
     assert all(torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(),
                                                  sam.state_dict().values()))
     assert demo.SHIPPED_SAMA.stat().st_size <= 2**20
     # it names its SAM file, not a folder of the machine it was made on: found in weights/
     assert header["sam"]["file"] == "sam_standin.pth"
-    assert load_sama(demo.SHIPPED_SAMA).loaded_from["sam"]["file"] == str(miniature.STANDIN_SAM)
+    assert load_sama(demo.SHIPPED_SAMA).checkpoint_record.sam.file == str(recipe.STANDIN_SAM)
 
 
 def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
@@ -46,7 +46,7 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    shipped = f"SAMA shipped ({miniature.RECIPE['steps']} steps)"
+    shipped = f"SAMA shipped ({recipe.RECIPE['steps']} steps)"
     for row in ("SAM (stand-in)", shipped, "SAMA live (2 steps)"):
         assert row in printed
     assert "thin structures (DIS-TE1)" in printed and "matting test" in printed

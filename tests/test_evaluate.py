@@ -15,10 +15,10 @@ import contact_sheet
 import data
 import evaluate
 import outputs
-import prediction
+from predictor import Predictor
 import readers
 import scoring
-import synthetic
+from miniature import synthetic
 from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
@@ -181,7 +181,7 @@ def test_probability_map_thresholds_to_sama_predictor_mask(toy, checkpoints):
     image_path, gt_path = readers.dis_pairs(toy, "DIS-VD")[0]
     image, gt = readers.load_image(image_path), readers.load_mask(gt_path)
     box = data.mask_to_box(gt > 128)
-    ours = prediction.Predictor(model, TASKS)
+    ours = Predictor(model, TASKS)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamaPredictor(model)
@@ -204,7 +204,7 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
     assert run("--split", "DIS-VD", "--data", toy, "--model", "sam", "--sam-checkpoint", sam_path,
                "--out", out) == 0
     report = json.loads((out / "metrics.json").read_text())
-    reference = prediction.Predictor(load_sam(sam_path, device=DEVICE))
+    reference = Predictor(load_sam(sam_path, device=DEVICE))
     direct = SegMetrics()
     for image_path, gt_path in readers.dis_pairs(toy, "DIS-VD"):
         gt = readers.load_mask(gt_path)
@@ -224,7 +224,7 @@ def test_the_mask_is_cut_at_the_recorded_threshold(toy, checkpoints, tmp_path):
     sam_path, sama_path = checkpoints
     model = load_sama(sama_path, device=DEVICE)
     pairs = readers.dis_pairs(toy, "DIS-VD")[:1]
-    plain = prediction.Predictor(model, TASKS)
+    plain = Predictor(model, TASKS)
     seg = []
     for image_path, gt_path in pairs:
         plain.set_image(readers.load_image(image_path))
@@ -319,7 +319,7 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
     box = data.mask_to_box(readers.load_mask(gt_path) > 128)
     maps = {}
     for tasks in (["seg"], ["matting"], ["matting", "seg"]):
-        predictor = prediction.Predictor(model, tasks)
+        predictor = Predictor(model, tasks)
         predictor.set_image(readers.load_image(image_path))
         maps[tasks[0] if len(tasks) == 1 else "both"] = predictor.predict(box=box)
     both = maps["both"]
@@ -328,9 +328,9 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
         np.testing.assert_array_equal(maps["seg"][key], both["seg"])
         np.testing.assert_array_equal(maps["matting"][key], both["alpha"])
     with pytest.raises(ValueError, match="tasks"):
-        prediction.Predictor(model)
+        Predictor(model)
     with pytest.raises(ValueError, match="tasks"):
-        prediction.Predictor(model, ["alpha"])
+        Predictor(model, ["alpha"])
 
 
 def test_points_split_scores_equal_iou_on_the_pngs(toy, checkpoints, tmp_path):

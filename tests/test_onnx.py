@@ -17,17 +17,17 @@ from PIL import Image
 pytest.importorskip("onnxruntime", reason="pip install -r requirements-onnx.txt")
 pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
 
-import export_onnx  # noqa: E402
+from deploy import export_onnx  # noqa: E402
 import predict  # noqa: E402
-import prediction  # noqa: E402
+from predictor import Predictor  # noqa: E402
 from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama  # noqa: E402
 from outputs import sha256_file  # noqa: E402
-from onnx_graphs import FEATURES, export_graphs  # noqa: E402
+from deploy.onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
-from sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
-from sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
+from deploy.sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
+from deploy.sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
 from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +95,7 @@ def test_manifest_records_the_export(exported, model):
     assert (manifest["variant"], manifest["tasks"], manifest["image_size"]) == (
         "tiny", ["seg", "matting"], 256)
     assert isinstance(manifest["opset"], int) and manifest["opset"] >= 18
-    assert manifest["threshold"] == model.loaded_from["threshold"]  # the one sama.pt records
+    assert manifest["threshold"] == model.checkpoint_record.threshold  # the one sama.pt records
     assert ONNX_TASKS == TASKS  # sama_onnx's copy of sama's task list
     assert manifest["weights"]["sama"]["sha256"] == sha256_file(SAMA_PT)
     assert manifest["weights"]["sam"]["sha256"] == sha256_file(SAM_PTH)
@@ -138,11 +138,11 @@ def test_both_graphs_equal_pytorch(exported, model):
 
 
 def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
-    """OnnxPredictor's maps equal prediction.Predictor's; predict.py --onnx writes the PNGs the
+    """OnnxPredictor's maps equal Predictor's; predict.py --onnx writes the PNGs the
     PyTorch path writes, within one grey level."""
     image = random_image(120, 90, 7)
     onnx = OnnxPredictor(exported, threads=1)
-    ref = prediction.Predictor(model, ["seg", "matting"], model.loaded_from["threshold"])
+    ref = Predictor(model)  # both heads, the threshold sama.pt records
     onnx.set_image(image)
     ref.set_image(image)
     for prompt in prompts(120, 90):
@@ -226,7 +226,7 @@ def test_an_ablation_trained_for_one_task(tmp_path):
     assert manifest["inputs"]["image"] == ["frame"]
     assert manifest["outputs"]["prompt"] == ["alpha", "sam_logits"]
     onnx = OnnxPredictor(tmp_path / "matting", threads=1)
-    ref = prediction.Predictor(sama, ["matting"])
+    ref = Predictor(sama, ["matting"])
     image = random_image(100, 70, 5)
     onnx.set_image(image)
     ref.set_image(image)

@@ -24,15 +24,15 @@ import pytest
 import torch
 from PIL import Image
 
-import ablate
+from miniature import ablate
 import evaluate
 import frame
 import outputs
 import predict
-import prediction
-import pretrain_sam
+from predictor import Predictor
+from miniature import pretrain_sam
 import readers
-import synthetic
+from miniature import synthetic
 import train
 from load_sam_weights import (CheckpointError, atomic_save, load_sam, load_sama, read_checkpoint,
                               sam_identity, save_sama)
@@ -355,7 +355,7 @@ def test_predict_out_folder_with_a_slash_and_an_exact_box(photo, ckpt, tmp_path,
 
 @pytest.mark.parametrize("labels", [[2], [3], [5], [-7], [1.5]])
 def test_predictor_refuses_labels_other_than_0_and_1(ckpt, labels):
-    predictor = prediction.Predictor(load_sama(ckpt["a"]), TASKS)
+    predictor = Predictor(load_sama(ckpt["a"]), TASKS)
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
     with pytest.raises(frame.PromptError, match="only 1 .foreground. and 0 .background."):
         predictor.predict(np.array([[10.0, 10.0]]), np.array(labels))
@@ -365,7 +365,7 @@ def test_predictor_refuses_labels_other_than_0_and_1(ckpt, labels):
                                           ([0, 0, 61, 20], "outside the 60x40 image"),
                                           ([-1, 0, 10, 20], "outside the 60x40 image")])
 def test_predictor_refuses_reversed_and_off_image_boxes(ckpt, box, problem):
-    predictor = prediction.Predictor(load_sama(ckpt["a"]), TASKS)
+    predictor = Predictor(load_sama(ckpt["a"]), TASKS)
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
     with pytest.raises(frame.PromptError, match=problem):
         predictor.predict(box=np.array(box, dtype=float))
@@ -374,7 +374,7 @@ def test_predictor_refuses_reversed_and_off_image_boxes(ckpt, box, problem):
 @pytest.mark.parametrize("image", [np.zeros((40, 60), np.uint8), np.zeros((40, 60, 4), np.uint8),
                                    np.zeros((40, 60, 3), np.float32)])
 def test_predictor_refuses_images_that_are_not_hw3_uint8(ckpt, image):
-    predictor = prediction.Predictor(load_sama(ckpt["a"]), TASKS)
+    predictor = Predictor(load_sama(ckpt["a"]), TASKS)
     with pytest.raises(ValueError, match=r"an \(H, W, 3\) uint8 RGB array is needed"):
         predictor.set_image(image)
 

@@ -12,7 +12,7 @@ from PIL import Image
 import predict
 import outputs
 import frame
-import prediction
+from predictor import Predictor
 from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
 import readers
@@ -100,7 +100,7 @@ def test_the_mask_is_cut_at_the_threshold_the_checkpoint_records(checkpoint, rot
     0.5) makes predict.py's mask; without one, 0.5 (the test above)."""
     image, box = readers.load_image(rotated_image), np.array([5.0, 10, 40, 70])
     model = load_sama(checkpoint, device=DEVICE)
-    plain = prediction.Predictor(model, TASKS)
+    plain = Predictor(model, TASKS)
     plain.set_image(image)
     seg = plain.predict(box=box)["seg"]
     threshold = float(np.median(seg))
@@ -125,7 +125,7 @@ def test_sam_is_read_through_its_probability_map_and_its_mask(checkpoint, rotate
 
     sam = load_sama(checkpoint, device=DEVICE).sam
     image, box = readers.load_image(rotated_image), np.array([5.0, 10, 40, 70])
-    ours = prediction.Predictor(sam)
+    ours = Predictor(sam)
     ours.set_image(image)
     out = ours.predict(box=box)
     official = SamPredictor(sam)
@@ -256,7 +256,7 @@ def test_predictor_refuses_non_finite_maps_for_sama_and_sam(checkpoint, rotated_
     box = np.array([5.0, 10, 40, 70])
     for wrapped, cls in ((model, SamaPredictor), (model.sam, SamPredictor)):
         real = cls.predict_torch
-        predictor = prediction.Predictor(wrapped, TASKS if cls is SamaPredictor else None)
+        predictor = Predictor(wrapped, TASKS if cls is SamaPredictor else None)
         predictor.set_image(image)
         assert predictor.predict(box=box)["seg"].shape == image.shape[:2]
 

@@ -13,7 +13,7 @@ import sam
 import sama
 from conftest import sama_maps
 from losses import matting_loss, seg_loss
-from prediction import Predictor
+from predictor import Predictor
 from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -408,9 +408,9 @@ def test_keep_freed_cpu_memory_reuses_large_blocks():
         pytest.skip("glibc's allocator only")
     script = """
 import resource, sys, torch
-import prediction
+from predictor import keep_freed_cpu_memory
 if sys.argv[1] == "keep":
-    prediction.keep_freed_cpu_memory()
+    keep_freed_cpu_memory()
 def forward():
     x = torch.ones(2**24)
     for _ in range(8):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import evaluate
-import pretrain_sam
-import synthetic
+from miniature import pretrain_sam
+from miniature import synthetic
 from load_sam_weights import load_sam, read_checkpoint
 from sam import SAM_VARIANTS, Sam
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import stats
+from miniature import stats
 
 
 def test_identical_configurations_give_zero_and_no_support():

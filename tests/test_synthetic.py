@@ -11,7 +11,7 @@ from scipy import ndimage
 
 import data
 import readers
-import synthetic
+from miniature import synthetic
 from conftest import backgrounds
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split in the tests' benchmarks

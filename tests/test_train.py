@@ -31,7 +31,7 @@ import outputs
 import readers
 import sam
 import scoring
-import synthetic
+from miniature import synthetic
 import train
 from load_sam_weights import atomic_save, load_sama, read_checkpoint
 from sam import SAM_VARIANTS, Sam
@@ -765,7 +765,7 @@ def test_validation_is_logged_and_training_goes_on_in_train_mode(toy, tmp_path, 
     _, miou = scoring.validate_segmentation(model, [tasks], pairs, progress=False)
     assert val[-1]["val_threshold"] == scoring.pick_threshold(miou) in scoring.THRESHOLDS
     assert val[-1]["val_mIoU"] == pytest.approx(miou[val[-1]["val_threshold"]], abs=1e-12)
-    assert model.loaded_from["threshold"] == val[-1]["val_threshold"]
+    assert model.checkpoint_record.threshold == val[-1]["val_threshold"]
     if tasks == "matting":
         untrained = scoring.score_segmentation(model, ["seg"], pairs, progress=False)
         assert untrained["MAE"] != pytest.approx(val[-1]["val_MAE"], abs=1e-9)

@@ -1,13 +1,13 @@
 """SAM vs SAMA, side by side in one run: time per image, time per prompt, peak memory; the
 parameter overhead; and each optimisation the code keeps against its textbook form.
 
-    python benchmark.py                      # tiny at 256 px and ViT-B at 512 px (CPU-friendly)
-    python benchmark.py --variants vit_b --image-size 1024 --device cuda [--bf16]
-    python benchmark.py --params             # SAM's parameters and what SAMA adds, per module
-    python benchmark.py --optimisations --variants vit_b --image-size 1024
-    python benchmark.py --variants vit_b vit_h --device cuda --bf16 --meta   # and Meta's SAM
-    python benchmark.py --train --variants vit_l --device cuda [--compile]  # train.py's steps
-    python benchmark.py --onnx [--device cuda]   # SAMA in PyTorch and in ONNX (onnxruntime)
+    python -m benchmarks.benchmark           # tiny at 256 px and ViT-B at 512 px (CPU-friendly)
+    python -m benchmarks.benchmark --variants vit_b --image-size 1024 --device cuda [--bf16]
+    python -m benchmarks.benchmark --params  # SAM's parameters and what SAMA adds, per module
+    python -m benchmarks.benchmark --optimisations --variants vit_b --image-size 1024
+    python -m benchmarks.benchmark --variants vit_b vit_h --device cuda --bf16 --meta  # + Meta's
+    python -m benchmarks.benchmark --train --variants vit_l --device cuda [--compile]  # train.py
+    python -m benchmarks.benchmark --onnx [--device cuda]  # SAMA in PyTorch and in ONNX
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
@@ -42,11 +42,13 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import synthetic
-from prediction import Predictor, keep_freed_cpu_memory
-from provenance import provenance
+from miniature import synthetic
+from predictor import Predictor, keep_freed_cpu_memory
+from outputs import provenance
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
 from sama import SAMA, TASKS, SamaPredictor
+
+ROOT = Path(__file__).resolve().parents[1]  # where train.py and the snippets run
 
 
 def timed(fn: Callable, device: torch.device) -> float:
@@ -185,7 +187,7 @@ def bench(
 
 
 # ----------------------------------------------------------------------------------------------
-# SAMA in PyTorch and in ONNX: python benchmark.py --onnx
+# SAMA in PyTorch and in ONNX: python -m benchmarks.benchmark --onnx
 # ----------------------------------------------------------------------------------------------
 
 # one image and one box prompt in a fresh process, then its peak RSS in MiB: VmHWM, the process's
@@ -193,7 +195,8 @@ def bench(
 PEAK = "print(next(int(l.split()[1]) for l in open('/proc/self/status') if 'VmHWM' in l) / 1024)\n"
 PEAK_RSS = {
     "pytorch": (
-        "import sys, numpy as np, torch, benchmark\n"
+        "import sys, numpy as np, torch\n"
+        "from benchmarks import benchmark\n"
         "benchmark.keep_freed_cpu_memory()\n"
         "_, sama = benchmark.models(sys.argv[1], int(sys.argv[2]), torch.device('cpu'))\n"
         "p = benchmark.Predictor(sama, benchmark.TASKS)\n"
@@ -203,7 +206,7 @@ PEAK_RSS = {
     ),
     "onnx": (
         "import sys, numpy as np\n"
-        "from sama_onnx import OnnxPredictor\n"
+        "from deploy.sama_onnx import OnnxPredictor\n"
         "p = OnnxPredictor(sys.argv[5])\n"
         "p.set_image(np.load(sys.argv[3])); p.predict(box=np.load(sys.argv[4]))\n"
         + PEAK
@@ -212,14 +215,14 @@ PEAK_RSS = {
 
 
 def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -> None:
-    """prediction.Predictor and OnnxPredictor (one contract) on the same random weights, back to
+    """predictor.Predictor and OnnxPredictor (one contract) on the same random weights, back to
     back in each repetition: per image (set_image and a box prompt) and per prompt; peak memory of
     each in a fresh process on the CPU."""
     import onnxruntime  # requirements-onnx.txt: imported by --onnx only
 
     from load_sam_weights import DEFAULT_THRESHOLD
-    from onnx_graphs import export_graphs
-    from sama_onnx import OnnxPredictor
+    from deploy.onnx_graphs import export_graphs
+    from deploy.sama_onnx import OnnxPredictor
 
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":
@@ -252,8 +255,7 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
             np.save(Path(tmp) / "box.npy", box)
             argv = [variant, str(image_size), str(Path(tmp) / "image.npy"),
                     str(Path(tmp) / "box.npy"), str(folder)]
-            here = Path(__file__).resolve().parent  # where the snippets' imports are
-            rss = {kind: float(subprocess.run([sys.executable, "-c", code, *argv], cwd=here,
+            rss = {kind: float(subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT,
                                               check=True, capture_output=True,
                                               text=True).stdout.split()[-1])
                    for kind, code in PEAK_RSS.items()}
@@ -354,7 +356,7 @@ def bench_optimisations(variant: str, image_size: int, device: torch.device, rep
 
 
 # ----------------------------------------------------------------------------------------------
-# Training steps: python benchmark.py --train --variants vit_l --device cuda
+# Training steps: python -m benchmarks.benchmark --train --variants vit_l --device cuda
 # ----------------------------------------------------------------------------------------------
 
 DIS_SIZE = (2560, 1920)  # (long, short) side: DIS5K's images are about 2500 x 1800
@@ -392,7 +394,7 @@ def bench_training(variant: str, device: torch.device, steps: int, batch_size: i
                 "--val-every", "0", "--save-every", str(steps), "--out", str(root / "run")]
         # train.py in a process of its own: a command-line module runs another, never imports it
         command = [sys.executable, "train.py", *argv, *(["--compile"] if compile_encoder else [])]
-        if subprocess.run(command, cwd=Path(__file__).resolve().parent).returncode != 0:
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
             raise SystemExit("benchmark.py --train: train.py failed (its error is above)")
         log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
     times = [r["s_per_step"] for r in log[5:]] or [r["s_per_step"] for r in log]
@@ -406,7 +408,7 @@ def bench_training(variant: str, device: torch.device, steps: int, batch_size: i
 
 
 # ----------------------------------------------------------------------------------------------
-# Parameter overhead: python benchmark.py --params
+# Parameter overhead: python -m benchmarks.benchmark --params
 # ----------------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """A local web page: draw a box, click points, see SAM's mask beside SAMA's mask and matte, take the
 cutout.
 
-    python app.py [--checkpoint weights/sama_standin.pt] [--sam-checkpoint ...] [--port 8000]
+    python -m deploy.app [--checkpoint weights/sama_standin.pt] [--sam-checkpoint ...] [--port 8000]
 
 serves app.html on http://127.0.0.1:PORT/ (the loopback address only; --port 0 takes a free port)
 and prints the address. Pick one of the benchmark's test images (written by synthetic.py into
@@ -52,13 +52,13 @@ import torch
 from PIL import Image
 
 import readers
-import synthetic
+from miniature import synthetic
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import CheckpointError, load_sama
-from prediction import Predictor
+from predictor import Predictor
 
-REPO = Path(__file__).resolve().parent
-PAGE = REPO / "app.html"
+REPO = Path(__file__).resolve().parents[1]  # the repository's root
+PAGE = Path(__file__).with_name("app.html")
 HOST = "127.0.0.1"  # the loopback address: no other machine can reach the page
 MAX_UPLOAD_MB = 32  # an upload's size; a 4096 x 4096 photo is well under it
 MAX_SIDE = 4096  # an image's longest side, in pixels: the frame is 1024 (stand-in: 256) anyway
@@ -97,9 +97,8 @@ class App:
     def __init__(self, checkpoint, sam_checkpoint, examples: Path,
                  max_upload_mb: float = MAX_UPLOAD_MB, max_side: int = MAX_SIDE) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"  # as predict.py picks it
+        # each tab's Predictor(self.model) reads its tasks and threshold from the file's record
         self.model = load_sama(checkpoint, sam_checkpoint, device=device)
-        # of the bytes loaded, not a second read; the mask threshold the file records
-        self.tasks, self.threshold = (self.model.loaded_from[k] for k in ("tasks", "threshold"))
         self.device = torch.device(device)
         self.examples_root, self.examples = examples, None
         self.max_upload, self.max_side = int(max_upload_mb * 2**20), max_side
@@ -144,7 +143,7 @@ class App:
         """Encode the image for the tab (its features, once) and make it the tab's image."""
         with self.model_lock:
             t0 = time.perf_counter()
-            predictor = Predictor(self.model, self.tasks, self.threshold)
+            predictor = Predictor(self.model)
             predictor.set_image(image)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()

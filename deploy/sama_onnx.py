@@ -1,5 +1,5 @@
 """SAMA on onnxruntime, numpy and pillow alone: the two graphs export_onnx.py writes, behind the
-predictor contract of prediction.Predictor (the same checks of its inputs, frame.py's, and the
+predictor contract of predictor.Predictor (the same checks of its inputs, frame.py's, and the
 same maps). Importing this module never imports torch (tests/test_onnx.py).
 
     predictor = OnnxPredictor("onnx/sama_vit_b")
@@ -104,7 +104,7 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
 
 
 class OnnxPredictor:
-    """The predictor contract (prediction.Predictor's) on an export folder: set_image(image), then
+    """The predictor contract (predictor.Predictor's) on an export folder: set_image(image), then
     predict(points, labels, box) -> {"seg", "mask", "alpha", "sam"} at the image's size (the mask
     at the checkpoint's threshold, recorded in the manifest), read through the trained heads only
     (a single-task model gives both maps from its head), NonFiniteOutput on NaN or inf; a bad
@@ -156,7 +156,7 @@ class OnnxPredictor:
         return coords[None].astype(np.float32), np.concatenate(kinds)[None]
 
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-        """The prompt in the image's pixels, checked as prediction.Predictor checks it."""
+        """The prompt in the image's pixels, checked as predictor.Predictor checks it."""
         check_prompt_arrays(points, labels, box, *self.original_size)
         point_coords, point_labels = self.prompt_inputs(points, labels, box)
         outputs = self.sessions["prompt"].run(

@@ -1,12 +1,13 @@
 """Times metrics.py against PySODMetrics on realistic maps and checks that the results are equal.
 
-    python benchmark_metrics.py
+    python -m benchmarks.benchmark_metrics
 
 SegMetrics (which also computes mIoU and mBIoU) vs PySODMetrics' Fmeasure, WeightedFmeasure,
 Smeasure, Emeasure and MAE stepped on the same uint8 maps, at 1024 x 1024 and 3000 x 2000; then
 MattingMetrics' time per image at 2000 x 2000. PySODMetrics is a test / benchmark oracle only.
 """
 
+import argparse
 import time
 import warnings
 
@@ -14,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from metrics import MattingMetrics, SegMetrics
-from provenance import provenance
+from outputs import provenance
 
 KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm")
 
@@ -70,7 +71,8 @@ def compare(pairs):
     return t_ref, t_ours, ref, seg.results()
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help only
     print(f"benchmark_metrics.py at {provenance()}")
     rng = np.random.default_rng(0)
     print(

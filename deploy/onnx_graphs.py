@@ -34,7 +34,7 @@ import torch.nn as nn
 from outputs import sha256_file, whole_folder
 from sam import Attention
 from sama import SAMA, TASKS, ImageFeatures
-from sama_onnx import FORMAT, MANIFEST
+from deploy.sama_onnx import FORMAT, MANIFEST
 
 FEATURES = tuple(f.name for f in dataclasses.fields(ImageFeatures))  # the image path's outputs
 OUTPUTS = {"seg": "seg_logits", "matting": "alpha"}  # each trained head's output

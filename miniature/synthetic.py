@@ -1,8 +1,8 @@
 """Synthetic data for the miniature: the stand-in SAM's pre-training corpus and a fine-structure
 benchmark in the official dataset layouts.
 
-    python synthetic.py DIR [--seed 0]      # writes the benchmark below (deterministic from --seed)
-    python synthetic.py make-toy DIR        # 3. the toy datasets: small and quick, for tests
+    python -m miniature.synthetic DIR [--seed 0]  # the benchmark below (deterministic from --seed)
+    python -m miniature.synthetic make-toy DIR    # 3. the toy datasets: small and quick, for tests
 
 Nothing here can use SAM's real training data (SA-1B) or the real benchmarks, so both are drawn
 procedurally, every image a pure function of (seed, stream, index): `np.random.default_rng([seed,
@@ -1213,7 +1213,7 @@ def write_examples(root, seed: int = 0, per_kind: int = 2) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Toy datasets in the official layouts (python synthetic.py make-toy DIR), for tests
+# 3. Toy datasets in the official layouts (python -m miniature.synthetic make-toy DIR), for tests
 # ----------------------------------------------------------------------------------------------
 
 TOY_JPEG_QUALITY = 92  # the toy's .jpg images
@@ -1389,7 +1389,7 @@ def make_toy(root, seed: int = 0, n_train: int = 48, n_val: int = 16, n_test: in
 
 
 def toy_main(argv) -> int:
-    """python synthetic.py make-toy DIR: the toy datasets (make_toy)."""
+    """python -m miniature.synthetic make-toy DIR: the toy datasets (make_toy)."""
     parser = argparse.ArgumentParser(prog="synthetic.py make-toy",
                                      description="write small toy datasets in the official layouts")
     parser.add_argument("dir", type=Path)
@@ -1409,8 +1409,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["make-toy"]:
         return toy_main(argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="python synthetic.py make-toy DIR: the toy datasets")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="python -m miniature.synthetic make-toy DIR: the toy datasets")
     parser.add_argument("dir", type=Path, help="a new or empty folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -1,9 +1,10 @@
 """Tables 3, 4 and 5 in miniature: the paper's ablations on the stand-in SAM, with error bars.
 
-    python ablate.py               # the study: 6 trained configurations x 3 seeds, and SAM:
-                                   # about 95 min on 2 cores (its runs: 181 min of one core)
-    python ablate.py --quick       # every configuration end to end in a few steps (tests/)
-    python ablate.py --per-kind    # after the study: its scores per kind of structure and matte
+    python -m miniature.ablate             # the study: 6 trained configurations x 3 seeds, and
+                                           # SAM: about 95 min on 2 cores (runs: 181 min of one)
+    python -m miniature.ablate --quick     # every configuration end to end in a few steps (tests/)
+    python -m miniature.ablate --per-kind  # after the study: its scores per kind of structure and
+                                           # of matte
 
 Every configuration below is trained by train.py on the shipped stand-in SAM
 (weights/sam_standin.pth, frozen) once per seed, on the synthetic benchmark (synthetic.py, written
@@ -51,16 +52,15 @@ import torch
 from PIL import Image, ImageDraw
 
 import outputs
-import paper
 import readers
 import scoring
-import stats
-import synthetic
-from miniature import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError,
+from miniature import stats
+from miniature import synthetic
+from miniature.recipe import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError,
                        evaluate_command, run_command, train_command)
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
-from provenance import provenance
+from outputs import provenance
 from sam import SAM_VARIANTS, Sam, postprocess_masks, preprocess_shape
 from sama import SAMA
 
@@ -78,10 +78,10 @@ class Configuration:
     label: str  # the table's row
     table: str  # the paper's table this row reproduces
     options: tuple  # train.py's switches; None: plain SAM, not trained
-    paper: dict  # the paper's configuration, as paper.PAPER records it
+    paper: dict  # the paper's configuration, as scoring.PAPER records it
 
 
-FULL = paper.FULL
+FULL = scoring.FULL
 CONFIGURATIONS = (
     Configuration("SAM", "SAM (the stand-in, frozen)", "Table 1", None, {"model": "sam"}),
     Configuration("neither", "SAMA without MVLE and Local-Adapter", "Tables 3-4",
@@ -225,7 +225,7 @@ def summary(results: list, tests: tuple = SEEN) -> dict:
 
 def paper_cell(split: str, config: dict, key: str) -> str:
     """The paper's number for this configuration on that split, or a dash where it has none."""
-    for row in paper.PAPER.get(split, []):
+    for row in scoring.PAPER.get(split, []):
         if row["config"] == config and key in row["scores"]:
             return f"{row['scores'][key]:g} ({row['table']})"
     return "-"
@@ -665,7 +665,7 @@ def study(args) -> int:
         except (StudyError, readers.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        table = (f"# The study per kind\n\nPrinted by `python ablate.py --per-kind` at "
+        table = (f"# The study per kind\n\nPrinted by `python -m miniature.ablate --per-kind` at "
                  f"{provenance()}, from the study's test predictions.\n\n{table}")
         outputs.write_text(table, args.out / "per_kind.md")
         print(table + f"wrote {args.out / 'per_kind.md'}")
@@ -706,7 +706,7 @@ def study(args) -> int:
     recipe = settings["recipe"]
     run_minutes = sum(r["seconds"] for r in results) / 60
     seeds = ", ".join(map(str, args.seeds))
-    header = (f"Printed by `python ablate.py{' --quick' if args.quick else ''}` at "
+    header = (f"Printed by `python -m miniature.ablate{' --quick' if args.quick else ''}` at "
               f"{provenance()}; {os.cpu_count()} CPU cores, {args.jobs} runs at a time: "
               f"{made} of the {len(jobs)} runs made by this invocation in {minutes:.0f} min "
               f"wall-clock; the runs' own times sum to {run_minutes:.0f} min. "

@@ -16,7 +16,7 @@ from typing import Optional
 
 from sam import SAM_VARIANTS
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]  # the repository's root
 STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
 STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
 

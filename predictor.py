@@ -22,7 +22,7 @@ import torch
 
 # the contract's checks, in frame.py: torch-free, for the ONNX predictor too
 from frame import check_finite, check_image, check_prompt_arrays
-from load_sam_weights import DEFAULT_THRESHOLD
+from load_sam_weights import DEFAULT_THRESHOLD, load_sama
 from sam import Sam, SamPredictor, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -46,21 +46,34 @@ class Predictor:
     A SAMA model is always read through the heads it trained (`tasks`, as its checkpoint records
     them): trained for matting only, its alpha is also the segmentation probability map; trained for
     segmentation only, its probability sigmoid(seg logits) is also the alpha. The untrained head's
-    output is never returned. A model from load_sama records both (model.loaded_from); they are
-    passed on explicitly, so that no head is ever scored by default.
+    output is never returned. A model from load_sama records both (model.checkpoint_record), and
+    they are read from there unless given; a SAMA made in memory needs its tasks given, so that no
+    head is ever scored by default. Predictor.from_checkpoint is the one call from a file.
     """
 
     def __init__(self, model: Union[SAMA, Sam], tasks: Optional[Sequence[str]] = None,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: Optional[float] = None) -> None:
         self.is_sama = isinstance(model, SAMA)
+        record = model.checkpoint_record
+        if self.is_sama and tasks is None and record is not None:
+            tasks = record.tasks
+        if threshold is None:
+            threshold = record.threshold if self.is_sama and record else DEFAULT_THRESHOLD
         if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
             raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")
+        self.model = model
         self.threshold = threshold
         self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
         self.sam = model.sam if self.is_sama else model
         self.size: tuple[Optional[int], Optional[int]] = (None, None)  # (H, W) once set_image ran
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, sam_checkpoint=None, device="cpu") -> Predictor:
+        """A ready predictor from a SAMA checkpoint (load_sama: checked strictly, one line,
+        CheckpointError): its trained heads, the mask at the threshold it records."""
+        return cls(load_sama(checkpoint, sam_checkpoint, device=device))
 
     def set_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB; anything else -> ValueError, one line."""
@@ -108,10 +121,10 @@ def keep_freed_cpu_memory() -> None:
     one.
 
     On the CPU the five-view encoder batch allocates many such blocks, and faulting in their fresh
-    pages costs time (BENCHMARKS.md: `python benchmark.py --optimisations` times SAMA with and
-    without this call, in fresh processes). Without the call is the textbook form: the process as
-    it starts. The process keeps its peak memory. Elsewhere (macOS, Windows, musl) this does
-    nothing.
+    pages costs time (BENCHMARKS.md: `python -m benchmarks.benchmark --optimisations` times SAMA
+    with and without this call, in fresh processes). Without the call is the textbook form: the
+    process as it starts. The process keeps its peak memory. Elsewhere (macOS, Windows, musl) this
+    does nothing.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -1,6 +1,6 @@
 """Pre-train the stand-in SAM on the synthetic corpus (synthetic.py), in the official format.
 
-    python pretrain_sam.py --out weights/sam_standin.pth     # the shipped file; one CPU thread
+    python -m miniature.pretrain_sam --out weights/sam_standin.pth  # the shipped file; one thread
 
 The official SAM weights cannot be downloaded here, so the miniature runs on a small SAM (the "tiny"
 variant: 256 px frame, 16 x 16 tokens, 4G = 64 px masks) trained the way SAM was (Kirillov et al.
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import outputs
-import synthetic
+from miniature import synthetic
 from data import MASK_LOGIT, mask_to_box
 from load_sam_weights import atomic_save
 from metrics import boundary_iou, mask_iou

@@ -1,7 +1,7 @@
 """Export SAMA to ONNX, the whole model: the image path and the prompt path (onnx_graphs.py).
 
-    python export_onnx.py --checkpoint runs/sama/sama.pt --sam-checkpoint sam_vit_b_01ec64.pth \\
-        --out onnx/sama_vit_b
+    python -m deploy.export_onnx --checkpoint runs/sama/sama.pt \\
+        --sam-checkpoint sam_vit_b_01ec64.pth --out onnx/sama_vit_b
 
 writes OUT/image.onnx, OUT/prompt.onnx (each with its .onnx.data weights) and OUT/sama_onnx.json
 (variant, tasks, frame size, opset, SHA-256 of the weights and of the graphs), all or none; then
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from load_sam_weights import CheckpointError, load_sama
-from onnx_graphs import export_graphs
+from deploy.onnx_graphs import export_graphs
 
 
 def main(argv=None) -> int:
@@ -41,9 +41,10 @@ def main(argv=None) -> int:
     except (CheckpointError, FileExistsError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    loaded = model.loaded_from  # paths and SHA-256 of the bytes loaded
-    weights = {"sama": {"file": loaded["file"], "sha256": loaded["sha256"]}, "sam": loaded["sam"]}
-    manifest = export_graphs(model, tuple(loaded["tasks"]), loaded["threshold"], out,
+    record = model.checkpoint_record  # paths and SHA-256 of the bytes loaded
+    weights = {name: {"file": r.file, "sha256": r.sha256}
+               for name, r in (("sama", record), ("sam", record.sam))}
+    manifest = export_graphs(model, record.tasks, record.threshold, out,
                              weights)
     sizes = ", ".join(
         f"{name} {sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
