@@ -29,11 +29,50 @@ Layouts read, as the datasets are distributed, each reader pairing files by stem
     Distinctions-646/Train/{FG, GT, bg_train.txt}                  d646_train_pairs(root, bgs)
     a plain folder: DIR/{im, gt}, DIR/{im, alpha}, DIR/{fg, alpha} folder_sets(root)
 
-Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
-data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
-one-line DataError naming the file (a symbolic link to nothing included); `python readers.py check`
-runs a split's reader and check_pairs before a long job (exit status 2 and "error: ..." on a
-problem).
+Every reader accepts the dataset folder itself or the folder holding it.
+
+What is refused. Every problem is a one-line DataError naming the file, raised before any work:
+evaluate.py and train.py check a split (check_pairs) before the first prediction or step, and
+`python readers.py check` does it alone (exit status 2 and "error: ...").
+
+- Any layout: a missing folder; a file without its pair (files pair by stem) or two files of one
+  stem; an unreadable or truncated file (every file is fully decoded: Image.verify passes a
+  truncated JPEG); files of one tuple of different sizes (after EXIF rotation); a symbolic link to
+  nothing (Path.is_file is false for it: it would leave the set without a word). A GT with no
+  object, which has no prompt box: no pixel gt > 128 (masks), alpha > 0 (mattes), alpha > 127
+  (RefMatte-RW100); refused rather than scored IoU 0 or skipped, which would change the set a
+  mean is taken over.
+- Masks and alphas (load_mask): colour takes the maximum of R, G, B; an RGBA mask of constant colour
+  is its alpha; 16-bit values are / 257; EXIF orientation is applied to images and masks alike.
+  Float files (mode F, e.g. a TIFF alpha) in [0, 1], give or take 0.01 (a resampler's overshoot,
+  clipped), are x 255: read as 0 / 1, a [0, 1] alpha would score nearly black (a float 0 / 1 mask
+  reads 0 / 255). Float or 32-bit integer values above 1 read as 8-bit, above 255 as 16-bit
+  (/ 257); a negative, NaN or infinite value, or one above 65535, is refused.
+- Trimaps that are scored (Composition-1K; Distinctions-646's made ones) hold only 0, 128 and 255,
+  with some 128 (check_trimap): only exact 128 is scored, so an unknown of 127 or 1 would score
+  SAD 0 and a JPEG trimap another region; the file and its values are named. Trimaps that are not
+  scored (AM-2K, P3M-500-NP, AIM-500) are not read.
+- Backgrounds (--backgrounds under composited foregrounds; Distinctions-646's listed ones): every
+  image a run will draw is decoded before step 1 (threads, check_backgrounds), the unreadable
+  ones named in one line (count, first three): one more pass per run, against a crash hours in.
+- Distinctions-646: Test/bg_test.txt lists 1,000 VOC 2012 JPEGImages names, 20 per foreground;
+  Train/bg_train.txt 59,600 COCO names written as train2014 files (COCO_train2014_<id>.jpg), 100
+  per foreground, a name not in the folder looked up as <id>.jpg (train2017's name for it). The
+  lists have CRLF line ends, bg_train.txt no final newline: read with LF or CRLF, with or without.
+  Foreground k (in name order: the archive ships no foreground list) takes names 20 k .. 20 k + 19,
+  in the list's order. Names not in --backgrounds are refused in one line (count, first). The
+  test composite (Test/composite/{merged, alpha_copy, trimaps}/{stem}_{i}.png, as Composition-1K;
+  trimaps make_trimap(alpha, 5)) is written whole or not at all with a manifest of the list and
+  the SHA-256 of every input: one of other files, list or rule, or a partial one, is refused.
+- RefMatte-RW100: image_all holds one image per labelled object, named as its alpha in mask and
+  its entry in refmatte_rw100_label.json; where image_all lacks it, the entry's image_name (a file
+  name or a stem in image_all) is the image, as the field's readers fall back. Only the entries'
+  names and image names are read.
+- A folder of one's own: DIR/{im, gt} masks, DIR/{im, alpha} mattes (used as they are),
+  DIR/{fg, alpha} foregrounds (composited over --backgrounds); im and fg both beside alpha, with
+  no gt, is refused (which do the alphas belong to?). A tenth of each kind (at least one, given
+  two) is held out for validation (split_held_out): the stems first in the order of
+  crc32("0/" + stem), names only, so every run, seed and machine holds out the same files.
 """
 
 from __future__ import annotations
