@@ -784,7 +784,7 @@ def compile_image_encoder(sam: Sam, views: int, backend: str = "inductor") -> fl
 
 class SamPredictor:
     """SAM's official predictor, its signatures and returns those of Meta's segment-anything
-    `SamPredictor` (tests/test_sam_parity.py compares the two call for call): encode an image once,
+    `SamPredictor` (tests/test_sam.py compares the two call for call): encode an image once,
     then prompt it as often as you like; predict returns a tuple of masks, scores and low-res
     logits. The project's own predictor contract, the same for SAM and SAMA (a dict of named maps,
     its inputs checked), is predictor.Predictor, which reads SAM through predict_torch.
