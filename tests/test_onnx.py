@@ -177,7 +177,7 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
         "import numpy as np\n"
-        "from sama_onnx import OnnxPredictor\n"
+        "from deploy.sama_onnx import OnnxPredictor\n"
         f"p = OnnxPredictor({str(exported)!r}, threads=1)\n"
         f"p.set_image(np.load({str(tmp_path / 'image.npy')!r}))\n"
         "out = p.predict(box=np.array([10, 10, 60, 50]))\n"
@@ -185,11 +185,11 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    check = "import sys, sama_onnx; assert 'torch' not in sys.modules, 'torch imported'"
+    check = "import sys, deploy.sama_onnx; assert 'torch' not in sys.modules, 'torch imported'"
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     # and the other way round: the core modules never import an ONNX package
-    check = ("import sys, sam, sama, data, prediction, predict, evaluate, train\n"
+    check = ("import sys, sam, sama, data, predictor, predict, evaluate, train\n"
              "onnx = {m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', "
              "'onnxscript', 'onnx_ir') or m.startswith('torch.onnx')}\n"
              "assert not onnx, sorted(onnx)")

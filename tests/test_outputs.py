@@ -546,8 +546,9 @@ def test_ablate_children_die_with_a_killed_study(tmp_path):
     pid_file, child = tmp_path / "child.pid", tmp_path / "child.py"
     child.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
                      f"time.sleep(600)\n")
-    study = (f"import sys, miniature\nminiature.run_command([sys.executable, {str(child)!r}], "
-             f"miniature.Path({str(tmp_path / 'log')!r}), 1)\n")
+    study = (f"import sys\nfrom miniature import recipe\n"
+             f"recipe.run_command([sys.executable, {str(child)!r}], "
+             f"recipe.Path({str(tmp_path / 'log')!r}), 1)\n")
     parent = subprocess.Popen([sys.executable, "-c", study], cwd=ROOT, env=ENV)
     try:
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), parent)
