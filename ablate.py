@@ -636,6 +636,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-kind", action="store_true",
                    help="after the study: score its predictions per kind into OUT/per_kind.md")
     args = p.parse_args(argv)
+    outputs.any_file_name_on_stdout()
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
         return 2

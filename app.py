@@ -55,6 +55,7 @@ import readers
 import synthetic
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import CheckpointError, load_sama
+from outputs import any_file_name_on_stdout
 from prediction import Predictor
 
 REPO = Path(__file__).resolve().parent
@@ -390,6 +391,7 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=Path, default=Path("runs/app/examples"),
                    help="where the benchmark's test images are written on first use")
     args = p.parse_args(argv)
+    any_file_name_on_stdout()
     if not 0 <= args.port <= 65535:
         print(f"error: --port {args.port}: not a port number (0-65535)", file=sys.stderr)
         return 2

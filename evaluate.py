@@ -186,6 +186,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    outputs.any_file_name_on_stdout()
     if args.split is None and args.folder is None:
         print("error: --split is required (or --folder DIR)", file=sys.stderr)
         return 2

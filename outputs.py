@@ -199,7 +199,9 @@ def write_bytes(data: bytes, path: PathLike) -> None:
 
 
 def write_text(text: str, path: PathLike) -> None:
-    write_bytes(text.encode(), path)
+    """UTF-8; a file name that is not UTF-8 (held in `text` as Python decodes it, os.fsdecode) is
+    written as its own bytes."""
+    write_bytes(text.encode(errors="surrogateescape"), path)
 
 
 @contextmanager
@@ -271,21 +273,30 @@ def sha256_file(path: PathLike) -> str:
 
 
 def files_digest(paths: Iterable[PathLike]) -> str:
-    """SHA-256 over the files in their order: each one's name and the SHA-256 of its contents. The
-    same digest means the same files with the same bytes, wherever the folder lies."""
+    """SHA-256 over the files in their order: each one's name (its bytes on disk, UTF-8 or not) and
+    the SHA-256 of its contents. The same digest means the same files with the same bytes, wherever
+    the folder lies."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{Path(path).name}\0{sha256_file(path)}\n".encode())
+        digest.update(os.fsencode(Path(path).name) + f"\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
-# Interrupts: ctrl-C and SIGTERM end in one line
+# What a command prints: a file name that is not UTF-8 as its bytes; ctrl-C and SIGTERM in one line
 # ----------------------------------------------------------------------------------------------
 
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt
+
+
+def any_file_name_on_stdout() -> None:
+    """A file name that is not UTF-8 (held as os.fsdecode decodes it) is printed as its own bytes,
+    as ls prints it and as Python does in the C locale, not a UnicodeEncodeError (a UTF-8 locale's
+    stdout is strict; stderr already writes such a name with backslashes)."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def interrupts_as_keyboard_interrupt() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 # (the checkpoints' path imports torch in checkpoint_predictor)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
-from outputs import WriteError, remove_stale_temporaries, save_pngs
+from outputs import WriteError, any_file_name_on_stdout, remove_stale_temporaries, save_pngs
 from sama_onnx import OnnxError, OnnxPredictor
 
 
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--onnx", metavar="DIR", help="run the graphs export_onnx.py wrote into DIR "
                    "on onnxruntime (sama_onnx.OnnxPredictor) instead of the checkpoints")
     args = p.parse_args(argv)
+    any_file_name_on_stdout()
     if args.onnx and (args.sam_checkpoint or args.checkpoint != p.get_default("checkpoint")):
         p.error("--onnx runs the exported graphs: --checkpoint / --sam-checkpoint do not apply")
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")

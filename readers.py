@@ -29,10 +29,11 @@ Layouts read, as the datasets are distributed, each reader pairing files by stem
     Distinctions-646/Train/{FG, GT, bg_train.txt}                  d646_train_pairs(root, bgs)
     a plain folder: DIR/{im, gt}, DIR/{im, alpha}, DIR/{fg, alpha} folder_sets(root)
 
-Every reader accepts the dataset folder itself or the folder holding it. Every problem with the
-data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is a
-one-line DataError naming the file (a symbolic link to nothing included); `python readers.py check`
-runs a split's reader and check_pairs before a long job (exit status 2 and "error: ..." on a
+Every reader accepts the dataset folder itself or the folder holding it; file names need not be
+UTF-8 (their bytes are kept: digests, the held-out split and outputs use them). Every problem with
+the data (missing folder, unpaired file, unreadable or truncated file, size mismatch, empty mask) is
+a one-line DataError naming the file (a symbolic link to nothing included); `python readers.py
+check` runs a split's reader and check_pairs before a long job (exit status 2 and "error: ..." on a
 problem).
 """
 
@@ -55,7 +56,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from outputs import sha256_file
+from outputs import any_file_name_on_stdout, sha256_file
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
 FLOAT_SLACK = 0.01  # a float alpha in [-0.01, 1.01] is a [0, 1] alpha with rounding errors
@@ -424,14 +425,15 @@ def folder_mattes(root) -> list[tuple[Path, Path]]:
 
 def split_held_out(pairs, share: float = HELD_OUT, seed: int = HELD_OUT_SEED) -> tuple:
     """(training, validation) of a plain folder's pairs: validation = the round(share x n) pairs (at
-    least one, given two or more) whose stems come first in the order of crc32(f"{seed}/{stem}"),
-    each list kept in stem order. The rule reads names only: the same split on every run."""
+    least one, given two or more) whose stems come first in the order of crc32(f"{seed}/{stem}")
+    (the stem's bytes on disk, UTF-8 or not), each list kept in stem order. The rule reads names
+    only: the same split on every run."""
     pairs = list(pairs)
     if len(pairs) < 2:
         return pairs, []
     n = max(1, round(share * len(pairs)))
     order = sorted(range(len(pairs)),
-                   key=lambda i: (zlib.crc32(f"{seed}/{Path(pairs[i][1]).stem}".encode()), i))
+                   key=lambda i: (zlib.crc32(os.fsencode(f"{seed}/{Path(pairs[i][1]).stem}")), i))
     held = set(order[:n])
     by_stem = sorted(range(len(pairs)), key=lambda i: (Path(pairs[i][1]).stem, i))
     return ([pairs[i] for i in by_stem if i not in held], [pairs[i] for i in by_stem if i in held])
@@ -795,6 +797,7 @@ def main(argv=None) -> int:
     check.add_argument("--backgrounds", type=Path,
                        help="Distinctions-646: VOC's JPEGImages, to composite the test set once")
     args = parser.parse_args(argv)
+    any_file_name_on_stdout()
     split = SPLITS[ALIASES.get(args.split, args.split)]
     try:
         pairs = split.reader(args.root, **{name: getattr(args, name) for name in split.options})

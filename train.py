@@ -767,6 +767,7 @@ def run_state(optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, arg
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    outputs.any_file_name_on_stdout()
     outputs.interrupts_as_keyboard_interrupt()
     out = Path(args.out)
     try:
