@@ -425,12 +425,13 @@ def test_unwritable_outputs_are_refused_before_any_work(toy, ckpt, tmp_path, mon
 
 
 def full_disk(monkeypatch, name: str) -> None:
-    """outputs.write_bytes' file for `name` fills the disk after a few bytes."""
+    """outputs.write_bytes' file for `name` (or the file `name` itself, as a lock) fills the disk
+    after a few bytes."""
     real_open = open
 
     class Full(io.RawIOBase):
-        def __init__(self, path):
-            self.f = real_open(path, "wb")
+        def __init__(self, path, mode):
+            self.f = real_open(path, "xb" if "x" in mode else "wb")
 
         def write(self, b):
             self.f.write(bytes(b)[:10])
@@ -444,8 +445,8 @@ def full_disk(monkeypatch, name: str) -> None:
             super().close()
 
     def fake_open(path, mode="r", *args, **kwargs):
-        if Path(path).name.startswith(name + ".tmp-"):
-            return Full(path)
+        if Path(path).name == name or Path(path).name.startswith(name + ".tmp-"):
+            return Full(path, mode)
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(outputs, "open", fake_open, raising=False)
@@ -467,6 +468,27 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(toy, ckpt, tmp_path, mo
     assert "results.md: cannot write (no space left on device)" in one_line(
         capsys.readouterr().err)
     assert not list(out.glob("*.tmp-*")) and not (out / "results.md").exists()
+
+
+def test_a_full_disk_at_the_lock_leaves_none_and_a_dead_runs_empty_lock_is_taken_over(
+        toy, ckpt, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "eval"
+    with monkeypatch.context() as m:
+        full_disk(m, outputs.LOCK)
+        assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 2
+    assert one_line(capsys.readouterr().err) == (f"error: {out}: cannot write there (no space "
+                                                 f"left on device)")
+    assert not out.exists()  # made for the run, removed with its lock
+
+    out.mkdir()
+    (out / outputs.LOCK).write_bytes(b"")  # being written by its run this instant: refused
+    assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 2
+    assert "in use by another run" in one_line(capsys.readouterr().err)
+    old = time.time() - 2 * outputs.LOCK_WRITE_SECONDS  # left empty by a run that died writing it
+    os.utime(out / outputs.LOCK, (old, old))
+    assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 0
+    assert "removed the lock of a run that no longer runs" in capsys.readouterr().err
+    assert not (out / outputs.LOCK).exists() and (out / "metrics.json").is_file()
 
 
 # ----------------------------------------------------------------------------------------------
