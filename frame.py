@@ -45,8 +45,10 @@ def check_image(image: np.ndarray) -> None:
 
 
 def number(v: float) -> str:
-    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
-    return np.format_float_positional(float(v), trim="-")
+    """A coordinate as given, in short: 228.0001 stays 228.0001 (not 228), 228.0 is 228, 1e308 is
+    1e+308 (not 309 digits)."""
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def check_finite_coordinates(box, points: np.ndarray) -> None:
