@@ -29,7 +29,8 @@ The JSON API (app.html is its one client); every error is {"error": one line}, n
     POST /api/prompt  {"session", "image", "seq", "box": [x0, y0, x1, y1] or null,
                        "points": [[x, y], ...], "labels": [1 or 0, ...]}
                                             -> {"seq", "prompt_ms", "sam", "mask", "alpha"} (PNG
-                                               data URLs) or {"seq", "superseded": true}
+                                               data URLs; "notice": a box partly outside the
+                                               image, clipped) or {"seq", "superseded": true}
     GET  /api/download?session=S&seq=Q&name=mask|alpha|cutout   predict.py's PNG for prompt Q
 """
 
@@ -206,7 +207,7 @@ class App:
                                f"{json.dumps(labels)[:80]}")
         h, w = tab.image.shape[:2]
         try:
-            check_prompt(box, points, h, w)
+            box, notice = check_prompt(box, points, h, w)  # a box partly outside: clipped
         except PromptError as e:
             raise RequestError(str(e)) from None
 
@@ -230,7 +231,8 @@ class App:
                 tab.answer_seq, tab.outputs = seq, outputs
         sam = maps["sam"].astype(np.uint8) * 255
         return {"seq": seq, "prompt_ms": round(prompt_ms, 1), "sam": data_url(sam),
-                "mask": data_url(outputs["mask"]), "alpha": data_url(outputs["alpha"])}
+                "mask": data_url(outputs["mask"]), "alpha": data_url(outputs["alpha"]),
+                **({"notice": notice} if notice else {})}
 
     def download(self, session: str, seq: int, name: str) -> tuple[bytes, str]:
         """predict.py's PNG of the tab's latest answer, and its file name."""

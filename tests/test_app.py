@@ -188,7 +188,8 @@ def test_two_tabs_do_not_see_each_others_images(server):
     big_box = [10, 10, b["width"] - 10, b["height"] - 10]
     assert png(ok(prompt(server, "tab-bbbb", b["image"], 1, box=big_box))["mask"]).shape == (
         b["height"], b["width"])
-    refused(prompt(server, "tab-aaaa", a["image"], 1, box=big_box), 400, "outside the 48x80 image")
+    corner = [b["width"] - 20, b["height"] - 20, b["width"] - 10, b["height"] - 10]
+    refused(prompt(server, "tab-aaaa", a["image"], 1, box=corner), 400, "outside the 48x80 image")
     refused(prompt(server, "tab-cccc", a["image"], 1, box=[1, 1, 9, 9]), 409, "has no image")
 
 
@@ -224,8 +225,8 @@ def test_a_prompt_overtaken_while_waiting_is_dropped(server, monkeypatch):
     ({"box": [float("nan"), 10, 40, 70]}, "box nan 10 40 70: coordinates must be finite"),
     ({"box": [5, 10, float("inf"), 70]}, "coordinates must be finite numbers"),
     ({"points": [[float("nan"), 3]], "labels": [1]}, "point (nan, 3): coordinates must be finite"),
-    ({"box": [5, 10, 60, 70]}, "box 5 10 60 70: outside the 48x80 image"),
-    ({"box": [-1, 10, 40, 70]}, "outside the 48x80 image"),
+    ({"box": [50, 10, 60, 70]}, "box 50 10 60 70: outside the 48x80 image"),
+    ({"box": [-9, 10, -1, 70]}, "outside the 48x80 image"),
     ({"box": [40, 10, 5, 70]}, "needs x1 > x0 and y1 > y0"),
     ({"points": [[10, 81]], "labels": [1]}, "point (10, 81) outside the 48x80 image"),
     ({"box": [5, 10, 40]}, "box must be 4 numbers, got [5, 10, 40]"),
@@ -317,9 +318,11 @@ def test_the_command_line_refuses_a_bad_checkpoint_and_a_busy_port(server, tmp_p
 
 def test_a_box_of_huge_numbers_is_named_in_short(server):
     image = upload(server, "tab-huge-1", jpeg_with_exif_rotation())
-    code, _, body = prompt(server, "tab-huge-1", image["image"], 1, box=[0, 0, 1e308, 1e308])
+    code, _, body = prompt(server, "tab-huge-1", image["image"], 1, box=[1e300, 0, 1e308, 10])
     message = json.loads(body)["error"]
-    assert code == 400 and "box 0 0 1e+308 1e+308:" in message and len(message) < 100, message
+    assert code == 400 and message == "box 1e+300 0 1e+308 10: outside the 48x80 image", message
+    notice = ok(prompt(server, "tab-huge-1", image["image"], 2, box=[0, 0, 1e308, 1e308]))["notice"]
+    assert notice == "box 0 0 1e+308 1e+308: partly outside the 48x80 image, clipped to 0 0 48 80"
 
 
 def test_a_request_from_another_origin_is_refused(server):
@@ -361,3 +364,13 @@ def test_a_stalled_body_times_out_and_a_client_gone_is_quiet(server, monkeypatch
     gone.close()
     time.sleep(1)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_box_partly_outside_is_clipped_and_said(server):
+    image = upload(server, "tab-clip-1", jpeg_with_exif_rotation())
+    clipped = ok(prompt(server, "tab-clip-1", image["image"], 1, box=[-50, -50, 40, 70]))
+    assert clipped["notice"] == ("box -50 -50 40 70: partly outside the 48x80 image, clipped to "
+                                 "0 0 40 70")
+    inside = ok(prompt(server, "tab-clip-1", image["image"], 2, box=[0, 0, 40, 70]))
+    assert "notice" not in inside
+    assert all(np.array_equal(png(clipped[k]), png(inside[k])) for k in ("sam", "mask", "alpha"))

@@ -342,9 +342,9 @@ def test_predict_out_folder_with_a_slash_and_an_exact_box(photo, ckpt, tmp_path,
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [
         "photo_alpha.png", "photo_cutout.png", "photo_mask.png"]
     capsys.readouterr()
-    assert predict.main([str(photo), "--box", "0", "0", "228.0001", "173", "--checkpoint",
+    assert predict.main([str(photo), "--box", "228.0001", "0", "229", "173", "--checkpoint",
                          str(ckpt["a"]), "--out", str(tmp_path / "q")]) == 2
-    assert one_line(capsys.readouterr().err) == ("error: box 0 0 228.0001 173: outside the "
+    assert one_line(capsys.readouterr().err) == ("error: box 228.0001 0 229 173: outside the "
                                                  "228x173 image")
 
 
@@ -362,8 +362,8 @@ def test_predictor_refuses_labels_other_than_0_and_1(ckpt, labels):
 
 
 @pytest.mark.parametrize("box, problem", [([30, 10, 10, 20], "needs x1 >= x0"),
-                                          ([0, 0, 61, 20], "outside the 60x40 image"),
-                                          ([-1, 0, 10, 20], "outside the 60x40 image")])
+                                          ([61, 0, 70, 20], "outside the 60x40 image"),
+                                          ([-9, 0, -1, 20], "outside the 60x40 image")])
 def test_predictor_refuses_reversed_and_off_image_boxes(ckpt, box, problem):
     predictor = prediction.Predictor(load_sama(ckpt["a"]), TASKS)
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
