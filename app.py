@@ -15,9 +15,9 @@ its image and its encoder features; the last MAX_TABS sessions used are kept. Th
 call at a time (a lock); a prompt that a newer one of the same tab overtook while it waited is
 dropped, and the page shows only the answer to the latest prompt it sent (sequence numbers).
 
-Refused (403, JSON): a Host other than the page's (DNS rebinding), and a request whose Origin is
-not the page's own (another site's page driving the local model); a method other than GET, HEAD
-and POST (405); a body that stops arriving for READ_TIMEOUT seconds (408, the connection closed).
+Refused in JSON: a Host other than the page's (DNS rebinding) and a request whose Origin is not
+the page's own (another site's page driving the local model), 403; a method other than GET, HEAD
+and POST, 405; a body that stops arriving for READ_TIMEOUT seconds, 408 (the connection closed).
 A client that goes away before its answer is dropped quietly.
 
 The JSON API (app.html is its one client); every error is {"error": one line}, never a traceback:
@@ -40,6 +40,7 @@ import argparse
 import base64
 import io
 import json
+import math
 import re
 import sys
 import threading
@@ -253,11 +254,18 @@ def session_id(value) -> str:
 
 
 def numbers(value, what: str, n: int) -> list[float]:
-    """n JSON numbers (NaN and inf are checked by check_prompt, with the coordinates)."""
+    """n JSON numbers (NaN and inf are checked by check_prompt, with the coordinates; an integer
+    beyond a float's range is infinite)."""
     if (not isinstance(value, list) or len(value) != n
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
         raise RequestError(f"{what} must be {n} numbers, got {json.dumps(value)[:80]}")
-    return [float(v) for v in value]
+    floats = []
+    for v in value:
+        try:
+            floats.append(float(v))
+        except OverflowError:  # an integer beyond a float's range
+            floats.append(math.inf if v > 0 else -math.inf)
+    return floats
 
 
 def data_url(array: np.ndarray) -> str:

@@ -323,6 +323,9 @@ def test_a_box_of_huge_numbers_is_named_in_short(server):
     assert code == 400 and message == "box 1e+300 0 1e+308 10: outside the 48x80 image", message
     notice = ok(prompt(server, "tab-huge-1", image["image"], 2, box=[0, 0, 1e308, 1e308]))["notice"]
     assert notice == "box 0 0 1e+308 1e+308: partly outside the 48x80 image, clipped to 0 0 48 80"
+    code, _, body = prompt(server, "tab-huge-1", image["image"], 3, box=[0, 0, 10**400, 5])
+    assert (code, json.loads(body)["error"]) == (400, "box 0 0 inf 5: coordinates must be finite "
+                                                      "numbers")
 
 
 def test_a_request_from_another_origin_is_refused(server):
