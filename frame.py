@@ -9,7 +9,8 @@ that it runs with onnxruntime, numpy and pillow alone.
 
 The predictor contract's checks live here too, once, for every predictor (prediction.Predictor,
 sama_onnx.OnnxPredictor) and the command lines that check a prompt before any work: the image, the
-prompt against the image, and the maps that come back (NaN or inf refused). And what the maps
+prompt against the image (a box partly outside clipped to it and said, one wholly outside or a point
+outside refused), and the maps that come back (NaN or inf refused). And what the maps
 become, for predict.py's files and the web page's downloads: the mask, the alpha and the RGBA
 cutout (output_images), as PNG bytes.
 """
