@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the live SAMA's seed")
     p.add_argument("--limit", type=int, default=0, help="test images per split (0: all)")
     args = p.parse_args(argv)
+    outputs.any_file_name_on_stdout()
     if args.steps < 1 or args.limit < 0:
         print("error: --steps must be 1 or more and --limit 0 or more", file=sys.stderr)
         return 2

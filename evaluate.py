@@ -27,6 +27,12 @@ through the head it trained; a --tasks or an ablation switch the checkpoint cont
 --resume reuses every readable PNG of the right size, once settings.json shows the same weights
 (SHA-256 of the files), split, prompt and maps made them. Before any prediction every file of the
 split is decoded and checked (sizes, an object in the GT).
+
+Options that another option would make ignored are refused in one line (conflicting_options): a
+dataset folder the split does not read (--folder with another --split, --coift with a DIS5K split,
+--backgrounds beside any split but Distinctions-646), and with --model sam --sam-checkpoint (that
+SAM file alone) --checkpoint, --tasks, --no-mvle or --no-local-adapter; with --model sam
+--checkpoint, --tasks.
 """
 
 from __future__ import annotations
@@ -146,20 +152,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", choices=list(TASK_CHOICES),
                    help="the run trained with --tasks (default: runs/sama, or what --checkpoint "
                         "records); must agree with the checkpoint")
-    p.add_argument("--data", default="./DIS5K", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
-    p.add_argument("--coift", default="./COIFT", help="COIFT folder")
-    p.add_argument("--thin", default="./ThinObject5K", help="ThinObject-5K folder (either layout)")
-    p.add_argument(
-        "--matting", default="./AIM", help="folder holding Combined_Dataset (Composition-1K), or it"
-    )
-    p.add_argument("--aim500", default="./AIM-500", help="AIM-500 folder")
-    p.add_argument("--am2k", default="./AM-2K", help="AM-2K folder")
-    p.add_argument("--p3m", default="./P3M-10k", help="P3M-10k folder")
-    p.add_argument("--d646", default="./Distinctions-646", help="Distinctions-646 folder")
+    # each split's folder (default ./DIS5K, ... as DATA_DEFAULTS says); --folder has none
+    p.add_argument("--data", help="DIS5K folder (DIS-VD, DIS-TE1..4)")
+    p.add_argument("--coift", help="COIFT folder")
+    p.add_argument("--thin", help="ThinObject-5K folder (either layout)")
+    p.add_argument("--matting", help="folder holding Combined_Dataset (Composition-1K), or it")
+    p.add_argument("--aim500", help="AIM-500 folder")
+    p.add_argument("--am2k", help="AM-2K folder")
+    p.add_argument("--p3m", help="P3M-10k folder")
+    p.add_argument("--d646", help="Distinctions-646 folder")
     p.add_argument("--backgrounds", help="Distinctions-646: the folder holding the images its "
                                          "Test/bg_test.txt names (VOC 2012's JPEGImages), to "
                                          "composite its test set over, once")
-    p.add_argument("--refmatte", default="./RefMatte_RW_100", help="RefMatte-RW100 folder")
+    p.add_argument("--refmatte", help="RefMatte-RW100 folder")
     p.add_argument("--folder", help="a folder of your own: DIR/{im, gt} (split folder-masks) or "
                                     "DIR/{im, alpha} (folder-mattes), every image scored")
     p.add_argument("--out", help="output folder (default: runs/eval/<run>-<split>)")
@@ -179,8 +184,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# a split's dataset folder when its option is not given
+DATA_DEFAULTS = {"data": "./DIS5K", "coift": "./COIFT", "thin": "./ThinObject5K",
+                 "matting": "./AIM", "aim500": "./AIM-500", "am2k": "./AM-2K", "p3m": "./P3M-10k",
+                 "d646": "./Distinctions-646", "refmatte": "./RefMatte_RW_100"}
+
+
+def conflicting_options(args) -> str:
+    """An option the other options would make ignored, in one line ('' if none): a dataset folder
+    the split does not read (--folder with another --split included), --backgrounds for a split
+    that composites nothing, and for plain SAM from its own file (--model sam --sam-checkpoint)
+    the SAMA options; with --checkpoint, plain SAM takes no --tasks."""
+    split = SPLITS[args.split] if args.split else readers.SPLITS["folder-masks"]
+    for name in [*DATA_DEFAULTS, "folder", "backgrounds"]:
+        if getattr(args, name) is not None and name != split.root_option and (
+                name not in split.options):
+            if args.split is None:
+                return f"--{name}: not read with --folder, which scores that folder alone"
+            reads = f"--{split.root_option}" + "".join(f" and --{o}" for o in split.options)
+            return f"--{name}: not read by --split {args.split}, which reads {reads}"
+    if args.model == "sam" and args.sam_checkpoint:
+        given = [o for o in ("checkpoint", "tasks", "no_mvle", "no_local_adapter")
+                 if getattr(args, o) not in (None, False)]
+        if given:
+            return (f"--{given[0].replace('_', '-')}: --model sam with --sam-checkpoint scores "
+                    f"that SAM file alone; leave it out")
+    if args.model == "sam" and args.checkpoint and args.tasks:
+        return "--tasks: --model sam scores the SAM inside --checkpoint, which has no heads"
+    return ""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    outputs.any_file_name_on_stdout()
     if args.split is None and args.folder is None:
         print("error: --split is required (or --folder DIR)", file=sys.stderr)
         return 2
@@ -193,6 +229,10 @@ def main(argv=None) -> int:
             return 2
     if args.resume and args.overwrite:
         print("error: --resume and --overwrite: give one or the other", file=sys.stderr)
+        return 2
+    conflict = conflicting_options(args)
+    if conflict:
+        print(f"error: {conflict}", file=sys.stderr)
         return 2
     keep_freed_cpu_memory()
     outputs.interrupts_as_keyboard_interrupt()
@@ -320,7 +360,7 @@ def split_items(args) -> tuple:
     trimap only 0 / 128 / 255 with an unknown region; one line naming the file, before the model
     loads."""
     split = SPLITS[args.split]
-    root = getattr(args, split.root_option)
+    root = getattr(args, split.root_option) or DATA_DEFAULTS.get(split.root_option)
     if root is None:
         raise readers.DataError(f"--split {args.split} needs --{split.root_option} DIR")
     options = {name: getattr(args, name) for name in split.options}

@@ -9,7 +9,8 @@ that it runs with onnxruntime, numpy and pillow alone.
 
 The predictor contract's checks live here too, once, for every predictor (predictor.Predictor,
 sama_onnx.OnnxPredictor) and the command lines that check a prompt before any work: the image, the
-prompt against the image, and the maps that come back (NaN or inf refused). And what the maps
+prompt against the image (a box partly outside clipped to it and said, one wholly outside or a point
+outside refused), and the maps that come back (NaN or inf refused). And what the maps
 become, for predict.py's files and the web page's downloads: the mask, the alpha and the RGBA
 cutout (output_images), as PNG bytes.
 """
@@ -17,6 +18,7 @@ cutout (output_images), as PNG bytes.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -45,8 +47,10 @@ def check_image(image: np.ndarray) -> None:
 
 
 def number(v: float) -> str:
-    """A coordinate as given: 228.0001 stays 228.0001 (not 228), 228.0 is 228."""
-    return np.format_float_positional(float(v), trim="-")
+    """A coordinate as given, in short: 228.0001 stays 228.0001 (not 228), 228.0 is 228, 1e308 is
+    1e+308 (not 309 digits)."""
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def check_finite_coordinates(box, points: np.ndarray) -> None:
@@ -71,28 +75,41 @@ def check_point_labels(labels, n_points: int) -> np.ndarray:
     return lab
 
 
-def check_prompt(box, points: np.ndarray, h: int, w: int, empty_box: bool = False) -> None:
-    """Every coordinate finite and inside the image (0 <= x <= W, 0 <= y <= H), box corners
-    ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column)."""
+def check_prompt(box, points: np.ndarray, h: int, w: int,
+                 empty_box: bool = False) -> tuple[Optional[np.ndarray], str]:
+    """Every coordinate finite, every point inside the image (0 <= x <= W, 0 <= y <= H), box
+    corners ordered (x1 > x0, y1 > y0; x1 = x0 too with empty_box: a GT box of one pixel column).
+    A box partly outside the image is clipped to it, as SAM's predictor takes such a box (what lies
+    beyond the image is padding); a box with no part in the image is refused. -> (the box to use,
+    a one-line notice of the clipping or '')."""
     if box is None and len(points) == 0:
         raise PromptError("give a box and / or at least one point")
     check_finite_coordinates(box, points)
-    shown = "" if box is None else " ".join(number(v) for v in box)
+    notice = ""
     if box is not None:
+        shown = " ".join(number(v) for v in box)
         x0, y0, x1, y1 = box
         if (x1 < x0 or y1 < y0) if empty_box else (x1 <= x0 or y1 <= y0):
             needs = "x1 >= x0 and y1 >= y0" if empty_box else "x1 > x0 and y1 > y0"
             raise PromptError(f"box {shown}: needs {needs}")
-        if min(x0, y0) < 0 or x1 > w or y1 > h:
+        inside = np.clip(np.asarray(box, dtype=np.float64), 0, [w, h, w, h])
+        if x0 > w or y0 > h or x1 < 0 or y1 < 0 or (
+                not empty_box and (inside[2] <= inside[0] or inside[3] <= inside[1])):
             raise PromptError(f"box {shown}: outside the {w}x{h} image")
+        if (inside != np.asarray(box, dtype=np.float64)).any():
+            notice = (f"box {shown}: partly outside the {w}x{h} image, clipped to "
+                      f"{' '.join(number(v) for v in inside)}")
+            box = inside
     for x, y in points:
         if not (0 <= x <= w and 0 <= y <= h):
             raise PromptError(f"point ({number(x)}, {number(y)}) outside the {w}x{h} image")
+    return box, notice
 
 
-def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]) -> None:
+def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]):
     """A predictor's arguments (h None: no image set yet): shapes, labels 0 / 1 only, then
-    check_prompt (a box of the GT may be one pixel wide: x1 = x0)."""
+    check_prompt (a box of the GT may be one pixel wide: x1 = x0). -> the box to use: one partly
+    outside the image clipped to it, with check_prompt's notice as a warning."""
     if h is None:
         raise PromptError("call set_image before predict")
     pts = np.zeros((0, 2)) if points is None else np.asarray(points, dtype=np.float64)
@@ -106,7 +123,10 @@ def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int])
         box = np.asarray(box, dtype=np.float64).reshape(-1)
         if box.shape != (4,):
             raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
-    check_prompt(box, pts, h, w, empty_box=True)
+    box, notice = check_prompt(box, pts, h, w, empty_box=True)
+    if notice:
+        warnings.warn(notice, stacklevel=3)  # at the caller of predict
+    return box
 
 
 # ----------------------------------------------------------------------------------------------

@@ -99,13 +99,11 @@ def read_checkpoint_and_sha256(path: Union[str, os.PathLike]) -> tuple[dict, str
             warnings.simplefilter("ignore")
             obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch names it "Unsupported global: GLOBAL x.y" (earlier) or "unsupported GLOBAL x.y"
+        found = re.search(r"\bGLOBAL ([\w.]+)", str(e))
         calls = found.group(1) if found else pickle_call(raw)
         if calls:
-            problem = (
-                f"holds Python objects, not only tensors ({calls}); "
-                "not unpickled, since that could run arbitrary code"
-            )
+            problem = f"holds Python objects ({calls}), which are never unpickled"
         else:
             problem = "unreadable: not a PyTorch checkpoint, or a corrupted one"
         raise CheckpointError(f"{src}: {problem}") from None
@@ -131,10 +129,14 @@ def read_checkpoint_and_sha256(path: Union[str, os.PathLike]) -> tuple[dict, str
 
 
 def pickle_call(raw: bytes) -> Optional[str]:
-    """The first callable a plain pickle would import to rebuild its objects (e.g. posix.system),
-    read from its opcodes without unpickling; None if it names none or is not a pickle."""
+    """The first callable a plain pickle (or a zip checkpoint's data.pkl) would import to rebuild
+    its objects (e.g. posix.system), read from its opcodes without unpickling; None if it names
+    none or is not a pickle."""
     strings: list[str] = []
     try:
+        if raw[:4] == b"PK\x03\x04":
+            archive = zipfile.ZipFile(io.BytesIO(raw))
+            raw = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
         for op, arg, _ in pickletools.genops(raw):
             if op.name == "GLOBAL":
                 return str(arg).replace(" ", ".")

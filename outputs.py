@@ -3,7 +3,8 @@
 
 The rule every command follows: an output folder belongs to one run at a time (claim(): a lock
 file naming the run; a second run is refused in one line naming the holder, the lock of a process
-that no longer runs is taken over); a fresh run starts from an empty folder (files() lists what
+that no longer runs, or one a dead run left empty, is taken over; a lock that cannot be written is
+one line, none left behind); a fresh run starts from an empty folder (files() lists what
 is there); --resume continues only what the same weights and data made (sha256_file / files_digest
 recorded at the start and compared); files are written whole or not at all (write_bytes: a
 temporary file renamed over the target; a full disk is one line and no leftover); an interrupt
@@ -33,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 LOCK = ".lock"  # inside the folder it guards
+LOCK_WRITE_SECONDS = 10  # an empty or garbled lock older than this was left by a run that died
 INTERRUPTED = "interrupted; --resume continues"
 TEMPORARY = re.compile(r".+\.tmp-(\d+)")  # write_bytes' name for a file being written: NAME.tmp-PID
 
@@ -100,13 +102,19 @@ def pid_running(pid: int) -> bool:
 
 
 def _holder(lock: Path) -> str:
-    """Who holds a lock, in words; '' if its process no longer runs (a stale lock)."""
+    """Who holds a lock, in words; '' if its process no longer runs (a stale lock), or if it is
+    empty or garbled for longer than LOCK_WRITE_SECONDS (its run died writing it)."""
     try:
         held = json.loads(lock.read_text())
         pid, host = int(held["pid"]), held["host"]
     except FileNotFoundError:
         return ""
-    except (OSError, ValueError, KeyError, TypeError):  # being written by its holder this instant
+    except (ValueError, KeyError, TypeError):  # being written by its holder this instant?
+        try:
+            return "another run" if time.time() - lock.stat().st_mtime < LOCK_WRITE_SECONDS else ""
+        except FileNotFoundError:
+            return ""
+    except OSError:
         return "another run"
     if host == socket.gethostname() and not pid_running(pid):
         return ""
@@ -117,42 +125,62 @@ def _holder(lock: Path) -> str:
 def claim(folder: PathLike, option: str = "--out") -> Iterator[Path]:
     """Hold `folder` for this run: made if missing, FOLDER/.lock written with this process's pid,
     host and command, removed at the end. Another live run's lock -> WriteError naming it; the lock
-    of a process that no longer runs is replaced (said on stderr). A folder made here and left
-    empty (the run stopped before writing) is removed again."""
+    of a process that no longer runs, or an empty one its run left (_holder), is replaced (said on
+    stderr). A lock that cannot be written (a full disk) -> WriteError, none left behind. A folder
+    made here and left empty (the run stopped before writing) is removed again."""
     folder = Path(folder)
     check_writable_folder(folder, option)
     made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(lock)
-            if holder:
-                raise WriteError(f"{folder}: in use by {holder}; wait for it to end, or use "
-                                 f"another {option}") from None
-            lock.unlink(missing_ok=True)  # a stale lock: its process is gone
-            print(f"{lock}: removed the lock of a run that no longer runs", file=sys.stderr)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(mine)
-        break
-    else:
-        raise WriteError(f"{folder}: its lock {lock} keeps coming back; another run is starting")
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_lock(lock, mine, option)
+    except OSError as e:
+        _remove_if_made_and_empty(folder, made)
+        if isinstance(e, WriteError):
+            raise
+        raise WriteError(f"{folder}: cannot write there ({reason(e)})") from None
     try:
         yield folder
     finally:
         try:
-            if lock.read_text() == mine:
+            if lock.read_bytes() == mine:
                 lock.unlink()
         except OSError:
             pass
-        if made and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        _remove_if_made_and_empty(folder, made)
+
+
+def _write_lock(lock: Path, mine: bytes, option: str) -> None:
+    """Create `lock` holding `mine`, replacing a stale one; a live run's -> WriteError. A lock
+    that cannot be written whole is removed (OSError raised)."""
+    for _ in range(3):
+        try:
+            f = open(lock, "xb")
+        except FileExistsError:
+            holder = _holder(lock)
+            if holder:
+                raise WriteError(f"{lock.parent}: in use by {holder}; wait for it to end, or use "
+                                 f"another {option}") from None
+            lock.unlink(missing_ok=True)  # a stale lock: its process is gone
+            print(f"{lock}: removed the lock of a run that no longer runs", file=sys.stderr)
+            continue
+        try:
+            with f:
+                f.write(mine)
+        except OSError:
+            lock.unlink(missing_ok=True)
+            raise
+        return
+    raise WriteError(f"{lock.parent}: its lock {lock} keeps coming back; another run is starting")
+
+
+def _remove_if_made_and_empty(folder: Path, made: bool) -> None:
+    if made and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def remove_stale_temporaries(folder: PathLike, pattern: re.Pattern = TEMPORARY) -> list[Path]:
@@ -201,7 +229,9 @@ def write_bytes(data: bytes, path: PathLike) -> None:
 
 
 def write_text(text: str, path: PathLike) -> None:
-    write_bytes(text.encode(), path)
+    """UTF-8; a file name that is not UTF-8 (held in `text` as Python decodes it, os.fsdecode) is
+    written as its own bytes."""
+    write_bytes(text.encode(errors="surrogateescape"), path)
 
 
 @contextmanager
@@ -273,21 +303,30 @@ def sha256_file(path: PathLike) -> str:
 
 
 def files_digest(paths: Iterable[PathLike]) -> str:
-    """SHA-256 over the files in their order: each one's name and the SHA-256 of its contents. The
-    same digest means the same files with the same bytes, wherever the folder lies."""
+    """SHA-256 over the files in their order: each one's name (its bytes on disk, UTF-8 or not) and
+    the SHA-256 of its contents. The same digest means the same files with the same bytes, wherever
+    the folder lies."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{Path(path).name}\0{sha256_file(path)}\n".encode())
+        digest.update(os.fsencode(Path(path).name) + f"\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
-# Interrupts: ctrl-C and SIGTERM end in one line
+# What a command prints: a file name that is not UTF-8 as its bytes; ctrl-C and SIGTERM in one line
 # ----------------------------------------------------------------------------------------------
 
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt
+
+
+def any_file_name_on_stdout() -> None:
+    """A file name that is not UTF-8 (held as os.fsdecode decodes it) is printed as its own bytes,
+    as ls prints it and as Python does in the C locale, not a UnicodeEncodeError (a UTF-8 locale's
+    stdout is strict; stderr already writes such a name with backslashes)."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def interrupts_as_keyboard_interrupt() -> None:

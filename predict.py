@@ -1,6 +1,7 @@
 """Segment and matte one image with SAMA from a box and / or points.
 
-    python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama/sama.pt
+    python predict.py photo.jpg --box 40 30 420 380       # runs/sama/sama.pt, or the stand-in
+    python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama-seg/sama.pt
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
 
@@ -12,6 +13,11 @@ segmentation probability above the threshold the checkpoint records (0.5 if none
 for one task gives both maps from its trained head (see Predictor). Exit status 2: a bad prompt,
 image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
 output holds NaN or inf (nothing written).
+
+Without --checkpoint: the training run's runs/sama/sama.pt if there is one, else the shipped
+stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (app.py); a line
+says which. A box partly outside the image is clipped to it, with a line saying so; a box wholly
+outside, and a point outside, are refused. --onnx takes no --checkpoint or --sam-checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +35,11 @@ import numpy as np
 # (the checkpoints' path imports torch in checkpoint_predictor, --onnx deploy/ in onnx_predictor)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
-from outputs import WriteError, remove_stale_temporaries, save_pngs
+from outputs import WriteError, any_file_name_on_stdout, remove_stale_temporaries, save_pngs
+
+TRAINED = Path("runs/sama/sama.pt")  # train.py's run, where the command is started
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+STANDIN, STANDIN_SAM = WEIGHTS / "sama_standin.pt", WEIGHTS / "sam_standin.pth"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,6 +106,19 @@ def onnx_predictor(folder: str):
         raise ModelError(str(e)) from None
 
 
+def default_checkpoints(args) -> tuple[str, Optional[str]]:
+    """--checkpoint and --sam-checkpoint, or the default (said in one line): the training run's
+    file if there is one, else the shipped stand-in on its SAM."""
+    if args.checkpoint:
+        return args.checkpoint, args.sam_checkpoint
+    if TRAINED.is_file():
+        print(f"no --checkpoint: the training run's {TRAINED}")
+        return str(TRAINED), args.sam_checkpoint
+    print(f"no --checkpoint and no {TRAINED}: the shipped stand-in {STANDIN} (train.py makes "
+          f"your own)")
+    return str(STANDIN), args.sam_checkpoint or str(STANDIN_SAM)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("image")
@@ -104,19 +127,23 @@ def main(argv=None) -> int:
                    help="positive point(s): x y [x y ...]; may repeat")
     p.add_argument("--neg-point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
                    help="negative point(s): x y [x y ...]; may repeat")
-    p.add_argument("--checkpoint", default="runs/sama/sama.pt", help="SAMA checkpoint")
-    p.add_argument(
-        "--sam-checkpoint",
-        help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
-    )
+    p.add_argument("--checkpoint", help=f"SAMA checkpoint (default: {TRAINED} if it exists, "
+                                         f"else the shipped stand-in)")
+    p.add_argument("--sam-checkpoint",
+                   help="SAM checkpoint (default: the file recorded in the SAMA checkpoint; the "
+                        "shipped stand-in SAM for the stand-in)")
     p.add_argument("--out", help="output prefix (default: the image path without its extension); "
                                  "a folder (existing, or ending in /): the image's name in it")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     p.add_argument("--onnx", metavar="DIR", help="run the graphs deploy/export_onnx.py wrote into "
                    "DIR on onnxruntime (OnnxPredictor) instead of the checkpoints")
     args = p.parse_args(argv)
-    if args.onnx and (args.sam_checkpoint or args.checkpoint != p.get_default("checkpoint")):
-        p.error("--onnx runs the exported graphs: --checkpoint / --sam-checkpoint do not apply")
+    any_file_name_on_stdout()
+    if args.onnx and (args.sam_checkpoint or args.checkpoint):
+        option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
+        print(f"error: {option}: --onnx runs the exported graphs, not a checkpoint",
+              file=sys.stderr)
+        return 2
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
         prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
@@ -127,21 +154,23 @@ def main(argv=None) -> int:
         h, w = image.shape[:2]
         pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
         points = np.concatenate([pos, neg])
-        check_prompt(args.box, points, h, w)
+        box, notice = check_prompt(args.box, points, h, w)
         check_outputs(list(targets.values()), Path(args.image), args.overwrite)
         if args.onnx:
             predictor = onnx_predictor(args.onnx)
         else:
-            predictor = checkpoint_predictor(args.checkpoint, args.sam_checkpoint)
+            predictor = checkpoint_predictor(*default_checkpoints(args))
     except (PromptError, readers.DataError, ModelError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if notice:
+        print(notice)
 
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
     try:
         out = predictor.predict(points if len(points) else None, labels if len(points) else None,
-                                None if args.box is None else np.asarray(args.box))
+                                box)
     except NonFiniteOutput as e:
         print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
         return 3

@@ -84,9 +84,10 @@ class Predictor:
     @torch.no_grad()
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
         """points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background), box xyxy: pixels
-        of the image, inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order, as the
-        command line checks them; anything else -> PromptError (a ValueError), one line."""
-        check_prompt_arrays(points, labels, box, *self.size)
+        of the image, the points inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order
+        and some of it inside (a box partly outside is clipped to the image, with a warning), as
+        the command line checks them; anything else -> PromptError (a ValueError), one line."""
+        box = check_prompt_arrays(points, labels, box, *self.size)
         prompts = prompt_tensors(points, labels, box, self.size, self.sam.config.image_size,
                                  self.sam.device)
         if self.is_sama:

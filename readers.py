@@ -29,7 +29,8 @@ Layouts read, as the datasets are distributed, each reader pairing files by stem
     Distinctions-646/Train/{FG, GT, bg_train.txt}                  d646_train_pairs(root, bgs)
     a plain folder: DIR/{im, gt}, DIR/{im, alpha}, DIR/{fg, alpha} folder_sets(root)
 
-Every reader accepts the dataset folder itself or the folder holding it.
+Every reader accepts the dataset folder itself or the folder holding it; file names need not be
+UTF-8 (their bytes are kept: digests, the held-out split and outputs use them).
 
 What is refused. Every problem is a one-line DataError naming the file, raised before any work:
 evaluate.py and train.py check a split (check_pairs) before the first prediction or step, and
@@ -94,7 +95,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from outputs import sha256_file
+from outputs import any_file_name_on_stdout, sha256_file
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
 FLOAT_SLACK = 0.01  # a float alpha in [-0.01, 1.01] is a [0, 1] alpha with rounding errors
@@ -463,14 +464,15 @@ def folder_mattes(root) -> list[tuple[Path, Path]]:
 
 def split_held_out(pairs, share: float = HELD_OUT, seed: int = HELD_OUT_SEED) -> tuple:
     """(training, validation) of a plain folder's pairs: validation = the round(share x n) pairs (at
-    least one, given two or more) whose stems come first in the order of crc32(f"{seed}/{stem}"),
-    each list kept in stem order. The rule reads names only: the same split on every run."""
+    least one, given two or more) whose stems come first in the order of crc32(f"{seed}/{stem}")
+    (the stem's bytes on disk, UTF-8 or not), each list kept in stem order. The rule reads names
+    only: the same split on every run."""
     pairs = list(pairs)
     if len(pairs) < 2:
         return pairs, []
     n = max(1, round(share * len(pairs)))
     order = sorted(range(len(pairs)),
-                   key=lambda i: (zlib.crc32(f"{seed}/{Path(pairs[i][1]).stem}".encode()), i))
+                   key=lambda i: (zlib.crc32(os.fsencode(f"{seed}/{Path(pairs[i][1]).stem}")), i))
     held = set(order[:n])
     by_stem = sorted(range(len(pairs)), key=lambda i: (Path(pairs[i][1]).stem, i))
     return ([pairs[i] for i in by_stem if i not in held], [pairs[i] for i in by_stem if i in held])
@@ -834,6 +836,7 @@ def main(argv=None) -> int:
     check.add_argument("--backgrounds", type=Path,
                        help="Distinctions-646: VOC's JPEGImages, to composite the test set once")
     args = parser.parse_args(argv)
+    any_file_name_on_stdout()
     split = SPLITS[ALIASES.get(args.split, args.split)]
     try:
         pairs = split.reader(args.root, **{name: getattr(args, name) for name in split.options})

@@ -23,6 +23,7 @@ as the segmentation map, or its segmentation probability as the alpha.
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -116,7 +117,7 @@ def sample_points(gt: np.ndarray, stem: str, n: int = max(POINT_COUNTS)) -> np.n
     """(k, 2) xy pixel indices of k = min(n, #fg) distinct pixels of gt > 128, uniformly drawn;
     deterministic per image stem (independent of the dataset's order and of earlier images)."""
     fg = np.flatnonzero(gt > 128)
-    rng = np.random.default_rng((POINT_SEED, zlib.crc32(stem.encode())))
+    rng = np.random.default_rng((POINT_SEED, zlib.crc32(os.fsencode(stem))))
     picked = fg[rng.choice(len(fg), size=min(n, len(fg)), replace=False)]
     return np.stack([picked % gt.shape[1], picked // gt.shape[1]], axis=1).astype(np.float64)
 

@@ -10,6 +10,10 @@ segmentation batch and one matting batch, L = L_seg + L_matting (Sec. "Training 
 runs its own decoder pass, so the matting head is untouched by L_seg and vice versa. Where the paper
 is silent the recipe is HQ-SAM's: Adam, lr 1e-3, no weight decay, lr x0.1 after 10 of 12 epochs,
 batch 4 per GPU, seed 42 (DESIGN.md, "Training").
+
+Options that another option would make ignored are refused in one line (check_args): --epochs
+beside --max-steps, --val-images with --val-every 0. (--tasks is an ablation switch: the data
+options stay those of the full recipe, a task switched off leaves its data unread.)
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ from sama import SAMA, TASK_CHOICES
 # ----------------------------------------------------------------------------------------------
 
 
+EPOCHS = 12  # --epochs when neither it nor --max-steps is given
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="./DIS5K",
@@ -88,7 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--batch-size", type=int, default=4, help="per process, for each task (HQ-SAM: 4 per GPU)"
     )
     p.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimiser step")
-    p.add_argument("--epochs", type=int, default=12, help="HQ-SAM: 12 epochs, lr x0.1 after 10")
+    p.add_argument("--epochs", type=int,
+                   help=f"default {EPOCHS} (HQ-SAM: 12 epochs, lr x0.1 after 10)")
     p.add_argument(
         "--max-steps", type=int, help="stop after this many optimiser steps (default: --epochs)"
     )
@@ -141,6 +149,10 @@ def check_args(args) -> None:
     for option, value in (("--lr", args.lr), ("--clip", args.clip)):
         if not (math.isfinite(value) and value > 0):
             raise TrainingError(f"{option} {value:g}: must be a finite number above 0")
+    if args.max_steps is not None and args.epochs is not None:
+        raise TrainingError("--epochs: --max-steps sets the run's length; give one or the other")
+    if args.val_images and not args.val_every:
+        raise TrainingError("--val-images: --val-every 0 never validates")
     out = Path(args.out)
     outputs.check_writable_folder(out)
     for name in OUTPUTS:
@@ -543,11 +555,11 @@ def sam_file(args, out_dir: Path, procs: Processes) -> Path:
 
 
 def count_steps(args, dataset, world: int) -> int:
-    """--max-steps, or --epochs over the first training set."""
+    """--max-steps, or --epochs (default EPOCHS) over the first training set."""
     if args.max_steps is not None:
         return args.max_steps
     steps_per_epoch = len(dataset) // (args.batch_size * world * args.accum_steps)
-    return args.epochs * max(steps_per_epoch, 1)
+    return (args.epochs or EPOCHS) * max(steps_per_epoch, 1)
 
 
 def resume(args, model: SAMA, sam: Sam, sam_id: dict, optimizer, streams: dict, prompt_rng,
@@ -767,6 +779,7 @@ def run_state(optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, arg
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    outputs.any_file_name_on_stdout()
     outputs.interrupts_as_keyboard_interrupt()
     out = Path(args.out)
     try:

@@ -18,6 +18,9 @@ SAM and SAMA back to back and the medians are compared, so a noisy machine affec
 of each in a fresh process (the ONNX one without torch).
 Random weights: speed does not depend on their values. A reduced --image-size keeps every layer
 but shrinks the token grid (labelled). BENCHMARKS.md holds the numbers.
+One kind of run at a time (--params, --train, --optimisations, --onnx or the side-by-side run); an
+option another kind would ignore (--steps elsewhere than --train, --meta beside another kind,
+--bf16 or --image-size with --params or --train) is refused.
 """
 
 from __future__ import annotations
@@ -435,7 +438,7 @@ def print_param_overhead() -> None:
     print(f"paper: SAMA adds {paper:.1%} to SAM (variant not named)")
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=["tiny", "vit_b"], choices=list(SAM_VARIANTS))
     p.add_argument("--image-size", type=int, help="frame side of the non-tiny variants "
@@ -451,14 +454,33 @@ def main() -> None:
                    help="time each optimisation the code keeps against its textbook form")
     p.add_argument("--train", action="store_true",
                    help="time train.py's steps on DIS-sized JPEGs (the variants' random SAMs)")
-    p.add_argument("--steps", type=int, default=30, help="--train: steps to run")
-    p.add_argument("--batch-size", type=int, default=4, help="--train: images per task per step")
-    p.add_argument("--workers", type=int, default=min(14, max(1, (os.cpu_count() or 2) - 2)),
-                   help="--train: loader processes")
+    p.add_argument("--steps", type=int, help="--train: steps to run (default 30)")
+    p.add_argument("--batch-size", type=int,
+                   help="--train: images per task per step (default 4)")
+    p.add_argument("--workers", type=int,
+                   help="--train: loader processes (default: the CPU cores less 2, 1 to 14)")
     p.add_argument("--compile", action="store_true", help="--train: with train.py --compile")
     p.add_argument("--onnx", action="store_true",
                    help="SAMA's PyTorch predictor against its ONNX export (requirements-onnx.txt)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    # one kind of run; an option of another kind would be ignored
+    modes = [o for o in ("params", "train", "optimisations", "onnx") if getattr(args, o)]
+    if len(modes) > 1:
+        p.error(f"--{modes[0]} and --{modes[1]}: one kind of benchmark per run")
+    only_train = [o for o in ("steps", "batch_size", "workers", "compile")
+                  if getattr(args, o) not in (None, False)]
+    if only_train and modes != ["train"]:
+        p.error(f"--{only_train[0].replace('_', '-')} applies to --train only")
+    if args.meta and modes:
+        p.error(f"--meta times Meta's SAM beside ours in the side-by-side run, not with "
+                f"--{modes[0]}")
+    timed_here = [o for o in ("bf16", "image_size") if getattr(args, o) not in (None, False)]
+    if timed_here and modes and modes[0] in ("params", "train"):
+        p.error(f"--{timed_here[0].replace('_', '-')} does not apply to --{modes[0]}")
+    args.steps = 30 if args.steps is None else args.steps
+    args.batch_size = 4 if args.batch_size is None else args.batch_size
+    if args.workers is None:
+        args.workers = min(14, max(1, (os.cpu_count() or 2) - 2))
     print(f"benchmark.py at {provenance()}; {os.cpu_count()} CPU cores")
     if args.params:
         print_param_overhead()

@@ -15,6 +15,11 @@ its image and its encoder features; the last MAX_TABS sessions used are kept. Th
 call at a time (a lock); a prompt that a newer one of the same tab overtook while it waited is
 dropped, and the page shows only the answer to the latest prompt it sent (sequence numbers).
 
+Refused in JSON: a Host other than the page's (DNS rebinding) and a request whose Origin is not
+the page's own (another site's page driving the local model), 403; a method other than GET, HEAD
+and POST, 405; a body that stops arriving for READ_TIMEOUT seconds, 408 (the connection closed).
+A client that goes away before its answer is dropped quietly.
+
 The JSON API (app.html is its one client); every error is {"error": one line}, never a traceback:
     GET  /api/examples                      [{"file", "split", "kind"}]
     POST /api/image?session=S&example=F     the tab's image: an example ...
@@ -24,7 +29,8 @@ The JSON API (app.html is its one client); every error is {"error": one line}, n
     POST /api/prompt  {"session", "image", "seq", "box": [x0, y0, x1, y1] or null,
                        "points": [[x, y], ...], "labels": [1 or 0, ...]}
                                             -> {"seq", "prompt_ms", "sam", "mask", "alpha"} (PNG
-                                               data URLs) or {"seq", "superseded": true}
+                                               data URLs; "notice": a box partly outside the
+                                               image, clipped) or {"seq", "superseded": true}
     GET  /api/download?session=S&seq=Q&name=mask|alpha|cutout   predict.py's PNG for prompt Q
 """
 
@@ -34,6 +40,7 @@ import argparse
 import base64
 import io
 import json
+import math
 import re
 import sys
 import threading
@@ -55,6 +62,7 @@ import readers
 from miniature import synthetic
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import CheckpointError, load_sama
+from outputs import any_file_name_on_stdout
 from predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[1]  # the repository's root
@@ -63,6 +71,7 @@ HOST = "127.0.0.1"  # the loopback address: no other machine can reach the page
 MAX_UPLOAD_MB = 32  # an upload's size; a 4096 x 4096 photo is well under it
 MAX_SIDE = 4096  # an image's longest side, in pixels: the frame is 1024 (stand-in: 256) anyway
 MAX_PROMPT_BYTES = 64 * 1024  # a prompt's JSON
+READ_TIMEOUT = 30  # seconds a connection may be silent: an idle keep-alive, or a stalled body
 MAX_POINTS = 64
 MAX_TABS = 8  # sessions kept (each holds its image's encoder features), the least recently used go
 EXAMPLES_PER_KIND = 2  # test images of each thin-structure and matte kind
@@ -198,7 +207,7 @@ class App:
                                f"{json.dumps(labels)[:80]}")
         h, w = tab.image.shape[:2]
         try:
-            check_prompt(box, points, h, w)
+            box, notice = check_prompt(box, points, h, w)  # a box partly outside: clipped
         except PromptError as e:
             raise RequestError(str(e)) from None
 
@@ -222,7 +231,8 @@ class App:
                 tab.answer_seq, tab.outputs = seq, outputs
         sam = maps["sam"].astype(np.uint8) * 255
         return {"seq": seq, "prompt_ms": round(prompt_ms, 1), "sam": data_url(sam),
-                "mask": data_url(outputs["mask"]), "alpha": data_url(outputs["alpha"])}
+                "mask": data_url(outputs["mask"]), "alpha": data_url(outputs["alpha"]),
+                **({"notice": notice} if notice else {})}
 
     def download(self, session: str, seq: int, name: str) -> tuple[bytes, str]:
         """predict.py's PNG of the tab's latest answer, and its file name."""
@@ -243,11 +253,18 @@ def session_id(value) -> str:
 
 
 def numbers(value, what: str, n: int) -> list[float]:
-    """n JSON numbers (NaN and inf are checked by check_prompt, with the coordinates)."""
+    """n JSON numbers (NaN and inf are checked by check_prompt, with the coordinates; an integer
+    beyond a float's range is infinite)."""
     if (not isinstance(value, list) or len(value) != n
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
         raise RequestError(f"{what} must be {n} numbers, got {json.dumps(value)[:80]}")
-    return [float(v) for v in value]
+    floats = []
+    for v in value:
+        try:
+            floats.append(float(v))
+        except OverflowError:  # an integer beyond a float's range
+            floats.append(math.inf if v > 0 else -math.inf)
+    return floats
 
 
 def data_url(array: np.ndarray) -> str:
@@ -263,13 +280,27 @@ class Handler(BaseHTTPRequestHandler):
     """Routes a request to the App; answers JSON, PNG or the page."""
 
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT  # socketserver sets it on the connection: reads wait no longer
     server: "Server"
 
     def do_GET(self) -> None:
         self.answer(self.route_get)
 
+    do_HEAD = do_GET  # the same headers, no body (send)
+
     def do_POST(self) -> None:
         self.answer(self.route_post)
+
+    def send_error(self, code: int, message: Optional[str] = None, explain=None) -> None:
+        """http.server's own refusals (a method without a do_ method, a malformed request line,
+        headers too long) as the page's JSON, not its HTML page."""
+        headers = {}
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # http.server's answer to an unknown method
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not answered here"
+            headers["Allow"] = "GET, HEAD, POST"
+        self.close_connection = True
+        content_type, body, _ = json_body({"error": message or HTTPStatus(code).phrase})
+        self.send(HTTPStatus(code), content_type, body, headers)
 
     def route_get(self, path: str, query: dict) -> tuple:
         app = self.server.app
@@ -298,21 +329,22 @@ class Handler(BaseHTTPRequestHandler):
             # the file's name, for messages and downloads: ASCII, no quotes (a header carries it)
             name = re.sub(r"[^\w. -]", "_", Path(query.get("name") or "").name, flags=re.ASCII)
             name = name[-100:] or "upload"
-            body = self.read_body(app.max_upload)
+            body = self.read_body(app.max_upload, "upload")
             if not body:
                 raise RequestError(f"{name}: an empty upload")
             return json_body(app.set_image(session, app.decode(body, name), name))
         if path == "/api/prompt":
             try:
-                request = json.loads(self.read_body(MAX_PROMPT_BYTES))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RequestError(f"the prompt is not JSON ({e})") from None
+                request = json.loads(self.read_body(MAX_PROMPT_BYTES, "prompt"))
+            except ValueError as e:  # not UTF-8, not JSON, an integer of over 4300 digits
+                raise RequestError(f"the prompt is not JSON ({str(e)[:100]})") from None
             if not isinstance(request, dict):
                 raise RequestError("the prompt must be a JSON object")
             return json_body(app.prompt(request))
         raise RequestError(f"no page {path}", HTTPStatus.NOT_FOUND)
 
-    def read_body(self, limit: int) -> bytes:
+    def read_body(self, limit: int, what: str = "body") -> bytes:
+        """The request's body, `what` it is named in messages; at most `limit` bytes."""
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise RequestError("the request needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
@@ -320,9 +352,21 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read
             if limit == 0:
                 raise RequestError("this request takes no body")
-            raise RequestError(f"the upload is {int(length) / 2**20:.1f} MB; the limit is "
-                               f"{limit / 2**20:g} MB", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        return self.rfile.read(int(length))
+            raise RequestError(f"the {what} is {size_text(int(length))}; the limit is "
+                               f"{size_text(limit)}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        body = bytearray()
+        try:
+            while len(body) < int(length):  # as it arrives, to say how much did
+                chunk = self.rfile.read1(int(length) - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        except (TimeoutError, ConnectionError):
+            pass
+        if len(body) < int(length):  # the client stalled (READ_TIMEOUT) or went away
+            raise RequestError(f"the {what} stopped arriving after {len(body)} of {length} "
+                               f"bytes", HTTPStatus.REQUEST_TIMEOUT)
+        return bytes(body)
 
     def answer(self, route) -> None:
         url = urlsplit(self.path)
@@ -330,11 +374,15 @@ class Handler(BaseHTTPRequestHandler):
         filename = None
         try:
             host = self.headers.get("Host", "")
-            if host not in {f"{HOST}:{self.server.server_port}",
-                            f"localhost:{self.server.server_port}"}:
+            own = {f"{HOST}:{self.server.server_port}", f"localhost:{self.server.server_port}"}
+            if host not in own:
                 # a page elsewhere reaching this one through a name of its own (DNS rebinding)
                 raise RequestError(f"Host {host!r} refused: open http://{HOST}:"
                                    f"{self.server.server_port}/", HTTPStatus.FORBIDDEN)
+            origin = self.headers.get("Origin")  # a browser names the page that sends a request
+            if origin is not None and origin not in {f"http://{h}" for h in own}:
+                raise RequestError(f"Origin {origin[:100]!r} refused: only this page's own "
+                                   f"requests are answered", HTTPStatus.FORBIDDEN)
             content_type, body, filename = route(url.path, query)
             status = HTTPStatus.OK
         except RequestError as e:
@@ -346,14 +394,19 @@ class Handler(BaseHTTPRequestHandler):
             content_type, body, _ = json_body(
                 {"error": f"internal error ({type(e).__name__}); the console has the details"})
             self.close_connection = True
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
+        self.send(status, content_type, body, headers)
+
+    def send(self, status: HTTPStatus, content_type: str, body: bytes,
+             headers: Optional[dict] = None) -> None:
+        """The answer; to HEAD, its headers only."""
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        if filename:
-            self.send_header("Content-Disposition", f'attachment; filename="{filename}"')
+        for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)),
+                            "Cache-Control": "no-store", **(headers or {})}.items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format, *args) -> None:  # quiet: errors go to the page
         pass
@@ -361,6 +414,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def json_body(value) -> tuple[str, bytes, None]:
     return "application/json", json.dumps(value).encode(), None
+
+
+def size_text(n: int) -> str:
+    """A size in bytes, short: 9000 -> '8.79 kB', 32 MB -> '32 MB'."""
+    return f"{n / 2**20:.3g} MB" if n >= 2**20 else f"{n / 2**10:.3g} kB"
 
 
 def whole(query: dict, key: str) -> int:
@@ -377,6 +435,12 @@ class Server(ThreadingHTTPServer):
         super().__init__((HOST, port), Handler)
         self.app = app
 
+    def handle_error(self, request, client_address) -> None:
+        """A client gone mid-request (BrokenPipeError, ConnectionResetError): nobody to tell, no
+        traceback; anything else: socketserver's traceback on the console."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -389,6 +453,7 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=Path, default=Path("runs/app/examples"),
                    help="where the benchmark's test images are written on first use")
     args = p.parse_args(argv)
+    any_file_name_on_stdout()
     if not 0 <= args.port <= 65535:
         print(f"error: --port {args.port}: not a port number (0-65535)", file=sys.stderr)
         return 2

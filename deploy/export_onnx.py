@@ -20,6 +20,7 @@ from pathlib import Path
 
 from load_sam_weights import CheckpointError, load_sama
 from deploy.onnx_graphs import export_graphs
+from outputs import any_file_name_on_stdout
 
 
 def main(argv=None) -> int:
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
                    help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
     args = p.parse_args(argv)
+    any_file_name_on_stdout()
     out = Path(args.out)
     try:
         if out.exists() and not (out.is_dir() and not any(out.iterdir())):

@@ -157,7 +157,7 @@ class OnnxPredictor:
 
     def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
         """The prompt in the image's pixels, checked as predictor.Predictor checks it."""
-        check_prompt_arrays(points, labels, box, *self.original_size)
+        box = check_prompt_arrays(points, labels, box, *self.original_size)
         point_coords, point_labels = self.prompt_inputs(points, labels, box)
         outputs = self.sessions["prompt"].run(
             None, {**self.features, "point_coords": point_coords, "point_labels": point_labels})

@@ -30,6 +30,7 @@ thin structure and of matte. SAM and SAMA are scored like for like (evaluate.py)
 from each model's probability map, the binary ones from each model's mask.
 A run whose result.json holds the same settings is not redone, so an interrupted study continues
 where it stopped; a result made with other settings stops the study (use another --out).
+--per-kind scores the study already in --out: --seeds, --jobs or --quick beside it is refused.
 """
 
 from __future__ import annotations
@@ -629,13 +630,21 @@ def per_kind(out: Path) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/ablation"), help="the study's folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed")
-    p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
+    p.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default 0 1 2)")
+    p.add_argument("--jobs", type=int, help="runs at once, one thread each (default 2)")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_RECIPE['steps']} steps, {QUICK_IMAGES} test images: a smoke test")
     p.add_argument("--per-kind", action="store_true",
                    help="after the study: score its predictions per kind into OUT/per_kind.md")
     args = p.parse_args(argv)
+    outputs.any_file_name_on_stdout()
+    given = [o for o in ("seeds", "jobs", "quick") if getattr(args, o) not in (None, False)]
+    if args.per_kind and given:  # it scores the study in --out as that was run
+        print(f"error: --{given[0]}: --per-kind scores the study already in --out; leave it out",
+              file=sys.stderr)
+        return 2
+    args.seeds = [0, 1, 2] if args.seeds is None else args.seeds
+    args.jobs = 2 if args.jobs is None else args.jobs
     if args.jobs < 1:
         print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
         return 2

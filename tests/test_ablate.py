@@ -268,3 +268,11 @@ def test_the_papers_contrasts_have_a_better_on_every_score_it_prints():
                 assert (value < second["scores"][key]) if lower else (value > second["scores"][key])
                 compared += 1
     assert compared >= 20
+
+
+@pytest.mark.parametrize("option", [["--seeds", "4"], ["--jobs", "1"], ["--quick"]])
+def test_per_kind_beside_an_option_of_the_study_is_refused(option, tmp_path, capsys):
+    assert ablate.main(["--per-kind", *option, "--out", str(tmp_path / "study")]) == 2
+    assert capsys.readouterr().err == (f"error: {option[0]}: --per-kind scores the study already "
+                                       f"in --out; leave it out\n")
+    assert not (tmp_path / "study").exists()

@@ -6,6 +6,8 @@ import base64
 import http.client
 import io
 import json
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -39,12 +41,14 @@ def server(tmp_path_factory):
     httpd.server_close()
 
 
-def request(server, method: str, path: str, body=None, host=None, json_body=None):
+def request(server, method: str, path: str, body=None, host=None, json_body=None, origin=None):
     """-> (status, headers, body bytes); json_body is sent as JSON, body as it is."""
     if json_body is not None:
         body = json.dumps(json_body).encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=60)
     headers = {"Host": host or f"127.0.0.1:{server.server_port}"}
+    if origin is not None:
+        headers["Origin"] = origin
     if method == "POST":
         headers["Content-Length"] = str(len(body or b""))
     connection.request(method, path, body=body, headers=headers)
@@ -184,7 +188,8 @@ def test_two_tabs_do_not_see_each_others_images(server):
     big_box = [10, 10, b["width"] - 10, b["height"] - 10]
     assert png(ok(prompt(server, "tab-bbbb", b["image"], 1, box=big_box))["mask"]).shape == (
         b["height"], b["width"])
-    refused(prompt(server, "tab-aaaa", a["image"], 1, box=big_box), 400, "outside the 48x80 image")
+    corner = [b["width"] - 20, b["height"] - 20, b["width"] - 10, b["height"] - 10]
+    refused(prompt(server, "tab-aaaa", a["image"], 1, box=corner), 400, "outside the 48x80 image")
     refused(prompt(server, "tab-cccc", a["image"], 1, box=[1, 1, 9, 9]), 409, "has no image")
 
 
@@ -220,8 +225,8 @@ def test_a_prompt_overtaken_while_waiting_is_dropped(server, monkeypatch):
     ({"box": [float("nan"), 10, 40, 70]}, "box nan 10 40 70: coordinates must be finite"),
     ({"box": [5, 10, float("inf"), 70]}, "coordinates must be finite numbers"),
     ({"points": [[float("nan"), 3]], "labels": [1]}, "point (nan, 3): coordinates must be finite"),
-    ({"box": [5, 10, 60, 70]}, "box 5 10 60 70: outside the 48x80 image"),
-    ({"box": [-1, 10, 40, 70]}, "outside the 48x80 image"),
+    ({"box": [50, 10, 60, 70]}, "box 50 10 60 70: outside the 48x80 image"),
+    ({"box": [-9, 10, -1, 70]}, "outside the 48x80 image"),
     ({"box": [40, 10, 5, 70]}, "needs x1 > x0 and y1 > y0"),
     ({"points": [[10, 81]], "labels": [1]}, "point (10, 81) outside the 48x80 image"),
     ({"box": [5, 10, 40]}, "box must be 4 numbers, got [5, 10, 40]"),
@@ -253,7 +258,7 @@ def test_bad_requests_are_one_line(server):
             "notes.txt: not an image this app can read (UnidentifiedImageError)")
     refused(post("/api/image?session=tab-up-1&name=x.png", b""), 400, "x.png: an empty upload")
     refused(post("/api/image?session=tab-up-1&name=x.png", b"\0" * 9000), 413,
-            "the upload is 0.0 MB; the limit is 0.0078125 MB")
+            "the upload is 8.79 kB; the limit is 8 kB")
     wide = io.BytesIO()
     Image.new("RGB", (MAX_SIDE + 1, 4)).save(wide, format="PNG")
     refused(post("/api/image?session=tab-up-1&name=wide.png", wide.getvalue()), 400,
@@ -266,7 +271,9 @@ def test_bad_requests_are_one_line(server):
             "a_b__.png: not an image")  # a name fit for a header
     refused(post("/api/prompt", b"{not json"), 400, "the prompt is not JSON")
     refused(post("/api/prompt", b"[1, 2]"), 400, "the prompt must be a JSON object")
-    refused(post("/api/prompt", b"x" * (app.MAX_PROMPT_BYTES + 1)), 413, "the limit is")
+    refused(post("/api/prompt", b"x" * (app.MAX_PROMPT_BYTES + 1)), 413,
+            "the prompt is 64 kB; the limit is 64 kB")
+    refused(post("/api/prompt", b'{"seq": 1' + b"0" * 5000 + b"}"), 400, "the prompt is not JSON")
     refused(request(server, "GET", "/api/download?session=tab-up-1&seq=1&name=secret"), 400,
             "name must be one of mask, alpha, cutout")
     refused(request(server, "GET", "/api/download?session=tab-up-1&seq=x&name=mask"), 400,
@@ -307,3 +314,66 @@ def test_the_command_line_refuses_a_bad_checkpoint_and_a_busy_port(server, tmp_p
                                        "127.0.0.1 (Address already in use)\n")
     assert app.main(["--port", "70000"]) == 2
     assert "not a port number" in capsys.readouterr().err
+
+
+def test_a_box_of_huge_numbers_is_named_in_short(server):
+    image = upload(server, "tab-huge-1", jpeg_with_exif_rotation())
+    code, _, body = prompt(server, "tab-huge-1", image["image"], 1, box=[1e300, 0, 1e308, 10])
+    message = json.loads(body)["error"]
+    assert code == 400 and message == "box 1e+300 0 1e+308 10: outside the 48x80 image", message
+    notice = ok(prompt(server, "tab-huge-1", image["image"], 2, box=[0, 0, 1e308, 1e308]))["notice"]
+    assert notice == "box 0 0 1e+308 1e+308: partly outside the 48x80 image, clipped to 0 0 48 80"
+    code, _, body = prompt(server, "tab-huge-1", image["image"], 3, box=[0, 0, 10**400, 5])
+    assert (code, json.loads(body)["error"]) == (400, "box 0 0 inf 5: coordinates must be finite "
+                                                      "numbers")
+
+
+def test_a_request_from_another_origin_is_refused(server):
+    port = server.server_port
+    image = upload(server, "tab-origin-1", jpeg_with_exif_rotation())
+    body = {"session": "tab-origin-1", "image": image["image"], "seq": 1, "box": [5, 10, 40, 70]}
+    for origin in ("http://evil.example.com", f"http://127.0.0.1:{port + 1}", "null"):
+        refused(request(server, "POST", "/api/prompt", json_body=body, origin=origin), 403,
+                f"Origin {origin!r} refused")
+        refused(request(server, "GET", "/api/examples", origin=origin), 403, "refused")
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+        ok(request(server, "POST", "/api/prompt", json_body={**body, "seq": 2}, origin=origin))
+
+
+def test_other_methods_are_refused_in_json_and_head_is_answered(server):
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "BREW"):
+        code, headers, body = request(server, method, "/api/prompt", body=b"")
+        refused((code, headers, body), 405, f"{method} is not answered here")
+        assert headers["Allow"] == "GET, HEAD, POST"
+    _, got, page = request(server, "GET", "/")
+    code, headers, body = request(server, "HEAD", "/")
+    assert code == 200 and body == b"" and headers["Content-Length"] == str(len(page))
+    assert headers["Content-Type"] == got["Content-Type"]
+
+
+def test_a_stalled_body_times_out_and_a_client_gone_is_quiet(server, monkeypatch, capsys):
+    monkeypatch.setattr(app.Handler, "timeout", 0.5)
+    head = (f"POST /api/prompt HTTP/1.1\r\nHost: 127.0.0.1:{server.server_port}\r\n"
+            f"Content-Length: 1000\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as stalled:
+        stalled.sendall(head + b'{"seq"')
+        answer = stalled.makefile("rb").read()  # the server answers, then closes
+    status, _, body = answer.partition(b"\r\n")[0], None, answer.split(b"\r\n\r\n", 1)[1]
+    assert b" 408 " in status, answer
+    assert json.loads(body)["error"] == "the prompt stopped arriving after 6 of 1000 bytes"
+    gone = socket.create_connection(("127.0.0.1", server.server_port), timeout=10)
+    gone.sendall(head + b'{"seq"')
+    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+    gone.close()
+    time.sleep(1)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_box_partly_outside_is_clipped_and_said(server):
+    image = upload(server, "tab-clip-1", jpeg_with_exif_rotation())
+    clipped = ok(prompt(server, "tab-clip-1", image["image"], 1, box=[-50, -50, 40, 70]))
+    assert clipped["notice"] == ("box -50 -50 40 70: partly outside the 48x80 image, clipped to "
+                                 "0 0 40 70")
+    inside = ok(prompt(server, "tab-clip-1", image["image"], 2, box=[0, 0, 40, 70]))
+    assert "notice" not in inside
+    assert all(np.array_equal(png(clipped[k]), png(inside[k])) for k in ("sam", "mask", "alpha"))

@@ -32,3 +32,17 @@ def test_side_by_side_prints_every_row(official, capsys):
     for row in ("per image : SAM", "the encoder alone", "per prompt: SAM", "peak memory",
                 "Meta's SAM on the same weights"):
         assert row in out, row
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--train", "--onnx"], "--train and --onnx: one kind of benchmark per run"),
+    (["--steps", "5"], "--steps applies to --train only"),
+    (["--onnx", "--compile"], "--compile applies to --train only"),
+    (["--optimisations", "--meta"], "--meta times Meta's SAM beside ours"),
+    (["--train", "--bf16"], "--bf16 does not apply to --train"),
+    (["--params", "--image-size", "512"], "--image-size does not apply to --params"),
+])
+def test_an_option_another_kind_of_run_would_ignore_is_refused(argv, problem, capsys):
+    with pytest.raises(SystemExit) as info:
+        benchmark.main(argv)
+    assert info.value.code == 2 and problem in capsys.readouterr().err

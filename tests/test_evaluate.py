@@ -447,6 +447,25 @@ def test_ablation_switch_must_match_the_checkpoint(toy, checkpoints, tmp_path, c
     assert "use_local_adapter" in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("argv, named", [
+    (("--folder", "F", "--split", "DIS-TE1", "--data", "D"), "--folder: not read by --split "
+                                                             "DIS-TE1, which reads --data"),
+    (("--folder", "F", "--data", "D"), "--data: not read with --folder"),
+    (("--split", "COIFT", "--data", "D"), "--data: not read by --split COIFT, which reads --coift"),
+    (("--split", "AIM-500", "--backgrounds", "B"), "--backgrounds: not read by --split AIM-500"),
+    (("--split", "DIS-VD", "--model", "sam", "--sam-checkpoint", "S", "--checkpoint", "C"),
+     "--checkpoint: --model sam with --sam-checkpoint"),
+    (("--split", "DIS-VD", "--model", "sam", "--sam-checkpoint", "S", "--no-mvle"),
+     "--no-mvle: --model sam with --sam-checkpoint"),
+    (("--split", "DIS-VD", "--model", "sam", "--checkpoint", "C", "--tasks", "seg"), "--tasks: "),
+])
+def test_options_that_another_option_would_ignore_are_refused(argv, named, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(*argv, "--out", out) == 2
+    assert one_error_line(capsys).startswith(f"error: {named}")
+    assert not out.exists()
+
+
 def test_unknown_split_lists_the_valid_ones(capsys):
     assert run("--split", "DIS-TE9") == 2
     err = one_error_line(capsys)

@@ -201,6 +201,22 @@ def test_pickled_python_objects_are_not_run(tmp_path):
     assert "Python objects" in msg and "Path" in msg
 
 
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch ran",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_checkpoint_calling_os_system_is_named_and_never_run(zip_format, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"w": RunsCode()}, path, _use_new_zipfile_serialization=zip_format)
+    msg = error_of(path)
+    assert msg == f"{path}: holds Python objects ({os.system.__module__}.system), which are " \
+                  f"never unpickled", msg
+    assert not (tmp_path / "ran").exists()
+
+
 def test_wrong_variant_asked(tiny_file):
     path, _ = tiny_file
     msg = error_of(path, variant="vit_b")

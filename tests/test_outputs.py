@@ -342,9 +342,9 @@ def test_predict_out_folder_with_a_slash_and_an_exact_box(photo, ckpt, tmp_path,
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [
         "photo_alpha.png", "photo_cutout.png", "photo_mask.png"]
     capsys.readouterr()
-    assert predict.main([str(photo), "--box", "0", "0", "228.0001", "173", "--checkpoint",
+    assert predict.main([str(photo), "--box", "228.0001", "0", "229", "173", "--checkpoint",
                          str(ckpt["a"]), "--out", str(tmp_path / "q")]) == 2
-    assert one_line(capsys.readouterr().err) == ("error: box 0 0 228.0001 173: outside the "
+    assert one_line(capsys.readouterr().err) == ("error: box 228.0001 0 229 173: outside the "
                                                  "228x173 image")
 
 
@@ -362,8 +362,8 @@ def test_predictor_refuses_labels_other_than_0_and_1(ckpt, labels):
 
 
 @pytest.mark.parametrize("box, problem", [([30, 10, 10, 20], "needs x1 >= x0"),
-                                          ([0, 0, 61, 20], "outside the 60x40 image"),
-                                          ([-1, 0, 10, 20], "outside the 60x40 image")])
+                                          ([61, 0, 70, 20], "outside the 60x40 image"),
+                                          ([-9, 0, -1, 20], "outside the 60x40 image")])
 def test_predictor_refuses_reversed_and_off_image_boxes(ckpt, box, problem):
     predictor = Predictor(load_sama(ckpt["a"]), TASKS)
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
@@ -425,12 +425,13 @@ def test_unwritable_outputs_are_refused_before_any_work(toy, ckpt, tmp_path, mon
 
 
 def full_disk(monkeypatch, name: str) -> None:
-    """outputs.write_bytes' file for `name` fills the disk after a few bytes."""
+    """outputs.write_bytes' file for `name` (or the file `name` itself, as a lock) fills the disk
+    after a few bytes."""
     real_open = open
 
     class Full(io.RawIOBase):
-        def __init__(self, path):
-            self.f = real_open(path, "wb")
+        def __init__(self, path, mode):
+            self.f = real_open(path, "xb" if "x" in mode else "wb")
 
         def write(self, b):
             self.f.write(bytes(b)[:10])
@@ -444,8 +445,8 @@ def full_disk(monkeypatch, name: str) -> None:
             super().close()
 
     def fake_open(path, mode="r", *args, **kwargs):
-        if Path(path).name.startswith(name + ".tmp-"):
-            return Full(path)
+        if Path(path).name == name or Path(path).name.startswith(name + ".tmp-"):
+            return Full(path, mode)
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(outputs, "open", fake_open, raising=False)
@@ -467,6 +468,27 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(toy, ckpt, tmp_path, mo
     assert "results.md: cannot write (no space left on device)" in one_line(
         capsys.readouterr().err)
     assert not list(out.glob("*.tmp-*")) and not (out / "results.md").exists()
+
+
+def test_a_full_disk_at_the_lock_leaves_none_and_a_dead_runs_empty_lock_is_taken_over(
+        toy, ckpt, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "eval"
+    with monkeypatch.context() as m:
+        full_disk(m, outputs.LOCK)
+        assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 2
+    assert one_line(capsys.readouterr().err) == (f"error: {out}: cannot write there (no space "
+                                                 f"left on device)")
+    assert not out.exists()  # made for the run, removed with its lock
+
+    out.mkdir()
+    (out / outputs.LOCK).write_bytes(b"")  # being written by its run this instant: refused
+    assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 2
+    assert "in use by another run" in one_line(capsys.readouterr().err)
+    old = time.time() - 2 * outputs.LOCK_WRITE_SECONDS  # left empty by a run that died writing it
+    os.utime(out / outputs.LOCK, (old, old))
+    assert evaluate.main(evaluate_args(toy, out, ckpt["a"], "--limit", "1")) == 0
+    assert "removed the lock of a run that no longer runs" in capsys.readouterr().err
+    assert not (out / outputs.LOCK).exists() and (out / "metrics.json").is_file()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -522,8 +544,8 @@ def test_a_pickle_that_would_run_code_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"w": RunsCode()}))
-    with pytest.raises(CheckpointError, match=r"\(posix.system\); not unpickled, since that could "
-                                              r"run arbitrary code"):
+    with pytest.raises(CheckpointError, match=r"holds Python objects \(posix.system\), which are "
+                                              r"never unpickled"):
         load_sam(path)
     assert not (tmp_path / "ran").exists()
 

@@ -7,6 +7,10 @@ links to nothing."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,9 @@ import pytest
 from PIL import Image
 
 import evaluate
+import outputs
 import readers
+from conftest import ROOT, SAM_PTH, SAMA_PT
 from readers import DataError
 import train
 
@@ -187,3 +193,49 @@ def test_own_folder_end_to_end_train_two_steps_then_evaluate(tmp_path, capsys):
                               "--out", str(dest), "--no-progress"]) == 0
         report = json.loads((dest / "metrics.json").read_text())
         assert report["split"] == split and report["scores"]["n"] == (2 if folder == test else 5)
+
+
+# ----------------------------------------------------------------------------------------------
+# File names that are not UTF-8
+# ----------------------------------------------------------------------------------------------
+
+NOT_UTF8 = os.fsdecode(b"\xff\xfe")  # a name's bytes as Python holds them (surrogateescape)
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="APFS refuses names that are not UTF-8")
+def test_file_names_that_are_not_utf8_work_end_to_end(tmp_path, capsys):
+    own = own_tree(tmp_path / "own", masks=3, foregrounds=0)
+    for folder, ext in (("im", ".jpg"), ("gt", ".png")):
+        (own / folder / f"img_0{ext}").rename(own / folder / f"{NOT_UTF8}{ext}")
+    assert readers.main(["check", "folder-masks", str(own)]) == 0
+    pairs = readers.folder_masks(own)
+    assert [p[1].name for p in readers.split_held_out(pairs)[1]] != []
+    # the name counts in the digest, as its bytes
+    renamed = tmp_path / "renamed"
+    shutil.copytree(own, renamed)
+    for folder, ext in (("im", ".jpg"), ("gt", ".png")):
+        (renamed / folder / f"{NOT_UTF8}{ext}").rename(renamed / folder / f"img_9{ext}")
+    digest = outputs.files_digest(f for pair in pairs for f in pair)
+    assert digest != outputs.files_digest(f for pair in readers.folder_masks(renamed) for f in pair)
+
+    out = tmp_path / "eval"
+    for resume in ([], ["--resume"]):
+        assert evaluate.main(["--folder", str(own), "--checkpoint", str(SAMA_PT),
+                              "--sam-checkpoint", str(SAM_PTH), "--out", str(out),
+                              "--no-progress", *resume]) == 0
+    assert (out / "pred" / f"{NOT_UTF8}.png").is_file()
+    assert NOT_UTF8 in json.loads((out / "per_image.json").read_text())["stems"]
+    assert train.main(["--model", "tiny", "--tasks", "seg", "--data", str(own), "--out",
+                       str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "1", "--workers",
+                       "0", "--val-every", "1", "--warmup-steps", "1"]) == 0
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="APFS refuses names that are not UTF-8")
+def test_a_folder_name_that_is_not_utf8_is_printed_as_its_bytes(tmp_path):
+    own = own_tree(tmp_path / f"own{NOT_UTF8}", masks=2, foregrounds=0)
+    # a UTF-8 locale's stdout is strict; the C locale's takes any name already
+    done = subprocess.run([sys.executable, str(ROOT / "readers.py"), "check", "folder-masks",
+                           str(own)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert os.fsencode(own) in done.stdout

@@ -2,6 +2,7 @@
 alpha equal to alpha.png, and one-line errors for bad prompts."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,8 @@ def test_default_prefix_is_the_image_path_without_extension(checkpoint, rotated_
 @pytest.mark.parametrize("prompt", [
     ["--box", "30", "10", "30", "70"],        # x1 == x0
     ["--box", "5", "60", "40", "10"],         # y1 < y0
-    ["--box", "5", "10", "60", "70"],         # x1 beyond the displayed width (48)
-    ["--box", "-1", "10", "40", "70"],        # negative
+    ["--box", "50", "10", "60", "70"],        # wholly beyond the displayed width (48)
+    ["--box", "-9", "10", "-1", "70"],        # wholly left of the image
     ["--point", "10", "20", "30"],            # odd number of values
     ["--neg-point", "5"],                     # odd number of values
     ["--point", "10", "90"],                  # y beyond the displayed height (80)
@@ -361,3 +362,35 @@ def test_read_only_folder_is_refused_up_front(checkpoint, rotated_image, tmp_pat
     assert code == 2
     assert err == f"error: {folder}: no permission to write there (choose another --out)\n"
     assert not any(folder.iterdir())
+
+
+def test_a_box_partly_outside_is_clipped_with_a_line_saying_so(checkpoint, rotated_image,
+                                                               tmp_path, capsys):
+    clipped, inside = tmp_path / "clipped", tmp_path / "inside"
+    for box, prefix in ((["-50", "-50", "30", "100"], clipped), (["0", "0", "30", "80"], inside)):
+        assert predict.main([str(rotated_image), "--box", *box, "--checkpoint", str(checkpoint),
+                             "--out", str(prefix)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "box -50 -50 30 100: partly outside the 48x80 image, clipped to 0 0 30 80"
+    for name in ("mask", "alpha", "cutout"):  # the very prompt the clipped box is
+        assert (Path(f"{clipped}_{name}.png").read_bytes()
+                == Path(f"{inside}_{name}.png").read_bytes())
+
+
+def test_without_checkpoint_the_run_else_the_shipped_stand_in_is_said(rotated_image, tmp_path,
+                                                                    monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no runs/sama/sama.pt here
+    box = ["--box", "5", "10", "40", "70"]
+    assert predict.main([str(rotated_image), *box, "--out", str(tmp_path / "a")]) == 0
+    said = capsys.readouterr().out.splitlines()[0]
+    assert said == (f"no --checkpoint and no runs/sama/sama.pt: the shipped stand-in "
+                    f"{predict.STANDIN} (train.py makes your own)")
+    (tmp_path / "runs" / "sama").mkdir(parents=True)
+    shutil.copyfile(predict.STANDIN, tmp_path / "runs" / "sama" / "sama.pt")
+    assert predict.main([str(rotated_image), *box, "--sam-checkpoint", str(predict.STANDIN_SAM),
+                         "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == ("no --checkpoint: the training run's "
+                                                       "runs/sama/sama.pt")
+    assert predict.main([str(rotated_image), *box, "--onnx", "x", "--sam-checkpoint", "s"]) == 2
+    assert capsys.readouterr().err == ("error: --sam-checkpoint: --onnx runs the exported graphs, "
+                                       "not a checkpoint\n")

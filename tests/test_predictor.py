@@ -24,7 +24,7 @@ PROMPTS = [
 ]
 BAD_PROMPTS = [
     ({}, "^give a box and / or at least one point$"),
-    ({"box": np.array([10.0, 20, 130, 80])}, "^box 10 20 130 80: outside the 120x90 image$"),
+    ({"box": np.array([125.0, 20, 130, 80])}, "^box 125 20 130 80: outside the 120x90 image$"),
     ({"points": np.array([[60.0, np.nan]]), "labels": np.array([1])},
      r"^point \(60, nan\): coordinates must be finite numbers$"),
     ({"points": np.array([[60.0, 45]]), "labels": np.array([2])},
@@ -61,3 +61,9 @@ def test_every_predictor_keeps_the_one_contract(request):
         for prompt, line in BAD_PROMPTS:
             with pytest.raises(PromptError, match=line):
                 predictor.predict(**prompt)
+        # a box partly outside: clipped to the image, as SAM's predictor takes it, and said
+        with pytest.warns(UserWarning, match="^box -10 20 130 80: partly outside the 120x90 "
+                                             "image, clipped to 0 20 120 80$"):
+            clipped = predictor.predict(box=np.array([-10.0, 20, 130, 80]))
+        inside = predictor.predict(box=np.array([0.0, 20, 120, 80]))
+        assert all(np.array_equal(clipped[k], inside[k]) for k in inside), name

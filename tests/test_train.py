@@ -814,6 +814,18 @@ def test_bad_option_values_one_line_exit_2_nothing_written(option, value, proble
     assert no_files_under(out)
 
 
+@pytest.mark.parametrize("options, problem", [
+    (("--max-steps", "1", "--epochs", "2"), "--epochs: --max-steps sets the run's length"),
+    (("--max-steps", "1", "--val-images", "2"), "--val-images: --val-every 0 never validates"),
+])
+def test_an_option_another_would_ignore_is_refused(options, problem, toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = run_train(base_args(toy, out, *options), capsys)
+    assert code == 2, err
+    assert assert_one_error_line(err).startswith(f"error: {problem}")
+    assert no_files_under(out)
+
+
 def snapshot(out: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
