@@ -26,15 +26,14 @@ import time
 from pathlib import Path
 
 import contact_sheet
-from miniature import recipe
 import outputs
 import readers
-from miniature import synthetic
-from load_sam_weights import CheckpointError, load_sama
+from load_sam_weights import CheckpointError
 from metrics import column
+from miniature import recipe, synthetic
 from miniature.recipe import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
-from predictor import Predictor
 from outputs import provenance
+from predictor import Predictor
 
 SHIPPED_SAMA = recipe.REPO / "weights" / "sama_standin.pt"
 # the contact sheet: the first test image of 8 of the 10 thin kinds (not holes and fence, the
@@ -60,24 +59,19 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the live SAMA's seed")
     p.add_argument("--limit", type=int, default=0, help="test images per split (0: all)")
     args = p.parse_args(argv)
-    outputs.any_file_name_on_stdout()
+    return outputs.run_main(lambda: demo(args), {outputs.WriteError: 2, CheckpointError: 2,
+                                                 recipe.CommandError: 2},
+                            "interrupted; the same command continues")
+
+
+def demo(args) -> int:
     if args.steps < 1 or args.limit < 0:
-        print("error: --steps must be 1 or more and --limit 0 or more", file=sys.stderr)
-        return 2
+        raise outputs.OptionError("--steps must be 1 or more and --limit 0 or more")
     for path in (STANDIN_SAM, SHIPPED_SAMA):
         if not path.is_file():
-            print(f"error: {path}: missing from the checkout", file=sys.stderr)
-            return 2
-    outputs.interrupts_as_keyboard_interrupt()
-    try:
-        with outputs.claim(args.out):  # one demo at a time in --out
-            return run(args)
-    except (outputs.WriteError, CheckpointError, recipe.CommandError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the same command continues", file=sys.stderr)
-        return 130
+            raise outputs.OptionError(f"{path}: missing from the checkout")
+    with outputs.claim(args.out):  # one demo at a time in --out
+        return run(args)
 
 
 def run(args) -> int:

@@ -42,7 +42,6 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Union
 
 import torch
 
@@ -52,13 +51,20 @@ from contact_sheet import contact_rows, contact_sheet
 from frame import NonFiniteOutput
 from load_sam_weights import CheckpointError, CheckpointRecord, load_sam
 from metrics import column
-from outputs import WriteError
+from outputs import OptionError, WriteError
 from predictor import Predictor, keep_freed_cpu_memory
 from sam import Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
-from scoring import (BAND, MATTING_KEYS, PAPER, PAPER_NOTES, POINT_COUNTS, PROMPTS, SEG_KEYS,
-                     score_split)
-
+from scoring import (
+    BAND,
+    MATTING_KEYS,
+    PAPER,
+    PAPER_NOTES,
+    POINT_COUNTS,
+    PROMPTS,
+    SEG_KEYS,
+    score_split,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Splits: readers.SPLITS (where the pairs come from, how they are prompted), the scored ones
@@ -216,41 +222,34 @@ def conflicting_options(args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    outputs.any_file_name_on_stdout()
+    return outputs.run_main(lambda: evaluate(args), {NonFiniteOutput: 3, readers.DataError: 2,
+                                                     CheckpointError: 2, WriteError: 2},
+                            outputs.INTERRUPTED)
+
+
+def evaluate(args) -> int:
+    """The options checked before any work, then one run holding its output folder."""
     if args.split is None and args.folder is None:
-        print("error: --split is required (or --folder DIR)", file=sys.stderr)
-        return 2
+        raise OptionError("--split is required (or --folder DIR)")
     if args.split is not None and args.split not in SPLITS:
-        print(f"error: unknown split {args.split!r}; valid: {', '.join(SPLITS)}", file=sys.stderr)
-        return 2
+        raise OptionError(f"unknown split {args.split!r}; valid: {', '.join(SPLITS)}")
     for option, value in (("--limit", args.limit), ("--vis", args.vis)):
         if value < 0:
-            print(f"error: {option} {value}: must be 0 or more", file=sys.stderr)
-            return 2
+            raise OptionError(f"{option} {value}: must be 0 or more")
     if args.resume and args.overwrite:
-        print("error: --resume and --overwrite: give one or the other", file=sys.stderr)
-        return 2
+        raise OptionError("--resume and --overwrite: give one or the other")
     conflict = conflicting_options(args)
     if conflict:
-        print(f"error: {conflict}", file=sys.stderr)
-        return 2
+        raise OptionError(conflict)
     keep_freed_cpu_memory()
-    outputs.interrupts_as_keyboard_interrupt()
-    try:
-        if args.split is None:
-            args.split = folder_split(args.folder)  # it names the default output folder
-        with outputs.claim(output_folder(args)):  # one run at a time in --out
-            check_out(args)  # once held: another run may have written it until now
+    if args.split is None:
+        args.split = folder_split(args.folder)  # it names the default output folder
+    with outputs.claim(output_folder(args)):  # one run at a time in --out
+        check_out(args)  # once held: another run may have written it until now
+        try:
             return run(args)
-    except NonFiniteOutput as e:
-        print(f"error: {e}; not written, not scored", file=sys.stderr)
-        return 3
-    except (readers.DataError, CheckpointError, WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(outputs.INTERRUPTED, file=sys.stderr)
-        return 130
+        except NonFiniteOutput as e:
+            raise NonFiniteOutput(f"{e}; not written, not scored") from None
 
 
 OWN = ("settings.json", "metrics.json", "results.md", "vis.png")  # pred*/ besides

@@ -35,14 +35,15 @@ import time
 import warnings
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from outputs import sha256_file, write_bytes
+from outputs import first_few, run_main, sha256_file, write_bytes
 from sam import SAM_VARIANTS, Sam, SamConfig, SamPredictor
 from sama import SAMA, TASKS
 
@@ -168,18 +169,13 @@ def check_float32_and_finite(state_dict: Mapping[str, torch.Tensor], source: str
               if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         tensors = f"{len(broken)} tensor{'s' * (len(broken) > 1)}"
-        raise CheckpointError(f"{source}: NaN or inf in {tensors} ({_first(broken)}): broken "
+        raise CheckpointError(f"{source}: NaN or inf in {tensors} ({first_few(broken)}): broken "
                               "weights, e.g. from a diverged training run")
     other = sorted({str(v.dtype).removeprefix("torch.") for v in state_dict.values()
                     if v.is_floating_point() and v.dtype != torch.float32})
     if other:
         print(f"warning: {source}: {' and '.join(other)} weights, converted to float32",
               file=sys.stderr)
-
-
-def _first(names: list[str], n: int = 3) -> str:
-    shown = ", ".join(names[:n])
-    return shown + (f", ... {len(names) - n} more" if len(names) > n else "")
 
 
 def check_keys_and_shapes(
@@ -193,12 +189,12 @@ def check_keys_and_shapes(
         parts = []
         if missing:
             parts.append(
-                f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_first(missing)})"
+                f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({first_few(missing)})"
             )
         if unexpected:
             parts.append(
                 f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} "
-                f"({_first(unexpected)})"
+                f"({first_few(unexpected)})"
             )
         hint = ""
         if any(
@@ -259,12 +255,12 @@ def _check_is_sam_state_dict(state_dict: dict, source: str) -> None:
                         f"save that entry alone)")
         raise CheckpointError(
             f"{source}: not a SAM state dict: {len(names)} entries are not tensors "
-            f"({_first(names)}){hint}"
+            f"({first_few(names)}){hint}"
         )
     if not any(k.startswith("image_encoder.") for k in state_dict):
         raise CheckpointError(
             f"{source}: not a SAM state dict: no image_encoder.* keys (first keys: "
-            f"{_first(list(state_dict))})"
+            f"{first_few(list(state_dict))})"
         )
 
 
@@ -625,11 +621,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--variant", choices=list(SAM_VARIANTS), help="default: told from the tensor shapes"
     )
     args = parser.parse_args(argv)
-    try:
-        model = load_sam(args.checkpoint, args.variant)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(lambda: check_checkpoint(args.checkpoint, args.variant), {CheckpointError: 2})
+
+
+def check_checkpoint(checkpoint: str, variant: Optional[str]) -> int:
+    """The command's work: load the file, print its variant and parameters, one box prompt."""
+    model = load_sam(checkpoint, variant)
     cfg = model.config
     print(f"variant: {cfg.name} ({_describe(cfg)}, {cfg.image_size} px frames)")
     print("parameters: " + ", ".join(f"{part} {n:,}" for part, n in param_counts(model).items()))

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -302,6 +303,11 @@ def sha256_file(path: PathLike) -> str:
     return digest.hexdigest()
 
 
+def first_few(names: list[str], n: int = 3) -> str:
+    """The first n names for a message: 'a, b, c' / 'a, b, c, ... 117 more'."""
+    return ", ".join(names[:n]) + (f", ... {len(names) - n} more" if len(names) > n else "")
+
+
 def files_digest(paths: Iterable[PathLike]) -> str:
     """SHA-256 over the files in their order: each one's name (its bytes on disk, UTF-8 or not) and
     the SHA-256 of its contents. The same digest means the same files with the same bytes, wherever
@@ -313,8 +319,33 @@ def files_digest(paths: Iterable[PathLike]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# What a command prints: a file name that is not UTF-8 as its bytes; ctrl-C and SIGTERM in one line
+# How a command ends: a problem in one line (exit status 2, or 3 for a model's NaN), ctrl-C and
+# SIGTERM in one line (130), a file name that is not UTF-8 printed as its bytes
 # ----------------------------------------------------------------------------------------------
+
+
+class OptionError(ValueError):
+    """A bad option, or two options that conflict, found before any work; one line."""
+
+
+def run_main(body: Callable[[], int], errors: Mapping[type, int],
+             interrupted: Union[str, Callable[[], str]] = "interrupted") -> int:
+    """Every command's main runs its work through this, the one way a command ends on a problem:
+    an OptionError (exit status 2) or an error of a kind in `errors` (the first kind it is an
+    instance of gives the status: 2 for bad input, 3 for a NaN of the model's) prints
+    "error: MESSAGE" on one line; ctrl-C or SIGTERM prints `interrupted` (or what it returns, for a
+    message that depends on what was kept) and exits with 130. The body's own return is the exit
+    status otherwise."""
+    any_file_name_on_stdout()
+    interrupts_as_keyboard_interrupt()
+    try:
+        return body()
+    except (OptionError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return next((status for kind, status in errors.items() if isinstance(e, kind)), 2)
+    except KeyboardInterrupt:
+        print(interrupted() if callable(interrupted) else interrupted, file=sys.stderr)
+        return 130
 
 
 def _terminate(signum, frame):

@@ -35,7 +35,7 @@ import numpy as np
 # (the checkpoints' path imports torch in checkpoint_predictor, --onnx deploy/ in onnx_predictor)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
-from outputs import WriteError, any_file_name_on_stdout, remove_stale_temporaries, save_pngs
+from outputs import OptionError, WriteError, remove_stale_temporaries, run_main, save_pngs
 
 TRAINED = Path("runs/sama/sama.pt")  # train.py's run, where the command is started
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -84,6 +84,7 @@ def checkpoint_predictor(checkpoint: str, sam_checkpoint: Optional[str]):
     the mask at the threshold the checkpoint records, a single-task model read through its trained
     head. torch is imported here, not at the top, so that --onnx runs without it."""
     import torch
+
     from load_sam_weights import CheckpointError
     from predictor import Predictor, keep_freed_cpu_memory
 
@@ -138,31 +139,31 @@ def main(argv=None) -> int:
     p.add_argument("--onnx", metavar="DIR", help="run the graphs deploy/export_onnx.py wrote into "
                    "DIR on onnxruntime (OnnxPredictor) instead of the checkpoints")
     args = p.parse_args(argv)
-    any_file_name_on_stdout()
+    return run_main(lambda: predict(args), {NonFiniteOutput: 3, PromptError: 2,
+                                            readers.DataError: 2, ModelError: 2, WriteError: 2},
+                    "interrupted; the three PNGs are written all or none")
+
+
+def predict(args) -> int:
+    """Everything checked before the model runs; then the three PNGs, all or none."""
     if args.onnx and (args.sam_checkpoint or args.checkpoint):
         option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
-        print(f"error: {option}: --onnx runs the exported graphs, not a checkpoint",
-              file=sys.stderr)
-        return 2
+        raise OptionError(f"{option}: --onnx runs the exported graphs, not a checkpoint")
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
         prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
-    try:
-        # EXIF orientation applied: outputs match what viewers show
-        image = readers.load_image(args.image)
-        h, w = image.shape[:2]
-        pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
-        points = np.concatenate([pos, neg])
-        box, notice = check_prompt(args.box, points, h, w)
-        check_outputs(list(targets.values()), Path(args.image), args.overwrite)
-        if args.onnx:
-            predictor = onnx_predictor(args.onnx)
-        else:
-            predictor = checkpoint_predictor(*default_checkpoints(args))
-    except (PromptError, readers.DataError, ModelError, WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # EXIF orientation applied: outputs match what viewers show
+    image = readers.load_image(args.image)
+    h, w = image.shape[:2]
+    pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
+    points = np.concatenate([pos, neg])
+    box, notice = check_prompt(args.box, points, h, w)
+    check_outputs(list(targets.values()), Path(args.image), args.overwrite)
+    if args.onnx:
+        predictor = onnx_predictor(args.onnx)
+    else:
+        predictor = checkpoint_predictor(*default_checkpoints(args))
     if notice:
         print(notice)
 
@@ -172,17 +173,12 @@ def main(argv=None) -> int:
         out = predictor.predict(points if len(points) else None, labels if len(points) else None,
                                 box)
     except NonFiniteOutput as e:
-        print(f"error: {args.image}: {e}; nothing written", file=sys.stderr)
-        return 3
+        raise NonFiniteOutput(f"{args.image}: {e}; nothing written") from None
     outputs = output_images(image, out)
     # the temporary files of an earlier run of this prefix killed mid-write
     remove_stale_temporaries(prefix.parent, re.compile(
         rf"{re.escape(prefix.name)}_(?:mask|alpha|cutout)\.png\.tmp-(\d+)"))
-    try:
-        save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
-    except WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
     print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
           f"mask {(outputs['mask'] > 0).mean():.1%} of the image)")
     return 0

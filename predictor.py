@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -25,7 +26,6 @@ from frame import check_finite, check_image, check_prompt_arrays
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama
 from sam import Sam, SamPredictor, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
-
 
 # ----------------------------------------------------------------------------------------------
 # One predictor for SAMA and plain SAM

@@ -86,16 +86,16 @@ import re
 import shutil
 import sys
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from outputs import any_file_name_on_stdout, sha256_file
+from outputs import first_few, run_main, sha256_file, whole_folder
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # compared lower-cased
 FLOAT_SLACK = 0.01  # a float alpha in [-0.01, 1.01] is a [0, 1] alpha with rounding errors
@@ -208,19 +208,13 @@ def image_files(folder) -> list[Path]:
              if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS]
     dangling = [p for p in files if p.is_symlink() and not p.exists()]
     if dangling:
-        raise DataError(f"{folder}: symbolic links to nothing, {_some(dangling)} (the first "
-                        f"points to {os.readlink(dangling[0])}); fix or remove them")
+        raise DataError(f"{folder}: symbolic links to nothing, {len(dangling)} file"
+                        f"{'s' * (len(dangling) > 1)}: {first_few([p.name for p in dangling])} "
+                        f"(the first points to {os.readlink(dangling[0])}); fix or remove them")
     files = [p for p in files if p.is_file()]
     if not files:
         raise DataError(f"{folder}: no image files")
     return files
-
-
-def _some(paths, shown: int = 3) -> str:
-    """'3 files: a.jpg, b.jpg, c.jpg' / '120 files: a.jpg, b.jpg, c.jpg, ...'; names only."""
-    names = ", ".join(Path(p).name for p in paths[:shown])
-    return f"{len(paths)} file{'s' if len(paths) > 1 else ''}: {names}" + (
-        ", ..." if len(paths) > shown else "")
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -678,23 +672,19 @@ def d646_test_triples(root, backgrounds=None) -> list[tuple[Path, Path, Path]]:
 
 
 def _write_d646_composite(pairs, bg_files: list[Path], manifest: dict, folder: Path) -> None:
-    """All of `folder` or nothing: written into a temporary folder beside it, then renamed."""
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    """All of `folder` or nothing (outputs.whole_folder)."""
     try:
-        for name in D646_FOLDERS:
-            (tmp / name).mkdir(parents=True)
-        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL codecs release the GIL
-            jobs = [pool.submit(_d646_composite_one, k, fg, alpha, bg_files, tmp)
-                    for k, (fg, alpha) in enumerate(pairs)]
-            for job in jobs:
-                job.result()  # the first problem, in order
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        os.rename(tmp, folder)
+        with whole_folder(folder) as tmp:
+            for name in D646_FOLDERS:
+                (tmp / name).mkdir()
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
+                jobs = [pool.submit(_d646_composite_one, k, fg, alpha, bg_files, tmp)
+                        for k, (fg, alpha) in enumerate(pairs)]
+                for job in jobs:
+                    job.result()  # the first problem, in order
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     except OSError as e:
         raise DataError(f"{folder}: cannot write the composite ({e.strerror or e})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _d646_composite_one(k: int, fg_path: Path, alpha_path: Path, bg_files: list[Path], out: Path):
@@ -836,14 +826,14 @@ def main(argv=None) -> int:
     check.add_argument("--backgrounds", type=Path,
                        help="Distinctions-646: VOC's JPEGImages, to composite the test set once")
     args = parser.parse_args(argv)
-    any_file_name_on_stdout()
+    return run_main(lambda: check_split(args), {DataError: 2})
+
+
+def check_split(args) -> int:
+    """`python readers.py check SPLIT ROOT`: read the split, check every file, say how many."""
     split = SPLITS[ALIASES.get(args.split, args.split)]
-    try:
-        pairs = split.reader(args.root, **{name: getattr(args, name) for name in split.options})
-        split.check(pairs)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    pairs = split.reader(args.root, **{name: getattr(args, name) for name in split.options})
+    split.check(pairs)
     print(f"ok: {len(pairs)} {args.split} {'triples' if len(pairs[0]) == 3 else 'pairs'} "
           f"in {args.root}")
     return 0

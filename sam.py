@@ -27,8 +27,15 @@ import torch.nn.functional as F
 
 # SAM's normalisation, frame size and prompt scaling in numpy (the ONNX predictor shares them),
 # and the prompt's checks every predictor shares
-from frame import (PIXEL_MEAN, PIXEL_STD, check_finite_coordinates, check_point_labels,
-                   preprocess_shape, resize_longest_side, scale_coords)
+from frame import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    check_finite_coordinates,
+    check_point_labels,
+    preprocess_shape,
+    resize_longest_side,
+    scale_coords,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Configuration

@@ -51,9 +51,9 @@ from load_sam_weights import (
     load_sam,
     read_training_state,
     sam_identity,
+    sama_tensors,
     save_sama,
     save_training_state,
-    sama_tensors,
 )
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA, TASK_CHOICES
@@ -779,34 +779,32 @@ def run_state(optimizer, step: int, streams: dict, prompt_rng, sam_id: dict, arg
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    outputs.any_file_name_on_stdout()
-    outputs.interrupts_as_keyboard_interrupt()
     out = Path(args.out)
-    try:
-        # rank 0 holds --out for the whole run; the others write nothing there
-        with outputs.claim(out) if int(os.environ.get("RANK", 0)) == 0 else nullcontext():
-            try:
-                train(args)
-            except KeyboardInterrupt:  # before the first save, a fresh run's files say nothing
-                if getattr(args, "fresh", False) and not (out / "last.pt").is_file():
-                    for name in ("log.jsonl", "sam_tiny_random.pth"):
-                        (out / name).unlink(missing_ok=True)
-                raise
-            finally:
-                if dist.is_initialized():  # every way out of a distributed run, in one place
-                    dist.destroy_process_group()
-    except NonFiniteLoss as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (TrainingError, CheckpointError, readers.DataError, outputs.WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+
+    def interrupted() -> str:
         if (out / "last.pt").is_file():
-            print(outputs.INTERRUPTED, file=sys.stderr)
-        else:
-            print("interrupted before the first checkpoint; nothing kept", file=sys.stderr)
-        return 130
+            return outputs.INTERRUPTED
+        return "interrupted before the first checkpoint; nothing kept"
+
+    return outputs.run_main(lambda: train_holding_out(args, out),
+                            {NonFiniteLoss: 3, TrainingError: 2, CheckpointError: 2,
+                             readers.DataError: 2, outputs.WriteError: 2}, interrupted)
+
+
+def train_holding_out(args, out: Path) -> int:
+    """train(args) with --out held: rank 0 holds it for the whole run; the others write nothing
+    there."""
+    with outputs.claim(out) if int(os.environ.get("RANK", 0)) == 0 else nullcontext():
+        try:
+            train(args)
+        except KeyboardInterrupt:  # before the first save, a fresh run's files say nothing
+            if getattr(args, "fresh", False) and not (out / "last.pt").is_file():
+                for name in ("log.jsonl", "sam_tiny_random.pth"):
+                    (out / name).unlink(missing_ok=True)
+            raise
+        finally:
+            if dist.is_initialized():  # every way out of a distributed run, in one place
+                dist.destroy_process_group()
     return 0
 
 

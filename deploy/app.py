@@ -59,10 +59,10 @@ import torch
 from PIL import Image
 
 import readers
-from miniature import synthetic
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import CheckpointError, load_sama
-from outputs import any_file_name_on_stdout
+from miniature import synthetic
+from outputs import OptionError, run_main
 from predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[1]  # the repository's root
@@ -139,7 +139,8 @@ class App:
             with Image.open(io.BytesIO(body)) as img:  # reads the header only
                 w, h = img.size
         except Exception as e:  # PIL raises many kinds for a file that is not an image
-            raise RequestError(f"{name}: not an image this app can read ({type(e).__name__})")
+            raise RequestError(f"{name}: not an image this app can read ({type(e).__name__})"
+                               ) from None
         if max(w, h) > self.max_side:
             raise RequestError(f"{name}: {w}x{h} pixels; the limit is {self.max_side} a side")
         try:
@@ -281,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = READ_TIMEOUT  # socketserver sets it on the connection: reads wait no longer
-    server: "Server"
+    server: Server
 
     def do_GET(self) -> None:
         self.answer(self.route_get)
@@ -453,24 +454,23 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=Path, default=Path("runs/app/examples"),
                    help="where the benchmark's test images are written on first use")
     args = p.parse_args(argv)
-    any_file_name_on_stdout()
+    return run_main(lambda: serve(args), {CheckpointError: 2})
+
+
+def serve(args) -> int:
+    """The page on HOST:--port until ctrl-C, which stops the server (exit status 0)."""
     if not 0 <= args.port <= 65535:
-        print(f"error: --port {args.port}: not a port number (0-65535)", file=sys.stderr)
-        return 2
+        raise OptionError(f"--port {args.port}: not a port number (0-65535)")
     sam_checkpoint = args.sam_checkpoint
     if sam_checkpoint is None and Path(args.checkpoint).resolve() == (
             REPO / "weights" / "sama_standin.pt"):
         sam_checkpoint = REPO / "weights" / "sam_standin.pth"  # wherever the app is started from
+    app = App(args.checkpoint, sam_checkpoint, args.examples)
     try:
-        app = App(args.checkpoint, sam_checkpoint, args.examples)
         server = Server(app, args.port)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:
-        print(f"error: --port {args.port}: cannot listen on {HOST} ({e.strerror or e})",
-              file=sys.stderr)
-        return 2
+        raise OptionError(f"--port {args.port}: cannot listen on {HOST} ({e.strerror or e})"
+                          ) from None
     print(f"serving SAMA ({args.checkpoint}) on http://{HOST}:{server.server_port}/ "
           f"(Ctrl-C stops)", flush=True)
     try:

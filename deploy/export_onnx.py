@@ -18,9 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-from load_sam_weights import CheckpointError, load_sama
 from deploy.onnx_graphs import export_graphs
-from outputs import any_file_name_on_stdout
+from load_sam_weights import CheckpointError, load_sama
+from outputs import OptionError, run_main
 
 
 def main(argv=None) -> int:
@@ -30,19 +30,18 @@ def main(argv=None) -> int:
                    help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
     args = p.parse_args(argv)
-    any_file_name_on_stdout()
+    return run_main(lambda: export(args), {CheckpointError: 2})
+
+
+def export(args) -> int:
+    """--out checked and the checkpoint loaded before the export starts."""
     out = Path(args.out)
-    try:
-        if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-            raise FileExistsError(f"{out}: exists and is not an empty folder "
-                                  f"(choose another --out)")
-        folder = next(f for f in (out.parent, *out.parent.parents) if f.exists())
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError(f"{folder}: cannot create {out} there (choose another --out)")
-        model = load_sama(args.checkpoint, args.sam_checkpoint, device="cpu")
-    except (CheckpointError, FileExistsError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise OptionError(f"{out}: exists and is not an empty folder (choose another --out)")
+    folder = next(f for f in (out.parent, *out.parent.parents) if f.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(f"{folder}: cannot create {out} there (choose another --out)")
+    model = load_sama(args.checkpoint, args.sam_checkpoint, device="cpu")
     record = model.checkpoint_record  # paths and SHA-256 of the bytes loaded
     weights = {name: {"file": r.file, "sha256": r.sha256}
                for name, r in (("sama", record), ("sam", record.sam))}

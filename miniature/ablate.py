@@ -55,13 +55,20 @@ from PIL import Image, ImageDraw
 import outputs
 import readers
 import scoring
-from miniature import stats
-from miniature import synthetic
-from miniature.recipe import (RECIPE, RUNNING, STANDIN_FRAME, STANDIN_SAM, CommandError,
-                       evaluate_command, run_command, train_command)
 from losses import bce_loss, iou_loss, l1_loss
 from metrics import column, mask_iou, matting_scores, seg_scores
-from outputs import provenance
+from miniature import stats, synthetic
+from miniature.recipe import (
+    RECIPE,
+    RUNNING,
+    STANDIN_FRAME,
+    STANDIN_SAM,
+    CommandError,
+    evaluate_command,
+    run_command,
+    train_command,
+)
+from outputs import OptionError, provenance
 from sam import SAM_VARIANTS, Sam, postprocess_masks, preprocess_shape
 from sama import SAMA
 
@@ -407,12 +414,12 @@ def figure(results: list, path: Path) -> None:
             draw.line([left - 4, y, left, y], fill=(0, 0, 0))
             draw.text((x0 + 4, y - 6), f"{value:.3g}", fill=(0, 0, 0))
         slot = (right - left) / len(CONFIGURATIONS)
+
+        def y_of(v, bottom=bottom, top=top, top_value=top_value):  # this panel's value -> pixel
+            return bottom - (bottom - top) * v / top_value
+
         for i, (config, (mean, spread, values)) in enumerate(zip(CONFIGURATIONS, cells)):
             cx = left + slot * (i + 0.5)
-
-            def y_of(v):
-                return bottom - (bottom - top) * v / top_value
-
             draw.rectangle([cx - slot * 0.35, y_of(mean), cx + slot * 0.35, bottom],
                            fill=COLOURS[i], outline=(0, 0, 0))
             if len(values) > 1:
@@ -637,43 +644,34 @@ def main(argv=None) -> int:
     p.add_argument("--per-kind", action="store_true",
                    help="after the study: score its predictions per kind into OUT/per_kind.md")
     args = p.parse_args(argv)
-    outputs.any_file_name_on_stdout()
+    return outputs.run_main(lambda: checked_study(args),
+                            {StudyError: 2, CommandError: 2, readers.DataError: 2,
+                             outputs.WriteError: 2},
+                            "interrupted; the same command continues (finished runs are kept)")
+
+
+def checked_study(args) -> int:
+    """The options checked before any work, then the study (or --per-kind) holding --out."""
     given = [o for o in ("seeds", "jobs", "quick") if getattr(args, o) not in (None, False)]
     if args.per_kind and given:  # it scores the study in --out as that was run
-        print(f"error: --{given[0]}: --per-kind scores the study already in --out; leave it out",
-              file=sys.stderr)
-        return 2
+        raise OptionError(f"--{given[0]}: --per-kind scores the study already in --out; "
+                          f"leave it out")
     args.seeds = [0, 1, 2] if args.seeds is None else args.seeds
     args.jobs = 2 if args.jobs is None else args.jobs
     if args.jobs < 1:
-        print(f"error: --jobs {args.jobs}: must be 1 or more", file=sys.stderr)
-        return 2
+        raise OptionError(f"--jobs {args.jobs}: must be 1 or more")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        print(f"error: --seeds {args.seeds}: must be distinct, 0 or more", file=sys.stderr)
-        return 2
+        raise OptionError(f"--seeds {args.seeds}: must be distinct, 0 or more")
     if not STANDIN_SAM.is_file():
-        print(f"error: {STANDIN_SAM}: missing (see README: pretrain_sam.py)", file=sys.stderr)
-        return 2
+        raise OptionError(f"{STANDIN_SAM}: missing (see README: python -m miniature.pretrain_sam)")
     args.out = args.out.absolute()  # the children run in the repository, not here
-    outputs.interrupts_as_keyboard_interrupt()
-    try:
-        with outputs.claim(args.out):  # one study at a time in --out
-            return study(args)
-    except (StudyError, CommandError, outputs.WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the same command continues (finished runs are kept)", file=sys.stderr)
-        return 130
+    with outputs.claim(args.out):  # one study at a time in --out
+        return study(args)
 
 
 def study(args) -> int:
     if args.per_kind:
-        try:
-            table = per_kind(args.out)
-        except (StudyError, readers.DataError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        table = per_kind(args.out)
         table = (f"# The study per kind\n\nPrinted by `python -m miniature.ablate --per-kind` at "
                  f"{provenance()}, from the study's test predictions.\n\n{table}")
         outputs.write_text(table, args.out / "per_kind.md")
@@ -723,11 +721,7 @@ def study(args) -> int:
               f"{recipe['steps']} steps of batch {recipe['batch_size']} per task, Adam lr "
               f"{recipe['lr']:g}, {recipe['warmup_steps']} warm-up steps; stand-in SAM sha256 "
               f"{settings['sam_sha256'][:12]}...")
-    try:
-        found = contrasts(args.out, results)
-    except StudyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    found = contrasts(args.out, results)
     table = markdown(results, header, found)
     outputs.write_text(json.dumps({"header": header, "results": results, "contrasts": found},
                                   indent=2) + "\n", args.out / "results.json")

@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import outputs
-from miniature import synthetic
 from data import MASK_LOGIT, mask_to_box
 from load_sam_weights import atomic_save
 from metrics import boundary_iou, mask_iou
+from miniature import synthetic
 from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, preprocess_shape, scale_coords
 
 # ----------------------------------------------------------------------------------------------
@@ -287,27 +287,20 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the shipped run)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)
+    return outputs.run_main(lambda: pretrain_checked(args), {outputs.WriteError: 2},
+                            f"interrupted; nothing saved ({args.out} left as it was)")
+
+
+def pretrain_checked(args) -> int:
+    """The options and --out checked before the 65 minutes, not after them; then pretrain."""
     if args.steps < 1 or args.log_every < 1 or args.threads < 1 or not args.lr > 0:
-        print("error: --steps, --log-every and --threads must be >= 1, --lr > 0", file=sys.stderr)
-        return 2
-    try:  # before the 65 minutes, not after them
-        outputs.check_writable_file(args.out)
-        if args.out.exists() and not args.overwrite:
-            raise outputs.WriteError(f"--out {args.out}: exists; --overwrite replaces it, or "
-                                     f"choose another --out")
-    except outputs.WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise outputs.OptionError("--steps, --log-every and --threads must be >= 1, --lr > 0")
+    outputs.check_writable_file(args.out)
+    if args.out.exists() and not args.overwrite:
+        raise outputs.WriteError(f"--out {args.out}: exists; --overwrite replaces it, or "
+                                 f"choose another --out")
     torch.set_num_threads(args.threads)
-    outputs.interrupts_as_keyboard_interrupt()
-    try:
-        result = pretrain(args.out, args.steps, args.lr, args.seed, args.log_every)
-    except outputs.WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; nothing saved ({args.out} left as it was)", file=sys.stderr)
-        return 130
+    result = pretrain(args.out, args.steps, args.lr, args.seed, args.log_every)
     print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.2f} MiB) in "
           f"{result['minutes']:.1f} min: solid DIS-VD mIoU {result['mIoU']:.4f}, "
           f"mBIoU {result['mBIoU']:.4f}; sha256 {result['sha256']}")

@@ -13,7 +13,8 @@ only when the interval excludes zero in the paper's direction.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 

@@ -171,7 +171,7 @@ class Placement:
         self.cx, self.cy, self.rx, self.ry, self.theta = cx, cy, rx, ry, theta
 
     @classmethod
-    def random(cls, rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> "Placement":
+    def random(cls, rng: np.random.Generator, h: int, w: int, lo: float, hi: float) -> Placement:
         """An object U(lo, hi) x the image's shorter side in size, aspect up to 1:2, inside."""
         size = rng.uniform(lo, hi) * min(h, w) / 2
         aspect = np.exp(rng.uniform(-0.35, 0.35))
@@ -1397,9 +1397,12 @@ def toy_main(argv) -> int:
     parser.add_argument("--n-train", type=int, default=48,
                         help="DIS-TR images (val and test: 16 each)")
     args = parser.parse_args(argv)
+    return outputs.run_main(lambda: write_toy(args), {outputs.WriteError: 2})
+
+
+def write_toy(args) -> int:
     if args.dir.exists() and not args.dir.is_dir():
-        print(f"error: {args.dir}: exists and is not a folder", file=sys.stderr)
-        return 2
+        raise outputs.OptionError(f"{args.dir}: exists and is not a folder")
     make_toy(args.dir, seed=args.seed, n_train=args.n_train)
     print(f"wrote toy datasets to {args.dir}: DIS5K, AIM/Combined_Dataset, AIM-500, backgrounds")
     return 0
@@ -1415,16 +1418,13 @@ def main(argv=None) -> int:
     parser.add_argument("dir", type=Path, help="a new or empty folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    outputs.interrupts_as_keyboard_interrupt()
+    return outputs.run_main(lambda: write(args), {outputs.WriteError: 2},
+                            "interrupted; nothing written (run it again)")
+
+
+def write(args) -> int:
     t0 = time.time()
-    try:
-        write_benchmark(args.dir, args.seed)
-    except outputs.WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing written (run it again)", file=sys.stderr)
-        return 130
+    write_benchmark(args.dir, args.seed)
     print(f"wrote the benchmark (seed {args.seed}) to {args.dir} in {time.time() - t0:.0f} s: "
           f"DIS5K (thin structures; test split {THIN_TEST_SPLIT}), AIM/Combined_Dataset, "
           f"AM-2K/validation, backgrounds, solid/DIS5K, heldout/ (the held-out kinds), "

@@ -10,11 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from miniature import ablate
 import readers
-from miniature import stats
-from miniature import synthetic
 from metrics import mask_iou, seg_scores
+from miniature import ablate, stats, synthetic
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split of the test's benchmark
 SMALL["matting/train-fg"] = 4

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sama_maps
 from PIL import Image
 
-from deploy import app
 import predict
 import readers
-from conftest import sama_maps
+from deploy import app
 from sama import SamaPredictor
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"

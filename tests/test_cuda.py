@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import build_official_sam, randomize_, sama_maps
+from test_sama import batch, randomized_sam
 
 import sam
-from miniature import synthetic
 import train
-from conftest import build_official_sam, randomize_, sama_maps
 from losses import matting_loss, seg_loss
+from miniature import synthetic
 from sama import SAMA, SamaPredictor
-from test_sama import batch, randomized_sam
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

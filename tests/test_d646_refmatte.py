@@ -19,9 +19,9 @@ import data
 import evaluate
 import readers
 import scoring
-from readers import DataError
 from load_sam_weights import load_sam, sam_identity, save_sama
 from metrics import MattingMetrics
+from readers import DataError
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS
 

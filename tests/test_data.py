@@ -3,13 +3,13 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from conftest import backgrounds, save
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import data
 import readers
 import sam
-from conftest import backgrounds, save
 
 S = 128  # frame side for sample tests: small and fast
 

@@ -11,9 +11,8 @@ from PIL import Image
 
 import contact_sheet
 import demo
-from miniature import recipe
-from miniature import synthetic
 from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
+from miniature import recipe, synthetic
 
 # the shortened demo's scores, made with the pinned versions (requirements.txt) on this project's
 # 2-core x86-64 machine; after moving a pin, regenerate with

@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import sama_maps
 
 import contact_sheet
 import data
 import evaluate
 import outputs
-from predictor import Predictor
 import readers
 import scoring
-from miniature import synthetic
-from conftest import sama_maps
 from load_sam_weights import load_sam, load_sama, sam_identity, save_sama
 from metrics import MattingMetrics, SegMetrics, boundary_iou, mask_iou
+from miniature import synthetic
+from predictor import Predictor
 from sam import SAM_VARIANTS, Sam, compile_image_encoder
 from sama import SAMA, TASKS, SamaPredictor
 

@@ -421,8 +421,10 @@ def gaussgradient_2d(image, sigma=1.4):
     """DIM's MATLAB gaussgradient written out in 2-D (the kernel built entry by entry)."""
     half = int(np.ceil(sigma * np.sqrt(-2 * np.log(np.sqrt(2 * np.pi) * sigma * 0.01))))
     size = 2 * half + 1
-    # noqa: E731
-    gauss = lambda x: np.exp(-x ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))
+
+    def gauss(x):
+        return np.exp(-x ** 2 / (2 * sigma ** 2)) / (sigma * np.sqrt(2 * np.pi))
+
     hx = np.zeros((size, size))
     for i in range(size):
         for j in range(size):

@@ -24,18 +24,23 @@ import pytest
 import torch
 from PIL import Image
 
-from miniature import ablate
 import evaluate
 import frame
 import outputs
 import predict
-from predictor import Predictor
-from miniature import pretrain_sam
 import readers
-from miniature import synthetic
 import train
-from load_sam_weights import (CheckpointError, atomic_save, load_sam, load_sama, read_checkpoint,
-                              sam_identity, save_sama)
+from load_sam_weights import (
+    CheckpointError,
+    atomic_save,
+    load_sam,
+    load_sama,
+    read_checkpoint,
+    sam_identity,
+    save_sama,
+)
+from miniature import ablate, pretrain_sam, synthetic
+from predictor import Predictor
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAM_PTH, SAMA_PT
 from PIL import Image
 
 import evaluate
 import outputs
 import readers
-from conftest import ROOT, SAM_PTH, SAMA_PT
-from readers import DataError
 import train
+from readers import DataError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.torch_threads
 

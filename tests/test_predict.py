@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import sama_maps
 from PIL import Image
 
-import predict
-import outputs
 import frame
-from predictor import Predictor
-from conftest import sama_maps
-from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
+import outputs
+import predict
 import readers
+from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
+from predictor import Predictor
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
 

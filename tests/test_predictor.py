@@ -7,8 +7,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import SAM_PTH, SAMA_PT, random_image
+
 from frame import PromptError
 from load_sam_weights import load_sama
 from predictor import Predictor

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import evaluate
-from miniature import pretrain_sam
-from miniature import synthetic
 from load_sam_weights import load_sam, read_checkpoint
+from miniature import pretrain_sam, synthetic
 from sam import SAM_VARIANTS, Sam
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save
 from PIL import Image
 
 import data
 import readers
-from conftest import save
 from readers import DataError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import DEFAULT_THREADS, random_image, record, torch_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DEFAULT_THREADS, random_image, record, torch_threads
 from load_sam_weights import load_sam
 from sam import (
     SAM_VARIANTS,

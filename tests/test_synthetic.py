@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import backgrounds
 from scipy import ndimage
 
 import data
 import readers
 from miniature import synthetic
-from conftest import backgrounds
 
 SMALL = {name: 3 for name in synthetic.COUNTS}  # images per split in the tests' benchmarks
 SMALL["matting/test-fg"] = 2  # x COMP_BACKGROUNDS composites

@@ -31,9 +31,9 @@ import outputs
 import readers
 import sam
 import scoring
-from miniature import synthetic
 import train
 from load_sam_weights import atomic_save, load_sama, read_checkpoint
+from miniature import synthetic
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASK_CHOICES
 
