@@ -45,7 +45,7 @@ def test_quick_runs_every_configuration_and_writes_the_table_and_figure(study):
         assert f"| {config.label} |" in table
     assert "0.942 (Table 1)" in table and "0.872 (Table 3)" in table  # the paper's DIS-VD maxF
     assert "19.79 (Table 4)" in table and "34.25 (Table 5)" in table
-    assert "ablate.py --quick" in table
+    assert "python -m miniature.ablate --quick" in table
     assert "| maxF (soft)↑ | MAE (soft)↓ | MAE (binary)↓ | FP (binary)↓ |" in table
     # every contrast of the paper, each score with its interval and verdict
     found = json.loads((study / "results.json").read_text())["contrasts"]

@@ -327,8 +327,11 @@ def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, check
     for key in ("seg", "alpha"):
         np.testing.assert_array_equal(maps["seg"][key], both["seg"])
         np.testing.assert_array_equal(maps["matting"][key], both["alpha"])
+    # without tasks given, the ones its file records (load_sama's checkpoint_record) ...
+    assert set(Predictor(model).tasks) == set(model.checkpoint_record.tasks) == {"seg", "matting"}
+    # ... and a SAMA made in memory, which records none, must be told
     with pytest.raises(ValueError, match="tasks"):
-        Predictor(model)
+        Predictor(SAMA(model.sam))
     with pytest.raises(ValueError, match="tasks"):
         Predictor(model, ["alpha"])
 
