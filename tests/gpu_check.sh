@@ -27,8 +27,10 @@ stage() {  # stage NAME SECONDS COMMAND...: run it, its output to the screen and
 stage card 30 "$PY" -c "import torch, platform; print(torch.cuda.get_device_name(), '|',
 torch.__version__, 'CUDA', torch.version.cuda, '| Python', platform.python_version())"
 stage test_cuda 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
-stage bench_bf16 90 "$PY" benchmark.py --variants vit_b vit_h --device cuda --bf16 --meta --reps 10
-stage bench_fp32 90 "$PY" benchmark.py --variants vit_b vit_h --device cuda --meta --reps 5
-stage optimisations 60 "$PY" benchmark.py --optimisations --variants vit_h --device cuda --bf16 \
+stage bench_bf16 90 "$PY" -m benchmarks.benchmark --variants vit_b vit_h --device cuda --bf16 \
+    --meta --reps 10
+stage bench_fp32 90 "$PY" -m benchmarks.benchmark --variants vit_b vit_h --device cuda --meta \
     --reps 5
-stage train 120 "$PY" benchmark.py --train --variants vit_l --device cuda --steps 40
+stage optimisations 60 "$PY" -m benchmarks.benchmark --optimisations --variants vit_h \
+    --device cuda --bf16 --reps 5
+stage train 120 "$PY" -m benchmarks.benchmark --train --variants vit_l --device cuda --steps 40
