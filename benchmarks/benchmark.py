@@ -256,17 +256,23 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     image, box = test_image(image_size)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "onnx"
-        manifest = export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, folder, weights={})
+        manifest = export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, folder, weights={},
+                                 quantize=True)
         del sama_cpu
-        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        size = {kind: sum((folder / g[k]).stat().st_size for g in manifest[kind].values()
+                          for k in ("file", "data")) / 2**20
+                for kind in ("graphs", "graphs_int8")}
         threads = torch.get_num_threads()  # onnxruntime's intra-op threads: as many as PyTorch's
         torch_p = Predictor(sama, TASKS)
         onnx_p = OnnxPredictor(folder, providers=providers, threads=threads)
+        int8_p = OnnxPredictor(folder, providers=providers, threads=threads, int8=True)
         runs = {
             "torch_image": lambda: (torch_p.set_image(image), torch_p.predict(box=box)),
             "onnx_image": lambda: (onnx_p.set_image(image), onnx_p.predict(box=box)),
+            "int8_image": lambda: (int8_p.set_image(image), int8_p.predict(box=box)),
             "torch_prompt": lambda: torch_p.predict(box=box),
             "onnx_prompt": lambda: onnx_p.predict(box=box),
+            "int8_prompt": lambda: int8_p.predict(box=box),
         }
         with torch.inference_mode():
             med = medians(runs, device, reps)
@@ -286,11 +292,15 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     where = providers[0].replace("ExecutionProvider", "")
     print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
           f"thread(s): PyTorch vs ONNX (onnxruntime {onnxruntime.__version__}, {where}; export "
-          f"{size:,.1f} MiB, {sum(manifest['export_seconds'].values()):.0f} s)")
+          f"{size['graphs']:,.1f} MiB, {sum(manifest['export_seconds'].values()):.0f} s)")
     print(f"  per image : PyTorch {ms['torch_image']}   ONNX {ms['onnx_image']}   "
           f"ratio {med['onnx_image'] / med['torch_image']:.2f}x")
     print(f"  per prompt: PyTorch {ms['torch_prompt']}   ONNX {ms['onnx_prompt']}   "
           f"ratio {med['onnx_prompt'] / med['torch_prompt']:.2f}x")
+    print(f"  int8 (export_onnx.py --quantize) against ONNX float32: per image {ms['int8_image']} "
+          f"({med['int8_image'] / med['onnx_image']:.2f}x), per prompt {ms['int8_prompt']} "
+          f"({med['int8_prompt'] / med['onnx_prompt']:.2f}x), graphs {size['graphs_int8']:,.1f} "
+          f"MiB against {size['graphs']:,.1f} MiB ({size['graphs_int8'] / size['graphs']:.2f}x)")
     print(f"  peak memory: {memory}")
 
 
