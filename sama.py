@@ -302,8 +302,8 @@ class SAMA(nn.Module):
     # a prompt's fast form: the first Local-Adapter's projections of F_local read from
     # ImageFeatures (computed once per image, not once per pass) and the heads' 1x1 convolution at
     # G (PredictionHead's fuse_first). False: the textbook form. Tests prove the two equal; per
-    # prompt at ViT-B, 1024 px on two CPU cores it takes 0.84x the textbook form's time
-    # (BENCHMARKS.md, `python -m benchmarks.benchmark --optimisations`)
+    # prompt at ViT-B, 1024 px on the CPU it took 0.84x-0.86x the textbook form's time at one
+    # thread (BENCHMARKS.md, "A prompt's parts": `python -m benchmarks.benchmark` prints both)
     fast_prompt = True
 
     def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True) -> None:
