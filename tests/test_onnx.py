@@ -102,8 +102,10 @@ def test_manifest_records_the_export(exported, model):
     for graph in manifest["graphs"].values():
         assert sha256_file(exported / graph["file"]) == graph["sha256"]
         assert sha256_file(exported / graph["data"]) == graph["data_sha256"]
-    assert sorted(p.name for p in exported.iterdir()) == [
-        "image.onnx", "image.onnx.data", "prompt.onnx", "prompt.onnx.data", "sama_onnx.json"]
+    assert sorted(p.name for p in exported.iterdir()) == [  # the fixture exports --quantize
+        "image.int8.onnx", "image.int8.onnx.data", "image.onnx", "image.onnx.data",
+        "prompt.int8.onnx", "prompt.int8.onnx.data", "prompt.onnx", "prompt.onnx.data",
+        "sama_onnx.json"]
 
 
 def test_both_graphs_equal_pytorch(exported, model):
