@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -43,8 +44,8 @@ import torch.nn as nn
 from PIL import Image
 
 from miniature import synthetic
-from predictor import Predictor, keep_freed_cpu_memory
 from outputs import provenance
+from predictor import Predictor, keep_freed_cpu_memory
 from sam import SAM_VARIANTS, Attention, Sam, SamPredictor, postprocess_masks, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
 
@@ -241,9 +242,9 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     each in a fresh process on the CPU."""
     import onnxruntime  # requirements-onnx.txt: imported by --onnx only
 
-    from load_sam_weights import DEFAULT_THRESHOLD
     from deploy.onnx_graphs import export_graphs
     from deploy.sama_onnx import OnnxPredictor
+    from load_sam_weights import DEFAULT_THRESHOLD
 
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":

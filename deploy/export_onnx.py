@@ -20,8 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from load_sam_weights import CheckpointError, load_sama
 from deploy.onnx_graphs import export_graphs
+from load_sam_weights import CheckpointError, load_sama
 
 
 def main(argv=None) -> int:

@@ -31,10 +31,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from deploy.sama_onnx import FORMAT, MANIFEST
 from outputs import sha256_file, whole_folder
 from sam import Attention
 from sama import SAMA, TASKS, ImageFeatures
-from deploy.sama_onnx import FORMAT, MANIFEST
 
 FEATURES = tuple(f.name for f in dataclasses.fields(ImageFeatures))  # the image path's outputs
 OUTPUTS = {"seg": "seg_logits", "matting": "alpha"}  # each trained head's output

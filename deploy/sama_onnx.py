@@ -16,13 +16,21 @@ the image's size.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 
-from frame import (check_finite, check_image, check_prompt_arrays, frame_array, postprocess_maps,
-                   preprocess_shape, scale_coords)
+from frame import (
+    check_finite,
+    check_image,
+    check_prompt_arrays,
+    frame_array,
+    postprocess_maps,
+    preprocess_shape,
+    scale_coords,
+)
 from outputs import sha256_file
 
 MANIFEST = "sama_onnx.json"  # beside the graphs

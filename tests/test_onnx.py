@@ -17,18 +17,19 @@ from PIL import Image
 pytest.importorskip("onnxruntime", reason="pip install -r requirements-onnx.txt")
 pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
 
-from deploy import export_onnx  # noqa: E402
+from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
+
 import predict  # noqa: E402
-from predictor import Predictor  # noqa: E402
+from deploy import export_onnx  # noqa: E402
+from deploy.onnx_graphs import FEATURES, export_graphs  # noqa: E402
+from deploy.sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
+from deploy.sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
 from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama  # noqa: E402
 from outputs import sha256_file  # noqa: E402
-from deploy.onnx_graphs import FEATURES, export_graphs  # noqa: E402
+from predictor import Predictor  # noqa: E402
 from sam import SAM_VARIANTS, Sam, image_to_frame, postprocess_masks, prompt_tensors  # noqa: E402
 from sama import SAMA, TASKS, SamaPredictor  # noqa: E402
-from deploy.sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
-from deploy.sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
-from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

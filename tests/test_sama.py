@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from conftest import sama_maps
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sam
 import sama
-from conftest import sama_maps
 from losses import matting_loss, seg_loss
 from predictor import Predictor
 from sam import SAM_VARIANTS, Sam, SamPredictor, image_to_frame, postprocess_masks
