@@ -151,12 +151,27 @@ class LocalAdapter(nn.Module):
         self.norm = nn.LayerNorm(C)
         self.confidence = nn.Linear(C, 1)  # Eq. (8)'s 1x1 convolution, on each token's channels
 
+    def project_local(
+        self, F_local: torch.Tensor, pe_local: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The projections of the local tokens F_local (B*n*n, (2G/n)^2, C), by window: Eq. (5)'s
+        K_A, Eq. (6)'s V_A and the second cross-attention's queries Q_L, each
+        (B*n*n, (2G/n)^2, C/2). No prompt changes the first adapter's: SAMA.encode computes them
+        once per image (ImageFeatures.projected)."""
+        F_pe = F_local + pe_local  # positions added to the keys and queries, as in SAM's decoder
+        # Eq. (5): K_{A_m} = (F'^{P_m} + F_early) W^{K_A}
+        K_A = self.global_to_local.k_proj(F_pe)
+        # Eq. (6): V_{A_m} = (F'^{P_m} + F_early) W^{V_A}
+        V_A = self.global_to_local.v_proj(F_local)
+        return K_A, V_A, self.local_to_global.q_proj(F_pe)
+
     def forward(
         self,
         F_out: torch.Tensor,
         F_local: torch.Tensor,
         pe_out: torch.Tensor,
         pe_local: torch.Tensor,
+        projected: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
@@ -164,6 +179,7 @@ class LocalAdapter(nn.Module):
             F_local: (B*n*n, (2G/n)^2, C) the local tokens by window: F'^P + F_early for the first
                 adapter, the first adapter's output for the second.
             pe_out, pe_local: the positional encodings of F_out and F_local, by window.
+            projected: project_local(F_local, pe_local), when already computed (the cache).
         Returns:
             F'_out (B, G*G, C), the input of the next decoder layer; the updated local tokens.
         """
@@ -171,16 +187,14 @@ class LocalAdapter(nn.Module):
         G, n = round(N**0.5), ADAPTER_WINDOWS
         g2l, l2g = self.global_to_local, self.local_to_global
         F_out = to_windows(F_out.view(B, G, G, C), n)  # (B*n*n, (G/n)^2, C)
+        K_A, V_A, Q_L = self.project_local(F_local, pe_local) if projected is None else projected
         # Eq. (4): Q_A = F_out W^A   (positions added to queries and keys, as in SAM's decoder)
-        Q_A = g2l.q_proj(F_out + pe_out)
-        # Eq. (5): K_{A_m} = (F'^{P_m} + F_early) W^{K_A}
-        K_A = g2l.k_proj(F_local + pe_local)
-        # Eq. (6): V_{A_m} = (F'^{P_m} + F_early) W^{V_A}
-        V_A = g2l.v_proj(F_local)
+        F_out_pe = F_out + pe_out
+        Q_A = g2l.q_proj(F_out_pe)
         # Eq. (7): F''^{P_m} = Cross-Attn(Q_A, K_{A_m}, V_{A_m}), window by window in quadrant m
         F_2P = g2l.attend(Q_A, K_A, V_A)  # (B*n*n, (G/n)^2, C)
         # second cross-attention, roles swapped: the local tokens query the decoder's tokens
-        attn = l2g(F_local + pe_local, F_out + pe_out, F_out)  # (B*n*n, (2G/n)^2, C)
+        attn = l2g.attend(Q_L, l2g.k_proj(F_out_pe), l2g.v_proj(F_out))  # (B*n*n, (2G/n)^2, C)
         F_local = self.norm(F_local + attn)
         # Eq. (8): C = sigma(Conv(F_out)) * F''^{P_m}   (the paper's C: the gated local features)
         gated = torch.sigmoid(self.confidence(F_out)) * F_2P
@@ -220,6 +234,7 @@ class PredictionHead(nn.Module):
         sam_up: torch.Tensor,
         early_4G: torch.Tensor,
         early_8G: torch.Tensor,
+        fuse_first: bool = False,
     ) -> torch.Tensor:
         """
         Args:
@@ -228,10 +243,18 @@ class PredictionHead(nn.Module):
             F_P: (B, C, 2G, 2G) the local tokens after the last adapter.
             sam_up: (B, C/8, 4G, 4G) SAM's own up-scaled decoder map (output_upscaling).
             early_4G, early_8G: (B, C/8, 4G, 4G), (B, C/8, 8G, 8G) F_early up-sampled.
+            fuse_first: the 2G stage's 1x1 convolution (linear, no bias) commutes with the
+                bilinear up-sampling, conv(up2(F_out) + F_P) = up2(conv(F_out)) + conv(F_P), so
+                it mixes F_out's C channels down to C/8 at G, before the up-sampling
+                (SAMA.fast_prompt); False: the textbook form, as the paper draws the head.
         Returns:
             logits (B, 1, 8G, 8G).
         """
-        x = self.fuse(up2(F_out) + F_P)  # (B, C/8, 2G, 2G)
+        if fuse_first:
+            conv, bn, gelu = self.fuse
+            x = gelu(bn(up2(conv(F_out)) + conv(F_P)))  # (B, C/8, 2G, 2G)
+        else:  # the textbook form
+            x = self.fuse(up2(F_out) + F_P)  # (B, C/8, 2G, 2G)
         x = self.refine(up2(x) + sam_up + early_4G)  # (B, C/8, 4G, 4G)
         x = self.out(up2(x) + early_8G)  # (B, C/16, 8G, 8G)
         B, c, h, w = x.shape
@@ -259,6 +282,11 @@ class ImageFeatures:
     pe_global: torch.Tensor  # (1, G*G, C) positional encoding of the decoder's image tokens
     pe_global_windows: torch.Tensor  # (B*n*n, (G/n)^2, C) the same, by window
     pe_local_windows: torch.Tensor  # (B*n*n, (2G/n)^2, C) positional encoding of the local tokens
+    # the first Local-Adapter's K_A, V_A and Q_L of F_local (LocalAdapter.project_local), each
+    # (B*n*n, (2G/n)^2, C/2); without Local-Adapters, (0,)
+    K_A: torch.Tensor
+    V_A: torch.Tensor
+    Q_L: torch.Tensor
 
 
 class SAMA(nn.Module):
@@ -271,6 +299,12 @@ class SAMA(nn.Module):
     # what load_sam_weights read the weights from (a CheckpointRecord: the file, its tasks and
     # threshold, the SAM file's record); None: made in memory
     checkpoint_record = None
+    # a prompt's fast form: the first Local-Adapter's projections of F_local read from
+    # ImageFeatures (computed once per image, not once per pass) and the heads' 1x1 convolution at
+    # G (PredictionHead's fuse_first). False: the textbook form. Tests prove the two equal; per
+    # prompt at ViT-B, 1024 px on the CPU it took 0.84x-0.86x the textbook form's time at one
+    # thread (BENCHMARKS.md, "A prompt's parts": `python -m benchmarks.benchmark` prints both)
+    fast_prompt = True
 
     def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True) -> None:
         super().__init__()
@@ -341,14 +375,21 @@ class SAMA(nn.Module):
         else:
             # the residual fusion inside Eqs. (5)-(6): F'^P + F_early
             F_local = self.mvle(F_I, F_views[:, 1:], pe_layer) + F_early
+        F_local = to_windows(F_local.permute(0, 2, 3, 1), n)  # (B*n*n, (2G/n)^2, C)
+        pe_local = to_windows(pe_local, n).repeat(B, 1, 1)  # (B*n*n, (2G/n)^2, C)
+        if self.local_adapters is None:
+            projected = (F_local.new_zeros(0),) * 3
+        else:
+            projected = self.local_adapters[0].project_local(F_local, pe_local)
         return ImageFeatures(
             F_I=F_I,
-            F_local=to_windows(F_local.permute(0, 2, 3, 1), n),  # (B*n*n, (2G/n)^2, C)
+            F_local=F_local,
             early_4G=early_4G,
             early_8G=early_8G,
             pe_global=pe_global.flatten(1, 2),  # (1, G*G, C)
             pe_global_windows=to_windows(pe_global, n).repeat(B, 1, 1),  # (B*n*n, (G/n)^2, C)
-            pe_local_windows=to_windows(pe_local, n).repeat(B, 1, 1),  # (B*n*n, (2G/n)^2, C)
+            pe_local_windows=pe_local,
+            K_A=projected[0], V_A=projected[1], Q_L=projected[2],
         )
 
     def decode(
@@ -389,18 +430,22 @@ class SAMA(nn.Module):
         key_pe = features.pe_global  # (1, G*G, C)
         F_local = features.F_local
         queries = tokens  # (B, T, C)
+        # the first adapter's projections of F_local, from the cache (fast_prompt)
+        cached = (features.K_A, features.V_A, features.Q_L) if self.fast_prompt else None
         for i, layer in enumerate(dec.transformer.layers):
             queries, keys = layer(queries, keys, tokens, key_pe)  # keys: F_out
             if self.local_adapters is not None:  # keys: F'_out, the next layer's input
                 keys, F_local = self.local_adapters[i](
-                    keys, F_local, features.pe_global_windows, features.pe_local_windows)
+                    keys, F_local, features.pe_global_windows, features.pe_local_windows,
+                    cached if i == 0 else None)
         queries = dec.transformer.final_attention(queries, keys, tokens, key_pe)
         F_out = keys.transpose(1, 2).unflatten(2, (G, G))  # (B, C, G, G)
         F_P = from_windows(F_local, ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, 2G, 2G, C)
         F_P = F_P.permute(0, 3, 1, 2)  # (B, C, 2G, 2G)
         sam_up = dec.output_upscaling(F_out)  # (B, C/8, 4G, 4G)
         token = queries[:, 1 + dec.num_mask_tokens]  # (B, C): this task's SAMA token
-        return self.heads[t](token, F_out, F_P, sam_up, features.early_4G, features.early_8G)
+        return self.heads[t](token, F_out, F_P, sam_up, features.early_4G, features.early_8G,
+                             fuse_first=self.fast_prompt)
 
     def forward(
         self,

@@ -49,7 +49,7 @@ from PIL import Image
 from miniature import synthetic
 from outputs import provenance
 from predictor import Predictor, keep_freed_cpu_memory
-from sam import SAM_VARIANTS, Attention, Sam, SamPredictor
+from sam import SAM_VARIANTS, Attention, Sam, SamPredictor, postprocess_masks, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
 
 ROOT = Path(__file__).resolve().parents[1]  # where train.py and the snippets run
@@ -169,6 +169,13 @@ def bench(
     }
     with torch.inference_mode(), autocast:
         med = medians(runs, device, reps)
+        # a prompt's parts, SAMA.fast_prompt's form and the textbook form back to back
+        splits = {True: [], False: []}
+        for _ in range(reps):
+            for fast in splits:
+                SAMA.fast_prompt = fast
+                splits[fast].append(prompt_split(sama_p, box, device, 1))
+        SAMA.fast_prompt = True
         mem_sam = peak_memory(sam_image, device)
         mem_sama = peak_memory(sama_image, device)
 
@@ -181,6 +188,20 @@ def bench(
     print(f"  per prompt: SAM {ms['sam_prompt']}   SAMA {ms['sama_prompt']}   "
           f"ratio {med['sama_prompt'] / med['sam_prompt']:.2f}x SAM's prompt")
     print(f"  SAMA per prompt / SAM per image: {med['sama_prompt'] / med['sam_image']:.1%}")
+    split = {fast: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
+             for fast, runs in splits.items()}
+    for fast, name in ((True, "fast form"), (False, "textbook form")):
+        s = split[fast]
+        print(f"  a prompt's parts, SAMA.fast_prompt's {name}: {s['prompt'] * 1e3:.1f} ms = SAM's "
+              f"pass {s['sam_pass'] * 1e3:.1f} ms + the two SAMA passes "
+              f"{s['sama_passes'] * 1e3:.1f} ms (two-way transformer with the adapters "
+              f"{s['transformer'] * 1e3:.1f}, SAM's up-scaling of F'_out "
+              f"{s['upscaling'] * 1e3:.1f}, heads {s['heads'] * 1e3:.1f}) + the resize to the "
+              f"image {s['resize'] * 1e3:.1f} ms + the rest")
+    fast, textbook = split[True]["prompt"], split[False]["prompt"]
+    print(f"  fast / textbook form per prompt: {fast / textbook:.2f}x; SAMA per prompt / SAM per "
+          f"image: {fast / med['sam_image']:.1%} (fast), {textbook / med['sam_image']:.1%} "
+          f"(textbook)")
     print(f"  peak memory: SAM {mem_sam}, SAMA {mem_sama}")
     if with_meta:
         print(f"  Meta's SAM on the same weights: per image {ms['meta_image']} "
@@ -239,17 +260,23 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     image, box = test_image(image_size)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "onnx"
-        manifest = export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, folder, weights={})
+        manifest = export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, folder, weights={},
+                                 quantize=True)
         del sama_cpu
-        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        size = {kind: sum((folder / g[k]).stat().st_size for g in manifest[kind].values()
+                          for k in ("file", "data")) / 2**20
+                for kind in ("graphs", "graphs_int8")}
         threads = torch.get_num_threads()  # onnxruntime's intra-op threads: as many as PyTorch's
         torch_p = Predictor(sama, TASKS)
         onnx_p = OnnxPredictor(folder, providers=providers, threads=threads)
+        int8_p = OnnxPredictor(folder, providers=providers, threads=threads, int8=True)
         runs = {
             "torch_image": lambda: (torch_p.set_image(image), torch_p.predict(box=box)),
             "onnx_image": lambda: (onnx_p.set_image(image), onnx_p.predict(box=box)),
+            "int8_image": lambda: (int8_p.set_image(image), int8_p.predict(box=box)),
             "torch_prompt": lambda: torch_p.predict(box=box),
             "onnx_prompt": lambda: onnx_p.predict(box=box),
+            "int8_prompt": lambda: int8_p.predict(box=box),
         }
         with torch.inference_mode():
             med = medians(runs, device, reps)
@@ -269,11 +296,15 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
     where = providers[0].replace("ExecutionProvider", "")
     print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
           f"thread(s): PyTorch vs ONNX (onnxruntime {onnxruntime.__version__}, {where}; export "
-          f"{size:,.1f} MiB, {sum(manifest['export_seconds'].values()):.0f} s)")
+          f"{size['graphs']:,.1f} MiB, {sum(manifest['export_seconds'].values()):.0f} s)")
     print(f"  per image : PyTorch {ms['torch_image']}   ONNX {ms['onnx_image']}   "
           f"ratio {med['onnx_image'] / med['torch_image']:.2f}x")
     print(f"  per prompt: PyTorch {ms['torch_prompt']}   ONNX {ms['onnx_prompt']}   "
           f"ratio {med['onnx_prompt'] / med['torch_prompt']:.2f}x")
+    print(f"  int8 (export_onnx.py --quantize) against ONNX float32: per image {ms['int8_image']} "
+          f"({med['int8_image'] / med['onnx_image']:.2f}x), per prompt {ms['int8_prompt']} "
+          f"({med['int8_prompt'] / med['onnx_prompt']:.2f}x), graphs {size['graphs_int8']:,.1f} "
+          f"MiB against {size['graphs']:,.1f} MiB ({size['graphs_int8'] / size['graphs']:.2f}x)")
     print(f"  peak memory: {memory}")
 
 
@@ -304,6 +335,58 @@ def sama_image_in_fresh_process(variant: str, image_size: int, keep_freed: bool)
     with torch.inference_mode():
         one_image()
         return timed(one_image, torch.device("cpu"))
+
+
+def prompt_split(predictor: Predictor, box: np.ndarray, device: torch.device,
+                 reps: int) -> dict[str, float]:
+    """Median seconds of one prompt (Predictor.predict) and of its parts: SAM's pass, SAMA's two
+    task passes, within them SAM's up-scaling of F'_out and the heads (timed by module hooks),
+    the resize of the three maps to the image (sam.postprocess_masks)."""
+    sama, sp = predictor.model, predictor.predictor
+    prompts = prompt_tensors(None, None, box, predictor.size, sama.sam.config.image_size, device)
+    inside = {"upscaling": 0.0, "heads": 0.0}
+    hooks = []
+    for name, modules in (("upscaling", [sama.sam.mask_decoder.output_upscaling]),
+                          ("heads", list(sama.heads))):
+        for m in modules:
+            def start(*_):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                inside["t0"] = time.perf_counter()
+
+            def stop(*_, name=name):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                inside[name] += time.perf_counter() - inside["t0"]
+
+            hooks += [m.register_forward_pre_hook(start), m.register_forward_hook(stop)]
+    S = sama.sam.config.image_size
+    maps = torch.zeros(1, 3, 8 * sama.sam.config.grid_size, 8 * sama.sam.config.grid_size,
+                       device=device)
+
+    def sama_passes():
+        sama.decode(sp.features, "seg", *prompts)
+        sama.decode(sp.features, "matting", *prompts)
+
+    runs = {
+        "prompt": lambda: predictor.predict(box=box),
+        "sam_pass": lambda: sama.sam.decode(sp.features.F_I, *prompts),
+        "resize": lambda: (postprocess_masks(maps[:, :2], S, sp.input_size, sp.original_size),
+                           postprocess_masks(maps[:, 2:, ::2, ::2], S, sp.input_size,
+                                             sp.original_size)),
+    }
+    med = medians(runs, device, reps)
+    inside.update(upscaling=0.0, heads=0.0)
+    passes = []
+    for _ in range(reps):
+        before = dict(inside)
+        passes.append((timed(sama_passes, device), inside["upscaling"] - before["upscaling"],
+                       inside["heads"] - before["heads"]))
+    for h in hooks:
+        h.remove()
+    total, upscaling, heads = (statistics.median(x) for x in zip(*passes))
+    return {**med, "sama_passes": total, "upscaling": upscaling, "heads": heads,
+            "transformer": total - upscaling - heads}
 
 
 def bench_optimisations(variant: str, image_size: int, device: torch.device, reps: int,

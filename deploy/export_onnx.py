@@ -6,7 +6,9 @@
 writes OUT/image.onnx, OUT/prompt.onnx (each with its .onnx.data weights) and OUT/sama_onnx.json
 (variant, tasks, frame size, opset, SHA-256 of the weights and of the graphs), all or none; then
 predict.py IMG --box ... --onnx OUT runs them on onnxruntime, as sama_onnx.OnnxPredictor does
-without torch.
+without torch. --quantize also writes OUT/image.int8.onnx and OUT/prompt.int8.onnx, dynamically
+quantized (8-bit weights; OnnxPredictor(OUT, int8=True) runs them; their speed, size and scores
+against float32: BENCHMARKS.md).
 Needs requirements-onnx.txt. Exit status 2: a bad checkpoint or output folder (one line, nothing
 written).
 """
@@ -29,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--sam-checkpoint",
                    help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)")
     p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
+    p.add_argument("--quantize", action="store_true",
+                   help="also write int8 graphs (onnxruntime's dynamic quantization)")
     args = p.parse_args(argv)
     return run_main(lambda: export(args), {CheckpointError: 2})
 
@@ -45,12 +49,13 @@ def export(args) -> int:
     record = model.checkpoint_record  # paths and SHA-256 of the bytes loaded
     weights = {name: {"file": r.file, "sha256": r.sha256}
                for name, r in (("sama", record), ("sam", record.sam))}
-    manifest = export_graphs(model, record.tasks, record.threshold, out,
-                             weights)
+    manifest = export_graphs(model, record.tasks, record.threshold, out, weights, args.quantize)
     sizes = ", ".join(
-        f"{name} {sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
-        f"in {manifest['export_seconds'][name]:.1f} s"
-        for name, g in manifest["graphs"].items())
+        f"{name}{infix} "
+        f"{sum((out / g[k]).stat().st_size for k in ('file', 'data')) / 2**20:,.1f} MiB "
+        f"in {manifest['export_seconds'][name + infix]:.1f} s"
+        for kind, infix in (("graphs", ""), ("graphs_int8", ".int8")) if kind in manifest
+        for name, g in manifest[kind].items())
     print(f"wrote {out}: {manifest['variant']}, tasks {' + '.join(manifest['tasks'])}, "
           f"{manifest['image_size']} px frames, opset {manifest['opset']}; {sizes}")
     return 0

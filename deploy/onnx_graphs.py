@@ -89,14 +89,27 @@ def attention_form(model: nn.Module, form: str):
             m.form = f
 
 
+def quantize_graph(tmp: Path, name: str) -> None:
+    """NAME.int8.onnx (with its .data file) beside NAME.onnx: onnxruntime's dynamic quantization,
+    Meta's settings for SAM's decoder (QUInt8 weights, per tensor, full range): the weights of
+    every MatMul, Gemm and convolution stored as 8-bit integers, the activations quantized at run
+    time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # requirements-onnx.txt
+
+    quantize_dynamic(tmp / f"{name}.onnx", tmp / f"{name}.int8.onnx", per_channel=False,
+                     reduce_range=False, weight_type=QuantType.QUInt8,
+                     use_external_data_format=True)
+
+
 def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Path,
-                  weights: dict) -> dict:
+                  weights: dict, quantize: bool = False) -> dict:
     """Write image.onnx and prompt.onnx (each with its .data file) and MANIFEST into the folder
     `out`, which must not exist yet (or be empty): the files are written into a temporary folder
     beside it, then renamed into place, all or none. weights: {"sama": {"file", "sha256"},
     "sam": {...}}, recorded in MANIFEST with the tasks and the mask's threshold (the checkpoint's,
-    read_sama_checkpoint). Returns the manifest, with the seconds each export
-    took."""
+    read_sama_checkpoint). quantize: also image.int8.onnx and prompt.int8.onnx (quantize_graph),
+    recorded under MANIFEST's "graphs_int8". Returns the manifest, with the seconds each export
+    (and quantization) took."""
     tasks = tuple(t for t in TASKS if t in tasks)
     cfg, sama = sama.sam.config, sama.eval()
     S = cfg.image_size
@@ -127,12 +140,24 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
                 program.save(tmp / f"{name}.onnx", external_data=True)
                 seconds[name] = time.perf_counter() - start
                 opset = program.model.opset_imports[""]
-        graphs = {
-            name: {
-                "file": f"{name}.onnx", "sha256": sha256_file(tmp / f"{name}.onnx"),
-                "data": f"{name}.onnx.data", "data_sha256": sha256_file(tmp / f"{name}.onnx.data"),
+        kinds = {"graphs": ""}
+        if quantize:
+            kinds["graphs_int8"] = ".int8"
+            for name in ("image", "prompt"):
+                start = time.perf_counter()
+                quantize_graph(tmp, name)
+                seconds[f"{name}.int8"] = time.perf_counter() - start
+        files = {
+            kind: {
+                name: {
+                    "file": f"{name}{infix}.onnx",
+                    "sha256": sha256_file(tmp / f"{name}{infix}.onnx"),
+                    "data": f"{name}{infix}.onnx.data",
+                    "data_sha256": sha256_file(tmp / f"{name}{infix}.onnx.data"),
+                }
+                for name in ("image", "prompt")
             }
-            for name in ("image", "prompt")
+            for kind, infix in kinds.items()
         }
         manifest = {
             "format": FORMAT, "variant": cfg.name, "config": sama.config, "tasks": list(tasks),
@@ -140,7 +165,7 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
             "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
             "inputs": {"image": frame_names, "prompt": [*FEATURES, "point_coords", "point_labels"]},
             "outputs": {"image": list(FEATURES), "prompt": outputs},
-            "weights": weights, "graphs": graphs,
+            "weights": weights, **files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return {**manifest, "export_seconds": seconds}

@@ -42,8 +42,10 @@ class OnnxError(ValueError):
     """An export folder that cannot be used (missing, altered, another format); one line."""
 
 
-def read_manifest(folder: Union[str, Path]) -> dict:
-    """The folder's sama_onnx.json, every graph and data file checked against its SHA-256."""
+def read_manifest(folder: Union[str, Path], int8: bool = False) -> dict:
+    """The folder's sama_onnx.json, every graph and data file checked against its SHA-256: the
+    float32 graphs ("graphs"), or with int8 the quantized ones ("graphs_int8", export_onnx.py
+    --quantize), returned under "graphs"."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
@@ -54,11 +56,14 @@ def read_manifest(folder: Union[str, Path]) -> dict:
         raise OnnxError(f"{path}: unreadable ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise OnnxError(f"{path}: not a SAMA ONNX manifest (no 'format': '{FORMAT}' entry)")
-    missing = [key for key in ("tasks", "threshold", "image_size", "inputs", "outputs", "graphs")
+    graphs = "graphs_int8" if int8 else "graphs"
+    if int8 and "graphs" in manifest and graphs not in manifest:
+        raise OnnxError(f"{path}: no int8 graphs in this export (export_onnx.py --quantize)")
+    missing = [key for key in ("tasks", "threshold", "image_size", "inputs", "outputs", graphs)
                if key not in manifest]
-    missing += [f"graphs.{name}.{key}" for name in ("image", "prompt")
+    missing += [f"{graphs}.{name}.{key}" for name in ("image", "prompt")
                 for key in ("file", "sha256", "data", "data_sha256")
-                if key not in manifest.get("graphs", {}).get(name, {})]
+                if key not in manifest.get(graphs, {}).get(name, {})]
     if missing:
         raise OnnxError(f"{path}: an incomplete manifest (no {', '.join(missing)})")
     tasks = manifest["tasks"]
@@ -69,7 +74,7 @@ def read_manifest(folder: Union[str, Path]) -> dict:
     if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise OnnxError(f"{path}: threshold {threshold!r}: not a number between 0 and 1")
     for name in ("image", "prompt"):
-        entry = manifest["graphs"][name]
+        entry = manifest[graphs][name]
         for file_key, hash_key in (("file", "sha256"), ("data", "data_sha256")):
             file = folder / str(entry[file_key])
             if not file.is_file():
@@ -79,7 +84,7 @@ def read_manifest(folder: Union[str, Path]) -> dict:
                 raise OnnxError(f"{file}: not the file this export wrote (sha256 {found[:12]}..., "
                                 f"{MANIFEST} says {str(entry.get(hash_key))[:12]}...): truncated "
                                 f"or another export's; export again")
-    return manifest
+    return {**manifest, "graphs": manifest[graphs]}
 
 
 def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Sequence[str]],
@@ -94,6 +99,10 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
     # a predictor waits for its user between prompts: its threads sleep there, not spin-wait on
     # the cores (onnxruntime's default, which slows whatever else runs: PyTorch in benchmark.py)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # memory from malloc, not onnxruntime's arena, which grows by powers of two and keeps its
+    # peak: ViT-B's image path at 512 px, one thread, peaked at 3,342 MiB with it, 2,097 without,
+    # in the same time (BENCHMARKS.md)
+    options.enable_cpu_mem_arena = False
     if threads:
         options.intra_op_num_threads = threads
     providers = list(providers or ["CPUExecutionProvider"])
@@ -120,13 +129,13 @@ class OnnxPredictor:
 
     providers: onnxruntime's execution providers (default: the CPU; ["CUDAExecutionProvider",
     "CPUExecutionProvider"] with onnxruntime-gpu); threads: intra-op threads (default:
-    onnxruntime's).
+    onnxruntime's); int8: the dynamically quantized graphs (export_onnx.py --quantize).
     """
 
     def __init__(self, folder: Union[str, Path], providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, int8: bool = False) -> None:
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
+        self.manifest = read_manifest(self.folder, int8)
         self.tasks = tuple(t for t in TASKS if t in self.manifest["tasks"])
         self.image_size = int(self.manifest["image_size"])
         self.sessions = onnxruntime_sessions(self.folder, self.manifest, providers, threads)

@@ -253,12 +253,13 @@ def random_image(h: int, w: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> Path:
-    """The stand-in exported once by the command line (onnxruntime and onnxscript needed)."""
+    """The stand-in exported once by the command line, float32 and int8 (onnxruntime and
+    onnxscript needed)."""
     from deploy import export_onnx  # requirements-onnx.txt
 
     out = tmp_path_factory.mktemp("onnx") / "standin"
     assert export_onnx.main(["--checkpoint", str(SAMA_PT), "--sam-checkpoint", str(SAM_PTH),
-                             "--out", str(out)]) == 0
+                             "--out", str(out), "--quantize"]) == 0
     return out
 
 

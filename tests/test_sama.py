@@ -383,6 +383,42 @@ def test_local_adapter_attends_within_its_window_only():
     torch.testing.assert_close(out[0, 0], expected_token, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("switches", [(True, True), (False, True), (True, False)])
+def test_fast_prompt_equals_the_textbook_form(monkeypatch, switches):
+    """SAMA.fast_prompt (the first adapter's projections of F_local from the image's cache, the
+    heads' 1x1 convolution at G) gives the textbook form's maps within float rounding, for
+    points, a box and both; and it does read the cache (a cache altered changes its answer)."""
+    torch.manual_seed(0)
+    model = SAMA(randomized_sam(), *switches).eval()
+    with torch.no_grad():
+        for module in model.heads.modules():  # BatchNorm's statistics away from 0 and 1 too
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    image = np.random.default_rng(3).integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    predictor = SamaPredictor(model)
+    predictor.set_image(image)
+    prompts = [dict(box=np.array([20, 10, 180, 140])),
+               dict(points=np.array([[100, 70], [30, 40]]), labels=np.array([1, 0])),
+               dict(points=np.array([[100, 70]]), labels=np.array([1]),
+                    box=np.array([20, 10, 180, 140]))]
+    for prompt in prompts:
+        maps = {}
+        for fast in (True, False):
+            monkeypatch.setattr(SAMA, "fast_prompt", fast)
+            maps[fast] = sama_maps(predictor, **prompt)
+        for name in ("seg_logits", "alpha", "sam_logits"):
+            scale = max(1.0, np.abs(maps[False][name]).max())
+            np.testing.assert_allclose(maps[True][name], maps[False][name], rtol=0,
+                                       atol=1e-5 * scale, err_msg=name)
+    if model.local_adapters is not None:
+        monkeypatch.setattr(SAMA, "fast_prompt", True)
+        with torch.inference_mode():
+            predictor.features.V_A.add_(1)
+        altered = sama_maps(predictor, **prompts[2])["seg_logits"]
+        assert np.abs(altered - maps[True]["seg_logits"]).max() > 100 * 1e-5  # 100x the rounding
+
+
 def test_predictors_under_bf16_autocast_return_float32_arrays():
     """bf16 autocast (the CUDA setting; the CPU has it too) must not leak bf16 into the numpy
     outputs."""
