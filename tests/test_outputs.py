@@ -624,3 +624,32 @@ def test_whole_folder_is_all_or_none(tmp_path):
             (tmp / "b.txt").write_text("b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["made"]  # no temporary folder left
     assert [p.name for p in target.iterdir()] == ["a.txt"]
+
+
+def test_run_main_ends_every_command_the_same_way(capsys):
+    """outputs.run_main: the body's status; an option error or a listed error is one line and its
+    status (the first kind it is an instance of), ctrl-C one line and 130; anything else is a bug
+    and is not swallowed."""
+    class Broken(ValueError):
+        pass
+
+    class Worse(Broken):
+        pass
+
+    def fails(e):
+        def body():
+            raise e
+        return body
+
+    errors = {Worse: 3, Broken: 2}
+    assert outputs.run_main(lambda: 0, errors) == 0
+    for error, status in ((outputs.OptionError("--x 1: must be 2"), 2), (Broken("bad file"), 2),
+                          (Worse("NaN in the logits"), 3)):
+        assert outputs.run_main(fails(error), errors) == status
+        assert capsys.readouterr().err == f"error: {error}\n"
+    assert outputs.run_main(fails(KeyboardInterrupt()), errors, lambda: "kept nothing") == 130
+    assert capsys.readouterr().err == "kept nothing\n"
+    assert outputs.run_main(fails(KeyboardInterrupt()), errors) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    with pytest.raises(ZeroDivisionError):
+        outputs.run_main(lambda: 1 // 0, errors)
