@@ -28,14 +28,14 @@ from pathlib import Path
 import contact_sheet
 import outputs
 import readers
-from load_sam_weights import CheckpointError
+from load_sam_weights import STANDIN_SAMA, CheckpointError
 from metrics import column
 from miniature import recipe, synthetic
 from miniature.recipe import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
 from outputs import provenance
 from predictor import Predictor
 
-SHIPPED_SAMA = recipe.REPO / "weights" / "sama_standin.pt"
+SHIPPED_SAMA = STANDIN_SAMA
 # the contact sheet: the first test image of 8 of the 10 thin kinds (not holes and fence, the
 # nearest to solid shapes and to the mesh) and of three matte kinds, by kind (kind = index mod the
 # number of kinds, so the first image of kind k is image k)

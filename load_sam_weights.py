@@ -478,6 +478,8 @@ def read_sama_checkpoint(sama_checkpoint: Union[str, os.PathLike]) -> dict:
 
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # the shipped files; looked in for SAM files
+# the shipped stand-in SAM (miniature/pretrain_sam.py) and the SAMA the study trained on it
+STANDIN_SAM, STANDIN_SAMA = WEIGHTS / "sam_standin.pth", WEIGHTS / "sama_standin.pt"
 
 
 def find_sam_file(source: str, recorded: dict) -> str:

@@ -38,8 +38,6 @@ from frame import NonFiniteOutput, PromptError, check_prompt, output_images
 from outputs import OptionError, WriteError, remove_stale_temporaries, run_main, save_pngs
 
 TRAINED = Path("runs/sama/sama.pt")  # train.py's run, where the command is started
-WEIGHTS = Path(__file__).resolve().parent / "weights"
-STANDIN, STANDIN_SAM = WEIGHTS / "sama_standin.pt", WEIGHTS / "sam_standin.pth"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,9 +113,11 @@ def default_checkpoints(args) -> tuple[str, Optional[str]]:
     if TRAINED.is_file():
         print(f"no --checkpoint: the training run's {TRAINED}")
         return str(TRAINED), args.sam_checkpoint
-    print(f"no --checkpoint and no {TRAINED}: the shipped stand-in {STANDIN} (train.py makes "
+    from load_sam_weights import STANDIN_SAM, STANDIN_SAMA  # torch: not imported with --onnx
+
+    print(f"no --checkpoint and no {TRAINED}: the shipped stand-in {STANDIN_SAMA} (train.py makes "
           f"your own)")
-    return str(STANDIN), args.sam_checkpoint or str(STANDIN_SAM)
+    return str(STANDIN_SAMA), args.sam_checkpoint or str(STANDIN_SAM)
 
 
 def main(argv=None) -> int:

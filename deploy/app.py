@@ -60,12 +60,11 @@ from PIL import Image
 
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
-from load_sam_weights import CheckpointError, load_sama
+from load_sam_weights import STANDIN_SAM, STANDIN_SAMA, CheckpointError, load_sama
 from miniature import synthetic
 from outputs import OptionError, run_main
 from predictor import Predictor
 
-REPO = Path(__file__).resolve().parents[1]  # the repository's root
 PAGE = Path(__file__).with_name("app.html")
 HOST = "127.0.0.1"  # the loopback address: no other machine can reach the page
 MAX_UPLOAD_MB = 32  # an upload's size; a 4096 x 4096 photo is well under it
@@ -445,7 +444,7 @@ class Server(ThreadingHTTPServer):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(REPO / "weights" / "sama_standin.pt"),
+    p.add_argument("--checkpoint", default=str(STANDIN_SAMA),
                    help="SAMA checkpoint (default: the shipped stand-in)")
     p.add_argument("--sam-checkpoint",
                    help="SAM checkpoint (default: the shipped stand-in SAM with the default "
@@ -462,9 +461,8 @@ def serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise OptionError(f"--port {args.port}: not a port number (0-65535)")
     sam_checkpoint = args.sam_checkpoint
-    if sam_checkpoint is None and Path(args.checkpoint).resolve() == (
-            REPO / "weights" / "sama_standin.pt"):
-        sam_checkpoint = REPO / "weights" / "sam_standin.pth"  # wherever the app is started from
+    if sam_checkpoint is None and Path(args.checkpoint).resolve() == STANDIN_SAMA:
+        sam_checkpoint = STANDIN_SAM  # wherever the app is started from
     app = App(args.checkpoint, sam_checkpoint, args.examples)
     try:
         server = Server(app, args.port)

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from load_sam_weights import STANDIN_SAM
 from sam import SAM_VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]  # the repository's root
-STANDIN_SAM = REPO / "weights" / "sam_standin.pth"
 STANDIN_FRAME = SAM_VARIANTS["tiny"].image_size  # the stand-in's frame, 256 px
 
 # train.py's options for every run of the study; the lr chosen on the validation splits (DESIGN.md)

@@ -15,7 +15,15 @@ import frame
 import outputs
 import predict
 import readers
-from load_sam_weights import load_sam, load_sama, read_sama_checkpoint, sam_identity, save_sama
+from load_sam_weights import (
+    STANDIN_SAM,
+    STANDIN_SAMA,
+    load_sam,
+    load_sama,
+    read_sama_checkpoint,
+    sam_identity,
+    save_sama,
+)
 from predictor import Predictor
 from sam import SAM_VARIANTS, Sam
 from sama import SAMA, TASKS, SamaPredictor
@@ -384,10 +392,10 @@ def test_without_checkpoint_the_run_else_the_shipped_stand_in_is_said(rotated_im
     assert predict.main([str(rotated_image), *box, "--out", str(tmp_path / "a")]) == 0
     said = capsys.readouterr().out.splitlines()[0]
     assert said == (f"no --checkpoint and no runs/sama/sama.pt: the shipped stand-in "
-                    f"{predict.STANDIN} (train.py makes your own)")
+                    f"{STANDIN_SAMA} (train.py makes your own)")
     (tmp_path / "runs" / "sama").mkdir(parents=True)
-    shutil.copyfile(predict.STANDIN, tmp_path / "runs" / "sama" / "sama.pt")
-    assert predict.main([str(rotated_image), *box, "--sam-checkpoint", str(predict.STANDIN_SAM),
+    shutil.copyfile(STANDIN_SAMA, tmp_path / "runs" / "sama" / "sama.pt")
+    assert predict.main([str(rotated_image), *box, "--sam-checkpoint", str(STANDIN_SAM),
                          "--out", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == ("no --checkpoint: the training run's "
                                                        "runs/sama/sama.pt")
