@@ -150,6 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="SAM checkpoint (default: the file recorded in the SAMA checkpoint)",
     )
     p.add_argument("--no-mvle", action="store_true", help="the ablation trained with --no-mvle")
+    p.add_argument("--no-mvle-attention", action="store_true",
+                   help="the ablation trained with --no-mvle-attention")
     p.add_argument(
         "--no-local-adapter",
         action="store_true",
@@ -210,7 +212,8 @@ def conflicting_options(args) -> str:
             reads = f"--{split.root_option}" + "".join(f" and --{o}" for o in split.options)
             return f"--{name}: not read by --split {args.split}, which reads {reads}"
     if args.model == "sam" and args.sam_checkpoint:
-        given = [o for o in ("checkpoint", "tasks", "no_mvle", "no_local_adapter")
+        given = [o for o in ("checkpoint", "tasks", "no_mvle", "no_mvle_attention",
+                             "no_local_adapter")
                  if getattr(args, o) not in (None, False)]
         if given:
             return (f"--{given[0].replace('_', '-')}: --model sam with --sam-checkpoint scores "
@@ -255,11 +258,17 @@ def evaluate(args) -> int:
 OWN = ("settings.json", "metrics.json", "results.md", "vis.png")  # pred*/ besides
 
 
+def training_run_folder(args) -> Path:
+    """train.py's default --out for the switches given: where the checkpoint is looked for."""
+    return outputs.default_run_dir(args.no_mvle, args.no_mvle_attention, args.no_local_adapter,
+                                   args.tasks or "both")
+
+
 def output_folder(args) -> Path:
     """--out, or runs/eval/<run>-<split> for the switches given."""
     if args.out:
         return Path(args.out)
-    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = training_run_folder(args)
     return Path("runs") / "eval" / f"{'sam' if args.model == 'sam' else run_dir.name}-{args.split}"
 
 
@@ -306,10 +315,11 @@ def load_predictor(args, checkpoint: Path, device: str
         trained = next(name for name, heads in TASK_CHOICES.items() if heads == tasks)
         raise CheckpointError(f"{checkpoint}: trained with --tasks {trained}, not --tasks "
                               f"{args.tasks} (a head is scored only if it trained)")
-    if (args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter):
+    if ((args.no_mvle and sama.use_mvle) or (args.no_local_adapter and sama.use_local_adapter)
+            or (args.no_mvle_attention and sama.mvle_attention)):
         raise CheckpointError(
             f"{checkpoint}: holds {sama.config}, not the ablation asked for (--no-mvle / "
-            "--no-local-adapter)"
+            "--no-mvle-attention / --no-local-adapter)"
         )
     if args.model == "sam":
         return Predictor(sama.sam), {"model": "sam", "variant": sama.sam.config.name}, record
@@ -417,7 +427,7 @@ def run(args) -> int:
     if args.split is None:
         args.split = folder_split(args.folder)
     split, root, pairs, all_pairs = split_items(args)  # data problems show before the model loads
-    run_dir = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks or "both")
+    run_dir = training_run_folder(args)
     checkpoint = Path(args.checkpoint) if args.checkpoint else run_dir / "sama.pt"
     out = output_folder(args)
     if (

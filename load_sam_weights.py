@@ -464,6 +464,12 @@ def read_sama_checkpoint(sama_checkpoint: Union[str, os.PathLike]) -> dict:
     if not all(isinstance(config.get(k), bool) for k in ("use_mvle", "use_local_adapter")):
         raise CheckpointError(f"{source}: its configuration {config!r} does not say true or "
                               f"false for use_mvle and use_local_adapter")
+    # mvle_attention: recorded since the study's second reading of "without MVLE"; before it,
+    # MVLE always had its attention
+    config.setdefault("mvle_attention", True)
+    if not isinstance(config["mvle_attention"], bool):
+        raise CheckpointError(f"{source}: its configuration {config!r} does not say true or "
+                              f"false for mvle_attention")
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
@@ -533,13 +539,15 @@ def load_sama(
             f"{recorded['file']})"
         )
     with torch.device("meta"):
-        expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"]).state_dict()
+        expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"],
+                        config["mvle_attention"]).state_dict()
     expected = {k: v for k, v in expected.items() if not k.startswith("sam.")}
     check_keys_and_shapes(ckpt["state_dict"], expected, source)
     check_float32_and_finite(sam_state, sam_path)
     check_float32_and_finite(ckpt["state_dict"], source)
     with torch.device(device):
-        model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"])
+        model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"],
+                     config["mvle_attention"])
     model.load_state_dict(
         {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
     )

@@ -52,12 +52,14 @@ class WriteError(OSError):
 # ----------------------------------------------------------------------------------------------
 
 
-def default_run_dir(no_mvle: bool, no_local_adapter: bool, tasks: str) -> Path:
+def default_run_dir(no_mvle: bool, no_mvle_attention: bool, no_local_adapter: bool,
+                    tasks: str) -> Path:
     """runs/sama, runs/sama-no-mvle, ... (train.py's --out when none is given): evaluate.py finds
     an ablation's checkpoint from the same switches."""
     name = (
         "sama"
         + "-no-mvle" * no_mvle
+        + "-no-mvle-attention" * no_mvle_attention
         + "-no-local-adapter" * no_local_adapter
         + ("" if tasks == "both" else f"-{tasks}")
     )

@@ -294,6 +294,9 @@ class SAMA(nn.Module):
 
     A switch turned off removes its module (the ablations of Tables 3-4 are real configurations):
     without MVLE no local view is encoded; without Local-Adapters the decoder runs as SAM's.
+    "Without MVLE" has a second reading, which the study runs too (DESIGN.md, "The ablations'
+    inputs"): use_mvle with mvle_attention=False keeps the local views and their features
+    (stitched in place of F'^P) and removes only MVLE's cross-attention.
     """
 
     # what load_sam_weights read the weights from (a CheckpointRecord: the file, its tasks and
@@ -306,17 +309,20 @@ class SAMA(nn.Module):
     # thread (BENCHMARKS.md, "A prompt's parts": `python -m benchmarks.benchmark` prints both)
     fast_prompt = True
 
-    def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True) -> None:
+    def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True,
+                 mvle_attention: bool = True) -> None:
         super().__init__()
         self.sam = sam.requires_grad_(False)
         self.use_mvle, self.use_local_adapter = use_mvle, use_local_adapter
+        # without MVLE there is no attention of MVLE's to keep: the switch is then True, unused
+        self.mvle_attention = mvle_attention or not use_mvle
         cfg = sam.config
         G, C, D = cfg.grid_size, cfg.prompt_embed_dim, cfg.encoder_embed_dim
         heads = cfg.decoder_num_heads
         if G % (2 * ADAPTER_WINDOWS):
             raise ValueError(f"SAMA needs a token grid divisible by {2 * ADAPTER_WINDOWS}; "
                              f"{cfg.name} has {G}")
-        self.mvle = MVLE(C, heads, G) if use_mvle else None
+        self.mvle = MVLE(C, heads, G) if use_mvle and self.mvle_attention else None
         # F_early (the first global-attention block, D channels) on the local tokens' grid at the
         # decoder's width: the local views' own, 1x1; without MVLE only the global view is
         # encoded, so its own, up-sampled x2 by a learned transposed convolution (DESIGN.md)
@@ -339,7 +345,7 @@ class SAMA(nn.Module):
     @property
     def config(self) -> dict:
         return {"variant": self.sam.config.name, "use_mvle": self.use_mvle,
-                "use_local_adapter": self.use_local_adapter}
+                "use_local_adapter": self.use_local_adapter, "mvle_attention": self.mvle_attention}
 
     def encode(self, images: torch.Tensor, images_local: Optional[torch.Tensor]) -> ImageFeatures:
         """Everything that does not depend on the prompt.
@@ -352,7 +358,7 @@ class SAMA(nn.Module):
         B, n = images.shape[0], ADAPTER_WINDOWS
         with torch.no_grad():  # SAM is frozen: keep no activation of the encoder for backward
             views = images[:, None]  # (B, 1, 3, S, S)
-            if self.mvle is not None:
+            if self.use_mvle:
                 local_views = split_quadrants(images_local).transpose(1, 2)  # (B, 4, 3, S, S)
                 views = torch.cat([views, local_views], dim=1)  # (B, 5, 3, S, S)
             # one image's views form one encoder batch: the memory of global attention stays bounded
@@ -363,15 +369,19 @@ class SAMA(nn.Module):
             pe_layer = self.sam.prompt_encoder.pe_layer
             pe_global = pe_layer((G, G)).permute(1, 2, 0)[None]  # (1, G, G, C)
             pe_local = pe_layer((2 * G, 2 * G)).permute(1, 2, 0)[None]  # (1, 2G, 2G, C)
-        if self.mvle is None:  # the global view's early features (B, D, G, G)
+        if not self.use_mvle:  # the global view's early features (B, D, G, G)
             early = early[:, 0]
         else:  # each local view's own, stitched in place (B, D, 2G, 2G)
             early = stitch_quadrants(early[:, 1:].transpose(1, 2))
         F_early = self.early_proj(early)  # (B, C, 2G, 2G): on the local tokens' grid
         early_4G = self.early_up[0](F_early)  # (B, C/8, 4G, 4G)
         early_8G = self.early_up[1](early_4G)  # (B, C/8, 8G, 8G)
-        if self.mvle is None:
+        if not self.use_mvle:
             F_local = F_early  # the no-MVLE ablation: F_early alone (DESIGN.md)
+        elif self.mvle is None:
+            # the other reading of "without MVLE": the local views' features F^{L_m}, stitched
+            # in place, stand for F'^P (no cross-attention)
+            F_local = stitch_quadrants(F_views[:, 1:].transpose(1, 2)) + F_early
         else:
             # the residual fusion inside Eqs. (5)-(6): F'^P + F_early
             F_local = self.mvle(F_I, F_views[:, 1:], pe_layer) + F_early

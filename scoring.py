@@ -60,7 +60,7 @@ PROMPTS = {
 
 
 # the mask thresholds validation chooses among (DESIGN.md, "SAMA's mask threshold")
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def score_segmentation(model: SAMA, tasks, pairs, progress: bool = True) -> dict:

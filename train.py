@@ -107,7 +107,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--tasks", default="both", choices=list(TASK_CHOICES), help="Table 5's ablation")
-    p.add_argument("--no-mvle", action="store_true", help="Tables 3-4: without MVLE")
+    p.add_argument("--no-mvle", action="store_true",
+                   help="Tables 3-4: without MVLE and its local views")
+    p.add_argument("--no-mvle-attention", action="store_true",
+                   help="Tables 3-4 read otherwise: the local views' features kept, MVLE's "
+                        "cross-attention removed")
     p.add_argument(
         "--no-local-adapter", action="store_true", help="Tables 3-4: without Local-Adapters"
     )
@@ -123,7 +127,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile SAM's image encoder before the first step (time printed)")
     args = p.parse_args(argv)
-    default = outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    if args.no_mvle and args.no_mvle_attention:
+        p.error("--no-mvle-attention: --no-mvle already removes MVLE with its attention; "
+                "give one of them")
+    default = outputs.default_run_dir(args.no_mvle, args.no_mvle_attention,
+                                      args.no_local_adapter, args.tasks)
     args.out = args.out or str(default)
     return args
 
@@ -532,7 +540,8 @@ def build_model(args, out_dir: Path, procs: Processes) -> tuple[Sam, dict, SAMA]
     sam = load_sam(sam_path, args.model, device=procs.device)
     sam_id = sam_identity(sam_path, sam.config.name, sam.checkpoint_record.sha256)
     torch.manual_seed(args.seed)
-    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter)
+    model = SAMA(sam, use_mvle=not args.no_mvle, use_local_adapter=not args.no_local_adapter,
+                 mvle_attention=not args.no_mvle_attention)
     return sam, sam_id, model.to(procs.device)
 
 

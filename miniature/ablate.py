@@ -99,6 +99,14 @@ CONFIGURATIONS = (
                   ("--no-mvle",), {**FULL, "use_mvle": False}),
     Configuration("MVLE-only", "SAMA with MVLE only (no Local-Adapter)", "Tables 3-4",
                   ("--no-local-adapter",), {**FULL, "use_local_adapter": False}),
+    # the other reading of "without MVLE": the local views' features kept, MVLE's cross-attention
+    # removed (DESIGN.md, "The ablations' inputs"); the paper's rows are the same
+    Configuration("neither-views", "SAMA without MVLE's attention and Local-Adapter (views kept)",
+                  "Tables 3-4", ("--no-mvle-attention", "--no-local-adapter"),
+                  {**FULL, "use_mvle": False, "use_local_adapter": False}),
+    Configuration("LA-only-views", "SAMA with the Local-Adapter only (views kept, no MVLE "
+                  "attention)", "Tables 3-4", ("--no-mvle-attention",),
+                  {**FULL, "use_mvle": False}),
     Configuration("SAMA", "SAMA (MVLE + Local-Adapter, joint training)", "Tables 1-5", (), FULL),
     Configuration("seg-only", "SAMA trained on segmentation only", "Table 5", ("--tasks", "seg"),
                   {**FULL, "tasks": ["seg"]}),
@@ -126,7 +134,10 @@ LOWER_IS_BETTER = {"MAE", "MAE_binary", "FP", "FN", "SAD", "MSE"}
 CONTRASTS = (("SAMA", "SAM", "Table 1"), ("SAMA", "MVLE-only", "Table 3"),
              ("SAMA", "LA-only", "Table 3"), ("MVLE-only", "neither", "Table 3"),
              ("LA-only", "neither", "Table 3"), ("SAMA", "seg-only", "Table 5"),
-             ("SAMA", "matting-only", "Table 5"))
+             ("SAMA", "matting-only", "Table 5"),
+             # Table 3 under the other reading of "without MVLE" (the local views kept)
+             ("SAMA", "LA-only-views", "Table 3"), ("MVLE-only", "neither-views", "Table 3"),
+             ("LA-only-views", "neither-views", "Table 3"))
 CONTRAST_KEYS = (("thin", "maxF"), ("thin", "MAE"), ("thin", "MAE_binary"), ("thin", "mIoU"),
                  ("thin", "mBIoU"), ("matting", "SAD"))
 HELDOUT_CONTRAST_KEYS = tuple((f"{test}-heldout", key) for test, key in CONTRAST_KEYS)
@@ -387,8 +398,9 @@ def markdown(results: list, header: str, found: list) -> str:
 
 FIGURE_METRICS = ("mBIoU", "maxF", "MAE_binary", "SAD")
 PANEL = (460, 300)  # pixels per panel of the figure
-COLOURS = [(120, 120, 120), (180, 200, 230), (110, 160, 220), (90, 190, 150), (220, 90, 60),
-           (240, 170, 80), (170, 120, 200)]
+# one per configuration, in CONFIGURATIONS' order (the views-kept rows paler than their kin)
+COLOURS = [(120, 120, 120), (180, 200, 230), (110, 160, 220), (90, 190, 150), (215, 225, 240),
+           (170, 200, 235), (220, 90, 60), (240, 170, 80), (170, 120, 200)]
 
 
 def figure(results: list, path: Path) -> None:

@@ -130,6 +130,27 @@ def test_early_features_come_from_the_view_of_the_local_tokens(use_mvle):
     assert (before - after).abs().max() > 1e-3
 
 
+def test_the_other_reading_of_without_mvle_keeps_the_local_views_without_attention():
+    """mvle_attention=False: F_local = F^L (the four local views' features, stitched in place,
+    standing for F'^P) + F_early, computed by hand; no MVLE weights, the local views' F_early."""
+    model = SAMA(randomized_sam(), True, True, mvle_attention=False).eval()
+    assert model.mvle is None and model.config["mvle_attention"] is False
+    assert not any(k.startswith("mvle.") for k in model.state_dict())
+    images, images_local, _, _ = batch(2)
+    with torch.no_grad():
+        features = model.encode(images, images_local)
+        views = sama.split_quadrants(images_local).transpose(1, 2)  # (B, 4, 3, S, S)
+        encoded = [model.sam.image_encoder(v) for v in views]
+        F_L = torch.stack([f for f, _ in encoded])  # (B, 4, C, G, G)
+        early = torch.stack([e for _, e in encoded]).permute(0, 1, 4, 2, 3)  # (B, 4, D, G, G)
+        F_early = model.early_proj(sama.stitch_quadrants(early.transpose(1, 2)))
+        expected = sama.stitch_quadrants(F_L.transpose(1, 2)) + F_early  # (B, C, 2G, 2G)
+    got = sama.from_windows(features.F_local, sama.ADAPTER_WINDOWS, 2 * G, 2 * G)
+    torch.testing.assert_close(got.permute(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
+    # without MVLE at all the switch has nothing to remove: the model is the --no-mvle one
+    assert SAMA(randomized_sam(), False, True, mvle_attention=False).config["mvle_attention"]
+
+
 def test_trainable_parameters_counted_by_hand():
     """What SAMA adds to ViT-B, each module counted from its layers' shapes (C = 256, D = 768,
     attention width C/2, MLPs as HQ-SAM's); its share of SAM stays under the paper's 1.8%."""

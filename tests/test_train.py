@@ -651,24 +651,28 @@ def test_nan_loss_stops_without_touching_the_last_checkpoint(
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("no_mvle", [False, True])
+@pytest.mark.parametrize("mvle", ["", "--no-mvle", "--no-mvle-attention"])
 @pytest.mark.parametrize("no_local_adapter", [False, True])
 @pytest.mark.parametrize("tasks", ["both", "seg", "matting"])
-def test_default_out_follows_default_run_dir(no_mvle, no_local_adapter, tasks):
-    argv = ["--tasks", tasks] + ["--no-mvle"] * no_mvle + ["--no-local-adapter"] * no_local_adapter
-    expected = (
-        "sama"
-        + "-no-mvle" * no_mvle
-        + "-no-local-adapter" * no_local_adapter
-        + ("" if tasks == "both" else f"-{tasks}")
-    )
-    assert outputs.default_run_dir(no_mvle, no_local_adapter, tasks) == Path("runs") / expected
+def test_default_out_follows_default_run_dir(mvle, no_local_adapter, tasks):
+    argv = ["--tasks", tasks] + [mvle] * bool(mvle) + ["--no-local-adapter"] * no_local_adapter
+    expected = "sama" + mvle[1:] * bool(mvle) + "-no-local-adapter" * no_local_adapter + (
+        "" if tasks == "both" else f"-{tasks}")
+    assert outputs.default_run_dir(mvle == "--no-mvle", mvle == "--no-mvle-attention",
+                                   no_local_adapter, tasks) == Path("runs") / expected
     assert Path(train.parse_args(argv).out) == Path("runs") / expected
     assert train.parse_args(argv + ["--out", "elsewhere"]).out == "elsewhere"
 
 
-@pytest.mark.parametrize("switch", [["--no-mvle"], ["--no-local-adapter"], ["--tasks", "seg"]],
-                         ids=["no-mvle", "no-local-adapter", "seg-only"])
+def test_both_readings_of_without_mvle_at_once_are_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--no-mvle", "--no-mvle-attention"])
+    assert e.value.code == 2 and "--no-mvle-attention" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("switch", [["--no-mvle"], ["--no-mvle-attention"],
+                                    ["--no-local-adapter"], ["--tasks", "seg"]],
+                         ids=["no-mvle", "no-mvle-attention", "no-local-adapter", "seg-only"])
 def test_ablation_switch_is_saved_and_uses_the_default_folder(
     switch, toy, tmp_path, monkeypatch, spy, capsys
 ):
@@ -680,7 +684,8 @@ def test_ablation_switch_is_saved_and_uses_the_default_folder(
     )
     assert code == 0, err
     args = train.parse_args(switch)
-    out = tmp_path / outputs.default_run_dir(args.no_mvle, args.no_local_adapter, args.tasks)
+    out = tmp_path / outputs.default_run_dir(args.no_mvle, args.no_mvle_attention,
+                                             args.no_local_adapter, args.tasks)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [out.name]
     assert {p.name for p in out.iterdir()} == {
         "sam_tiny_random.pth",
@@ -691,23 +696,28 @@ def test_ablation_switch_is_saved_and_uses_the_default_folder(
 
     ckpt = sama_state(out)
     use_mvle, use_adapter = "--no-mvle" not in switch, "--no-local-adapter" not in switch
+    attention = "--no-mvle-attention" not in switch
     assert ckpt["config"] == {
         "variant": "tiny",
         "use_mvle": use_mvle,
         "use_local_adapter": use_adapter,
+        "mvle_attention": attention,
     }
     assert ckpt["tasks"] == TASK_CHOICES[args.tasks]  # the heads that learned, the only ones scored
     keys = set(ckpt["state_dict"])
-    assert any(k.startswith("mvle.") for k in keys) == use_mvle
+    assert any(k.startswith("mvle.") for k in keys) == (use_mvle and attention)
+    # the local views' F_early (1x1) or the global view's, up-sampled (transposed convolution)
+    assert ckpt["state_dict"]["early_proj.0.weight"].shape[-1] == (1 if use_mvle else 2)
     assert any(k.startswith("local_adapters.") for k in keys) == use_adapter
     assert any(k.startswith("early_proj.") for k in keys) and any(
         k.startswith("heads.1.") for k in keys
     )
     assert read_checkpoint(out / "last.pt")["args"]["tasks"] == args.tasks
     model = load_sama(out / "sama.pt")  # the recorded SAM file is found again
-    assert (model.mvle is not None) == use_mvle and (
+    assert (model.mvle is not None) == (use_mvle and attention) and (
         model.local_adapters is not None
     ) == use_adapter
+    assert model.config == ckpt["config"]
 
     init, trained = spy[0], ckpt["state_dict"]
     matting_head = [k for k in trained if k.startswith("heads.1.")]
