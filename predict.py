@@ -4,6 +4,7 @@
     python predict.py photo.jpg --box 40 30 420 380 --checkpoint runs/sama-seg/sama.pt
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
+    python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama --int8   # its --quantize
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
 with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
@@ -17,7 +18,8 @@ output holds NaN or inf (nothing written).
 Without --checkpoint: the training run's runs/sama/sama.pt if there is one, else the shipped
 stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (app.py); a line
 says which. A box partly outside the image is clipped to it, with a line saying so; a box wholly
-outside, and a point outside, are refused. --onnx takes no --checkpoint or --sam-checkpoint.
+outside, and a point outside, are refused. --onnx takes no --checkpoint or --sam-checkpoint;
+--int8 (only with --onnx) runs the export's int8 graphs (export_onnx.py --quantize).
 """
 
 from __future__ import annotations
@@ -94,13 +96,14 @@ def checkpoint_predictor(checkpoint: str, sam_checkpoint: Optional[str]):
         raise ModelError(str(e)) from None
 
 
-def onnx_predictor(folder: str):
-    """The graphs deploy/export_onnx.py wrote into `folder`, on onnxruntime behind the same
-    contract (deploy/sama_onnx.py, imported here: the core imports no folder until --onnx)."""
+def onnx_predictor(folder: str, int8: bool = False):
+    """The graphs deploy/export_onnx.py wrote into `folder` (with int8, its --quantize graphs), on
+    onnxruntime behind the same contract (deploy/sama_onnx.py, imported here: the core imports no
+    folder until --onnx)."""
     from deploy.sama_onnx import OnnxError, OnnxPredictor
 
     try:
-        return OnnxPredictor(folder)
+        return OnnxPredictor(folder, int8=int8)
     except OnnxError as e:
         raise ModelError(str(e)) from None
 
@@ -138,6 +141,8 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     p.add_argument("--onnx", metavar="DIR", help="run the graphs deploy/export_onnx.py wrote into "
                    "DIR on onnxruntime (OnnxPredictor) instead of the checkpoints")
+    p.add_argument("--int8", action="store_true", help="with --onnx: the export's int8 graphs "
+                   "(export_onnx.py --quantize)")
     args = p.parse_args(argv)
     return run_main(lambda: predict(args), {NonFiniteOutput: 3, PromptError: 2,
                                             readers.DataError: 2, ModelError: 2, WriteError: 2},
@@ -149,6 +154,8 @@ def predict(args) -> int:
     if args.onnx and (args.sam_checkpoint or args.checkpoint):
         option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
         raise OptionError(f"{option}: --onnx runs the exported graphs, not a checkpoint")
+    if args.int8 and not args.onnx:
+        raise OptionError("--int8: only with --onnx (the int8 graphs of export_onnx.py --quantize)")
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
         prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
@@ -161,7 +168,7 @@ def predict(args) -> int:
     box, notice = check_prompt(args.box, points, h, w)
     check_outputs(list(targets.values()), Path(args.image), args.overwrite)
     if args.onnx:
-        predictor = onnx_predictor(args.onnx)
+        predictor = onnx_predictor(args.onnx, args.int8)
     else:
         predictor = checkpoint_predictor(*default_checkpoints(args))
     if notice:

@@ -95,19 +95,25 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
     except ImportError:
         raise OnnxError("onnxruntime is not installed (pip install -r requirements-onnx.txt)") \
             from None
-    options = ort.SessionOptions()
-    # a predictor waits for its user between prompts: its threads sleep there, not spin-wait on
-    # the cores (onnxruntime's default, which slows whatever else runs: PyTorch in benchmark.py)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # memory from malloc, not onnxruntime's arena, which grows by powers of two and keeps its
-    # peak: ViT-B's image path at 512 px, one thread, peaked at 3,342 MiB with it, 2,097 without,
-    # in the same time (BENCHMARKS.md)
-    options.enable_cpu_mem_arena = False
-    if threads:
-        options.intra_op_num_threads = threads
     providers = list(providers or ["CPUExecutionProvider"])
     sessions = {}
     for name in ("image", "prompt"):
+        options = ort.SessionOptions()
+        # a predictor waits for its user between prompts: its threads sleep there, not spin-wait
+        # on the cores (onnxruntime's default, which slows whatever else runs: PyTorch in
+        # benchmark.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        if name == "image":
+            # every tensor its own block from the arena, freed after its last reader: onnxruntime's
+            # reuse plan gives a tensor's block to later tensors of its size and holds it until
+            # the last of them, so the image path held most of the encoder's blocks at once
+            # (its peak, and the arena's shrinkage after each image, image_run_options:
+            # BENCHMARKS.md, "The image path's memory")
+            options.enable_mem_reuse = False
+        else:  # memory from malloc: the arena grows by powers of two and keeps its peak
+            options.enable_cpu_mem_arena = False
         file = folder / manifest["graphs"][name]["file"]
         try:
             sessions[name] = ort.InferenceSession(str(file), options, providers=providers)
@@ -118,6 +124,17 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
         if found != manifest["inputs"][name]:
             raise OnnxError(f"{file}: inputs {found}, {MANIFEST} says {manifest['inputs'][name]}")
     return sessions
+
+
+def image_run_options():
+    """onnxruntime's RunOptions for the image path: the CPU arena's free blocks handed back after
+    each image (without it, the arena split anew by the next image grew by another power of two:
+    BENCHMARKS.md)."""
+    import onnxruntime as ort  # imported by onnxruntime_sessions already
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
 
 
 class OnnxPredictor:
@@ -139,6 +156,7 @@ class OnnxPredictor:
         self.tasks = tuple(t for t in TASKS if t in self.manifest["tasks"])
         self.image_size = int(self.manifest["image_size"])
         self.sessions = onnxruntime_sessions(self.folder, self.manifest, providers, threads)
+        self.image_run = image_run_options()
         self.features: Optional[dict[str, np.ndarray]] = None
         self.original_size: tuple[Optional[int], Optional[int]] = (None, None)
 
@@ -149,7 +167,7 @@ class OnnxPredictor:
         names = self.manifest["inputs"]["image"]  # ["frame"] or, with MVLE, ["frame", "frame_2s"]
         sizes = {"frame": S, "frame_2s": 2 * S}
         frames = {name: frame_array(image, sizes[name])[None] for name in names}
-        outputs = self.sessions["image"].run(None, frames)
+        outputs = self.sessions["image"].run(None, frames, self.image_run)
         self.features = dict(zip(self.manifest["outputs"]["image"], outputs))
         self.original_size = image.shape[:2]
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)

@@ -24,7 +24,7 @@ from deploy import export_onnx  # noqa: E402
 from deploy.onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from deploy.sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
 from deploy.sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
-from frame import frame_array, postprocess_maps, resize_bilinear  # noqa: E402
+from frame import frame_array, output_images, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama  # noqa: E402
 from outputs import sha256_file  # noqa: E402
 from predictor import Predictor  # noqa: E402
@@ -369,6 +369,33 @@ def test_int8_graphs_load_and_answer(exported):
     (float_only / "sama_onnx.json").write_text(json.dumps(no_int8))
     with pytest.raises(OnnxError, match="no int8 graphs in this export"):
         OnnxPredictor(float_only, int8=True)
+
+
+def test_predict_int8_writes_the_int8_graphs_pngs(exported, tmp_path, capsys):
+    """predict.py --onnx DIR --int8 writes the PNGs of OnnxPredictor(DIR, int8=True)'s maps, not
+    float32's; --int8 without --onnx is refused with one line, nothing written."""
+    image = random_image(90, 120, 5)
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    box = np.array([10.0, 15, 100, 80])
+    argv = [str(path), "--box", *map(str, box), "--onnx", str(exported)]
+    written = {}
+    for int8 in (False, True):
+        prefix = tmp_path / f"int8_{int8}"
+        assert predict.main(argv + ["--int8"] * int8 + ["--out", str(prefix)]) == 0
+        written[int8] = {name: np.asarray(Image.open(f"{prefix}_{name}.png"))
+                         for name in ("mask", "alpha", "cutout")}
+    predictor = OnnxPredictor(exported, int8=True)  # predict.py's: onnxruntime's threads
+    predictor.set_image(image)
+    for name, array in output_images(image, predictor.predict(box=box)).items():
+        np.testing.assert_array_equal(written[True][name], array)
+    assert (written[True]["alpha"] != written[False]["alpha"]).any()
+    capsys.readouterr()
+    assert predict.main([str(path), "--box", *map(str, box), "--int8",
+                         "--out", str(tmp_path / "refused")]) == 2
+    assert capsys.readouterr().err == ("error: --int8: only with --onnx (the int8 graphs of "
+                                       "export_onnx.py --quantize)\n")
+    assert not list(tmp_path.glob("refused*"))
 
 
 def test_int8_scores_within_the_reported_change(exported, tmp_path):
