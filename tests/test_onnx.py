@@ -172,6 +172,23 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1, (prompt, name)
 
 
+def test_the_image_path_is_the_same_image_after_image(exported):
+    """The image session holds no reuse plan and hands its arena's free blocks back after each
+    image (sama_onnx.image_run_options): an image's features are the same bytes before and after
+    another image, and the first image's arrays are untouched by the next run."""
+    onnx = OnnxPredictor(exported, threads=1)
+    first, second = random_image(120, 90, 7), random_image(90, 120, 8)
+    onnx.set_image(first)
+    kept = onnx.features
+    before = {name: array.copy() for name, array in kept.items()}
+    onnx.set_image(second)
+    assert any((onnx.features[name] != before[name]).any() for name in before)
+    onnx.set_image(first)
+    for name, array in before.items():
+        np.testing.assert_array_equal(onnx.features[name], array)
+        np.testing.assert_array_equal(kept[name], array)
+
+
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     """sama_onnx and predict.py --onnx import no torch, and predict with torch made unimportable;
     the core modules import no ONNX package."""
