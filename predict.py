@@ -8,13 +8,12 @@
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the
 foreground's colours, estimated from the image and the alpha by foreground.py so that no old
 background shows in soft edges, with the alpha as its transparency), all in the image's own size
-and orientation (EXIF applied),
-all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
-of the image as displayed (after EXIF rotation), x to the right, y down. The mask is the
-segmentation probability above the threshold the checkpoint records (0.5 if none); a model trained
-for one task gives both maps from its trained head (see Predictor). Exit status 2: a bad prompt,
-image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
-output holds NaN or inf (nothing written).
+and orientation (EXIF applied), all three or none. PREFIX defaults to the image path without its
+extension. Coordinates are pixels of the image as displayed (after EXIF rotation), x to the right,
+y down. The mask is the segmentation probability above the threshold the checkpoint records (0.5
+if none); a model trained for one task gives both maps from its trained head (see Predictor). Exit
+status 2: a bad prompt, image, checkpoint or output path, or a failed write (one line, nothing
+written); 3: the model's output holds NaN or inf (nothing written).
 
 Without --checkpoint: the training run's runs/sama/sama.pt if there is one, else the shipped
 stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (app.py); a line
