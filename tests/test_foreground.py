@@ -1,6 +1,6 @@
 """Tests for foreground.py: equal to its oracle, pymatting's estimate_foreground_ml (a test
-dependency only), on the same inputs; the fast sweep equal to the textbook one; properties; and
-the cutout that frame.output_images makes from it."""
+dependency only), on the same inputs; the fast sweep equal to the textbook one; properties; the
+cutout that frame.output_images makes from it; and benchmarks/foreground_error.py's table."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from pymatting import estimate_foreground_ml
 
 import foreground
+import readers
+from benchmarks import foreground_error
 from foreground import estimate_foreground
 from frame import output_images
 
@@ -165,3 +167,37 @@ def test_the_cutout_is_the_estimated_foreground_not_the_composite():
     # where the alpha is 1, the image's own colours (to the rounding of 4 eps)
     sure = alpha == 1
     assert np.abs(cut[..., :3][sure].astype(int) - image8[sure]).max() <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# The error on the matting test composites: benchmarks/foreground_error.py
+# ----------------------------------------------------------------------------------------------
+
+
+def test_the_error_benchmark_on_the_toy_composites(toy, capsys):
+    """The table's rows, recomputed here for the true alpha: composite and estimate against the
+    true foreground over the partial pixels; the estimate closer."""
+    assert foreground_error.main([str(toy / "AIM")]) == 0
+    cells = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and "alpha |" in line and "MAE" not in line]
+    rows = {row[0]: [float(v) for v in row[1:]] for row in cells}
+    assert set(rows) == {"true alpha", "SAMA's alpha"}
+    test = toy / "AIM" / "Combined_Dataset" / "Test_set" / "Adobe-licensed images"
+    before, after, n = 0.0, 0.0, 0
+    for merged in sorted((test / "merged").iterdir()):
+        image = readers.load_image(merged)
+        alpha = readers.load_mask(test / "alpha_copy" / merged.name)
+        fg = readers.load_image(test / "fg" / (merged.stem.rsplit("_", 1)[0] + ".png"))
+        partial = (alpha > 0) & (alpha < 255)
+        rgb = foreground.cutout(image, alpha / np.float32(255), "cpu")[..., :3]
+        before += np.abs(image[partial].astype(float) - fg[partial]).sum()
+        after += np.abs(rgb[partial].astype(float) - fg[partial]).sum()
+        n += partial.sum() * 3
+    assert rows["true alpha"][:2] == pytest.approx([before / n, after / n], abs=0.005)
+    assert rows["true alpha"][1] < rows["true alpha"][0] / 2
+    assert rows["SAMA's alpha"][0] == rows["true alpha"][0]  # the same pixels, the same composite
+
+
+def test_the_error_benchmark_refuses_a_folder_without_the_layout(tmp_path, capsys):
+    assert foreground_error.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path}")
