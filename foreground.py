@@ -92,7 +92,7 @@ def resize_nearest(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     (y h_src // h, x w_src // w)."""
     rows = torch.arange(h, device=x.device) * x.shape[0] // h
     cols = torch.arange(w, device=x.device) * x.shape[1] // w
-    return x[rows][:, cols]
+    return x.index_select(0, rows).index_select(1, cols)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,20 +135,18 @@ def sweep_level(image: torch.Tensor, alpha: torch.Tensor, F: torch.Tensor, B: to
     anti-diagonal is a contiguous run, and each pixel knows the list positions of its four
     neighbours, clamped at the border."""
     h, w, c = image.shape
-    order, runs = diagonal_order(h, w, image.device)  # list position -> flat index y w + x
-    position = torch.empty_like(order)
-    position[order] = torch.arange(h * w, device=image.device)  # flat index -> list position
+    order, position, runs = diagonal_order(h, w, image.device)
     nbr = position[neighbours(h, w, image.device).index_select(0, order)]  # (L, 4)
 
-    alpha, image = alpha.reshape(-1)[order], image.reshape(-1, c)[order]  # (L,), (L, C)
+    alpha, image = alpha.reshape(-1)[order], image.reshape(-1, c).index_select(0, order)
     weights, inverse = solve_matrices(alpha, nbr, regularization, gradient_weight)
     weights = weights[:, :, None, None]  # (L, 4, 1, 1)
     a, i = alpha[:, None].double(), image.double()  # float64, rounded once, as pymatting does
     rhs = torch.stack([a * i, (1 - a) * i], 1).float()  # (L, 2, C): [alpha I; (1 - alpha) I]
-    FB = torch.stack([F, B], 2).view(-1, 2, c)[order]  # (L, 2, C): the state, F and B
+    FB = torch.stack([F, B], 2).view(-1, 2, c).index_select(0, order)  # (L, 2, C): the state
 
     if wavefront:  # one anti-diagonal at a time
-        sweep = [slice(start, stop) for start, stop in runs]
+        sweep = runs
     else:  # the textbook form: one pixel at a time, row by row
         sweep = [slice(p, p + 1) for p in position.tolist()]
     for _ in range(n_iterations):
@@ -158,7 +156,7 @@ def sweep_level(image: torch.Tensor, alpha: torch.Tensor, F: torch.Tensor, B: to
             b = rhs[s] + n[:, 0] + n[:, 1] + n[:, 2] + n[:, 3]  # in pymatting's order
             # [F_i; B_i] = clip(M_i^-1 b, 0, 1)
             FB[s] = (inverse[s] @ b.double()).clamp(0, 1)  # (n, 2, 2) @ (n, 2, C), float64
-    FB = FB[position].view(h, w, 2, c)
+    FB = FB.index_select(0, position).view(h, w, 2, c)
     return FB[:, :, 0].contiguous(), FB[:, :, 1].contiguous()
 
 
@@ -172,20 +170,26 @@ def neighbours(h: int, w: int, device) -> torch.Tensor:
     return torch.stack([left, right, up, down], -1).view(-1, 4)
 
 
-def diagonal_order(h: int, w: int, device) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """The pixels diagonal by diagonal: (h w,) flat indices sorted by (y + x, y), and the run
-    [start, stop) of each anti-diagonal y + x = d in that list, d = 0 ... h + w - 2.
+def diagonal_order(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor, list[slice]]:
+    """The pixels diagonal by diagonal, by row within a diagonal: order (L,), the flat index
+    y w + x of each list position; position (L,), the list position of each flat index; and the
+    run of each anti-diagonal y + x = d in the list, d = 0 ... h + w - 2.
 
     Why this order computes the raster sweep's numbers: pixel (y, x) reads (y - 1, x) and
     (y, x - 1), which a raster sweep has updated, and (y + 1, x) and (y, x + 1), which it has not:
     diagonal d - 1 done, d + 1 not yet. The pixels of one diagonal never read each other, so
     updating them together, diagonal after diagonal, gives each pixel the same inputs."""
+    d = torch.arange(h + w - 1, device=device)
+    first_row = (d - w + 1).clamp(min=0)  # of each diagonal
+    length = torch.minimum(d, torch.full_like(d, h - 1)) - first_row + 1
+    start = length.cumsum(0) - length  # of each diagonal's run
     y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
                           indexing="ij")
-    order = ((y + x) * h + y).view(-1).argsort()  # by diagonal, then row
-    lengths = [min(d, h - 1) - max(0, d - w + 1) + 1 for d in range(h + w - 1)]
-    stops = np.cumsum(lengths).tolist()
-    return order, [(stop - n, stop) for n, stop in zip(lengths, stops)]
+    position = (start[y + x] + y - first_row[y + x]).view(-1)
+    order = torch.empty_like(position)
+    order[position] = torch.arange(h * w, device=device)
+    runs = [slice(a, a + n) for a, n in zip(start.tolist(), length.tolist())]
+    return order, position, runs
 
 
 # ----------------------------------------------------------------------------------------------
