@@ -4,7 +4,7 @@ device).
 Where a matte is partial (0 < alpha < 1) the image's pixel is a mix, I = alpha F + (1 - alpha) B
 (readers.composite), so a cut-out that keeps I carries the old background B into hair and soft
 edges. The cut-out's colour is F, estimated from I and alpha by "Fast Multi-Level Foreground
-Estimation" (Germer, Uelwer, Conrad, Harmeling, ICPR 2020) as pymatting's estimate_foreground_ml
+Estimation" (Germer, Uelwer, Conrad, Harmeling, 2020) as pymatting's estimate_foreground_ml
 (pymatting 1.1.16) computes it: its defaults, its levels, its nearest-neighbour resizing, its sweep
 order, its clipping. pymatting is the test oracle (tests/test_foreground.py), never imported here;
 DESIGN.md, "Foreground colours", says why.
@@ -16,10 +16,13 @@ neighbour is the pixel itself) held at their current values, the update minimise
     w_ij = eps + omega |alpha_i - alpha_j|       (eps: regularization, omega: gradient_weight)
 
 a 2 x 2 linear system (solve_matrices), solved and clipped to [0, 1]. A sweep updates every pixel
-in raster order, each from its neighbours' newest values (Gauss-Seidel). The estimate goes coarse
-to fine: level 0 is one pixel holding the mean colour of alpha > 0.9 (F) and of alpha < 0.1 (B),
-each level starts from the one before resized by nearest neighbour, and is swept n_small_iterations
-times while both its sides are at most small_size, n_big_iterations times above.
+in raster order, each from its neighbours' newest values (Gauss-Seidel): the textbook form, one
+pixel at a time (wavefront=False, for the tests). The fast form updates one anti-diagonal at a
+time, vectorised, and computes the same numbers (diagonal_order says why; the tests prove it, bit
+for bit; benchmarks/foreground_speed.py times both). The estimate goes coarse to fine: level 0 is
+one pixel holding the mean colour of alpha > 0.9 (F) and of alpha < 0.1 (B), each level starts
+from the one before resized by nearest neighbour, and is swept n_small_iterations times while both
+its sides are at most small_size, n_big_iterations times above (level_sizes).
 """
 
 from __future__ import annotations
@@ -152,8 +155,9 @@ def sweep_level(image: torch.Tensor, alpha: torch.Tensor, F: torch.Tensor, B: to
     for _ in range(n_iterations):
         for s in sweep:
             # b = [alpha_i I_i + sum_j w_ij F_j;  (1 - alpha_i) I_i + sum_j w_ij B_j]
-            n = weights[s] * FB.index_select(0, nbr[s].view(-1)).view(-1, 4, 2, c)
-            b = rhs[s] + n[:, 0] + n[:, 1] + n[:, 2] + n[:, 3]  # in pymatting's order
+            neighbours_FB = FB.index_select(0, nbr[s].view(-1)).view(-1, 4, 2, c)  # (n, 4, 2, C)
+            pull = weights[s] * neighbours_FB  # w_ij [F_j; B_j], (n, 4, 2, C)
+            b = rhs[s] + pull[:, 0] + pull[:, 1] + pull[:, 2] + pull[:, 3]  # pymatting's order
             # [F_i; B_i] = clip(M_i^-1 b, 0, 1)
             FB[s] = (inverse[s] @ b.double()).clamp(0, 1)  # (n, 2, 2) @ (n, 2, C), float64
     FB = FB.index_select(0, position).view(h, w, 2, c)
