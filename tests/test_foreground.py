@@ -134,15 +134,6 @@ def test_bad_shapes_are_one_line():
         estimate_foreground(torch.zeros(0, 5, 3), torch.zeros(0, 5))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_the_gpu_computes_the_cpus_numbers():
-    image, alpha = soft_disc(70, 90)
-    cpu = ours(image, alpha)
-    gpu = estimate_foreground(torch.from_numpy(image).cuda(), torch.from_numpy(alpha).cuda())
-    for a, b in zip(cpu, gpu):
-        np.testing.assert_allclose(b.cpu().numpy(), a, rtol=0, atol=TOLERANCE)
-
-
 # ----------------------------------------------------------------------------------------------
 # The cutout: frame.output_images
 # ----------------------------------------------------------------------------------------------
