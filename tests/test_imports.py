@@ -100,7 +100,7 @@ def test_imports_sees_a_folder_module_inside_a_function(tmp_path):
 # imports library modules, never another of these
 COMMAND_LINE = {"train", "evaluate", "predict", "demo", "miniature.ablate",
                 "miniature.pretrain_sam", "benchmarks.benchmark", "benchmarks.benchmark_metrics",
-                "benchmarks.foreground_error",
+                "benchmarks.foreground_error", "benchmarks.foreground_speed",
                 "deploy.export_onnx", "deploy.score_onnx", "deploy.app"}
 # library modules that also answer `python NAME.py ...` (a check or a generator) and are imported
 LIBRARY_WITH_A_COMMAND = {"load_sam_weights", "readers", "miniature.synthetic"}
