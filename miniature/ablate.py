@@ -1,7 +1,9 @@
 """Tables 3, 4 and 5 in miniature: the paper's ablations on the stand-in SAM, with error bars.
 
-    python -m miniature.ablate             # the study: 6 trained configurations x 3 seeds, and
-                                           # SAM: about 95 min on 2 cores (runs: 181 min of one)
+    python -m miniature.ablate             # the study: 8 trained configurations x 3 seeds, and
+                                           # SAM: 25 runs, not yet timed at this size; an
+                                           # estimate: 25 runs x ~10 min of one core = ~250 min,
+                                           # ~125 min two at a time on 2 cores
     python -m miniature.ablate --quick     # every configuration end to end in a few steps (tests/)
     python -m miniature.ablate --per-kind  # after the study: its scores per kind of structure and
                                            # of matte
@@ -9,8 +11,9 @@
 Every configuration below is trained by train.py on the shipped stand-in SAM
 (weights/sam_standin.pth, frozen) once per seed, on the synthetic benchmark (synthetic.py, written
 to OUT/bench on the first run), and its checkpoint is scored once by evaluate.py on the two test
-splits: the thin-structure split DIS5K/DIS-TE1 (GT-box prompts; maxF, MAE, mIoU, mBIoU) and the
-Composition-1K-style matting test (box of alpha > 0; SAD and MSE in the trimap's unknown region);
+splits: the thin-structure split DIS5K/DIS-TE1 (GT-box prompts; maxF, F^w, MAE, S-measure,
+E-measure, mIoU, mBIoU) and the Composition-1K-style matting test (box of alpha > 0; SAD and MSE
+in the trimap's unknown region);
 and by the same rules on the held-out kinds' splits (heldout/DIS5K/DIS-TE1, heldout/AIM: kinds no
 training, validation or other test split draws), reported apart as the paper reports its zero-shot
 sets.
@@ -20,14 +23,24 @@ through the head it trained (evaluate.py), as Table 5's cross-task cells are her
 The recipe (RECIPE) was chosen on the validation split DIS-VD, which train.py scores at the end of
 every run (DESIGN.md, "The ablation in miniature"); the test splits are read once per run.
 
+Table 3's "without MVLE" is run under both readings (DESIGN.md, "The ablations' inputs"):
+--no-mvle (the study's: the local views go with MVLE; rows neither, LA-only) and
+--no-mvle-attention (the local views kept, MVLE's cross-attention removed; rows neither-views,
+LA-only-views); MVLE-only and SAMA are the same under both.
+
 OUT holds bench/, runs/<configuration>-seed<k>/ (train.py's folder, its log and sama.pt),
 eval/<configuration>-seed<k>-<split>/ (evaluate.py's; eval/...-heldout-<split>/ on the held-out
-kinds), results.json (every score of every seed), ablation.md (mean +/- standard deviation over
-seeds beside the paper's numbers, the same on the held-out kinds, then each of the paper's
-contrasts with its 95% interval from a paired bootstrap over test images and seeds, stats.py) and
-ablation.png; `--per-kind` adds per_kind.md, the same predictions scored per kind of
-thin structure and of matte. SAM and SAMA are scored like for like (evaluate.py): the soft scores
-from each model's probability map, the binary ones from each model's mask.
+kinds), results.json (every score of every seed, the contrasts, the validation's threshold
+picks), ablation.md (mean +/- standard deviation over seeds beside the paper's numbers, the same
+on the held-out kinds, then each of the paper's contrasts with its 95% interval from a paired
+bootstrap over the test's independent units and the seeds, stats.py, and its verdict: supported,
+not supported or reversed against the paper's direction on that score; the claims' verdicts;
+Table 3's order under each reading; the threshold picks, runs at the grid's edge named) and
+ablation.png. After the runs, F^w, S-measure and E-measure are read from each run's saved
+evaluation (metrics.json, per_image.json): rescored, nothing retrained. `--per-kind` adds
+per_kind.md, the same predictions scored per kind of thin structure and of matte. SAM and SAMA are
+scored like for like (evaluate.py): the soft scores from each model's probability map, the binary
+ones from each model's mask.
 A run whose result.json holds the same settings is not redone, so an interrupted study continues
 where it stopped; a result made with other settings stops the study (use another --out).
 --per-kind scores the study already in --out: --seeds, --jobs or --quick beside it is refused.
