@@ -708,7 +708,7 @@ def human_correction_effort(mask, gt, relax=HCE_RELAX, epsilon=HCE_EPSILON):
 # the column name that says so, in every table where two models stand side by side
 SEG_MAPS = {"maxF": "soft", "wF": "soft", "MAE": "soft", "Sm": "soft", "meanEm": "soft",
             "mIoU": "binary", "mBIoU": "binary", "MAE_binary": "binary", "FP": "binary",
-            "FN": "binary"}
+            "FN": "binary", "HCE": "binary"}
 
 
 def column(key):
@@ -727,13 +727,15 @@ class SegMetrics:
 
     maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E
     curve; the other scores are image averages. Without a mask, the mask is the prediction at
-    pred / 255 > 0.5.
+    pred / 255 > 0.5. With hce=True (the DIS splits, where the field reports it) also the mean
+    human correction effort of the masks (human_correction_effort), "HCE".
     """
 
     KEYS = ("wF", "MAE", "Sm", "meanEm", "IoU", "BIoU", "MAE_binary", "FP", "FN")
 
-    def __init__(self):
-        self.images = []  # per image: its F curve and its KEYS
+    def __init__(self, hce: bool = False):
+        self.images = []  # per image: its F curve and its KEYS (and HCE)
+        self.hce = hce
 
     def update(self, pred, gt, mask=None):
         """Adds one image.
@@ -744,10 +746,14 @@ class SegMetrics:
             mask: (H, W) bool, the model's binary mask at the GT's size, or None.
         """
         gt = gt_to_bool(gt)
-        scores = seg_scores(prediction_to_uint8(pred, gt.shape), gt, mask)
+        pred_u8 = prediction_to_uint8(pred, gt.shape)
+        scores = seg_scores(pred_u8, gt, mask)
         scores["meanEm"] = float(np.mean(scores["e_curve"]))  # the mean over t commutes
-        self.images.append({"f_curve": scores["f_curve"],
-                            **{k: float(scores[k]) for k in self.KEYS}})
+        image = {"f_curve": scores["f_curve"], **{k: float(scores[k]) for k in self.KEYS}}
+        if self.hce:
+            image["HCE"] = float(human_correction_effort(
+                pred_u8 >= 128 if mask is None else mask, gt))
+        self.images.append(image)
 
     @property
     def n(self):
@@ -759,7 +765,8 @@ class SegMetrics:
         whose mean is the dataset's)."""
         names = {"IoU": "mIoU", "BIoU": "mBIoU"}
         out = {"maxF": [image["f_curve"].tolist() for image in self.images]}
-        out.update({names.get(k, k): [image[k] for image in self.images] for k in self.KEYS})
+        keys = self.KEYS + (("HCE",) if self.hce else ())
+        out.update({names.get(k, k): [image[k] for image in self.images] for k in keys})
         return out
 
     def results(self):
@@ -773,6 +780,7 @@ class SegMetrics:
         out = {"maxF": float(np.max(np.mean(per_image.pop("maxF"), axis=0)))}
         out.update({k: float(np.mean(v)) for k, v in per_image.items()})
         order = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
+        order += ("HCE",) if self.hce else ()
         return {**{k: out[k] for k in order}, "n": self.n}
 
 
