@@ -2,7 +2,8 @@
 
 Segmentation (DIS5K tables, Table 1 of the paper): max F-measure, weighted F-measure, MAE, S-measure
 and mean E-measure, numerically equal to PySODMetrics (the reference implementation BiRefNet and the
-DIS benchmark use); plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
+DIS benchmark use); DIS's human correction effort (HCE), equal to PySODMetrics' on the tests' maps;
+plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
 
 Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on
 the trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
