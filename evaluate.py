@@ -84,14 +84,16 @@ def results_markdown(split_name: str, report: dict) -> str:
     kind = SPLITS[split_name].kind
     scores = report["scores"]
     if kind == "seg":
-        keys = SEG_KEYS
+        keys = SEG_KEYS + (("HCE",) if "HCE" in scores else ())  # HCE_SPLITS
     elif kind == "points":
         keys = tuple(f"{m}@{k}" for k in POINT_COUNTS for m in ("mIoU", "mBIoU"))
     else:
         keys = MATTING_KEYS + tuple(k + BAND for k in MATTING_KEYS if k + BAND in scores)
 
-    def fmt(v) -> str:
-        return "–" if v is None else f"{v:.4g}" if kind == "matting" else f"{v:.3f}"
+    def fmt(v, key="") -> str:
+        if v is None:
+            return "–"
+        return f"{v:.4g}" if kind == "matting" else f"{v:.1f}" if key == "HCE" else f"{v:.3f}"
 
     ours = report["config"]
     source = report["checkpoint"] or report["sam_checkpoint"]
@@ -106,14 +108,14 @@ def results_markdown(split_name: str, report: dict) -> str:
         "",
         "| row | source | " + " | ".join(map(column, keys)) + " |",
         "|---|---|" + "---|" * len(keys),
-        "| **ours** | this run | " + " | ".join(fmt(scores[k]) for k in keys) + " |",
+        "| **ours** | this run | " + " | ".join(fmt(scores[k], k) for k in keys) + " |",
     ]
     for row in PAPER.get(split_name, []):
         match = all(ours.get(k) == v for k, v in row["config"].items())
         label = f"paper: {row['label']}" + (" (same configuration as ours)" if match else "")
         lines.append(
             f"| {label} | {row['table']} | "
-            + " | ".join(fmt(row["scores"].get(k)) for k in keys)
+            + " | ".join(fmt(row["scores"].get(k), k) for k in keys)
             + " |"
         )
     if split_name in PAPER_NOTES:

@@ -12,7 +12,7 @@ sama_onnx.OnnxPredictor) and the command lines that check a prompt before any wo
 prompt against the image (a box partly outside clipped to it and said, one wholly outside or a point
 outside refused), and the maps that come back (NaN or inf refused). And what the maps
 become, for predict.py's files and the web page's downloads: the mask, the alpha and the RGBA
-cutout (output_images), as PNG bytes.
+cutout (output_images; its colours are foreground.py's estimate, in torch), as PNG bytes.
 """
 
 from __future__ import annotations
@@ -218,16 +218,18 @@ def check_finite(maps: dict[str, np.ndarray]) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def output_images(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def output_images(image: np.ndarray, maps: dict[str, np.ndarray],
+                  device: Optional[str] = None) -> dict[str, np.ndarray]:
     """The image (H, W, 3) uint8 and a predictor's maps (the contract) -> predict.py's three
     images, uint8: "mask" (H, W) 0 / 255 (the predictor's mask), "alpha" (H, W) 0-255 and
-    "cutout" (H, W, 4) RGBA (the image with the alpha as its transparency)."""
-    alpha = np.round(maps["alpha"] * 255).astype(np.uint8)
-    return {
-        "mask": maps["mask"].astype(np.uint8) * 255,
-        "alpha": alpha,
-        "cutout": np.concatenate([image, alpha[:, :, None]], axis=2),  # (H, W, 4)
-    }
+    "cutout" (H, W, 4) RGBA: its colour the foreground estimated from the image and the alpha
+    (foreground.cutout, on `device`, default the GPU if there is one), not the image, whose partly
+    transparent pixels hold the old background's colour; its transparency the alpha."""
+    from foreground import cutout  # torch: imported here, so that the maps' side stays torch-free
+
+    rgba = cutout(image, maps["alpha"], device)  # (H, W, 4)
+    return {"mask": maps["mask"].astype(np.uint8) * 255, "alpha": rgba[:, :, 3].copy(),
+            "cutout": rgba}
 
 
 def png_bytes(array: np.ndarray) -> bytes:

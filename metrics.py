@@ -2,7 +2,8 @@
 
 Segmentation (DIS5K tables, Table 1 of the paper): max F-measure, weighted F-measure, MAE, S-measure
 and mean E-measure, numerically equal to PySODMetrics (the reference implementation BiRefNet and the
-DIS benchmark use); plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
+DIS benchmark use); DIS's human correction effort (HCE), equal to PySODMetrics' on the tests' maps;
+plus the interactive-segmentation scores of HQ-SAM: mask IoU and boundary IoU.
 
 Matting (Table 2): SAD, MSE, Grad and Conn as in the Deep Image Matting MATLAB evaluation code, on
 the trimap's unknown region or on the whole image (trimap-free, prompt-based benchmarks).
@@ -429,11 +430,286 @@ def seg_scores(pred_u8, gt, mask=None):
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# Human correction effort (HCE; Qin et al., "Highly Accurate Dichotomous Image Segmentation",
+# ECCV 2022): the number of mouse clicks a person would need to correct a mask, as PySODMetrics'
+# HumanCorrectionEffortMeasure counts them (relax 5, epsilon 2). Its steps use OpenCV's contour
+# following and polygon approximation and scikit-image's skeleton; each is written out here with
+# numpy / scipy, and tests/test_metrics.py checks them and HCE itself against those libraries.
+# ----------------------------------------------------------------------------------------------
+
+HCE_RELAX, HCE_EPSILON = 5, 2.0
+_CROSS = ndimage.generate_binary_structure(2, 1)  # disk(1): the 3x3 cross
+
+# Zhang and Suen's thinning as scikit-image's skeletonize runs it: a pixel is removed in the first
+# (second) sub-iteration when the code of its 8 neighbours (NW 1, N 2, NE 4, E 8, SE 16, S 32,
+# SW 64, W 128) is in this set; these are the removable codes of scikit-image's look-up table
+_THIN_FIRST = frozenset((3, 6, 7, 10, 11, 12, 14, 15, 28, 30, 31, 40, 60, 112, 120, 124, 130, 131,
+                         134, 135, 143, 159, 160, 161, 193, 194, 195, 198, 199, 207, 225, 227,
+                         231, 240, 241, 243))
+_THIN_SECOND = frozenset((7, 10, 15, 24, 26, 28, 30, 31, 40, 56, 60, 62, 63, 96, 104, 108, 112,
+                          120, 124, 126, 130, 135, 160, 176, 192, 193, 195, 199, 224, 225, 240,
+                          241, 248, 249, 252))
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+
+
+def skeleton(mask):
+    """The skeleton of a binary mask by Zhang-Suen thinning (scikit-image's skeletonize, 2-D): both
+    sub-iterations, each removing at once every pixel whose neighbourhood code it lists, repeated
+    until neither removes a pixel; outside the image counts as background."""
+    s = np.pad(np.asarray(mask, bool), 1)
+    h, w = s.shape
+    removable = []
+    for codes in (_THIN_FIRST, _THIN_SECOND):
+        table = np.zeros(256, bool)
+        table[list(codes)] = True
+        removable.append(table)
+    while True:
+        removed = False
+        for table in removable:
+            code = np.zeros((h - 2, w - 2), np.int64)
+            for bit, (dy, dx) in enumerate(_NEIGHBOURS):
+                code |= s[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx].astype(np.int64) << bit
+            drop = s[1:-1, 1:-1] & table[code]
+            if drop.any():
+                removed = True
+                s[1:-1, 1:-1] &= ~drop
+        if not removed:
+            return s[1:-1, 1:-1]
+
+
+# directions of the border follower: 0 E, 1 NE, 2 N, 3 NW, 4 W, 5 SW, 6 S, 7 SE (rows grow down)
+_DX = (1, 1, 0, -1, -1, -1, 0, 1)
+_DY = (0, -1, -1, -1, 0, 1, 1, 1)
+_SEEN, _RIGHT_EDGE = 2, -2  # a followed pixel; one whose east neighbour is outside the region
+
+
+def _follow(img, x0, y0, hole):
+    """Suzuki and Abe's border following (1985) from (x0, y0), as OpenCV runs it: the border's
+    pixels in order; followed pixels are marked in img (a padded int8 copy of the mask)."""
+    s = end = 0 if hole else 4
+    while True:  # the first neighbour, searched clockwise from the start's outside
+        s = (s - 1) & 7
+        if img[y0 + _DY[s], x0 + _DX[s]] != 0 or s == end:
+            break
+    if img[y0 + _DY[s], x0 + _DX[s]] == 0:  # a single pixel
+        img[y0, x0] = _RIGHT_EDGE
+        return [(x0, y0)]
+    x1, y1 = x0 + _DX[s], y0 + _DY[s]
+    x3, y3, points = x0, y0, []
+    while True:
+        end = s
+        while True:  # counter-clockwise from the previous pixel to the next one in the region
+            s += 1
+            x4, y4 = x3 + _DX[s & 7], y3 + _DY[s & 7]
+            if img[y4, x4] != 0:
+                break
+        s &= 7
+        if 1 <= s <= end:  # the east neighbour was examined and lies outside
+            img[y3, x3] = _RIGHT_EDGE
+        elif img[y3, x3] == 1:
+            img[y3, x3] = _SEEN
+        points.append((x3, y3))
+        if (x4, y4) == (x0, y0) and (x3, y3) == (x1, y1):
+            return points
+        x3, y3 = x4, y4
+        s = (s + 4) & 7
+
+
+def contours(mask):
+    """Every border of a binary mask (8-connected regions, 4-connected holes), each a list of
+    (x, y) pixels, in the order and from the start OpenCV's findContours gives them (RETR_TREE,
+    CHAIN_APPROX_NONE): the raster scan finds outer borders (a 0 then a 1) and hole borders (a
+    region pixel not yet marked as a right edge, then a 0); the list is the tree of borders
+    (a hole's parent: its region's outer border; a region's: the hole around it) walked depth
+    first, each level in the reverse order of discovery."""
+    mask = np.asarray(mask, bool)
+    img = np.pad(mask, 1).astype(np.int8)
+    found = []  # (points, is hole, start)
+    nonzero = img != 0
+    rows, cols = np.nonzero(nonzero[:, 1:-1] != nonzero[:, :-2])  # where 0 / not 0 changes
+    for y, x in zip(rows.tolist(), (cols + 1).tolist()):
+        prev, p = img[y, x - 1], img[y, x]
+        if prev == 0 and p == 1:
+            found.append((_follow(img, x, y, False), False, (x, y)))
+        elif p == 0 and prev >= 1:
+            found.append((_follow(img, x - 1, y, True), True, (x - 1, y)))
+    padded = np.pad(mask, 1)
+    regions, _ = ndimage.label(padded, np.ones((3, 3)))
+    holes, _ = ndimage.label(~padded, _CROSS)
+    outer_of = {regions[y, x]: i for i, (_, hole, (x, y)) in enumerate(found) if not hole}
+    hole_of = {holes[y, x + 1]: i for i, (_, hole, (x, y)) in enumerate(found) if hole}
+    children = {}
+    for i, (_, hole, (x, y)) in enumerate(found):
+        if hole:
+            parent = outer_of[regions[y, x]]
+        else:
+            around = holes[y, x - 1]
+            parent = -1 if around == holes[0, 0] else hole_of[around]
+        children.setdefault(parent, []).insert(0, i)
+    order, stack = [], list(reversed(children.get(-1, [])))
+    while stack:
+        i = stack.pop()
+        order.append(i)
+        stack.extend(reversed(children.get(i, [])))
+    return [[(x - 1, y - 1) for x, y in found[i][0]] for i in order]
+
+
+def _segment_distance2(p, a, b):
+    """The squared distance from p to the segment a-b."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length2 = dx * dx + dy * dy
+    t = (p[0] - a[0]) * dx + (p[1] - a[1]) * dy
+    if length2 == 0 or t <= 0:
+        return (p[0] - a[0]) ** 2 + (p[1] - a[1]) ** 2
+    if t >= length2:
+        return (p[0] - b[0]) ** 2 + (p[1] - b[1]) ** 2
+    cross = (p[1] - a[1]) * dx - (p[0] - a[0]) * dy
+    return cross * cross / length2
+
+
+def polygon_points(points, epsilon):
+    """How many vertices the Ramer-Douglas-Peucker approximation of an open polyline keeps, as
+    OpenCV's approxPolyDP (closed=False) keeps them: a stretch is split at its point farthest
+    from the segment joining its ends (the first of equals) while that distance exceeds epsilon;
+    then, once along the result, a vertex nearly on the line of its neighbours (squared distance
+    at most epsilon^2 / 2 of the squared span, the span neither horizontal nor vertical, the
+    vertex between them) is dropped with the next one kept. A polyline whose ends coincide is
+    approximated as closed: only single points occur here (hce's boundaries are distinct
+    pixels), which keep 1."""
+    n = len(points)
+    if n <= 1:
+        return n
+    if points[0] == points[-1]:
+        raise ValueError("polygon_points: a polyline whose ends coincide is closed")
+    eps2 = epsilon * epsilon
+    kept, stack = [], [(0, n - 1)]
+    while stack:
+        a, b = stack.pop()
+        far, split = 0.0, None
+        for k in range(a + 1, b):
+            d = _segment_distance2(points[k], points[a], points[b])
+            if d > far:
+                far, split = d, k
+        if split is None or far <= eps2:
+            kept.append(points[a])
+        else:
+            stack += [(split, b), (a, split)]
+    kept.append(points[-1])
+    count = total = len(kept)  # the clean-up pass over the approximation, in place
+    if count < 3:
+        return count
+    read = 0
+
+    def next_point():
+        nonlocal read
+        point = kept[read]
+        read = read + 1 if read + 1 < count else 0
+        return point
+
+    start = next_point()
+    write = read
+    pt = next_point()
+    i = 1
+    while i < count - 1 and total > 2:
+        end = next_point()
+        dx, dy = end[0] - start[0], end[1] - start[1]
+        dist = abs((pt[0] - start[0]) * dy - (pt[1] - start[1]) * dx)
+        between = (pt[0] - start[0]) * (end[0] - pt[0]) + (pt[1] - start[1]) * (end[1] - pt[1])
+        if dist * dist <= 0.5 * eps2 * (dx * dx + dy * dy) and dx != 0 and dy != 0 \
+                and between >= 0:
+            total -= 1
+            kept[write] = start = end
+            write = write + 1 if write + 1 < count else 0
+            pt = next_point()
+            i += 2
+            continue
+        kept[write] = start = pt
+        write = write + 1 if write + 1 < count else 0
+        pt = end
+        i += 1
+    return total
+
+
+def _boundaries_to_correct(region, condition):
+    """The parts of the region's borders a person must draw (PySODMetrics'
+    filter_conditional_boundary): each border (contours) cut where a pixel is outside `condition`
+    dilated by the 3x3 cross or was kept already; the last piece joined with the reversed first
+    one when their ends are 8-neighbours. Returns the pieces and how many 8-connected parts of
+    the region keep no border pixel (each corrected with one click)."""
+    condition = ndimage.binary_dilation(condition, _CROSS)
+    labels, parts = ndimage.label(region, np.ones((3, 3)))
+    independent = np.ones(parts + 1, bool)
+    independent[0] = False
+    visited = np.zeros(region.shape, bool)
+    pieces = []
+    for border in contours(region):
+        cut, piece = [], []
+        for x, y in border:
+            if not condition[y, x] or visited[y, x]:
+                if piece:
+                    cut.append(piece)
+                    piece = []
+                continue
+            piece.append((x, y))
+            visited[y, x] = True
+            independent[labels[y, x]] = False
+        if piece:
+            cut.append(piece)
+        if len(cut) > 1:
+            (fx, fy), (lx, ly) = cut[0][0], cut[-1][-1]
+            if max(abs(fx - lx), abs(fy - ly)) == 1:
+                cut[-1].extend(cut[0][::-1])
+                del cut[0]
+        pieces += cut
+    return pieces, int(independent.sum())
+
+
+def human_correction_effort(mask, gt, relax=HCE_RELAX, epsilon=HCE_EPSILON):
+    """HCE of one binary mask (Qin et al. 2022; PySODMetrics' HumanCorrectionEffortMeasure): the
+    polygon vertices needed to redraw the false positives and the false negatives a person would
+    correct, plus one click per part of them with nothing to redraw.
+
+    The union of mask and GT eroded `relax` times by the 3x3 cross (outside the image counts as
+    inside) keeps the errors away from its edge; the false positives FP' are those errors grown
+    back `relax` times outside the GT, the false negatives FN' likewise outside the mask, plus
+    the GT's skeleton where the mask misses it (thin structures must be drawn whatever their
+    width). FP' borders are drawn where they touch TP or FN', FN' borders where they touch
+    neither TP, FP' nor FN' (_boundaries_to_correct); each piece costs its approximating polygon's
+    vertices (polygon_points, epsilon).
+
+    Args:
+        mask, gt: (H, W) bool.
+
+    Returns:
+        int.
+    """
+    mask, gt = np.asarray(mask, bool), np.asarray(gt, bool)
+    if mask.shape != gt.shape:
+        raise ValueError(f"human_correction_effort: mask {mask.shape} and GT {gt.shape} differ")
+    gt_skeleton = skeleton(gt)
+    tp = mask & gt
+    fp, fn = mask & ~gt, gt & ~mask
+    union = ndimage.binary_erosion(mask | gt, _CROSS, iterations=relax, border_value=1)
+    fp_ = fp & union
+    for _ in range(relax):
+        fp_ = ndimage.binary_dilation(fp_, _CROSS) & ~gt
+    fp_ &= fp
+    fn_ = fn & union
+    for _ in range(relax):
+        fn_ = ndimage.binary_dilation(fn_, _CROSS) & ~mask
+    fn_ = (fn & fn_) | (gt_skeleton & ~tp)
+    pieces_fp, parts_fp = _boundaries_to_correct(fp_, tp | fn_)
+    pieces_fn, parts_fn = _boundaries_to_correct(fn_, ~(tp | fp_ | fn_))
+    vertices = sum(polygon_points(piece, epsilon) for piece in pieces_fp + pieces_fn)
+    return int(vertices + parts_fp + parts_fn)
+
+
 # The map each segmentation score reads (SegMetrics): the probability map or the binary mask; and
 # the column name that says so, in every table where two models stand side by side
 SEG_MAPS = {"maxF": "soft", "wF": "soft", "MAE": "soft", "Sm": "soft", "meanEm": "soft",
             "mIoU": "binary", "mBIoU": "binary", "MAE_binary": "binary", "FP": "binary",
-            "FN": "binary"}
+            "FN": "binary", "HCE": "binary"}
 
 
 def column(key):
@@ -452,13 +728,15 @@ class SegMetrics:
 
     maxF = max over t of the image-averaged F curve; meanEm = mean over t of the image-averaged E
     curve; the other scores are image averages. Without a mask, the mask is the prediction at
-    pred / 255 > 0.5.
+    pred / 255 > 0.5. With hce=True (the DIS splits, where the field reports it) also the mean
+    human correction effort of the masks (human_correction_effort), "HCE".
     """
 
     KEYS = ("wF", "MAE", "Sm", "meanEm", "IoU", "BIoU", "MAE_binary", "FP", "FN")
 
-    def __init__(self):
-        self.images = []  # per image: its F curve and its KEYS
+    def __init__(self, hce: bool = False):
+        self.images = []  # per image: its F curve and its KEYS (and HCE)
+        self.hce = hce
 
     def update(self, pred, gt, mask=None):
         """Adds one image.
@@ -469,10 +747,14 @@ class SegMetrics:
             mask: (H, W) bool, the model's binary mask at the GT's size, or None.
         """
         gt = gt_to_bool(gt)
-        scores = seg_scores(prediction_to_uint8(pred, gt.shape), gt, mask)
+        pred_u8 = prediction_to_uint8(pred, gt.shape)
+        scores = seg_scores(pred_u8, gt, mask)
         scores["meanEm"] = float(np.mean(scores["e_curve"]))  # the mean over t commutes
-        self.images.append({"f_curve": scores["f_curve"],
-                            **{k: float(scores[k]) for k in self.KEYS}})
+        image = {"f_curve": scores["f_curve"], **{k: float(scores[k]) for k in self.KEYS}}
+        if self.hce:
+            image["HCE"] = float(human_correction_effort(
+                pred_u8 >= 128 if mask is None else mask, gt))
+        self.images.append(image)
 
     @property
     def n(self):
@@ -484,7 +766,8 @@ class SegMetrics:
         whose mean is the dataset's)."""
         names = {"IoU": "mIoU", "BIoU": "mBIoU"}
         out = {"maxF": [image["f_curve"].tolist() for image in self.images]}
-        out.update({names.get(k, k): [image[k] for image in self.images] for k in self.KEYS})
+        keys = self.KEYS + (("HCE",) if self.hce else ())
+        out.update({names.get(k, k): [image[k] for image in self.images] for k in keys})
         return out
 
     def results(self):
@@ -498,6 +781,7 @@ class SegMetrics:
         out = {"maxF": float(np.max(np.mean(per_image.pop("maxF"), axis=0)))}
         out.update({k: float(np.mean(v)) for k, v in per_image.items()})
         order = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
+        order += ("HCE",) if self.hce else ()
         return {**{k: out[k] for k in order}, "n": self.n}
 
 

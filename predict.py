@@ -6,14 +6,15 @@
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama --int8   # its --quantize
 
-writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the image
-with the alpha as its transparency), all in the image's own size and orientation (EXIF applied),
-all three or none. PREFIX defaults to the image path without its extension. Coordinates are pixels
-of the image as displayed (after EXIF rotation), x to the right, y down. The mask is the
-segmentation probability above the threshold the checkpoint records (0.5 if none); a model trained
-for one task gives both maps from its trained head (see Predictor). Exit status 2: a bad prompt,
-image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
-output holds NaN or inf (nothing written).
+writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the
+foreground's colours, estimated from the image and the alpha by foreground.py so that no old
+background shows in soft edges, with the alpha as its transparency), all in the image's own size
+and orientation (EXIF applied), all three or none. PREFIX defaults to the image path without its
+extension. Coordinates are pixels of the image as displayed (after EXIF rotation), x to the right,
+y down. The mask is the segmentation probability above the threshold the checkpoint records (0.5
+if none); a model trained for one task gives both maps from its trained head (see Predictor). Exit
+status 2: a bad prompt, image, checkpoint or output path, or a failed write (one line, nothing
+written); 3: the model's output holds NaN or inf (nothing written).
 
 Without --checkpoint: the training run's runs/sama/sama.pt if there is one, else the shipped
 stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (app.py); a line
@@ -33,8 +34,9 @@ from typing import Optional
 
 import numpy as np
 
-# torch-free, all of them: with --onnx, predict.py runs on onnxruntime, numpy and pillow alone
-# (the checkpoints' path imports torch in checkpoint_predictor, --onnx deploy/ in onnx_predictor)
+# torch-free, all of them: with --onnx, the maps come from onnxruntime, numpy and pillow alone
+# (the checkpoints' path imports torch in checkpoint_predictor, --onnx deploy/ in onnx_predictor;
+# the cutout's colours, frame.output_images, torch in foreground.py)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
 from outputs import OptionError, WriteError, remove_stale_temporaries, run_main, save_pngs

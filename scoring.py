@@ -6,7 +6,8 @@ Protocol (DESIGN.md, "Data and evaluation"): one prompt per image taken from the
 PNG with metrics.py, so the scores equal metrics.py run on the written files.
 
     segmentation (DIS5K)   box of gt > 128        maxF, wF, MAE, Sm, meanEm (probability map);
-                                                  mIoU, mBIoU, MAE_binary, FP, FN (binary mask)
+                                                  mIoU, mBIoU, MAE_binary, FP, FN (binary mask);
+                                                  HCE (binary mask) on the DIS splits
     points (COIFT, Thin)   1/3/5/10 GT points     mIoU, mBIoU per point count (binary mask)
     matting                box of alpha > 0       SAD, MSE (x1e3), Grad, Conn; Composition-1K on
                            (RefMatte-RW100: > 127) the trimaps' unknown region, the others on the
@@ -42,6 +43,8 @@ from sama import SAMA
 POINT_COUNTS = (1, 3, 5, 10)  # HQ-SAM's / the paper's Figure 2 point study
 POINT_SEED = 0  # points of an image: rng seeded with (POINT_SEED, crc32 of the stem)
 SEG_KEYS = ("maxF", "wF", "MAE", "Sm", "meanEm", "mIoU", "mBIoU", "MAE_binary", "FP", "FN")
+# the splits where the field reports the human correction effort (DIS5K's; metrics.SegMetrics)
+HCE_SPLITS = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE")
 MATTING_KEYS = ("SAD", "MSE", "Grad", "Conn")
 BAND = "_unknown"  # Distinctions-646's second column: SAD_unknown, ... on the trimap's unknown band
 PROMPTS = {
@@ -166,7 +169,8 @@ def score_split(
             f"two GT files with the stem {dup!r} in {split_name}: predictions would overwrite"
         )
 
-    seg, matting, band = SegMetrics(), MattingMetrics(), MattingMetrics()
+    seg = SegMetrics(hce=split_name in HCE_SPLITS)
+    matting, band = MattingMetrics(), MattingMetrics()
     iou = {k: [] for k in POINT_COUNTS}
     biou = {k: [] for k in POINT_COUNTS}
     for files, stem in tqdm(

@@ -7,7 +7,8 @@ serves app.html on http://127.0.0.1:PORT/ (the loopback address only; --port 0 t
 and prints the address. Pick one of the benchmark's test images (written by synthetic.py into
 --examples on first use) or upload your own; drag a box, click points (shift-click: the other
 label); the page shows SAM's mask, SAMA's mask and SAMA's alpha side by side, and downloads the
-mask, the alpha and the RGBA cutout: the bytes predict.py writes for the same image and prompt.
+mask, the alpha and the RGBA cutout (its colours the estimated foreground, foreground.py): the
+bytes predict.py writes for the same image and prompt.
 
 Each image is encoded once (set_image: SAMA's five views); a prompt runs the decoders only. The page
 shows both times. Every browser tab is a session of its own (its id is made by the page), holding
@@ -28,9 +29,10 @@ The JSON API (app.html is its one client); every error is {"error": one line}, n
     GET  /api/image?session=S&image=I       the image as the model sees it (EXIF applied), a PNG
     POST /api/prompt  {"session", "image", "seq", "box": [x0, y0, x1, y1] or null,
                        "points": [[x, y], ...], "labels": [1 or 0, ...]}
-                                            -> {"seq", "prompt_ms", "sam", "mask", "alpha"} (PNG
-                                               data URLs; "notice": a box partly outside the
-                                               image, clipped) or {"seq", "superseded": true}
+                                            -> {"seq", "prompt_ms", "cutout_ms", "sam", "mask",
+                                               "alpha", "cutout"} (PNG data URLs; "notice": a box
+                                               partly outside the image, clipped) or {"seq",
+                                               "superseded": true}
     GET  /api/download?session=S&seq=Q&name=mask|alpha|cutout   predict.py's PNG for prompt Q
 """
 
@@ -225,13 +227,16 @@ class App:
             except NonFiniteOutput as e:
                 raise RequestError(f"{tab.name}: {e}", HTTPStatus.INTERNAL_SERVER_ERROR) from None
             prompt_ms = 1000 * (time.perf_counter() - t0)
-        outputs = output_images(tab.image, maps)
+        t0 = time.perf_counter()
+        outputs = output_images(tab.image, maps)  # the cutout's colours estimated (foreground.py)
+        cutout_ms = 1000 * (time.perf_counter() - t0)
         with self.tabs_lock:
             if seq > tab.answer_seq:
                 tab.answer_seq, tab.outputs = seq, outputs
         sam = maps["sam"].astype(np.uint8) * 255
-        return {"seq": seq, "prompt_ms": round(prompt_ms, 1), "sam": data_url(sam),
-                "mask": data_url(outputs["mask"]), "alpha": data_url(outputs["alpha"]),
+        return {"seq": seq, "prompt_ms": round(prompt_ms, 1), "cutout_ms": round(cutout_ms, 1),
+                "sam": data_url(sam), "mask": data_url(outputs["mask"]),
+                "alpha": data_url(outputs["alpha"]), "cutout": data_url(outputs["cutout"]),
                 **({"notice": notice} if notice else {})}
 
     def download(self, session: str, seq: int, name: str) -> tuple[bytes, str]:

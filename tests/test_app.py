@@ -138,7 +138,8 @@ def test_upload_box_points_and_downloads_equal_predict_py(server, tmp_path):
                 server, "GET", f"/api/download?session=tab-one-1&seq={seq}&name={name}")
             assert status == 200 and body == expected[name], name  # byte for byte
             assert headers["Content-Disposition"] == f'attachment; filename="photo_{name}.png"'
-        for name in ("mask", "alpha"):  # what the page shows is what it downloads
+        assert answer["cutout_ms"] > 0
+        for name in ("mask", "alpha", "cutout"):  # what the page shows is what it downloads
             np.testing.assert_array_equal(png(answer[name]), png(expected[name]))
         assert set(np.unique(png(answer["sam"])).tolist()) <= {0, 255}
     # only the latest answer is kept for download

@@ -130,6 +130,9 @@ def test_draw_a_box_and_a_point_then_download(address, browser, tmp_path):
     assert predict.main(argv) == 0
     for path, name in zip(wanted, ("mask", "cutout")):
         assert path.read_bytes() == (tmp_path / f"predicted_{name}.png").read_bytes(), name
+    shown = png(browser.find_element(By.ID, "cutout-png").get_attribute("src"))  # the alpha panel's
+    assert np.array_equal(shown, np.asarray(Image.open(wanted[1])))
+    assert "the cutout's colours:" in times, times
     browser.save_screenshot(str(tmp_path / "app.png"))
     print(f"screenshot: {tmp_path / 'app.png'}; {times}")
 

@@ -9,6 +9,7 @@ import torch
 from conftest import build_official_sam, randomize_, sama_maps
 from test_sama import batch, randomized_sam
 
+import foreground
 import sam
 import train
 from losses import matting_loss, seg_loss
@@ -27,6 +28,22 @@ def full_float32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_foreground_estimate_on_cuda_equals_cpu():
+    """foreground.py on the GPU: the CPU's numbers (the sweep's order and precisions are the
+    same), and the same cutout bytes (predict.py and the web page estimate on the GPU)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    y, x = np.mgrid[:70, :90]
+    alpha = np.clip(1.5 - np.hypot(y - 35, x - 45) / 20, 0, 1).astype(np.float32)
+    args = torch.from_numpy(image) / 255, torch.from_numpy(alpha)
+    cpu = foreground.estimate_foreground(*args)
+    gpu = foreground.estimate_foreground(*(a.to(CUDA) for a in args))
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-5)
+    assert np.abs(foreground.cutout(image, alpha, "cuda").astype(int)
+                  - foreground.cutout(image, alpha, "cpu")).max() <= 1
 
 
 def test_forward_on_cuda_equals_cpu():

@@ -110,13 +110,14 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
         "paper",
     ):
         assert key in report
-    assert set(report["scores"]) == {*scoring.SEG_KEYS, "n"}
+    # DIS-VD: the field's scores and its human correction effort
+    assert set(report["scores"]) == {*scoring.SEG_KEYS, "HCE", "n"}
     assert report["config"]["model"] == "sama" and "gt > 128" in report["prompt"]
     # the SAM file recorded in sama.pt
     assert report["sam_checkpoint"] == str(checkpoints[0].resolve())
 
     pairs = readers.dis_pairs(toy, "DIS-VD")
-    direct = SegMetrics()
+    direct = SegMetrics(hce=True)
     levels = set()
     for _, gt_path in pairs:
         gt = readers.load_mask(gt_path)
@@ -137,6 +138,7 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     md = (dis_run / "results.md").read_text()
     assert "Table 1" in md and "0.942" in md and f"{report['scores']['maxF']:.3f}" in md
     assert "| maxF (soft) |" in md and "| MAE (soft) |" in md and "| MAE (binary) |" in md
+    assert "| HCE (binary) |" in md and f"| {report['scores']['HCE']:.1f} |" in md
     from PIL import Image
     vis = Image.open(dis_run / "vis.png")
     step = contact_sheet.VIS_CELL + 4  # two rows of six equal cells under one header
@@ -150,7 +152,8 @@ def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run
     pairs = readers.dis_pairs(toy, "DIS-VD")
     scores = scoring.score_segmentation(model, TASKS, pairs, progress=False)
     report = json.loads((dis_run / "metrics.json").read_text())
-    assert scores == pytest.approx(report["scores"], rel=1e-9, abs=1e-12)
+    evaluated = {k: v for k, v in report["scores"].items() if k != "HCE"}  # validation's has none
+    assert scores == pytest.approx(evaluated, rel=1e-9, abs=1e-12)
 
 
 def test_compile_gives_the_same_predictions(toy, checkpoints, dis_run, tmp_path, monkeypatch,
@@ -205,7 +208,7 @@ def test_sam_and_sama_are_scored_like_for_like(toy, checkpoints, tmp_path):
                "--out", out) == 0
     report = json.loads((out / "metrics.json").read_text())
     reference = Predictor(load_sam(sam_path, device=DEVICE))
-    direct = SegMetrics()
+    direct = SegMetrics(hce=True)  # DIS-VD: with the human correction effort
     for image_path, gt_path in readers.dis_pairs(toy, "DIS-VD"):
         gt = readers.load_mask(gt_path)
         reference.set_image(readers.load_image(image_path))

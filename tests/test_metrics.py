@@ -305,7 +305,7 @@ def test_each_score_reads_the_map_it_names():
         assert metrics.SEG_MAPS[key] == "binary"
     assert [metrics.column(k) for k in ("maxF", "MAE", "MAE_binary", "FP", "SAD")] == [
         "maxF (soft)", "MAE (soft)", "MAE (binary)", "FP (binary)", "SAD"]
-    assert set(metrics.SEG_MAPS) == set(got) - {"n"}
+    assert set(metrics.SEG_MAPS) == set(got) - {"n"} | {"HCE"}  # HCE: SegMetrics(hce=True)
 
 
 def test_per_image_scores_average_to_the_results():
@@ -517,3 +517,114 @@ def test_matting_region_mixing_and_bad_input():
         MattingMetrics().update(a, a, np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="dtype"):
         MattingMetrics().update(a.astype(np.int64), a)
+
+
+# ----------------------------------------------------------------------------------------------
+# Human correction effort: each step against the library PySODMetrics runs it with (OpenCV,
+# scikit-image), and HCE against PySODMetrics' HumanCorrectionEffortMeasure
+# ----------------------------------------------------------------------------------------------
+
+
+def hce_pair(k, rng):
+    """A (mask, GT) pair, both bool: blobs, thin lines 1-3 px wide, or meshes as GT; the mask the GT
+    with blobs of errors flipped, grown by 1-3 px, or eroded."""
+    from skimage.morphology import skeletonize
+    h, w = rng.integers(8, 90, 2)
+    gt = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.7, 4)) > rng.uniform(0.4, 0.6)
+    if k % 3 == 0:
+        gt = ndimage.binary_dilation(skeletonize(gt), iterations=int(rng.integers(0, 2)))
+    flips = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3)) > 0.5
+    mask = gt ^ (flips & (rng.random((h, w)) < rng.uniform(0, 0.8)))
+    if k % 4 == 1:
+        mask = ndimage.binary_dilation(gt, iterations=int(rng.integers(1, 4)))
+    if k % 4 == 2:
+        mask = ndimage.binary_erosion(gt, iterations=int(rng.integers(1, 3)))
+    return mask, gt
+
+
+def oracle_hce(mask, gt):
+    measure = py_sod_metrics.HumanCorrectionEffortMeasure()  # relax 5, epsilon 2
+    measure.step((mask * 255).astype(np.uint8), (gt * 255).astype(np.uint8))
+    return measure.hces[0]
+
+
+def test_skeleton_equals_scikit_image():
+    from skimage.morphology import skeletonize
+    rng = np.random.default_rng(0)
+    for k in range(60):
+        mask, gt = hce_pair(k, rng)
+        for image in (mask, gt, rng.random(gt.shape) < 0.5):
+            np.testing.assert_array_equal(metrics.skeleton(image), skeletonize(image))
+
+
+def test_contours_equal_opencv_in_points_and_order():
+    rng = np.random.default_rng(1)
+    cases = [np.zeros((5, 5), bool), np.ones((4, 6), bool)]
+    ring = np.zeros((9, 9), bool)
+    ring[1:8, 1:8], ring[3:6, 3:6], ring[4, 4] = True, False, True  # a region in a hole
+    cases.append(ring)
+    for k in range(80):
+        mask, gt = hce_pair(k, rng)
+        cases += [mask, gt, rng.random(gt.shape) < rng.uniform(0.2, 0.8)]
+    for mask in cases:
+        found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+        assert [[tuple(p) for p in c[:, 0].tolist()] for c in found] == metrics.contours(mask)
+
+
+def test_polygon_points_equal_opencv_approx_poly_dp():
+    rng = np.random.default_rng(2)
+    lines = [[(0, 0)], [(0, 0), (3, 1)], [(1, 4), (8, 3), (9, 0), (11, 0), (10, 0), (5, 3)]]
+    grid = [(x, y) for x in range(15) for y in range(15)]
+    for _ in range(300):  # distinct points anywhere
+        order = rng.permutation(len(grid))[: int(rng.integers(1, 40))]
+        lines.append([grid[i] for i in order])
+    for k in range(40):  # pieces of borders, either way round, as HCE cuts them
+        for border in metrics.contours(hce_pair(k, rng)[1]):
+            a = int(rng.integers(0, len(border)))
+            piece = border[a: int(rng.integers(a, len(border))) + 1]
+            if len(set(piece)) == len(piece) and (len(piece) == 1 or piece[0] != piece[-1]):
+                lines.append(piece[::-1] if k % 2 else piece)
+    for line in lines:
+        approx = cv2.approxPolyDP(np.array(line, np.int32)[:, None], 2.0, False)
+        assert metrics.polygon_points(line, 2.0) == len(approx), line
+
+
+def test_hce_equals_pysodmetrics_on_random_maps():
+    rng = np.random.default_rng(3)
+    for k in range(80):
+        mask, gt = hce_pair(k, rng)
+        assert metrics.human_correction_effort(mask, gt) == oracle_hce(mask, gt), k
+
+
+def test_hce_by_hand():
+    """A perfect mask costs nothing; a missed 1 px line costs its two ends (it is its own skeleton,
+    one straight piece, two polygon vertices); a false 1 px line costs nothing (the union eroded
+    by 5 px holds none of it: relaxed away); a missed 12 x 12 square with a 1 px gap inside it
+    costs what PySODMetrics counts."""
+    gt = np.zeros((20, 30), bool)
+    gt[10, 5:25] = True
+    empty = np.zeros_like(gt)
+    assert metrics.human_correction_effort(gt, gt) == 0 == oracle_hce(gt, gt)
+    assert metrics.human_correction_effort(empty, empty) == 0
+    assert metrics.human_correction_effort(empty, gt) == 2 == oracle_hce(empty, gt)
+    assert metrics.human_correction_effort(gt, empty) == 0 == oracle_hce(gt, empty)
+    square = np.zeros((30, 30), bool)
+    square[8:20, 8:20] = True
+    square[14, 10:18] = False
+    none = np.zeros_like(square)
+    assert metrics.human_correction_effort(none, square) == oracle_hce(none, square) > 0
+
+
+def test_seg_metrics_hce_is_the_image_mean_of_the_masks():
+    rng = np.random.default_rng(4)
+    seg, values = SegMetrics(hce=True), []
+    for k in range(4):
+        mask, gt = hce_pair(k, rng)
+        seg.update(rng.random(gt.shape), gt, mask)
+        values.append(metrics.human_correction_effort(mask, gt))
+    assert seg.per_image()["HCE"] == values
+    assert seg.results()["HCE"] == pytest.approx(np.mean(values))
+    plain = SegMetrics()
+    plain.update(rng.random((5, 5)), np.ones((5, 5), bool))
+    assert "HCE" not in plain.results() and "HCE" not in plain.per_image()
+    assert metrics.column("HCE") == "HCE (binary)"

