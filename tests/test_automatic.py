@@ -180,3 +180,22 @@ def test_refine_is_the_predictors_call_per_box(standin_pair):
         single = predictor.predict(box=box)
         for name in ("mask", "alpha", "sam"):
             np.testing.assert_array_equal(maps[name], single[name])
+
+
+def test_a_large_image_is_split_into_smaller_batches_with_the_same_masks(standin_pair,
+                                                                         monkeypatch):
+    _, predictor = standin_pair
+    image = scene(TEST_SEEDS[1])[0]
+    h, w = image.shape[:2]
+    settings = automatic.Settings(points_per_side=8, pred_iou_thresh=0.3,
+                                  stability_score_thresh=0.6)
+    predictor.set_image(image)
+    whole = automatic.find_objects(predictor, settings)
+    monkeypatch.setattr(automatic, "MAX_LOGITS", 3 * h * w * 5)  # room for 5 points a batch
+    assert automatic.points_per_batch(settings, (h, w)) == 5
+    split = automatic.find_objects(predictor, settings)
+    assert len(split) == len(whole) >= 2
+    for a, b in zip(split, whole):
+        np.testing.assert_array_equal(a.box, b.box)
+        assert (a.mask != b.mask).mean() < 1e-3
+        assert abs(a.predicted_iou - b.predicted_iou) < 1e-5
