@@ -46,8 +46,8 @@ KINDS = ("solid", "appendages", "stick", "outline")
 KIND_P = (0.55, 0.2, 0.125, 0.125)  # the corpus's mix, thin kinds somewhat more often
 THIN = {"appendages", "stick", "outline"}
 FOUND_IOU = 0.5
-GRID_PRED_IOU = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.88)
-GRID_STABILITY = (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+GRID_PRED_IOU = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.88)
+GRID_STABILITY = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 SHARE_SLACK = 0.02
 
 
@@ -236,11 +236,11 @@ def study(args) -> int:
         rows = grid_scores(candidates)
         print(f"validation scenes {VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}: found share / spurious "
               f"masks per scene (rows: pred_iou_thresh; columns: stability_score_thresh)")
-        print("        " + "".join(f"{t:>13}" for t in GRID_STABILITY))
+        print("       " + "".join(f"{t:>12}" for t in GRID_STABILITY))
         for t_iou in GRID_PRED_IOU:
             cells = [r for r in rows if r["pred_iou_thresh"] == t_iou]
-            print(f"  {t_iou:<5} " + "".join(f"  {r['found']:.3f}/{r['spurious']:5.2f}"
-                                            for r in cells))
+            print(f"  {t_iou:<5}" + "".join(f" {r['found']:.3f}/{r['spurious']:5.2f}"
+                                            for r in cells), flush=True)
         chosen = choose(rows)
         record = {"sam_sha256": sam_predictor.sam.checkpoint_record.sha256,
                   "pred_iou_thresh": chosen["pred_iou_thresh"],
