@@ -180,7 +180,7 @@ def test_every_object_button_lists_and_draws_the_objects(address, browser, tmp_p
     w, h, rgba = drawn
     shown = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[..., :3]
     assert not np.array_equal(shown, np.asarray(Image.open(path).convert("RGB")))
-    browser.set_window_size(1300, 1100)
-    browser.execute_script("window.scrollTo(0, 0)")
+    browser.set_window_size(1300, 1000)
+    browser.execute_script("$('everything').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "app.png"))
     print(f"screenshot: {tmp_path / 'app.png'}")
