@@ -5,6 +5,7 @@
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama --int8   # its --quantize
+    python predict.py photo.jpg --everything              # every object of the image
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the
 foreground's colours, estimated from the image and the alpha by foreground.py so that no old
@@ -21,11 +22,23 @@ stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (
 says which. A box partly outside the image is clipped to it, with a line saying so; a box wholly
 outside, and a point outside, are refused. --onnx takes no --checkpoint or --sam-checkpoint;
 --int8 (only with --onnx) runs the export's int8 graphs (export_onnx.py --quantize).
+
+--everything (no prompt): SAM's automatic mask generation finds the objects (automatic.py: a grid
+of points, the predicted-IoU and stability filters, box NMS; the thresholds recorded beside the
+SAM checkpoint, else Meta's), SAMA refines each from its box; writes PREFIX_objects.json, a list
+with one entry per object, highest predicted IoU first (its box xyxy in inclusive pixels, its
+predicted IoU and stability score, the grid point that found it and its files), and
+PREFIX_{i}_mask.png, PREFIX_{i}_alpha.png, PREFIX_{i}_cutout.png for i = 0, 1, ..., all or none.
+Nothing found: a line says so and the list is empty. With --overwrite, the files of an earlier
+run's objects beyond this run's count are removed. Not with --onnx (the exported graphs hold no
+multimask point decoder).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import re
 import sys
@@ -39,7 +52,14 @@ import numpy as np
 # the cutout's colours, frame.output_images, torch in foreground.py)
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images
-from outputs import OptionError, WriteError, remove_stale_temporaries, run_main, save_pngs
+from outputs import (
+    OptionError,
+    WriteError,
+    remove_stale_temporaries,
+    run_main,
+    save_pngs,
+    write_text,
+)
 
 TRAINED = Path("runs/sama/sama.pt")  # train.py's run, where the command is started
 
@@ -145,22 +165,33 @@ def main(argv=None) -> int:
                    "DIR on onnxruntime (OnnxPredictor) instead of the checkpoints")
     p.add_argument("--int8", action="store_true", help="with --onnx: the export's int8 graphs "
                    "(export_onnx.py --quantize)")
+    p.add_argument("--everything", action="store_true",
+                   help="every object of the image, no prompt: PREFIX_objects.json and "
+                        "PREFIX_{i}_{mask,alpha,cutout}.png")
     args = p.parse_args(argv)
     return run_main(lambda: predict(args), {NonFiniteOutput: 3, PromptError: 2,
                                             readers.DataError: 2, ModelError: 2, WriteError: 2},
                     "interrupted; the three PNGs are written all or none")
 
 
-def predict(args) -> int:
-    """Everything checked before the model runs; then the three PNGs, all or none."""
-    if args.onnx and (args.sam_checkpoint or args.checkpoint):
-        option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
-        raise OptionError(f"{option}: --onnx runs the exported graphs, not a checkpoint")
-    if args.int8 and not args.onnx:
-        raise OptionError("--int8: only with --onnx (the int8 graphs of export_onnx.py --quantize)")
+def output_prefix(args) -> Path:
+    """--out, or the image path without its extension; a folder: the image's name in it."""
     prefix = Path(args.out) if args.out else Path(args.image).with_suffix("")
     if args.out and (args.out.endswith(("/", os.sep)) or prefix.is_dir()):
         prefix = prefix / Path(args.image).stem  # --out dir/: dir/photo_mask.png, not dir_mask.png
+    return prefix
+
+
+def predict(args) -> int:
+    """Everything checked before the model runs; then the three PNGs, all or none."""
+    if args.int8 and not args.onnx:
+        raise OptionError("--int8: only with --onnx (the int8 graphs of export_onnx.py --quantize)")
+    if args.everything:
+        return predict_everything(args)
+    if args.onnx and (args.sam_checkpoint or args.checkpoint):
+        option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
+        raise OptionError(f"{option}: --onnx runs the exported graphs, not a checkpoint")
+    prefix = output_prefix(args)
     targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
     # EXIF orientation applied: outputs match what viewers show
     image = readers.load_image(args.image)
@@ -190,6 +221,84 @@ def predict(args) -> int:
     save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
     print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
           f"mask {(outputs['mask'] > 0).mean():.1%} of the image)")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# --everything: every object of the image
+# ----------------------------------------------------------------------------------------------
+
+OBJECT_FILE = re.compile(r"_(\d+)_(?:mask|alpha|cutout)\.png")
+
+
+def object_files(prefix: Path) -> dict[Path, int]:
+    """The files PREFIX_{i}_{mask,alpha,cutout}.png there are, with their i."""
+    if not prefix.parent.is_dir():
+        return {}
+    found = {}
+    for path in prefix.parent.glob(f"{glob.escape(prefix.name)}_*.png"):
+        match = OBJECT_FILE.fullmatch(path.name[len(prefix.name):])
+        if match:
+            found[path] = int(match.group(1))
+    return found
+
+
+def predict_everything(args) -> int:
+    """Every object: checked before the model runs, then PREFIX_objects.json and each object's
+    three PNGs, all or none."""
+    given = [o for o, v in (("--box", args.box), ("--point", args.point),
+                            ("--neg-point", args.neg_point), ("--onnx", args.onnx)) if v]
+    if given:
+        why = ("the exported graphs hold no multimask point decoder" if given[0] == "--onnx"
+               else "it finds the objects itself, without a prompt")
+        raise OptionError(f"{given[0]}: not with --everything ({why})")
+    prefix = output_prefix(args)
+    listing = Path(f"{prefix}_objects.json")
+    earlier = object_files(prefix)
+    check_outputs([listing, *sorted(earlier)], Path(args.image), args.overwrite)
+    image = readers.load_image(args.image)
+    h, w = image.shape[:2]
+    predictor = checkpoint_predictor(*default_checkpoints(args))
+
+    import automatic  # torch: not imported with --onnx
+
+    try:
+        settings = automatic.settings_for(predictor.sam)
+    except automatic.SettingsError as e:
+        raise ModelError(str(e)) from None
+    print(f"finding objects: a {settings.points_per_side} x {settings.points_per_side} grid of "
+          f"points, predicted IoU > {settings.pred_iou_thresh}, stability >= "
+          f"{settings.stability_score_thresh}, box NMS at {settings.box_nms_thresh}")
+    try:
+        found, maps = automatic.every_object(predictor, image, settings)
+    except NonFiniteOutput as e:
+        raise NonFiniteOutput(f"{args.image}: {e}; nothing written") from None
+    entries, images = [], {}
+    for i, (f, m) in enumerate(zip(found, maps)):
+        names = {name: f"{prefix.name}_{i}_{name}.png" for name in ("mask", "alpha", "cutout")}
+        for name, array in output_images(image, m).items():
+            images[prefix.parent / names[name]] = array
+        entries.append({"box": automatic.box_text(f.box), "predicted_iou": f.predicted_iou,
+                        "stability_score": f.stability, "point": automatic.box_text(f.point),
+                        "files": names})
+    remove_stale_temporaries(prefix.parent, re.compile(
+        rf"{re.escape(prefix.name)}_(?:objects\.json|\d+_(?:mask|alpha|cutout)\.png)"
+        rf"\.tmp-(\d+)"))
+    save_pngs(images)  # all or none
+    try:
+        write_text(json.dumps(entries, indent=1) + "\n", listing)
+    except WriteError:
+        for path in images:
+            path.unlink(missing_ok=True)
+        raise
+    for path, i in earlier.items():  # an earlier run's objects beyond this run's (--overwrite)
+        if i >= len(found):
+            path.unlink(missing_ok=True)
+    if not found:
+        print(f"no object found in {args.image} ({w}x{h}); wrote {listing} (an empty list)")
+    else:
+        print(f"wrote {listing} and {prefix}_{{0..{len(found) - 1}}}_{{mask,alpha,cutout}}.png "
+              f"({len(found)} objects, {w}x{h})")
     return 0
 
 

@@ -34,6 +34,13 @@ The JSON API (app.html is its one client); every error is {"error": one line}, n
                                                partly outside the image, clipped) or {"seq",
                                                "superseded": true}
     GET  /api/download?session=S&seq=Q&name=mask|alpha|cutout   predict.py's PNG for prompt Q
+    POST /api/everything  {"session", "image"}  every object of the tab's image (automatic.py: SAM
+                                            finds them, SAMA refines each from its box)
+                                            -> {"image", "everything_ms", "settings", "objects":
+                                               [{"box", "predicted_iou", "stability_score",
+                                               "mask"}]} (mask: a PNG data URL; [] if none)
+    GET  /api/object?session=S&image=I&index=K&name=mask|alpha|cutout   object K's PNG, as
+                                            predict.py --everything writes it
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import automatic
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import STANDIN_SAM, STANDIN_SAMA, CheckpointError, load_sama
@@ -99,6 +107,7 @@ class Tab:
     latest_seq: int = -1  # the newest prompt received: older ones still waiting are dropped
     answer_seq: int = -1  # the prompt whose outputs are kept for download
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    objects: list[dict[str, np.ndarray]] = field(default_factory=list)  # every object's outputs
 
 
 class App:
@@ -239,6 +248,49 @@ class App:
                 "alpha": data_url(outputs["alpha"]), "cutout": data_url(outputs["cutout"]),
                 **({"notice": notice} if notice else {})}
 
+    def every_object(self, request: dict) -> dict:
+        """Every object of the tab's image: SAM's automatic masks (the thresholds recorded with its
+        checkpoint, else Meta's), each refined by SAMA from its box; kept for /api/object."""
+        image_id = request.get("image")
+        if not (isinstance(image_id, int) and not isinstance(image_id, bool)):
+            raise RequestError(f"image must be the id /api/image answered, got {image_id!r}")
+        tab = self.tab(session_id(request.get("session")), image_id)
+        try:
+            settings = automatic.settings_for(self.model.sam)
+        except automatic.SettingsError as e:
+            raise RequestError(str(e), HTTPStatus.INTERNAL_SERVER_ERROR) from None
+        with self.model_lock:
+            t0 = time.perf_counter()
+            try:
+                found = automatic.find_objects(tab.predictor, settings)
+                maps = automatic.refine(tab.predictor, [f.box for f in found])
+            except NonFiniteOutput as e:
+                raise RequestError(f"{tab.name}: {e}", HTTPStatus.INTERNAL_SERVER_ERROR) from None
+            everything_ms = 1000 * (time.perf_counter() - t0)
+        outputs = [output_images(tab.image, m) for m in maps]
+        with self.tabs_lock:
+            tab.objects = outputs
+        return {"image": image_id, "everything_ms": round(everything_ms, 1),
+                "settings": {"points_per_side": settings.points_per_side,
+                             "pred_iou_thresh": settings.pred_iou_thresh,
+                             "stability_score_thresh": settings.stability_score_thresh,
+                             "box_nms_thresh": settings.box_nms_thresh},
+                "objects": [{"box": automatic.box_text(f.box), "predicted_iou": f.predicted_iou,
+                             "stability_score": f.stability, "mask": data_url(o["mask"])}
+                            for f, o in zip(found, outputs)]}
+
+    def object_png(self, session: str, image_id: int, index: int, name: str) -> tuple[bytes, str]:
+        """Object `index`'s PNG of the tab's latest every-object answer, and its file name."""
+        if name not in OUTPUTS:
+            raise RequestError(f"name must be one of {', '.join(OUTPUTS)}, got {name!r}")
+        tab = self.tab(session, image_id)
+        with self.tabs_lock:
+            objects = tab.objects
+        if index >= len(objects):
+            raise RequestError(f"no object {index}: the image has {len(objects)} (ask for every "
+                               f"object first)", HTTPStatus.NOT_FOUND)
+        return png_bytes(objects[index][name]), f"{Path(tab.name).stem}_{index}_{name}.png"
+
     def download(self, session: str, seq: int, name: str) -> tuple[bytes, str]:
         """predict.py's PNG of the tab's latest answer, and its file name."""
         if name not in OUTPUTS:
@@ -320,6 +372,11 @@ class Handler(BaseHTTPRequestHandler):
             body, filename = app.download(session_id(query.get("session")), whole(query, "seq"),
                                           query.get("name"))
             return "image/png", body, filename
+        if path == "/api/object":
+            body, filename = app.object_png(session_id(query.get("session")),
+                                            whole(query, "image"), whole(query, "index"),
+                                            query.get("name"))
+            return "image/png", body, filename
         raise RequestError(f"no page {path}", HTTPStatus.NOT_FOUND)
 
     def route_post(self, path: str, query: dict) -> tuple:
@@ -346,6 +403,14 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(request, dict):
                 raise RequestError("the prompt must be a JSON object")
             return json_body(app.prompt(request))
+        if path == "/api/everything":
+            try:
+                request = json.loads(self.read_body(MAX_PROMPT_BYTES, "request"))
+            except ValueError as e:
+                raise RequestError(f"the request is not JSON ({str(e)[:100]})") from None
+            if not isinstance(request, dict):
+                raise RequestError("the request must be a JSON object")
+            return json_body(app.every_object(request))
         raise RequestError(f"no page {path}", HTTPStatus.NOT_FOUND)
 
     def read_body(self, limit: int, what: str = "body") -> bytes:

@@ -10,6 +10,7 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -378,3 +379,62 @@ def test_a_box_partly_outside_is_clipped_and_said(server):
     inside = ok(prompt(server, "tab-clip-1", image["image"], 2, box=[0, 0, 40, 70]))
     assert "notice" not in inside
     assert all(np.array_equal(png(clipped[k]), png(inside[k])) for k in ("sam", "mask", "alpha"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Every object: the button's endpoint and the objects' downloads, as predict.py --everything
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def coarse_grid(monkeypatch):
+    """The stand-in's recorded thresholds on an 8 x 8 grid of points (a quick test)."""
+    import automatic
+
+    recorded = automatic.settings_for
+    monkeypatch.setattr(automatic, "settings_for",
+                        lambda sam: replace(recorded(sam), points_per_side=8))
+
+
+def test_every_object_and_its_downloads_equal_predict_py(server, tmp_path, coarse_grid):
+    from miniature.everything_study import TEST_SEEDS, scene
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(scene(TEST_SEEDS[0])[0]).save(path)
+    image = server.app.set_image("tab-every-1", readers.load_image(path), "scene.png")
+    answer = ok(request(server, "POST", "/api/everything",
+                        json_body={"session": "tab-every-1", "image": image["image"]}))
+    assert answer["settings"]["points_per_side"] == 8 and answer["everything_ms"] > 0
+    argv = [str(path), "--everything", *CKPT, "--out", str(tmp_path / "cli")]
+    assert predict.main(argv) == 0
+    listed = json.loads((tmp_path / "cli_objects.json").read_text())
+    assert len(answer["objects"]) == len(listed) >= 1
+    for k, (shown, entry) in enumerate(zip(answer["objects"], listed)):
+        assert shown["box"] == entry["box"]
+        assert shown["predicted_iou"] == entry["predicted_iou"]
+        assert shown["stability_score"] == entry["stability_score"]
+        for name in app.OUTPUTS:
+            status, headers, body = request(
+                server, "GET", f"/api/object?session=tab-every-1&image={image['image']}&index={k}"
+                               f"&name={name}")
+            assert status == 200 and headers["Content-Type"] == "image/png"
+            assert f'filename="scene_{k}_{name}.png"' in headers["Content-Disposition"]
+            assert body == (tmp_path / entry["files"][name]).read_bytes(), (k, name)
+        np.testing.assert_array_equal(png(shown["mask"]),
+                                      png((tmp_path / entry["files"]["mask"]).read_bytes()))
+    n = len(listed)
+    refused(request(server, "GET", f"/api/object?session=tab-every-1&image={image['image']}"
+                                   f"&index={n}&name=mask"), 404, f"no object {n}")
+    refused(request(server, "GET", f"/api/object?session=tab-every-1&image={image['image']}"
+                                   f"&index=0&name=seg"), 400, "name must be one of")
+
+
+def test_every_object_bad_requests_are_one_line(server):
+    refused(request(server, "POST", "/api/everything", json_body={"session": "tab-none-99",
+                                                                  "image": 1}),
+            409, "this tab has no image")
+    refused(request(server, "POST", "/api/everything", json_body={"session": "tab-none-99"}),
+            400, "image must be the id")
+    refused(request(server, "POST", "/api/everything", body=b"{"), 400, "not JSON")
+    refused(request(server, "GET", "/api/object?session=tab-none-99&image=1&index=0&name=mask"),
+            409, "this tab has no image")

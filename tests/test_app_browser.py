@@ -149,3 +149,41 @@ def test_draw_a_box_and_a_point_then_download(address, browser, tmp_path):
     wait.until(lambda b: b.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text == (
         "notes.txt: not an image this app can read (UnidentifiedImageError)")
+
+
+def test_every_object_button_lists_and_draws_the_objects(address, browser, tmp_path):
+    """Upload a drawn scene of several objects, press "Every object": the list holds one line per
+    object the endpoint found, with its downloads; the view is drawn (the screenshot of
+    deploy/app.png, saved in the test's folder)."""
+    from miniature.everything_study import TEST_SEEDS, scene
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(scene(TEST_SEEDS[5])[0]).save(path)  # four solid objects
+    browser.get(address)
+    wait = WebDriverWait(browser, 300)
+    browser.find_element(By.ID, "upload").send_keys(str(path))
+    wait.until(lambda b: "scene.png" in b.find_element(By.ID, "image-title").text)
+    assert not browser.find_element(By.ID, "everything").is_displayed()
+    browser.find_element(By.ID, "everything-button").click()
+    wait.until(lambda b: b.find_element(By.ID, "everything").is_displayed())
+    assert browser.find_element(By.ID, "error").text == ""
+    items = browser.find_elements(By.CSS_SELECTOR, "#objects-list li")
+    assert len(items) >= 1
+    assert "predicted IoU" in items[0].text and "stability" in items[0].text
+    links = items[0].find_elements(By.TAG_NAME, "a")
+    assert [a.get_attribute("download") for a in links] == [
+        f"scene_0_{name}.png" for name in ("mask", "alpha", "cutout")]
+    title = browser.find_element(By.ID, "everything-title").text
+    assert title.startswith(f"Every object: {len(items)},"), title
+    assert "every object:" in browser.find_element(By.ID, "times").text
+    # the view: the image with the objects tinted, not the image alone
+    drawn = browser.execute_script(
+        "const c = $('objects-view'); return [c.width, c.height, "
+        "Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]")
+    w, h, rgba = drawn
+    shown = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[..., :3]
+    assert not np.array_equal(shown, np.asarray(Image.open(path).convert("RGB")))
+    browser.set_window_size(1300, 1000)
+    browser.execute_script("$('everything').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "app.png"))
+    print(f"screenshot: {tmp_path / 'app.png'}")

@@ -69,7 +69,8 @@ def test_find_cycle_sees_a_circle():
 
 
 def test_the_root_holds_the_method_and_the_readers_commands_only():
-    # "at most about 16" (the style guide): 16, and foreground.py (the cutout's colours)
+    # "at most about 16" (the style guide): 16, foreground.py (the cut-out's colours) and
+    # automatic.py (every object of an image: SAM's automatic masks, refined by SAMA)
     assert len([name for name in MODULES if "." not in name]) <= 17
 
 
@@ -99,6 +100,7 @@ def test_imports_sees_a_folder_module_inside_a_function(tmp_path):
 # what a user types: `python NAME.py` at the root, `python -m FOLDER.NAME` in a folder; each
 # imports library modules, never another of these
 COMMAND_LINE = {"train", "evaluate", "predict", "demo", "miniature.ablate",
+                "miniature.everything_study",
                 "miniature.pretrain_sam", "benchmarks.benchmark", "benchmarks.benchmark_metrics",
                 "benchmarks.foreground_error", "benchmarks.foreground_speed",
                 "deploy.export_onnx", "deploy.score_onnx", "deploy.app"}

@@ -2,8 +2,10 @@
 alpha equal to alpha.png and its colours the estimated foreground, and one-line errors for bad
 prompts."""
 
+import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -408,3 +410,103 @@ def test_without_checkpoint_the_run_else_the_shipped_stand_in_is_said(rotated_im
     assert predict.main([str(rotated_image), *box, "--onnx", "x", "--sam-checkpoint", "s"]) == 2
     assert capsys.readouterr().err == ("error: --sam-checkpoint: --onnx runs the exported graphs, "
                                        "not a checkpoint\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# --everything: every object, PREFIX_objects.json and PREFIX_{i}_{mask,alpha,cutout}.png
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene_image(tmp_path_factory) -> Path:
+    from miniature.everything_study import TEST_SEEDS, scene
+
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    Image.fromarray(scene(TEST_SEEDS[0])[0]).save(path)
+    return path
+
+
+@pytest.fixture
+def coarse_grid(monkeypatch):
+    """The stand-in's recorded thresholds on an 8 x 8 grid of points (a quick test)."""
+    import automatic
+
+    recorded = automatic.settings_for
+    monkeypatch.setattr(automatic, "settings_for",
+                        lambda sam: replace(recorded(sam), points_per_side=8))
+    return automatic
+
+
+def everything(image: Path, prefix: Path, *extra) -> int:
+    return predict.main([str(image), "--everything", "--checkpoint", str(STANDIN_SAMA),
+                         "--sam-checkpoint", str(STANDIN_SAM), "--out", str(prefix), *extra])
+
+
+def test_everything_writes_the_list_and_each_objects_files(scene_image, tmp_path, coarse_grid,
+                                                           capsys):
+    prefix = tmp_path / "out" / "scene"
+    assert everything(scene_image, prefix) == 0
+    entries = json.loads(Path(f"{prefix}_objects.json").read_text())
+    image = readers.load_image(scene_image)
+    predictor = Predictor.from_checkpoint(STANDIN_SAMA, STANDIN_SAM, device=DEVICE)
+    predictor.set_image(image)
+    found = coarse_grid.find_objects(predictor, coarse_grid.settings_for(predictor.sam))
+    assert len(entries) == len(found) >= 1
+    written = {p.name for p in prefix.parent.iterdir()}
+    assert written == {"scene_objects.json"} | {f"scene_{i}_{n}.png" for i in range(len(found))
+                                                for n in ("mask", "alpha", "cutout")}
+    for i, (entry, f) in enumerate(zip(entries, found)):
+        assert entry["files"] == {n: f"scene_{i}_{n}.png" for n in ("mask", "alpha", "cutout")}
+        np.testing.assert_array_equal(entry["box"], f.box)
+        assert entry["predicted_iou"] == pytest.approx(f.predicted_iou, abs=1e-6)
+        assert entry["stability_score"] == pytest.approx(f.stability, abs=1e-6)
+        maps = predictor.predict(box=f.box)  # SAMA refined from the found object's box
+        expected = frame.output_images(image, maps)
+        for name in ("mask", "alpha", "cutout"):
+            np.testing.assert_array_equal(
+                np.asarray(Image.open(prefix.parent / entry["files"][name])), expected[name])
+    assert [e["predicted_iou"] for e in entries] == sorted(
+        (e["predicted_iou"] for e in entries), reverse=True)
+    assert f"({len(found)} objects" in capsys.readouterr().out
+
+
+def test_everything_with_nothing_found_says_so_and_writes_an_empty_list(
+        scene_image, tmp_path, coarse_grid, monkeypatch, capsys):
+    recorded = coarse_grid.settings_for
+    monkeypatch.setattr(coarse_grid, "settings_for",
+                        lambda sam: replace(recorded(sam), pred_iou_thresh=1.0))
+    assert everything(scene_image, tmp_path / "x") == 0
+    assert json.loads((tmp_path / "x_objects.json").read_text()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_objects.json"]
+    out = [line for line in capsys.readouterr().out.splitlines() if "no object" in line]
+    assert len(out) == 1 and "an empty list" in out[0]
+
+
+@pytest.mark.parametrize("extra", [["--box", "5", "10", "40", "70"], ["--point", "3", "4"],
+                                   ["--onnx", "onnx/x"]])
+def test_everything_takes_no_prompt_and_no_onnx(scene_image, tmp_path, capsys, extra):
+    assert everything(scene_image, tmp_path / "x", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {extra[0]}: not with --everything") and "\n" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_everything_refuses_earlier_files_and_overwrite_removes_the_extra_ones(
+        scene_image, tmp_path, coarse_grid, capsys):
+    prefix = tmp_path / "scene"
+    stale = tmp_path / "scene_99_mask.png"
+    stale.write_bytes(b"an earlier run's")
+    assert everything(scene_image, prefix) == 2
+    assert "scene_99_mask.png: exists" in capsys.readouterr().err
+    assert everything(scene_image, prefix, "--overwrite") == 0
+    assert not stale.exists() and Path(f"{prefix}_objects.json").is_file()
+
+
+def test_everything_writes_all_or_none(scene_image, tmp_path, coarse_grid, monkeypatch, capsys):
+    def full_disk(text, path):
+        raise outputs.WriteError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(predict, "write_text", full_disk)
+    assert everything(scene_image, tmp_path / "scene") == 2
+    assert "No space left" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
