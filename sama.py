@@ -295,7 +295,7 @@ def for_prompts(features: ImageFeatures, n: int) -> ImageFeatures:
     batch is 1, read only; copies of the windows, whose batch is B*n*n). pe_global, the same for
     every image, stays (1, G*G, C)."""
 
-    if n == 1:
+    if isinstance(n, int) and n == 1:  # (an exported graph's batch is symbolic: tiled)
         return features
 
     def tile(t: torch.Tensor) -> torch.Tensor:
