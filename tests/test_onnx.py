@@ -172,7 +172,7 @@ def test_predictor_interface_and_pngs_equal(exported, model, tmp_path):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1, (prompt, name)
 
 
-def test_many_prompts_in_one_run(exported, model):
+def test_many_prompts_in_one_run(exported, model, tmp_path):
     """B objects in one call: the prompt graph once over them (its batch axis dynamic), each
     object's maps those of its own ONNX call (float rounding; masks identical) and those of
     PyTorch's batched call (the tolerances above); a run split in two gives the same maps."""
@@ -208,6 +208,19 @@ def test_many_prompts_in_one_run(exported, model):
     print("largest |ONNX batched - ONNX single|, |ONNX batched - PyTorch batched|:", worst)
     assert worst["single"] <= 1e-5 and worst["pytorch"] <= 1e-4, worst
     assert not np.array_equal(ours["seg"][0], ours["seg"][1])  # the objects' maps differ
+    # predict.py --box repeated, with --onnx: the files PyTorch's run writes, within a grey level
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    boxes_argv = ["--box", "10", "20", "100", "80", "--box", "30", "5", "60", "70"]
+    assert predict.main([str(path), *boxes_argv, "--onnx", str(exported), "--out",
+                         str(tmp_path / "onnx")]) == 0
+    assert predict.main([str(path), *boxes_argv, "--checkpoint", str(SAMA_PT), "--sam-checkpoint",
+                         str(SAM_PTH), "--out", str(tmp_path / "torch")]) == 0
+    for i in range(2):
+        for name in ("mask", "alpha", "cutout"):
+            a, b = (np.asarray(Image.open(tmp_path / f"{run}_{i}_{name}.png")).astype(int)
+                    for run in ("onnx", "torch"))
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1, (i, name)
 
 
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
