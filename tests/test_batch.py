@@ -136,7 +136,8 @@ def test_the_batch_size_rule():
     pass for SAMA, SAM's pass alone for SAM."""
     tiny = Sam(SAM_VARIANTS["tiny"])  # G = 16, C = 64, S = 256
     sama_bytes, sam_bytes = prompt_bytes(16, 64, 256, 2), prompt_bytes(16, 64, 256, 0)
-    assert sama_bytes - sam_bytes == 2 * 4 * 60 * 16**2 * 64  # by hand: FLOATS_PER_ROW = 60
+    # by hand: two rows of FLOATS_PER_ROW = 64 G^2 C values and their two maps at S x S
+    assert sama_bytes - sam_bytes == 4 * (2 * 64 * 16**2 * 64 + 2 * 256**2)
     assert batch_size_for(SAMA(tiny)) == BATCH_BYTES // sama_bytes
     assert batch_size_for(tiny) == BATCH_BYTES // sam_bytes
     assert batch_size_for(SAMA(tiny), budget=1) == 1
@@ -192,3 +193,36 @@ def test_both_tasks_in_one_pass_equal_a_pass_each(monkeypatch, switches):
         assert largest_difference(maps[True], [{k: m[i] for k, m in maps[False].items()}
                                                for i in range(B)]) <= TOLERANCE
         assert maps[True]["alpha"].std() > 1e-3 and maps[True]["seg"].std() > 1e-3
+
+
+def peak_tensor_bytes(fn) -> int:
+    """The peak of the CPU tensor memory fn allocates beyond what is live when it starts
+    (torch.profiler's memory events, summed in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def test_the_estimate_bounds_what_a_prompt_allocates(standin):
+    """prompt_bytes against the memory a pass allocates per prompt (B = 4 less B = 1, over 3):
+    not below it (the budget holds), not far above it."""
+    cfg = standin.sam.config
+    for model, rows in ((standin, 2), (standin.sam, 0)):
+        predictor = Predictor(model)
+        predictor.set_image(random_image(H, W, 5))
+        peaks = {B: peak_tensor_bytes(lambda B=B, p=predictor: p.predict(box=np.tile(BOXES[0],
+                                                                                   (B, 1))))
+                 for B in (1, 4)}
+        per_prompt = (peaks[4] - peaks[1]) / 3
+        estimate = prompt_bytes(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, rows)
+        print(f"rows {rows}: {per_prompt / 2**20:.2f} MiB a prompt, estimated "
+              f"{estimate / 2**20:.2f} MiB")
+        assert per_prompt <= estimate <= (1.25 if rows else 1.75) * per_prompt, (rows, per_prompt)
