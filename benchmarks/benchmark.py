@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from frame import prompt_bytes
 from miniature import synthetic
 from outputs import provenance
 from predictor import Predictor, keep_freed_cpu_memory
@@ -333,6 +334,30 @@ def boxes_on(image: np.ndarray, count: int) -> np.ndarray:
     return np.stack([x0, y0, x1, y1], axis=1)
 
 
+def peak_tensor_bytes(fn: Callable) -> int:
+    """The peak of the CPU tensor memory fn allocates beyond what is live when it starts
+    (torch.profiler's memory events, summed in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def prompt_memory(predictor: Predictor, box: np.ndarray) -> float:
+    """The bytes a prompt adds to a pass of the decoders on the CPU: the peak of a pass of 4
+    prompts less that of 1, over 3 (frame.prompt_bytes estimates it)."""
+    peaks = [peak_tensor_bytes(lambda B=B: predictor.predict(box=np.tile(box, (B, 1)),
+                                                             batch_size=B)) for B in (1, 4)]
+    return (peaks[1] - peaks[0]) / 3
+
+
 def bench_many(variant: str, image_size: int, device: torch.device, reps: int,
                counts: list[int], with_onnx: bool) -> None:
     """Per object: B boxes in one predict call against B calls of one box each, for
@@ -359,6 +384,16 @@ def bench_many(variant: str, image_size: int, device: torch.device, reps: int,
             for p in predictors.values():
                 p.set_image(image)
             passes = ", ".join(f"{name} {p.batch_size}" for name, p in predictors.items())
+            if device.type == "cpu":
+                cfg = sama.sam.config
+                G2C = cfg.grid_size**2 * cfg.prompt_embed_dim
+                measured = prompt_memory(predictors["PyTorch"], boxes[0])
+                estimate = prompt_bytes(cfg.grid_size, cfg.prompt_embed_dim, image_size,
+                                        len(TASKS))
+                print(f"\n{variant} at {image_size} px: a prompt adds {measured / 2**20:,.1f} MiB "
+                      f"to a pass ({measured / 4 / G2C:.1f} G^2 C float32 values; profiler peak, "
+                      f"4 prompts less 1, over 3), estimated {estimate / 2**20:,.1f} MiB "
+                      f"({estimate / 4 / G2C:.1f})")
             print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
                   f"thread(s): per object, B boxes in one call against B calls (prompts in one "
                   f"pass at most: {passes})")

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import SAM_PTH, SAMA_PT, random_image, randomize_
 
+from benchmarks.benchmark import prompt_memory
 from frame import BATCH_BYTES, PromptError, prompt_bytes
 from load_sam_weights import load_sama
 from predictor import Predictor, batch_size_for
@@ -195,22 +196,6 @@ def test_both_tasks_in_one_pass_equal_a_pass_each(monkeypatch, switches):
         assert maps[True]["alpha"].std() > 1e-3 and maps[True]["seg"].std() > 1e-3
 
 
-def peak_tensor_bytes(fn) -> int:
-    """The peak of the CPU tensor memory fn allocates beyond what is live when it starts
-    (torch.profiler's memory events, summed in time order)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
-
-
 def test_the_estimate_bounds_what_a_prompt_allocates(standin):
     """prompt_bytes against the memory a pass allocates per prompt (B = 4 less B = 1, over 3):
     not below it (the budget holds), not far above it."""
@@ -218,10 +203,7 @@ def test_the_estimate_bounds_what_a_prompt_allocates(standin):
     for model, rows in ((standin, 2), (standin.sam, 0)):
         predictor = Predictor(model)
         predictor.set_image(random_image(H, W, 5))
-        peaks = {B: peak_tensor_bytes(lambda B=B, p=predictor: p.predict(box=np.tile(BOXES[0],
-                                                                                   (B, 1))))
-                 for B in (1, 4)}
-        per_prompt = (peaks[4] - peaks[1]) / 3
+        per_prompt = prompt_memory(predictor, BOXES[0])
         estimate = prompt_bytes(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, rows)
         print(f"rows {rows}: {per_prompt / 2**20:.2f} MiB a prompt, estimated "
               f"{estimate / 2**20:.2f} MiB")
