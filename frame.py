@@ -180,16 +180,16 @@ def check_prompt_batch(points, labels, box, h: Optional[int], w: Optional[int]
 # ----------------------------------------------------------------------------------------------
 
 # What one pass of the decoders over a batch of prompts may hold of its own, beside the image's
-# features and the maps returned (DESIGN.md, "Many prompts in one call"): 3 prompts at ViT-B,
-# 1024 px, 227 at the stand-in's size
+# features and the maps returned (DESIGN.md, "Many prompts in one call"): 5 prompts at ViT-B,
+# 1024 px, 341 at the stand-in's size
 BATCH_BYTES = 2 * 2**30
 # float32 values a prompt adds to a pass, per G^2 C (G the token grid, C the decoder's width):
 # each SAMA task row (its copy of the image's windows, 3.5 (2G)^2 C = 14 G^2 C, the adapters'
-# attention, the heads' maps at 4G and 8G) and SAM's own pass. Measured: the peak of the tensor
-# memory a pass allocates (torch.profiler), B = 4 less B = 1, over 3: SAMA 134.7 G^2 C at ViT-B,
-# 512 px (estimate 135), 135.7 at the stand-in's size (estimate 144); SAM alone 4.1 at ViT-B
-# (estimate 5), 5.3 at the stand-in's (estimate 8)
-FLOATS_PER_ROW, SAM_FLOATS = 64, 4
+# attention, the heads' maps at 4G and 8G) and SAM's own pass. Measured by `python -m
+# benchmarks.benchmark --many` (the profiler's peak of a pass, 4 prompts less 1, over 3): SAMA
+# 85.4 G^2 C a prompt at ViT-B, 512 px (estimate 87), 86.4 at the stand-in's size (estimate 96);
+# SAM alone 4.1 at ViT-B (estimate 5), 8.0 at the stand-in's (estimate 8)
+FLOATS_PER_ROW, SAM_FLOATS = 40, 4
 
 
 def prompt_bytes(grid_size: int, embed_dim: int, image_size: int, rows: int) -> int:

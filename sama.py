@@ -462,12 +462,13 @@ class SAMA(nn.Module):
             return [self.decode_embedded(features, task, sparse, dense) for task in tasks]
         k, idx = len(tasks), [TASKS.index(task) for task in tasks]
         B = self.prompt_batch(features, sparse)
-        features = for_prompts(features, B) if features.F_I.shape[0] == 1 else features
+        # every row's features: one image's for all k*B rows, or B images' for each task
+        rows_features = for_prompts(features, k * B if features.F_I.shape[0] == 1 else k)
         C = sparse.shape[-1]
         sama_token = self.sama_tokens.weight[idx][:, None, None].expand(k, B, 1, C)
         sama_token = sama_token.reshape(k * B, 1, C)  # task j's token on rows j*B..(j+1)*B-1
-        token, F_out, F_P, sam_up, stacked = self.decode_pass(
-            for_prompts(features, k), sama_token, sparse.expand(B, -1, -1).repeat(k, 1, 1),
+        token, F_out, F_P, sam_up, _ = self.decode_pass(
+            rows_features, sama_token, sparse.expand(B, -1, -1).repeat(k, 1, 1),
             dense.expand(B, -1, -1, -1).repeat(k, 1, 1, 1))
         rows = [slice(j * B, (j + 1) * B) for j in range(k)]  # task j's rows
         return [self.heads[t](token[r], F_out[r], F_P[r], sam_up[r], features.early_4G,
