@@ -180,29 +180,30 @@ def check_prompt_batch(points, labels, box, h: Optional[int], w: Optional[int]
 # ----------------------------------------------------------------------------------------------
 
 # What one pass of the decoders over a batch of prompts may hold of its own, beside the image's
-# features and the maps returned (DESIGN.md, "Many prompts in one call"): 5 prompts at ViT-B,
-# 1024 px, 341 at the stand-in's size
+# features and the maps returned (DESIGN.md, "Many prompts in one call"): 10 prompts at ViT-B,
+# 1024 px, 585 at the stand-in's size
 BATCH_BYTES = 2 * 2**30
 # float32 values a prompt adds to a pass, per G^2 C (G the token grid, C the decoder's width):
-# each SAMA task row (its copy of the image's windows, 3.5 (2G)^2 C = 14 G^2 C, the adapters'
-# attention, the heads' maps at 4G and 8G) and SAM's own pass. Measured by `python -m
-# benchmarks.benchmark --many` (the profiler's peak of a pass, 4 prompts less 1, over 3): SAMA
-# 85.4 G^2 C a prompt at ViT-B, 512 px (estimate 87), 86.4 at the stand-in's size (estimate 96);
-# SAM alone 4.1 at ViT-B (estimate 5), 8.0 at the stand-in's (estimate 8)
-FLOATS_PER_ROW, SAM_FLOATS = 40, 4
+# SAMA's (its copy of the image's windows, 3.5 (2G)^2 C + G^2 C = 15 G^2 C, and one task's pass
+# at a time: the adapters' attention, the heads' maps at 4G and 8G) and SAM's own pass. Measured
+# by `python -m benchmarks.benchmark --many` (the profiler's peak of a pass, 4 prompts less 1,
+# over 3): SAMA 46.2 G^2 C a prompt at ViT-B, 512 px (estimate 47), 45.3 at the stand-in's size
+# (estimate 56); SAM alone 4.1 at ViT-B (estimate 5), 8.0 at the stand-in's (estimate 8)
+SAMA_FLOATS, SAM_FLOATS = 40, 4
 
 
-def prompt_bytes(grid_size: int, embed_dim: int, image_size: int, rows: int) -> int:
-    """The bytes one prompt adds to a pass: `rows` SAMA task rows and SAM's pass, each a multiple
-    of G^2 C float32 values, and its maps (SAM's and one a row) up-sampled to the S x S frame."""
+def prompt_bytes(grid_size: int, embed_dim: int, image_size: int, tasks: int) -> int:
+    """The bytes one prompt adds to a pass: SAMA's passes (tasks > 0) and SAM's, each a multiple
+    of G^2 C float32 values, and its maps (SAM's and one a task) up-sampled to the S x S frame."""
     G2C = grid_size**2 * embed_dim
-    return 4 * ((rows * FLOATS_PER_ROW + SAM_FLOATS) * G2C + (rows + 1) * image_size**2)
+    floats = (SAMA_FLOATS if tasks else 0) + SAM_FLOATS
+    return 4 * (floats * G2C + (tasks + 1) * image_size**2)
 
 
-def batch_size_for(grid_size: int, embed_dim: int, image_size: int, rows: int,
+def batch_size_for(grid_size: int, embed_dim: int, image_size: int, tasks: int,
                    budget: int = BATCH_BYTES) -> int:
     """The most prompts one pass takes: budget // prompt_bytes, at least 1."""
-    return max(1, budget // prompt_bytes(grid_size, embed_dim, image_size, rows))
+    return max(1, budget // prompt_bytes(grid_size, embed_dim, image_size, tasks))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -141,11 +141,11 @@ class Predictor:
 
 def batch_size_for(model: Union[SAMA, Sam], budget: int = BATCH_BYTES) -> int:
     """The most prompts one pass of the model's decoders takes (frame.batch_size_for): SAMA's
-    two task rows per prompt beside SAM's pass, or SAM's pass alone."""
+    two tasks' passes (one at a time) beside SAM's pass, or SAM's pass alone."""
     sam = model.sam if isinstance(model, SAMA) else model
     cfg = sam.config
-    rows = len(TASKS) if isinstance(model, SAMA) else 0
-    return frame_batch_size(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, rows, budget)
+    tasks = len(TASKS) if isinstance(model, SAMA) else 0  # SamaPredictor runs both heads
+    return frame_batch_size(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, tasks, budget)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -323,9 +323,6 @@ class SAMA(nn.Module):
     # prompt at ViT-B, 1024 px on the CPU it took 0.84x-0.86x the textbook form's time at one
     # thread (BENCHMARKS.md, "A prompt's parts": `python -m benchmarks.benchmark` prints both)
     fast_prompt = True
-    # the two tasks' passes of a prompt as one pass over the batch stacked task by task
-    # (decode_tasks); False: the textbook form, one pass per task. Tests prove the two equal
-    fused_tasks = True
 
     def __init__(self, sam: Sam, use_mvle: bool = True, use_local_adapter: bool = True) -> None:
         super().__init__()
@@ -450,30 +447,15 @@ class SAMA(nn.Module):
         self, features: ImageFeatures, tasks: tuple[str, ...], sparse: torch.Tensor,
         dense: torch.Tensor,
     ) -> list[torch.Tensor]:
-        """decode_embedded for each task, in the order given -> [logits (B, 1, 8G, 8G)].
+        """decode_embedded for each task, in the order given -> [logits (B, 1, 8G, 8G)]: a pass
+        per task over the batch, one image's features tiled once for its B prompts.
 
-        With SAMA.fused_tasks the tasks' passes run as one pass over the batch stacked task by
-        task (k tasks, k*B rows): every row of it is its own prompt with its own task's token,
-        attending only within itself, so each task's rows are its own pass (tests prove them
-        equal, within float rounding); then each task's head on its rows. False: the textbook
-        form, one pass per task.
+        (Not kept: the tasks' passes as one pass over 2B rows, equal within float rounding but
+        no faster; BENCHMARKS.md, "Many prompts in one call".)
         """
-        if not self.fused_tasks or len(tasks) == 1:
-            return [self.decode_embedded(features, task, sparse, dense) for task in tasks]
-        k, idx = len(tasks), [TASKS.index(task) for task in tasks]
-        B = self.prompt_batch(features, sparse)
-        # every row's features: one image's for all k*B rows, or B images' for each task
-        rows_features = for_prompts(features, k * B if features.F_I.shape[0] == 1 else k)
-        C = sparse.shape[-1]
-        sama_token = self.sama_tokens.weight[idx][:, None, None].expand(k, B, 1, C)
-        sama_token = sama_token.reshape(k * B, 1, C)  # task j's token on rows j*B..(j+1)*B-1
-        token, F_out, F_P, sam_up, _ = self.decode_pass(
-            rows_features, sama_token, sparse.expand(B, -1, -1).repeat(k, 1, 1),
-            dense.expand(B, -1, -1, -1).repeat(k, 1, 1, 1))
-        rows = [slice(j * B, (j + 1) * B) for j in range(k)]  # task j's rows
-        return [self.heads[t](token[r], F_out[r], F_P[r], sam_up[r], features.early_4G,
-                              features.early_8G, fuse_first=self.fast_prompt)
-                for t, r in zip(idx, rows)]
+        if features.F_I.shape[0] == 1:  # one image, B prompts: its features for each, once
+            features = for_prompts(features, self.prompt_batch(features, sparse))
+        return [self.decode_embedded(features, task, sparse, dense) for task in tasks]
 
     @staticmethod
     def prompt_batch(features: ImageFeatures, sparse: torch.Tensor) -> int:
@@ -489,7 +471,7 @@ class SAMA(nn.Module):
         self, features: ImageFeatures, sama_token: torch.Tensor, sparse: torch.Tensor,
         dense: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, ImageFeatures]:
-        """The two-way transformer with the Local-Adapters, on SAMA tokens (1 or B, 1, C) ->
+        """The two-way transformer with the Local-Adapters, on a task's SAMA token (1, C) ->
         the SAMA token after the decoder (B, C), F'_out (B, C, G, G), the local tokens F_P
         (B, C, 2G, 2G), SAM's up-scaled map (B, C/8, 4G, 4G), and the features the pass read
         (one image's repeated for its B prompts)."""
@@ -625,8 +607,8 @@ class SamaPredictor:
 
     def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SAM's logits (B, 1, 4G, 4G), SAMA's segmentation logits and alpha (B, 1, 8G, 8G) for
-        B prompts: SAM's decoder once over them, then SAMA's two tasks (decode_tasks: one pass
-        over the 2B rows, or one per task over B)."""
+        B prompts: SAM's decoder once over them, then each SAMA task's pass once over them
+        (decode_tasks)."""
         points, labels, boxes = prompts
         sam_logits = self.model.sam.decode(self.features.F_I, *prompts)[0]
         sparse, dense = self.model.sam.prompt_encoder(

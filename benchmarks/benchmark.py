@@ -130,11 +130,6 @@ def meta_predictor(sam: Sam):
     return import_official().SamPredictor(meta)
 
 
-# a prompt's forms: (SAMA.fast_prompt, SAMA.fused_tasks)
-PROMPT_FORMS = {"fast form": (True, True), "fast form, a pass per task": (True, False),
-                "textbook form": (False, False)}
-
-
 def bench(
     variant: str, image_size: int, device: torch.device, reps: int, dtype: torch.dtype,
     with_meta: bool,
@@ -179,14 +174,13 @@ def bench(
     }
     with torch.inference_mode(), autocast:
         med = medians(runs, device, reps)
-        # a prompt's parts, in SAMA.fast_prompt's form with SAMA.fused_tasks (the kept forms),
-        # without fused_tasks, and in the textbook form, back to back
-        splits = {form: [] for form in PROMPT_FORMS}
+        # a prompt's parts, SAMA.fast_prompt's form and the textbook form back to back
+        splits = {"fast form": [], "textbook form": []}
         for _ in range(reps):
-            for form, (fast, fused) in PROMPT_FORMS.items():
-                SAMA.fast_prompt, SAMA.fused_tasks = fast, fused
+            for form in splits:
+                SAMA.fast_prompt = form == "fast form"
                 splits[form].append(prompt_split(sama_p, box, device, 1))
-        SAMA.fast_prompt = SAMA.fused_tasks = True
+        SAMA.fast_prompt = True
         mem_sam = peak_memory(sam_image, device)
         mem_sama = peak_memory(sama_image, device)
 
@@ -202,17 +196,16 @@ def bench(
     split = {form: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
              for form, runs in splits.items()}
     for name, s in split.items():
-        print(f"  a prompt's parts, {name}: {s['prompt'] * 1e3:.1f} ms = SAM's "
+        print(f"  a prompt's parts, SAMA.fast_prompt's {name}: {s['prompt'] * 1e3:.1f} ms = SAM's "
               f"pass {s['sam_pass'] * 1e3:.1f} ms + the two SAMA passes "
               f"{s['sama_passes'] * 1e3:.1f} ms (two-way transformer with the adapters "
               f"{s['transformer'] * 1e3:.1f}, SAM's up-scaling of F'_out "
               f"{s['upscaling'] * 1e3:.1f}, heads {s['heads'] * 1e3:.1f}) + the resize to the "
               f"image {s['resize'] * 1e3:.1f} ms + the rest")
     fast, textbook = split["fast form"]["prompt"], split["textbook form"]["prompt"]
-    per_task = split["fast form, a pass per task"]["prompt"]
-    print(f"  fast / textbook form per prompt: {fast / textbook:.2f}x (SAMA.fused_tasks: "
-          f"{fast / per_task:.2f}x a pass per task); SAMA per prompt / SAM per image: "
-          f"{fast / med['sam_image']:.1%} (fast), {textbook / med['sam_image']:.1%} (textbook)")
+    print(f"  fast / textbook form per prompt: {fast / textbook:.2f}x; SAMA per prompt / SAM per "
+          f"image: {fast / med['sam_image']:.1%} (fast), {textbook / med['sam_image']:.1%} "
+          f"(textbook)")
     print(f"  peak memory: SAM {mem_sam}, SAMA {mem_sama}")
     if with_meta:
         print(f"  Meta's SAM on the same weights: per image {ms['meta_image']} "
@@ -469,7 +462,7 @@ def prompt_split(predictor: Predictor, box: np.ndarray, device: torch.device,
     maps = torch.zeros(1, 3, 8 * sama.sam.config.grid_size, 8 * sama.sam.config.grid_size,
                        device=device)
 
-    def sama_passes():  # as SamaPredictor._decode runs them (SAMA.fused_tasks: one pass)
+    def sama_passes():  # as SamaPredictor._decode runs them
         sparse, dense = sama.sam.prompt_encoder(None, prompts[2], None)
         sama.decode_tasks(sp.features, TASKS, sparse, dense)
 

@@ -39,8 +39,8 @@ def test_many_prints_a_row_per_count(capsys):
     benchmark.bench_many("tiny", 256, torch.device("cpu"), reps=1, counts=[1, 3],
                          with_onnx=False)
     out = [line for line in capsys.readouterr().out.splitlines() if line]
-    assert out[0].startswith("tiny at 256 px: a prompt adds ") and "estimated 6.0 MiB" in out[0]
-    assert "prompts in one pass at most: PyTorch 341" in out[1]
+    assert out[0].startswith("tiny at 256 px: a prompt adds ") and "estimated 3.5 MiB" in out[0]
+    assert "prompts in one pass at most: PyTorch 585" in out[1]
     assert [line.split(":")[0] for line in out[2:]] == ["  B =   1", "  B =   3"]
     assert all(" ms vs " in line and line.endswith("x") for line in out[2:])
     boxes = benchmark.boxes_on(np.zeros((192, 256, 3), np.uint8), 32)
