@@ -7,8 +7,10 @@ The contract (DESIGN.md, "One predictor contract"), which sama_onnx.OnnxPredicto
 `set_image(image)`, an (H, W, 3) uint8 RGB array, then `predict(points=None, labels=None,
 box=None)` in the image's pixels -> a dict of numpy maps at the image's size: "seg" float32 in
 [0, 1] (the probability map), "mask" bool, "alpha" float32 in [0, 1], "sam" bool (plain SAM's
-mask). Its inputs are checked in frame.py (check_image, check_prompt_arrays: one line, a
-ValueError), its outputs refused when they hold NaN or inf (frame.NonFiniteOutput).
+mask); (H, W) for one object, (B, H, W) for B boxes (B, 4) or point sets (B, N, 2) in one call
+(DESIGN.md, "Many prompts in one call"). Its inputs are checked in frame.py (check_image,
+check_prompt_batch: one line, a ValueError, naming the bad object), its outputs refused when they
+hold NaN or inf (frame.NonFiniteOutput).
 """
 
 from __future__ import annotations
