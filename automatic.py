@@ -269,8 +269,12 @@ def find_objects(predictor: Predictor, settings: Optional[Settings] = None) -> l
 
 def refine(predictor: Predictor, boxes: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The predictor's maps (its contract: "seg", "mask", "alpha", "sam") for each box, in order:
-    SAMA's mask and alpha of each found object. One call per box (the one place to batch them)."""
-    return [predictor.predict(box=box) for box in boxes]
+    SAMA's mask and alpha of each found object, all boxes in one call (the decoders once over
+    them; each object's maps those of its own call, tests/test_batch.py)."""
+    if not boxes:
+        return []
+    maps = predictor.predict(box=np.stack([np.asarray(b, dtype=np.float64) for b in boxes]))
+    return [{name: m[i] for name, m in maps.items()} for i in range(len(boxes))]
 
 
 def every_object(predictor: Predictor, image: np.ndarray,

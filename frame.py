@@ -106,7 +106,8 @@ def check_prompt(box, points: np.ndarray, h: int, w: int,
     return box, notice
 
 
-def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int]):
+def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int],
+                        stacklevel: int = 3):
     """A predictor's arguments (h None: no image set yet): shapes, labels 0 / 1 only, then
     check_prompt (a box of the GT may be one pixel wide: x1 = x0). -> the box to use: one partly
     outside the image clipped to it, with check_prompt's notice as a warning."""
@@ -125,8 +126,84 @@ def check_prompt_arrays(points, labels, box, h: Optional[int], w: Optional[int])
             raise PromptError(f"box: 4 numbers x0 y0 x1 y1 are needed, got {box.size}")
     box, notice = check_prompt(box, pts, h, w, empty_box=True)
     if notice:
-        warnings.warn(notice, stacklevel=3)  # at the caller of predict
+        warnings.warn(notice, stacklevel=stacklevel)  # at the caller of predict
     return box
+
+
+def check_prompt_batch(points, labels, box, h: Optional[int], w: Optional[int]
+                       ) -> tuple[list[tuple], bool]:
+    """A predictor's arguments, one object or many: a box (4,) and / or points (N, 2) with labels
+    (N,) are one object; boxes (B, 4) and / or points (B, N, 2) with labels (B, N) are B objects
+    (B may be 1 or 0), the i-th box with the i-th point set. Each object checked as
+    check_prompt_arrays checks one, a refusal or a clipping notice naming it ("object 2 of 5:
+    box ...: ..."). -> ([(points, labels, box) of each object, the box clipped], batched)."""
+    if h is None:
+        raise PromptError("call set_image before predict")
+    boxes = None if box is None else np.asarray(box, dtype=np.float64)
+    pts = None if points is None else np.asarray(points, dtype=np.float64)
+    batched = (boxes is not None and boxes.ndim == 2) or (pts is not None and pts.ndim == 3)
+    if not batched:
+        return [(points, labels, check_prompt_arrays(points, labels, box, h, w, 4))], False
+    if boxes is not None and (boxes.ndim != 2 or boxes.shape[1] != 4):
+        raise PromptError(f"boxes: a (B, 4) array (x0 y0 x1 y1 per object) is needed, got "
+                          f"shape {boxes.shape}")
+    if pts is not None and (pts.ndim != 3 or pts.shape[2] != 2):
+        raise PromptError(f"points: a (B, N, 2) array (N points per object) is needed, got "
+                          f"shape {pts.shape}")
+    if pts is not None:
+        lab = None if labels is None else np.asarray(labels)
+        if lab is None or lab.shape != pts.shape[:2]:
+            found = "none" if lab is None else f"shape {lab.shape}"
+            raise PromptError(f"labels: one per point, shape {pts.shape[:2]}, is needed for "
+                              f"points of shape {pts.shape}, got {found}")
+    if boxes is not None and pts is not None and len(boxes) != len(pts):
+        raise PromptError(f"{len(boxes)} boxes and {len(pts)} point sets: one point set per box")
+    objects = []
+    B = len(boxes) if boxes is not None else len(pts)
+    for i in range(B):
+        one = (None if pts is None else pts[i], None if pts is None else lab[i],
+               None if boxes is None else boxes[i])
+        with warnings.catch_warnings(record=True) as notices:
+            warnings.simplefilter("always")
+            try:
+                clipped = check_prompt_arrays(*one, h, w)
+            except PromptError as e:
+                raise PromptError(f"object {i} of {B}: {e}") from None
+        for notice in notices:
+            warnings.warn(f"object {i} of {B}: {notice.message}", stacklevel=3)
+        objects.append((one[0], one[1], clipped))
+    return objects, True
+
+
+# ----------------------------------------------------------------------------------------------
+# Many prompts in one call: how many in one pass of the decoders
+# ----------------------------------------------------------------------------------------------
+
+# What one pass of the decoders over a batch of prompts may hold of its own, beside the image's
+# features and the maps returned (DESIGN.md, "Many prompts in one call"): 10 prompts at ViT-B,
+# 1024 px, 585 at the stand-in's size
+BATCH_BYTES = 2 * 2**30
+# float32 values a prompt adds to a pass, per G^2 C (G the token grid, C the decoder's width):
+# SAMA's (its copy of the image's windows, 3.5 (2G)^2 C + G^2 C = 15 G^2 C, and one task's pass
+# at a time: the adapters' attention, the heads' maps at 4G and 8G) and SAM's own pass. Measured
+# by `python -m benchmarks.benchmark --many` (the profiler's peak of a pass, 4 prompts less 1,
+# over 3): SAMA 46.2 G^2 C a prompt at ViT-B, 512 px (estimate 47), 45.3 at the stand-in's size
+# (estimate 56); SAM alone 4.1 at ViT-B (estimate 5), 8.0 at the stand-in's (estimate 8)
+SAMA_FLOATS, SAM_FLOATS = 40, 4
+
+
+def prompt_bytes(grid_size: int, embed_dim: int, image_size: int, tasks: int) -> int:
+    """The bytes one prompt adds to a pass: SAMA's passes (tasks > 0) and SAM's, each a multiple
+    of G^2 C float32 values, and its maps (SAM's and one a task) up-sampled to the S x S frame."""
+    G2C = grid_size**2 * embed_dim
+    floats = (SAMA_FLOATS if tasks else 0) + SAM_FLOATS
+    return 4 * (floats * G2C + (tasks + 1) * image_size**2)
+
+
+def batch_size_for(grid_size: int, embed_dim: int, image_size: int, tasks: int,
+                   budget: int = BATCH_BYTES) -> int:
+    """The most prompts one pass takes: budget // prompt_bytes, at least 1."""
+    return max(1, budget // prompt_bytes(grid_size, embed_dim, image_size, tasks))
 
 
 # ----------------------------------------------------------------------------------------------

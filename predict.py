@@ -5,17 +5,22 @@
     python predict.py photo.jpg --point 200 150 --point 260 170 --neg-point 30 30 --out cut/photo
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama   # deploy/export_onnx.py's
     python predict.py photo.jpg --box 40 30 420 380 --onnx onnx/sama --int8   # its --quantize
+    python predict.py photo.jpg --box 40 30 420 380 --box 500 60 700 400   # many objects
     python predict.py photo.jpg --everything              # every object of the image
 
 writes PREFIX_mask.png (0 / 255), PREFIX_alpha.png (0-255) and PREFIX_cutout.png (RGBA: the
 foreground's colours, estimated from the image and the alpha by foreground.py so that no old
 background shows in soft edges, with the alpha as its transparency), all in the image's own size
-and orientation (EXIF applied), all three or none. PREFIX defaults to the image path without its
-extension. Coordinates are pixels of the image as displayed (after EXIF rotation), x to the right,
-y down. The mask is the segmentation probability above the threshold the checkpoint records (0.5
-if none); a model trained for one task gives both maps from its trained head (see Predictor). Exit
-status 2: a bad prompt, image, checkpoint or output path, or a failed write (one line, nothing
-written); 3: the model's output holds NaN or inf (nothing written).
+and orientation (EXIF applied), all three or none. --box repeats: one object per box, all in one
+call of the predictor (the decoders once over the boxes), written as PREFIX_0_mask.png,
+PREFIX_0_alpha.png, PREFIX_0_cutout.png, PREFIX_1_mask.png, ... in the order given, every file or
+none; --point and --neg-point then are refused (they belong to one object). PREFIX defaults to the
+image path without its extension. Coordinates are pixels of the image as displayed (after EXIF
+rotation), x to the right, y down. The mask is the segmentation probability above the threshold
+the checkpoint records (0.5 if none); a model trained for one task gives both maps from its
+trained head (see Predictor). Exit status 2: a bad prompt (of many boxes, the bad one named),
+image, checkpoint or output path, or a failed write (one line, nothing written); 3: the model's
+output holds NaN or inf (nothing written).
 
 Without --checkpoint: the training run's runs/sama/sama.pt if there is one, else the shipped
 stand-in weights/sama_standin.pt (on weights/sam_standin.pth), as the web page (app.py); a line
@@ -62,6 +67,7 @@ from outputs import (
 )
 
 TRAINED = Path("runs/sama/sama.pt")  # train.py's run, where the command is started
+KINDS = ("mask", "alpha", "cutout")  # the files written for each object
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +154,8 @@ def default_checkpoints(args) -> tuple[str, Optional[str]]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("image")
-    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"))
+    p.add_argument("--box", type=float, nargs=4, action="append", metavar=("X0", "Y0", "X1", "Y1"),
+                   help="a box around the object; may repeat: one object per box")
     p.add_argument("--point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
                    help="positive point(s): x y [x y ...]; may repeat")
     p.add_argument("--neg-point", type=float, nargs="+", action="extend", default=[], metavar="X Y",
@@ -171,7 +178,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     return run_main(lambda: predict(args), {NonFiniteOutput: 3, PromptError: 2,
                                             readers.DataError: 2, ModelError: 2, WriteError: 2},
-                    "interrupted; the three PNGs are written all or none")
+                    "interrupted; the PNGs are written all or none")
 
 
 def output_prefix(args) -> Path:
@@ -192,35 +199,58 @@ def predict(args) -> int:
         option = "--checkpoint" if args.checkpoint else "--sam-checkpoint"
         raise OptionError(f"{option}: --onnx runs the exported graphs, not a checkpoint")
     prefix = output_prefix(args)
-    targets = {name: Path(f"{prefix}_{name}.png") for name in ("mask", "alpha", "cutout")}
+    boxes = args.box or [None]  # one object per box; without a box, one object from its points
+    many = len(boxes) > 1
+    names = [f"{i}_" if many else "" for i in range(len(boxes))]  # OUT_0_mask.png, ... or OUT_mask
+    targets = [{kind: Path(f"{prefix}_{name}{kind}.png") for kind in KINDS} for name in names]
     # EXIF orientation applied: outputs match what viewers show
     image = readers.load_image(args.image)
     h, w = image.shape[:2]
     pos, neg = pairs(args.point, "--point"), pairs(args.neg_point, "--neg-point")
     points = np.concatenate([pos, neg])
-    box, notice = check_prompt(args.box, points, h, w)
-    check_outputs(list(targets.values()), Path(args.image), args.overwrite)
+    if many and len(points):
+        option = "--point" if len(pos) else "--neg-point"
+        raise OptionError(f"{option}: with one --box only (each of {len(boxes)} boxes is an "
+                          f"object of its own)")
+    checked, notices = [], []
+    for i, box in enumerate(boxes):
+        try:
+            box, notice = check_prompt(box, points, h, w)
+        except PromptError as e:
+            raise PromptError(f"--box {i} of {len(boxes)}: {e}" if many else str(e)) from None
+        checked.append(box)
+        if notice:
+            notices.append(f"--box {i} of {len(boxes)}: {notice}" if many else notice)
+    check_outputs([path for files in targets for path in files.values()], Path(args.image),
+                  args.overwrite)
     if args.onnx:
         predictor = onnx_predictor(args.onnx, args.int8)
     else:
         predictor = checkpoint_predictor(*default_checkpoints(args))
-    if notice:
+    for notice in notices:
         print(notice)
 
     predictor.set_image(image)
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]).astype(np.int64)
     try:
-        out = predictor.predict(points if len(points) else None, labels if len(points) else None,
-                                box)
+        if many:  # (B, 4) boxes: (B, H, W) maps, the decoders once over them
+            out = predictor.predict(box=np.stack(checked))
+            maps = [{name: m[i] for name, m in out.items()} for i in range(len(checked))]
+        else:
+            maps = [predictor.predict(points if len(points) else None,
+                                      labels if len(points) else None, checked[0])]
     except NonFiniteOutput as e:
         raise NonFiniteOutput(f"{args.image}: {e}; nothing written") from None
-    outputs = output_images(image, out)
+    images = [output_images(image, one) for one in maps]
     # the temporary files of an earlier run of this prefix killed mid-write
     remove_stale_temporaries(prefix.parent, re.compile(
-        rf"{re.escape(prefix.name)}_(?:mask|alpha|cutout)\.png\.tmp-(\d+)"))
-    save_pngs({targets[name]: array for name, array in outputs.items()})  # all three or none
-    print(f"wrote {prefix}_mask.png, {prefix}_alpha.png, {prefix}_cutout.png ({w}x{h}; "
-          f"mask {(outputs['mask'] > 0).mean():.1%} of the image)")
+        rf"{re.escape(prefix.name)}_(?:\d+_)?(?:mask|alpha|cutout)\.png\.tmp-(\d+)"))
+    save_pngs({files[kind]: array for files, outputs in zip(targets, images)
+               for kind, array in outputs.items()})  # every file or none
+    for name, outputs in zip(names, images):
+        print(f"wrote {prefix}_{name}mask.png, {prefix}_{name}alpha.png, "
+              f"{prefix}_{name}cutout.png ({w}x{h}; mask {(outputs['mask'] > 0).mean():.1%} of the "
+              f"image)")
     return 0
 
 

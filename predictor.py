@@ -7,8 +7,10 @@ The contract (DESIGN.md, "One predictor contract"), which sama_onnx.OnnxPredicto
 `set_image(image)`, an (H, W, 3) uint8 RGB array, then `predict(points=None, labels=None,
 box=None)` in the image's pixels -> a dict of numpy maps at the image's size: "seg" float32 in
 [0, 1] (the probability map), "mask" bool, "alpha" float32 in [0, 1], "sam" bool (plain SAM's
-mask). Its inputs are checked in frame.py (check_image, check_prompt_arrays: one line, a
-ValueError), its outputs refused when they hold NaN or inf (frame.NonFiniteOutput).
+mask); (H, W) for one object, (B, H, W) for B boxes (B, 4) or point sets (B, N, 2) in one call
+(DESIGN.md, "Many prompts in one call"). Its inputs are checked in frame.py (check_image,
+check_prompt_batch: one line, a ValueError, naming the bad object), its outputs refused when they
+hold NaN or inf (frame.NonFiniteOutput).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 import torch
 
 # the contract's checks, in frame.py: torch-free, for the ONNX predictor too
-from frame import check_finite, check_image, check_prompt_arrays
+from frame import BATCH_BYTES, check_finite, check_image, check_prompt_batch
+from frame import batch_size_for as frame_batch_size
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama
 from sam import Sam, SamPredictor, prompt_tensors
 from sama import SAMA, TASKS, SamaPredictor
@@ -68,6 +71,7 @@ class Predictor:
         self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
         self.sam = model.sam if self.is_sama else model
         self.size: tuple[Optional[int], Optional[int]] = (None, None)  # (H, W) once set_image ran
+        self.batch_size = batch_size_for(model)  # prompts in one pass of the decoders
 
     @classmethod
     def from_checkpoint(cls, checkpoint, sam_checkpoint=None, device="cpu") -> Predictor:
@@ -82,21 +86,47 @@ class Predictor:
         self.size = image.shape[:2]
 
     @torch.no_grad()
-    def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-        """points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background), box xyxy: pixels
-        of the image, the points inside it (0 <= x <= W, 0 <= y <= H), the box's corners in order
-        and some of it inside (a box partly outside is clipped to the image, with a warning), as
-        the command line checks them; anything else -> PromptError (a ValueError), one line."""
-        box = check_prompt_arrays(points, labels, box, *self.size)
-        prompts = prompt_tensors(points, labels, box, self.size, self.sam.config.image_size,
-                                 self.sam.device)
+    def predict(self, points=None, labels=None, box=None,
+                batch_size: Optional[int] = None) -> dict[str, np.ndarray]:
+        """One object: points (N, 2) xy with labels (N,) of 1 (foreground) or 0 (background)
+        and / or a box (4,) xyxy -> maps (H, W), as before batching came. Many objects in one
+        call: boxes (B, 4) and / or points (B, N, 2) with labels (B, N), the i-th box with the
+        i-th point set -> maps (B, H, W) in the order given (B = 1 too: a batch of one; B = 0:
+        empty maps, nothing run). Pixels of the image, the points inside it (0 <= x <= W,
+        0 <= y <= H), the box's corners in order and some of it inside (a box partly outside is
+        clipped to the image, with a warning), as the command line checks them; anything else ->
+        PromptError (a ValueError), one line, naming the object ("object 2 of 5: box ...").
+
+        The image's features are those set_image computed; the decoders run once per task over
+        the batch, in passes of at most `batch_size` prompts (default: self.batch_size, from the
+        estimated memory, batch_size_for). Each object's maps equal those of its own call: the
+        probabilities and alphas within float rounding, the masks identical (tests/test_batch.py).
+        """
+        objects, batched = check_prompt_batch(points, labels, box, *self.size)
+        step = batch_size or self.batch_size
+        chunks = [self.predict_objects(objects[i : i + step])
+                  for i in range(0, len(objects), step)]
+        if not chunks:  # no object: empty maps
+            H, W = self.size
+            empty = {"seg": np.float32, "mask": bool, "alpha": np.float32, "sam": bool}
+            return {name: np.zeros((0, H, W), dtype) for name, dtype in empty.items()}
+        maps = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+        return maps if batched else {name: m[0] for name, m in maps.items()}
+
+    def predict_objects(self, objects: list[tuple]) -> dict[str, np.ndarray]:
+        """Checked objects [(points, labels, box)] -> maps (B, H, W): the prompts stacked in frame
+        pixels, the decoders once over them."""
+        # each object's prompt in frame pixels, as its own call makes it, then stacked
+        rows = [prompt_tensors(*obj, self.size, self.sam.config.image_size, self.sam.device)
+                for obj in objects]
+        prompts = [None if row[0] is None else torch.cat(row) for row in zip(*rows)]
         if self.is_sama:
             maps = self.predictor.predict_torch(*prompts)  # seg_logits, alpha, sam_logits
             maps["seg"] = torch.sigmoid(maps["seg_logits"])  # the probability map the field scores
         else:
             masks, _, _ = self.predictor.predict_torch(*prompts, multimask_output=False,
                                                        return_logits=True)
-            maps = {"sam_logits": masks[0, 0], "seg": torch.sigmoid(masks[0, 0])}
+            maps = {"sam_logits": masks[:, 0], "seg": torch.sigmoid(masks[:, 0])}
         maps = {name: m.cpu().numpy() for name, m in maps.items()}  # to numpy, once
         named = {"seg_logits": "segmentation logits", "alpha": "alpha", "sam_logits": "SAM logits"}
         check_finite({named[name]: maps[name] for name in named if name in maps})
@@ -109,6 +139,15 @@ class Predictor:
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha
             alpha = seg
         return {"seg": seg, "mask": seg > self.threshold, "alpha": alpha, "sam": sam}
+
+
+def batch_size_for(model: Union[SAMA, Sam], budget: int = BATCH_BYTES) -> int:
+    """The most prompts one pass of the model's decoders takes (frame.batch_size_for): SAMA's
+    two tasks' passes (one at a time) beside SAM's pass, or SAM's pass alone."""
+    sam = model.sam if isinstance(model, SAMA) else model
+    cfg = sam.config
+    tasks = len(TASKS) if isinstance(model, SAMA) else 0  # SamaPredictor runs both heads
+    return frame_batch_size(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, tasks, budget)
 
 
 # ----------------------------------------------------------------------------------------------

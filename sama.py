@@ -289,6 +289,24 @@ class ImageFeatures:
     Q_L: torch.Tensor
 
 
+def for_prompts(features: ImageFeatures, n: int) -> ImageFeatures:
+    """The features tiled n times along their batch: B images -> n*B rows, image b's on rows
+    b, B + b, 2B + b, ...; one image -> its features for each of n prompts (a view where the
+    batch is 1, read only; copies of the windows, whose batch is B*n*n). pe_global, the same for
+    every image, stays (1, G*G, C)."""
+
+    if isinstance(n, int) and n == 1:  # (an exported graph's batch is symbolic: tiled)
+        return features
+
+    def tile(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[0] == 1:
+            return t.expand(n, *t.shape[1:])
+        return t.repeat(n, *[1] * (t.dim() - 1))
+
+    return ImageFeatures(**{f.name: getattr(features, f.name) if f.name == "pe_global"
+                            else tile(getattr(features, f.name)) for f in fields(ImageFeatures)})
+
+
 class SAMA(nn.Module):
     """SAM, frozen, plus MVLE, two Local-Adapters, two SAMA tokens and two prediction heads.
 
@@ -420,22 +438,62 @@ class SAMA(nn.Module):
         self, features: ImageFeatures, task: str, sparse: torch.Tensor, dense: torch.Tensor
     ) -> torch.Tensor:
         """SAM's decoder with this task's SAMA token and the Local-Adapters, on the prompt
-        encoder's tokens sparse (B, T', C) and dense embedding (B, C, G, G) -> logits
-        (B, 1, 8G, 8G). (The ONNX prompt path enters here: onnx_graphs.PromptPath.)
+        encoder's tokens sparse (P, T', C) and dense embedding (P or 1, C, G, G) -> logits
+        (B, 1, 8G, 8G). The features are of B images, one prompt each (P = B or 1: training), or
+        of one image with P prompts (B = P: its features shared by every prompt, for_prompts).
+        (The ONNX prompt path enters through decode_tasks.)
 
         Each task runs its own pass with only its own token ("two SAMA tokens are used
         separately"), so the segmentation output does not depend on the matting token or head,
         and vice versa.
         """
-        dec = self.sam.mask_decoder
         t = TASKS.index(task)
-        B, C, G, _ = features.F_I.shape
-        if sparse.shape[0] not in (1, B):
-            raise ValueError(f"{sparse.shape[0]} prompts for {B} images: give one prompt per image")
-        # the tokens: SAM's IoU and mask tokens (frozen), this task's SAMA token, the prompt tokens
-        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight,
-                                   self.sama_tokens.weight[t : t + 1]])  # (6, C)
-        tokens = torch.cat([output_tokens.expand(B, -1, -1), sparse.expand(B, -1, -1)], dim=1)
+        token, F_out, F_P, sam_up, features = self.decode_pass(
+            features, self.sama_tokens.weight[t : t + 1], sparse, dense)
+        return self.heads[t](token, F_out, F_P, sam_up, features.early_4G, features.early_8G,
+                             fuse_first=self.fast_prompt)
+
+    def decode_tasks(
+        self, features: ImageFeatures, tasks: tuple[str, ...], sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> list[torch.Tensor]:
+        """decode_embedded for each task, in the order given -> [logits (B, 1, 8G, 8G)]: a pass
+        per task over the batch, one image's features tiled once for its B prompts.
+
+        (Not kept: the tasks' passes as one pass over 2B rows, equal within float rounding but
+        no faster; BENCHMARKS.md, "Many prompts in one call".)
+        """
+        if features.F_I.shape[0] == 1:  # one image, B prompts: its features for each, once
+            features = for_prompts(features, self.prompt_batch(features, sparse))
+        return [self.decode_embedded(features, task, sparse, dense) for task in tasks]
+
+    @staticmethod
+    def prompt_batch(features: ImageFeatures, sparse: torch.Tensor) -> int:
+        """The batch of a pass: B images with one prompt each (or one prompt for all), or one
+        image with P prompts."""
+        B, P = features.F_I.shape[0], sparse.shape[0]
+        if B != 1 and P not in (1, B):
+            raise ValueError(f"{P} prompts for {B} images: give one prompt per image, or one "
+                             f"image")
+        return max(B, P) if B != 1 else P
+
+    def decode_pass(
+        self, features: ImageFeatures, sama_token: torch.Tensor, sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, ImageFeatures]:
+        """The two-way transformer with the Local-Adapters, on a task's SAMA token (1, C) ->
+        the SAMA token after the decoder (B, C), F'_out (B, C, G, G), the local tokens F_P
+        (B, C, 2G, 2G), SAM's up-scaled map (B, C/8, 4G, 4G), and the features the pass read
+        (one image's repeated for its B prompts)."""
+        dec = self.sam.mask_decoder
+        B = self.prompt_batch(features, sparse)
+        if features.F_I.shape[0] == 1:  # one image, B prompts: its features for each prompt
+            features = for_prompts(features, B)
+        G = features.F_I.shape[-1]
+        # the tokens: SAM's IoU and mask tokens (frozen), the task's SAMA token, the prompt tokens
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])  # (5, C)
+        tokens = torch.cat([output_tokens.expand(B, -1, -1), sama_token.expand(B, -1, -1),
+                            sparse.expand(B, -1, -1)], dim=1)  # (B, T, C)
         keys = (features.F_I + dense).flatten(2).transpose(1, 2)  # (B, G*G, C): the image tokens
         key_pe = features.pe_global  # (1, G*G, C)
         F_local = features.F_local
@@ -453,9 +511,8 @@ class SAMA(nn.Module):
         F_P = from_windows(F_local, ADAPTER_WINDOWS, 2 * G, 2 * G)  # (B, 2G, 2G, C)
         F_P = F_P.permute(0, 3, 1, 2)  # (B, C, 2G, 2G)
         sam_up = dec.output_upscaling(F_out)  # (B, C/8, 4G, 4G)
-        token = queries[:, 1 + dec.num_mask_tokens]  # (B, C): this task's SAMA token
-        return self.heads[t](token, F_out, F_P, sam_up, features.early_4G, features.early_8G,
-                             fuse_first=self.fast_prompt)
+        token = queries[:, 1 + dec.num_mask_tokens]  # (B, C): the task's SAMA token
+        return token, F_out, F_P, sam_up, features
 
     def forward(
         self,
@@ -543,26 +600,31 @@ class SamaPredictor:
         point_labels: Optional[torch.Tensor] = None,
         boxes: Optional[torch.Tensor] = None,
     ) -> dict[str, torch.Tensor]:
-        """The prompts in frame pixels (sam.prompt_tensors): points (1, N, 2), labels (1, N),
-        boxes (1, 4). Returns SAMA.forward's maps at the image's size, float32: "seg_logits"
-        (H, W), "alpha" (H, W) in [0, 1] and plain SAM's single-mask "sam_logits" (H, W)."""
+        """B prompts in frame pixels (sam.prompt_tensors, one row each): points (B, N, 2), labels
+        (B, N), boxes (B, 4). Returns SAMA.forward's maps at the image's size, float32: "seg_logits"
+        (B, H, W), "alpha" (B, H, W) in [0, 1] and plain SAM's single-mask "sam_logits" (B, H, W).
+        The decoders run once over the B prompts (_decode); each prompt's maps equal its own call's
+        within float rounding (tests/test_batch.py)."""
         S = self.model.sam.config.image_size
         prompts = (point_coords, point_labels, boxes)
         decode = self._decode_graphed if self.model.sam.device.type == "cuda" else self._decode
         sam_logits, seg_logits, alpha = decode(prompts)
         # both SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
         maps = torch.cat([seg_logits, alpha], 1).float()
-        seg, alpha = postprocess_masks(maps, S, self.input_size, self.original_size)[0]
+        seg, alpha = postprocess_masks(maps, S, self.input_size, self.original_size).unbind(1)
         sam_mask = postprocess_masks(sam_logits.float(), S, self.input_size, self.original_size)
-        return {"seg_logits": seg, "alpha": alpha, "sam_logits": sam_mask[0, 0]}
+        return {"seg_logits": seg, "alpha": alpha, "sam_logits": sam_mask[:, 0]}
 
     def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """SAM's logits (1, 1, 4G, 4G), SAMA's segmentation logits and alpha (1, 1, 8G, 8G) for
-        one prompt."""
+        """SAM's logits (B, 1, 4G, 4G), SAMA's segmentation logits and alpha (B, 1, 8G, 8G) for
+        B prompts: SAM's decoder once over them, then each SAMA task's pass once over them
+        (decode_tasks)."""
+        points, labels, boxes = prompts
         sam_logits = self.model.sam.decode(self.features.F_I, *prompts)[0]
-        seg_logits = self.model.decode(self.features, "seg", *prompts)
-        alpha = torch.sigmoid(self.model.decode(self.features, "matting", *prompts))
-        return sam_logits, seg_logits, alpha
+        sparse, dense = self.model.sam.prompt_encoder(
+            (points, labels) if points is not None else None, boxes, None)
+        seg_logits, alpha = self.model.decode_tasks(self.features, TASKS, sparse, dense)
+        return sam_logits, seg_logits, torch.sigmoid(alpha)
 
     def _decode_graphed(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """_decode replayed from a CUDA graph; the outputs are overwritten by the next replay."""

@@ -8,6 +8,7 @@ parameter overhead; and each optimisation the code keeps against its textbook fo
     python -m benchmarks.benchmark --variants vit_b vit_h --device cuda --bf16 --meta  # + Meta's
     python -m benchmarks.benchmark --train --variants vit_l --device cuda [--compile]  # train.py
     python -m benchmarks.benchmark --onnx [--device cuda]  # SAMA in PyTorch and in ONNX
+    python -m benchmarks.benchmark --many --objects 1 8 32  # B boxes in one call vs B calls
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
@@ -16,10 +17,13 @@ SAM and SAMA back to back and the medians are compared, so a noisy machine affec
 --onnx: the same per image and per prompt, SAMA's PyTorch predictor against its ONNX export
 (sama_onnx.OnnxPredictor; onnxruntime-gpu's CUDA provider with --device cuda), and the peak memory
 of each in a fresh process (the ONNX one without torch).
+--many: the time per object of B boxes in one Predictor.predict call against B calls of one box,
+PyTorch and ONNX (--no-onnx: PyTorch only), for each B of --objects (default 1 8 32).
 Random weights: speed does not depend on their values. A reduced --image-size keeps every layer
 but shrinks the token grid (labelled). BENCHMARKS.md holds the numbers.
-One kind of run at a time (--params, --train, --optimisations, --onnx or the side-by-side run); an
-option another kind would ignore (--steps elsewhere than --train, --meta beside another kind,
+One kind of run at a time (--params, --train, --optimisations, --onnx, --many or the side-by-side
+run); an option another kind would ignore (--steps elsewhere than --train, --objects elsewhere than
+--many, --meta beside another kind,
 --bf16 or --image-size with --params or --train) is refused.
 """
 
@@ -46,6 +50,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from frame import prompt_bytes
 from miniature import synthetic
 from outputs import provenance
 from predictor import Predictor, keep_freed_cpu_memory
@@ -170,11 +175,11 @@ def bench(
     with torch.inference_mode(), autocast:
         med = medians(runs, device, reps)
         # a prompt's parts, SAMA.fast_prompt's form and the textbook form back to back
-        splits = {True: [], False: []}
+        splits = {"fast form": [], "textbook form": []}
         for _ in range(reps):
-            for fast in splits:
-                SAMA.fast_prompt = fast
-                splits[fast].append(prompt_split(sama_p, box, device, 1))
+            for form in splits:
+                SAMA.fast_prompt = form == "fast form"
+                splits[form].append(prompt_split(sama_p, box, device, 1))
         SAMA.fast_prompt = True
         mem_sam = peak_memory(sam_image, device)
         mem_sama = peak_memory(sama_image, device)
@@ -188,17 +193,16 @@ def bench(
     print(f"  per prompt: SAM {ms['sam_prompt']}   SAMA {ms['sama_prompt']}   "
           f"ratio {med['sama_prompt'] / med['sam_prompt']:.2f}x SAM's prompt")
     print(f"  SAMA per prompt / SAM per image: {med['sama_prompt'] / med['sam_image']:.1%}")
-    split = {fast: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
-             for fast, runs in splits.items()}
-    for fast, name in ((True, "fast form"), (False, "textbook form")):
-        s = split[fast]
+    split = {form: {k: statistics.median(s[k] for s in runs) for k in runs[0]}
+             for form, runs in splits.items()}
+    for name, s in split.items():
         print(f"  a prompt's parts, SAMA.fast_prompt's {name}: {s['prompt'] * 1e3:.1f} ms = SAM's "
               f"pass {s['sam_pass'] * 1e3:.1f} ms + the two SAMA passes "
               f"{s['sama_passes'] * 1e3:.1f} ms (two-way transformer with the adapters "
               f"{s['transformer'] * 1e3:.1f}, SAM's up-scaling of F'_out "
               f"{s['upscaling'] * 1e3:.1f}, heads {s['heads'] * 1e3:.1f}) + the resize to the "
               f"image {s['resize'] * 1e3:.1f} ms + the rest")
-    fast, textbook = split[True]["prompt"], split[False]["prompt"]
+    fast, textbook = split["fast form"]["prompt"], split["textbook form"]["prompt"]
     print(f"  fast / textbook form per prompt: {fast / textbook:.2f}x; SAMA per prompt / SAM per "
           f"image: {fast / med['sam_image']:.1%} (fast), {textbook / med['sam_image']:.1%} "
           f"(textbook)")
@@ -309,6 +313,100 @@ def bench_onnx(variant: str, image_size: int, device: torch.device, reps: int) -
 
 
 # ----------------------------------------------------------------------------------------------
+# Many prompts in one call: python -m benchmarks.benchmark --many
+# ----------------------------------------------------------------------------------------------
+
+
+def boxes_on(image: np.ndarray, count: int) -> np.ndarray:
+    """count random boxes (x0 y0 x1 y1), each at least a tenth of the image's side."""
+    h, w = image.shape[:2]
+    rng = np.random.default_rng(1)
+    x0, y0 = rng.uniform(0, 0.8, count) * w, rng.uniform(0, 0.8, count) * h
+    x1 = x0 + rng.uniform(0.1, 1, count) * (w - x0)
+    y1 = y0 + rng.uniform(0.1, 1, count) * (h - y0)
+    return np.stack([x0, y0, x1, y1], axis=1)
+
+
+def peak_tensor_bytes(fn: Callable) -> int:
+    """The peak of the CPU tensor memory fn allocates beyond what is live when it starts
+    (torch.profiler's memory events, summed in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def prompt_memory(predictor: Predictor, box: np.ndarray) -> float:
+    """The bytes a prompt adds to a pass of the decoders on the CPU: the peak of a pass of 4
+    prompts less that of 1, over 3 (frame.prompt_bytes estimates it)."""
+    peaks = [peak_tensor_bytes(lambda B=B: predictor.predict(box=np.tile(box, (B, 1)),
+                                                             batch_size=B)) for B in (1, 4)]
+    return (peaks[1] - peaks[0]) / 3
+
+
+def bench_many(variant: str, image_size: int, device: torch.device, reps: int,
+               counts: list[int], with_onnx: bool) -> None:
+    """Per object: B boxes in one predict call against B calls of one box each, for
+    predictor.Predictor and (with_onnx) OnnxPredictor on the same random weights, all four back
+    to back in each repetition."""
+    _, sama = models(variant, image_size, device)
+    image, _ = test_image(image_size)
+    boxes = boxes_on(image, max(counts))
+    predictors = {"PyTorch": Predictor(sama, TASKS)}
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        if with_onnx:
+            from deploy.onnx_graphs import export_graphs
+            from deploy.sama_onnx import OnnxPredictor
+            from load_sam_weights import DEFAULT_THRESHOLD
+
+            _, sama_cpu = models(variant, image_size, torch.device("cpu"))  # the same weights
+            export_graphs(sama_cpu, TASKS, DEFAULT_THRESHOLD, Path(tmp) / "onnx", weights={})
+            del sama_cpu
+            providers = ["CUDAExecutionProvider"] if device.type == "cuda" else []
+            predictors["ONNX"] = OnnxPredictor(Path(tmp) / "onnx", threads=threads,
+                                               providers=providers + ["CPUExecutionProvider"])
+        with torch.inference_mode():
+            for p in predictors.values():
+                p.set_image(image)
+            passes = ", ".join(f"{name} {p.batch_size}" for name, p in predictors.items())
+            if device.type == "cpu":
+                cfg = sama.sam.config
+                G2C = cfg.grid_size**2 * cfg.prompt_embed_dim
+                measured = prompt_memory(predictors["PyTorch"], boxes[0])
+                estimate = prompt_bytes(cfg.grid_size, cfg.prompt_embed_dim, image_size,
+                                        len(TASKS))
+                print(f"\n{variant} at {image_size} px: a prompt adds {measured / 2**20:,.1f} MiB "
+                      f"to a pass ({measured / 4 / G2C:.1f} G^2 C float32 values; profiler peak, "
+                      f"4 prompts less 1, over 3), estimated {estimate / 2**20:,.1f} MiB "
+                      f"({estimate / 4 / G2C:.1f})")
+            print(f"\nSAMA {label(variant, image_size, device, torch.float32, reps)}, {threads} "
+                  f"thread(s): per object, B boxes in one call against B calls (prompts in one "
+                  f"pass at most: {passes})")
+            for B in counts:
+                runs = {}
+                for name, p in predictors.items():
+                    runs[f"{name} batch"] = lambda p=p, B=B: p.predict(box=boxes[:B])
+                    runs[f"{name} single"] = lambda p=p, B=B: [p.predict(box=b)
+                                                                for b in boxes[:B]]
+                med = {k: v / B for k, v in medians(runs, device, reps).items()}
+                cells = "   ".join(
+                    f"{name} {med[f'{name} batch'] * 1e3:8.1f} ms vs "
+                    f"{med[f'{name} single'] * 1e3:8.1f} ms = "
+                    f"{med[f'{name} batch'] / med[f'{name} single']:.2f}x" for name in predictors)
+                onnx = (f"   ONNX / PyTorch, batched: "
+                        f"{med['ONNX batch'] / med['PyTorch batch']:.2f}x" if with_onnx else "")
+                print(f"  B = {B:3}: {cells}{onnx}")
+
+
+# ----------------------------------------------------------------------------------------------
 # The optimisations the code keeps, each against its textbook form
 # ----------------------------------------------------------------------------------------------
 
@@ -364,9 +462,9 @@ def prompt_split(predictor: Predictor, box: np.ndarray, device: torch.device,
     maps = torch.zeros(1, 3, 8 * sama.sam.config.grid_size, 8 * sama.sam.config.grid_size,
                        device=device)
 
-    def sama_passes():
-        sama.decode(sp.features, "seg", *prompts)
-        sama.decode(sp.features, "matting", *prompts)
+    def sama_passes():  # as SamaPredictor._decode runs them
+        sparse, dense = sama.sam.prompt_encoder(None, prompts[2], None)
+        sama.decode_tasks(sp.features, TASKS, sparse, dense)
 
     runs = {
         "prompt": lambda: predictor.predict(box=box),
@@ -546,15 +644,26 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true", help="--train: with train.py --compile")
     p.add_argument("--onnx", action="store_true",
                    help="SAMA's PyTorch predictor against its ONNX export (requirements-onnx.txt)")
+    p.add_argument("--many", action="store_true",
+                   help="per object: B boxes in one call against B calls, PyTorch and ONNX")
+    p.add_argument("--objects", type=int, nargs="+", metavar="B",
+                   help="--many: the numbers of boxes B (default 1 8 32)")
+    p.add_argument("--no-onnx", action="store_true", help="--many: PyTorch only")
     args = p.parse_args(argv)
     # one kind of run; an option of another kind would be ignored
-    modes = [o for o in ("params", "train", "optimisations", "onnx") if getattr(args, o)]
+    modes = [o for o in ("params", "train", "optimisations", "onnx", "many") if getattr(args, o)]
     if len(modes) > 1:
         p.error(f"--{modes[0]} and --{modes[1]}: one kind of benchmark per run")
     only_train = [o for o in ("steps", "batch_size", "workers", "compile")
                   if getattr(args, o) not in (None, False)]
     if only_train and modes != ["train"]:
         p.error(f"--{only_train[0].replace('_', '-')} applies to --train only")
+    only_many = [o for o in ("objects", "no_onnx") if getattr(args, o) not in (None, False)]
+    if only_many and modes != ["many"]:
+        p.error(f"--{only_many[0].replace('_', '-')} applies to --many only")
+    args.objects = args.objects or [1, 8, 32]
+    if min(args.objects) < 1:
+        p.error(f"--objects must be at least 1, got {min(args.objects)}")
     if args.meta and modes:
         p.error(f"--meta times Meta's SAM beside ours in the side-by-side run, not with "
                 f"--{modes[0]}")
@@ -578,8 +687,12 @@ def main(argv=None) -> None:
     if args.onnx and args.bf16:
         p.error("--onnx compares float32 graphs: leave out --bf16")
     onnx_packages = ("onnxruntime", "onnxscript")
-    if args.onnx and any(importlib.util.find_spec(m) is None for m in onnx_packages):
-        p.error("--onnx needs the ONNX packages: pip install -r requirements-onnx.txt")
+    if args.many and args.bf16:
+        p.error("--many compares float32 predictors: leave out --bf16")
+    if ((args.onnx or (args.many and not args.no_onnx))
+            and any(importlib.util.find_spec(m) is None for m in onnx_packages)):
+        p.error(f"--{modes[0]} needs the ONNX packages: pip install -r requirements-onnx.txt"
+                + (" (or --no-onnx)" if args.many else ""))
     device = torch.device(args.device)
     if args.train:
         if device.type != ("cuda" if torch.cuda.is_available() else "cpu"):
@@ -598,6 +711,8 @@ def main(argv=None) -> None:
             bench_optimisations(variant, size, device, args.reps, dtype)
         elif args.onnx:
             bench_onnx(variant, size, device, args.reps)
+        elif args.many:
+            bench_many(variant, size, device, args.reps, args.objects, not args.no_onnx)
         else:
             bench(variant, size, device, args.reps, dtype, args.meta)
 

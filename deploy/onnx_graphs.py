@@ -4,11 +4,12 @@ The image path: the frame (1, 3, S, S) and, with MVLE, the same view at twice th
 (1, 3, 2S, 2S) -> every tensor SamaPredictor.set_image caches (sama.ImageFeatures: SAM's embedding,
 the local tokens after MVLE with F_early, F_early up-sampled for the heads, the positional
 encodings by window), through SAMA.encode.
-The prompt path: those tensors plus the prompt as SAM's ONNX export reads it, point_coords (1, N, 2)
-in frame pixels and point_labels (1, N) (-1 not a point, 0 negative, 1 positive, 2 / 3 a box's
-corners), N dynamic -> each trained head's map (seg_logits, alpha: (1, 1, 8G, 8G)) and plain SAM's
-single-mask logits (sam_logits, (1, 1, 4G, 4G)), through SAM's prompt encoder and mask decoder and
-SAMA.decode_embedded. Both graphs call the model's own methods, so they follow its code as it is.
+The prompt path: those tensors plus B prompts as SAM's ONNX export reads them, point_coords
+(B, N, 2) in frame pixels and point_labels (B, N) (-1 not a point, 0 negative, 1 positive, 2 / 3 a
+box's corners), B and N dynamic -> each trained head's maps (seg_logits, alpha: (B, 1, 8G, 8G))
+and plain SAM's single-mask logits (sam_logits, (B, 1, 4G, 4G)), through SAM's prompt encoder and
+mask decoder and SAMA.decode_tasks, the decoders once over the B prompts. Both graphs call the
+model's own methods, so they follow its code as it is.
 
 Left to the caller (sama_onnx.OnnxPredictor does it in numpy, frame.py): the frame (resize,
 normalise, pad), the prompt in frame pixels with its padding point, and the maps back at the
@@ -53,8 +54,8 @@ class ImagePath(nn.Module):
 
 
 class PromptPath(nn.Module):
-    """The ImageFeatures tensors, point_coords (1, N, 2), point_labels (1, N) -> the trained heads'
-    maps (seg_logits; alpha, after its sigmoid) and SAM's sam_logits."""
+    """The ImageFeatures tensors, point_coords (B, N, 2), point_labels (B, N) -> the trained heads'
+    maps (seg_logits; alpha, after its sigmoid) and SAM's sam_logits, (B, 1, h, w) each."""
 
     def __init__(self, sama: SAMA, tasks: tuple[str, ...]) -> None:
         super().__init__()
@@ -64,13 +65,11 @@ class PromptPath(nn.Module):
         *cached, point_coords, point_labels = inputs
         features = ImageFeatures(*cached)
         sam = self.sama.sam
-        sparse = sam.prompt_encoder.embed_points(point_coords, point_labels)  # (1, N, C)
+        sparse = sam.prompt_encoder.embed_points(point_coords, point_labels)  # (B, N, C)
         _, dense = sam.prompt_encoder(None, None, None)  # no mask prompt: (1, C, G, G)
         dense_pe = sam.prompt_encoder.get_dense_pe()
-        outputs = []
-        for task in self.tasks:
-            logits = self.sama.decode_embedded(features, task, sparse, dense)
-            outputs.append(logits if task == "seg" else torch.sigmoid(logits))
+        outputs = [logits if task == "seg" else torch.sigmoid(logits) for task, logits in
+                   zip(self.tasks, self.sama.decode_tasks(features, self.tasks, sparse, dense))]
         sam_logits = sam.mask_decoder(features.F_I, dense_pe, sparse, dense, False)[0]
         return (*outputs, sam_logits)
 
@@ -118,10 +117,11 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
     if sama.use_mvle:
         frames.append(torch.randn(1, 3, 2 * S, 2 * S, generator=generator))
     frame_names = ["frame", "frame_2s"][: len(frames)]
-    # an example prompt of 3 tokens: one point, a box (N = 1 would fix the axis at 1)
-    point_coords = torch.tensor([[[0.3 * S, 0.4 * S], [0.2 * S, 0.2 * S], [0.7 * S, 0.8 * S]]])
-    point_labels = torch.tensor([[1, 2, 3]])
-    num_points = torch.export.Dim("num_points", min=1)
+    # example prompts: 2 objects of 3 tokens, one point and a box (a size of 1 would fix its axis)
+    point_coords = torch.tensor([[[0.3 * S, 0.4 * S], [0.2 * S, 0.2 * S], [0.7 * S, 0.8 * S]],
+                                 [[0.6 * S, 0.5 * S], [0.4 * S, 0.3 * S], [0.9 * S, 0.7 * S]]])
+    point_labels = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    batch, num_points = torch.export.Dim("batch", min=1), torch.export.Dim("num_points", min=1)
     outputs = [OUTPUTS[t] for t in tasks] + ["sam_logits"]
     seconds = {}
     with whole_folder(out) as tmp:  # renamed to `out` at the end of the block, all or none
@@ -131,7 +131,8 @@ def export_graphs(sama: SAMA, tasks: tuple[str, ...], threshold: float, out: Pat
                 ("image", ImagePath(sama).eval(), tuple(frames), frame_names, FEATURES, None),
                 ("prompt", PromptPath(sama, tasks).eval(), (*features, point_coords, point_labels),
                  [*FEATURES, "point_coords", "point_labels"], outputs,
-                 ((*[None] * len(FEATURES), {1: num_points}, {1: num_points}),)),  # *inputs
+                 ((*[None] * len(FEATURES), {0: batch, 1: num_points},
+                   {0: batch, 1: num_points}),)),  # *inputs
             ):
                 start = time.perf_counter()
                 program = torch.onnx.export(module, args, dynamo=True, input_names=inputs,

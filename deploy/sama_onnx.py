@@ -5,6 +5,7 @@ same maps). Importing this module never imports torch (tests/test_onnx.py).
     predictor = OnnxPredictor("onnx/sama_vit_b")
     predictor.set_image(image)                       # (H, W, 3) uint8 RGB: the image path, once
     maps = predictor.predict(box=np.array([40, 30, 420, 380]))   # the prompt path, per prompt
+    many = predictor.predict(box=np.array([[40, 30, 420, 380], [5, 5, 90, 80]]))  # (2, H, W) maps
 
 The folder's sama_onnx.json names the variant, the trained tasks, the frame size, the opset and the
 SHA-256 of every file; a file that is not the one the export wrote (truncated, or another export's)
@@ -23,9 +24,10 @@ from typing import Optional, Union
 import numpy as np
 
 from frame import (
+    batch_size_for,
     check_finite,
     check_image,
-    check_prompt_arrays,
+    check_prompt_batch,
     frame_array,
     postprocess_maps,
     preprocess_shape,
@@ -169,6 +171,8 @@ class OnnxPredictor:
         frames = {name: frame_array(image, sizes[name])[None] for name in names}
         outputs = self.sessions["image"].run(None, frames, self.image_run)
         self.features = dict(zip(self.manifest["outputs"]["image"], outputs))
+        _, C, G, _ = self.features["F_I"].shape  # prompts in one run of the prompt graph
+        self.batch_size = batch_size_for(G, C, S, len(self.tasks))
         self.original_size = image.shape[:2]
         self.input_size = preprocess_shape(image.shape[0], image.shape[1], S)
 
@@ -190,19 +194,38 @@ class OnnxPredictor:
         coords = scale_coords(np.concatenate(coords), self.original_size, self.image_size)
         return coords[None].astype(np.float32), np.concatenate(kinds)[None]
 
-    def predict(self, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-        """The prompt in the image's pixels, checked as predictor.Predictor checks it."""
-        box = check_prompt_arrays(points, labels, box, *self.original_size)
-        point_coords, point_labels = self.prompt_inputs(points, labels, box)
+    def predict(self, points=None, labels=None, box=None,
+                batch_size: Optional[int] = None) -> dict[str, np.ndarray]:
+        """The prompt in the image's pixels, checked as predictor.Predictor checks it: one object
+        (a box (4,), points (N, 2)) -> (H, W) maps; B objects (boxes (B, 4), points (B, N, 2))
+        -> (B, H, W) maps, the prompt graph run once over them, in runs of at most batch_size
+        (default: frame.batch_size_for, from the estimated memory), as Predictor.predict."""
+        objects, batched = check_prompt_batch(points, labels, box, *self.original_size)
+        step = batch_size or self.batch_size
+        chunks = [self.predict_objects(objects[i : i + step])
+                  for i in range(0, len(objects), step)]
+        if not chunks:  # no object: empty maps
+            H, W = self.original_size
+            empty = {"seg": np.float32, "mask": bool, "alpha": np.float32, "sam": bool}
+            return {name: np.zeros((0, H, W), dtype) for name, dtype in empty.items()}
+        maps = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+        return maps if batched else {name: m[0] for name, m in maps.items()}
+
+    def predict_objects(self, objects: list[tuple]) -> dict[str, np.ndarray]:
+        """Checked objects [(points, labels, box)] -> maps (B, H, W): their prompts stacked (each
+        as its own call makes it; the objects of one call have the same kinds of prompt, so the
+        same number of tokens), the prompt graph once over them."""
+        point_coords, point_labels = (np.concatenate(rows) for rows in
+                                      zip(*(self.prompt_inputs(*obj) for obj in objects)))
         outputs = self.sessions["prompt"].run(
             None, {**self.features, "point_coords": point_coords, "point_labels": point_labels})
-        out = dict(zip(self.manifest["outputs"]["prompt"], (o[0] for o in outputs)))  # (1, h, w)
+        out = dict(zip(self.manifest["outputs"]["prompt"], (o[:, 0] for o in outputs)))  # (B, h, w)
         S, size, original = self.image_size, self.input_size, self.original_size
         # the SAMA maps (8G) in one resize, SAM's (4G) in another, as SamaPredictor resizes them
         heads = [n for n in ("seg_logits", "alpha") if n in out]
-        maps = dict(zip(heads, postprocess_maps(np.concatenate([out[n] for n in heads]), S, size,
+        maps = dict(zip(heads, postprocess_maps(np.stack([out[n] for n in heads]), S, size,
                                                 original)))
-        sam_logits = postprocess_maps(out["sam_logits"], S, size, original)[0]
+        sam_logits = postprocess_maps(out["sam_logits"], S, size, original)
         named = {"seg_logits": "segmentation logits", "alpha": "alpha"}
         check_finite({**{named[n]: m for n, m in maps.items()}, "SAM logits": sam_logits})
         if "seg" in self.tasks:  # the probability map, sigmoid(seg logits), as Predictor's

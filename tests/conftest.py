@@ -264,11 +264,11 @@ def exported(tmp_path_factory) -> Path:
 
 
 def sama_maps(predictor, points=None, labels=None, box=None) -> dict[str, np.ndarray]:
-    """sama.SamaPredictor.predict_torch on a prompt in image pixels, as numpy: "seg_logits",
+    """sama.SamaPredictor.predict_torch on one prompt in image pixels, as numpy: "seg_logits",
     "alpha" and "sam_logits" at the image's size (the maps predictor.Predictor reads)."""
     S, device = predictor.model.sam.config.image_size, predictor.model.sam.device
     prompts = prompt_tensors(points, labels, box, predictor.original_size, S, device)
-    return {name: m.cpu().numpy() for name, m in predictor.predict_torch(*prompts).items()}
+    return {name: m[0].cpu().numpy() for name, m in predictor.predict_torch(*prompts).items()}
 
 
 PARITY: dict[tuple[str, str, str], float] = defaultdict(float)

@@ -171,15 +171,21 @@ def test_settings_recorded_beside_the_checkpoint_and_metas_for_others(tmp_path):
         automatic.settings_for(load_sam(other))
 
 
-def test_refine_is_the_predictors_call_per_box(standin_pair):
+def test_refine_gives_each_box_the_maps_of_its_own_call(standin_pair):
+    """One batched call: masks identical to each box's own call, maps within float rounding
+    (tests/test_batch.py's tolerance); no box, no call."""
     _, predictor = standin_pair
     image = scene(TEST_SEEDS[2])[0]
     predictor.set_image(image)
     boxes = [np.array([10.0, 12, 90, 80]), np.array([100.0, 40, 160, 150])]
-    for maps, box in zip(automatic.refine(predictor, boxes), boxes):
+    refined = automatic.refine(predictor, boxes)
+    assert len(refined) == 2 and automatic.refine(predictor, []) == []
+    for maps, box in zip(refined, boxes):
         single = predictor.predict(box=box)
-        for name in ("mask", "alpha", "sam"):
+        for name in ("mask", "sam"):
             np.testing.assert_array_equal(maps[name], single[name])
+        for name in ("seg", "alpha"):
+            np.testing.assert_allclose(maps[name], single[name], rtol=0, atol=1e-5)
 
 
 def test_a_large_image_is_split_into_smaller_batches_with_the_same_masks(standin_pair,

@@ -34,6 +34,21 @@ def test_side_by_side_prints_every_row(official, capsys):
         assert row in out, row
 
 
+def test_many_prints_a_row_per_count(capsys):
+    """--many: per object, batched against single calls, a ratio for each B."""
+    benchmark.bench_many("tiny", 256, torch.device("cpu"), reps=1, counts=[1, 3],
+                         with_onnx=False)
+    out = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert out[0].startswith("tiny at 256 px: a prompt adds ") and "estimated 3.5 MiB" in out[0]
+    assert "prompts in one pass at most: PyTorch 585" in out[1]
+    assert [line.split(":")[0] for line in out[2:]] == ["  B =   1", "  B =   3"]
+    assert all(" ms vs " in line and line.endswith("x") for line in out[2:])
+    boxes = benchmark.boxes_on(np.zeros((192, 256, 3), np.uint8), 32)
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 256).all()
+    assert (boxes[:, [1, 3]] <= 192).all()
+
+
 @pytest.mark.parametrize("argv, problem", [
     (["--train", "--onnx"], "--train and --onnx: one kind of benchmark per run"),
     (["--steps", "5"], "--steps applies to --train only"),
@@ -41,6 +56,10 @@ def test_side_by_side_prints_every_row(official, capsys):
     (["--optimisations", "--meta"], "--meta times Meta's SAM beside ours"),
     (["--train", "--bf16"], "--bf16 does not apply to --train"),
     (["--params", "--image-size", "512"], "--image-size does not apply to --params"),
+    (["--objects", "8"], "--objects applies to --many only"),
+    (["--onnx", "--no-onnx"], "--no-onnx applies to --many only"),
+    (["--many", "--objects", "0"], "--objects must be at least 1, got 0"),
+    (["--many", "--bf16"], "--many compares float32 predictors"),
 ])
 def test_an_option_another_kind_of_run_would_ignore_is_refused(argv, problem, capsys):
     with pytest.raises(SystemExit) as info:

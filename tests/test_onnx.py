@@ -189,6 +189,57 @@ def test_the_image_path_is_the_same_image_after_image(exported):
         np.testing.assert_array_equal(kept[name], array)
 
 
+def test_many_prompts_in_one_run(exported, model, tmp_path):
+    """B objects in one call: the prompt graph once over them (its batch axis dynamic), each
+    object's maps those of its own ONNX call (float rounding; masks identical) and those of
+    PyTorch's batched call (the tolerances above); a run split in two gives the same maps."""
+    h, w = 90, 120
+    onnx, ref = OnnxPredictor(exported, threads=1), Predictor(model)
+    image = random_image(h, w, 11)
+    onnx.set_image(image)
+    ref.set_image(image)
+    boxes = np.array([[10.0, 20, 100, 80], [0, 0, w, h], [30, 5, 60, 70]])
+    points = np.array([[[60.0, 45], [10, 10]], [[30, 30], [90, 60]], [[100, 80], [5, 85]]])
+    labels = np.array([[1, 0], [1, 1], [1, 0]])
+    worst = {"single": 0.0, "pytorch": 0.0}
+    for B in (1, 3):
+        for batch in ({"box": boxes[:B]}, {"points": points[:B], "labels": labels[:B]},
+                      {"points": points[:B], "labels": labels[:B], "box": boxes[:B]}):
+            ours, theirs = onnx.predict(**batch), ref.predict(**batch)
+            split = onnx.predict(**batch, batch_size=2)
+            assert all(m.shape == (B, h, w) for m in ours.values())
+            for i in range(B):
+                single = onnx.predict(**{k: v[i] for k, v in batch.items()})
+                for key in ("mask", "sam"):
+                    np.testing.assert_array_equal(ours[key][i], single[key])
+                    np.testing.assert_array_equal(split[key][i], single[key])
+                for key in ("seg", "alpha"):
+                    worst["single"] = max(worst["single"],
+                                          float(np.abs(ours[key][i] - single[key]).max()),
+                                          float(np.abs(split[key][i] - single[key]).max()))
+            for key in ("seg", "alpha"):
+                worst["pytorch"] = max(worst["pytorch"], float(np.abs(ours[key] -
+                                                                      theirs[key]).max()))
+            for key in ("mask", "sam"):  # maps within 1e-4 of the threshold may flip
+                assert (ours[key] != theirs[key]).mean() < 1e-3
+    print("largest |ONNX batched - ONNX single|, |ONNX batched - PyTorch batched|:", worst)
+    assert worst["single"] <= 1e-5 and worst["pytorch"] <= 1e-4, worst
+    assert not np.array_equal(ours["seg"][0], ours["seg"][1])  # the objects' maps differ
+    # predict.py --box repeated, with --onnx: the files PyTorch's run writes, within a grey level
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    boxes_argv = ["--box", "10", "20", "100", "80", "--box", "30", "5", "60", "70"]
+    assert predict.main([str(path), *boxes_argv, "--onnx", str(exported), "--out",
+                         str(tmp_path / "onnx")]) == 0
+    assert predict.main([str(path), *boxes_argv, "--checkpoint", str(SAMA_PT), "--sam-checkpoint",
+                         str(SAM_PTH), "--out", str(tmp_path / "torch")]) == 0
+    for i in range(2):
+        for name in ("mask", "alpha", "cutout"):
+            a, b = (np.asarray(Image.open(tmp_path / f"{run}_{i}_{name}.png")).astype(int)
+                    for run in ("onnx", "torch"))
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1, (i, name)
+
+
 def test_the_onnx_predictor_runs_without_torch(exported, tmp_path):
     """sama_onnx imports no torch, and predicts with torch made unimportable; the core modules
     import no ONNX package."""

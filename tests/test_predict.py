@@ -510,3 +510,92 @@ def test_everything_writes_all_or_none(scene_image, tmp_path, coarse_grid, monke
     assert everything(scene_image, tmp_path / "scene") == 2
     assert "No space left" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------
+# Many objects: --box repeated
+# ----------------------------------------------------------------------------------------------
+
+BOXES = [[5, 10, 40, 70], [0, 0, 30, 30], [10, 40, 47, 79]]
+
+
+def test_repeated_boxes_write_each_objects_files_in_order(checkpoint, rotated_image, tmp_path,
+                                                          capsys):
+    """OUT_{i}_{mask,alpha,cutout}.png for i = 0, 1, 2, in the order given: each object's files
+    are those of its own run (within one grey level: batched and single passes round apart), the
+    batch's maps those of one Predictor call with the (3, 4) boxes."""
+    prefix = tmp_path / "many"
+    argv = [str(rotated_image), "--checkpoint", str(checkpoint), "--out", str(prefix)]
+    assert predict.main([*argv, *(v for box in BOXES for v in ["--box", *map(str, box)])]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in said] == [
+        f"wrote {prefix}_{i}_mask.png, {prefix}_{i}_alpha.png, {prefix}_{i}_cutout.png"
+        for i in range(3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"many_{i}_{kind}.png" for i in range(3) for kind in ("mask", "alpha", "cutout"))
+    predictor = Predictor(load_sama(checkpoint, device=DEVICE))
+    image = readers.load_image(rotated_image)
+    predictor.set_image(image)
+    maps = predictor.predict(box=np.array(BOXES, dtype=float))
+    for i, box in enumerate(BOXES):
+        expected = frame.output_images(image, {name: m[i] for name, m in maps.items()})
+        single = tmp_path / f"single{i}"
+        assert predict.main([str(rotated_image), "--box", *map(str, box), "--checkpoint",
+                             str(checkpoint), "--out", str(single)]) == 0
+        for kind in ("mask", "alpha", "cutout"):
+            written = np.asarray(Image.open(f"{prefix}_{i}_{kind}.png"))
+            np.testing.assert_array_equal(written, expected[kind])
+            alone = np.asarray(Image.open(f"{single}_{kind}.png")).astype(int)
+            assert np.abs(written.astype(int) - alone).max() <= 1, (i, kind)
+    first, second = (np.asarray(Image.open(f"{prefix}_{i}_alpha.png")) for i in (0, 1))
+    assert not np.array_equal(first, second)  # the objects' files differ: a mix-up would show
+
+
+def test_a_bad_box_among_many_is_named_and_nothing_written(checkpoint, rotated_image, tmp_path,
+                                                           capsys):
+    argv = [str(rotated_image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x")]
+    for extra, line in (
+        (["--box", "5", "10", "40", "70", "--box", "30", "10", "20", "70"],
+         "error: --box 1 of 2: box 30 10 20 70: needs x1 > x0 and y1 > y0"),
+        (["--box", "5", "10", "40", "70", "--box", "1", "1", "9", "9", "--box", "50", "1", "60",
+          "9"], "error: --box 2 of 3: box 50 1 60 9: outside the 48x80 image"),
+        (["--box", "5", "10", "40", "70", "--box", "1", "1", "9", "9", "--point", "3", "3"],
+         "error: --point: with one --box only (each of 2 boxes is an object of its own)"),
+    ):
+        assert predict.main([*argv, *extra]) == 2
+        assert capsys.readouterr().err == line + "\n"
+    assert not any(tmp_path.iterdir())
+    # a box partly outside: clipped, said with its number
+    assert predict.main([*argv, "--box", "5", "10", "40", "70", "--box", "-5", "1", "9", "9"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "--box 1 of 2: box -5 1 9 9: partly outside the 48x80 image, clipped to 0 1 9 9")
+
+
+def test_many_objects_are_written_all_or_none(checkpoint, rotated_image, tmp_path, monkeypatch,
+                                              capsys):
+    """A full disk on the fifth of six files: none of the six stays; an existing file of the set
+    is refused before any work without --overwrite."""
+    import errno
+
+    real_save, calls = Image.Image.save, []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    two = ["--box", "5", "10", "40", "70", "--box", "0", "0", "30", "30"]
+    argv = [str(rotated_image), *two, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x")]
+    assert predict.main(argv) == 2 and len(calls) == 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'x_1_alpha.png'}: cannot write (No space left on "
+                          "device); none of x_0_mask.png, x_0_alpha.png, x_0_cutout.png, "
+                          "x_1_mask.png, x_1_alpha.png, x_1_cutout.png written")
+    assert not any(tmp_path.iterdir())
+    monkeypatch.undo()
+    (tmp_path / "x_1_cutout.png").write_bytes(b"mine")
+    assert predict.main(argv) == 2
+    assert "x_1_cutout.png: exists; --overwrite replaces it" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_1_cutout.png"]
