@@ -206,6 +206,20 @@ def batch_size_for(grid_size: int, embed_dim: int, image_size: int, tasks: int,
     return max(1, budget // prompt_bytes(grid_size, embed_dim, image_size, tasks))
 
 
+def predict_in_passes(objects: list, batched: bool, step: int, predict_objects,
+                      size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The predictor contract's maps of checked objects (check_prompt_batch), predict_objects run
+    on at most `step` of them at a time: (B, H, W) maps, or one object's (H, W) when not
+    `batched`; no object: empty (0, H, W) maps. Predictor and OnnxPredictor share it."""
+    passes = [predict_objects(objects[i : i + step]) for i in range(0, len(objects), step)]
+    if not passes:
+        H, W = size
+        empty = {"seg": np.float32, "mask": bool, "alpha": np.float32, "sam": bool}
+        return {name: np.zeros((0, H, W), dtype) for name, dtype in empty.items()}
+    maps = {name: np.concatenate([p[name] for p in passes]) for name in passes[0]}
+    return maps if batched else {name: m[0] for name, m in maps.items()}
+
+
 # ----------------------------------------------------------------------------------------------
 # The image and the prompts into the frame
 # ----------------------------------------------------------------------------------------------

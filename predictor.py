@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 # the contract's checks, in frame.py: torch-free, for the ONNX predictor too
-from frame import BATCH_BYTES, check_finite, check_image, check_prompt_batch
+from frame import BATCH_BYTES, check_finite, check_image, check_prompt_batch, predict_in_passes
 from frame import batch_size_for as frame_batch_size
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama
 from sam import Sam, SamPredictor, prompt_tensors
@@ -103,15 +103,8 @@ class Predictor:
         probabilities and alphas within float rounding, the masks identical (tests/test_batch.py).
         """
         objects, batched = check_prompt_batch(points, labels, box, *self.size)
-        step = batch_size or self.batch_size
-        chunks = [self.predict_objects(objects[i : i + step])
-                  for i in range(0, len(objects), step)]
-        if not chunks:  # no object: empty maps
-            H, W = self.size
-            empty = {"seg": np.float32, "mask": bool, "alpha": np.float32, "sam": bool}
-            return {name: np.zeros((0, H, W), dtype) for name, dtype in empty.items()}
-        maps = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-        return maps if batched else {name: m[0] for name, m in maps.items()}
+        return predict_in_passes(objects, batched, batch_size or self.batch_size,
+                                 self.predict_objects, self.size)
 
     def predict_objects(self, objects: list[tuple]) -> dict[str, np.ndarray]:
         """Checked objects [(points, labels, box)] -> maps (B, H, W): the prompts stacked in frame

@@ -30,6 +30,7 @@ from frame import (
     check_prompt_batch,
     frame_array,
     postprocess_maps,
+    predict_in_passes,
     preprocess_shape,
     scale_coords,
 )
@@ -201,15 +202,8 @@ class OnnxPredictor:
         -> (B, H, W) maps, the prompt graph run once over them, in runs of at most batch_size
         (default: frame.batch_size_for, from the estimated memory), as Predictor.predict."""
         objects, batched = check_prompt_batch(points, labels, box, *self.original_size)
-        step = batch_size or self.batch_size
-        chunks = [self.predict_objects(objects[i : i + step])
-                  for i in range(0, len(objects), step)]
-        if not chunks:  # no object: empty maps
-            H, W = self.original_size
-            empty = {"seg": np.float32, "mask": bool, "alpha": np.float32, "sam": bool}
-            return {name: np.zeros((0, H, W), dtype) for name, dtype in empty.items()}
-        maps = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-        return maps if batched else {name: m[0] for name, m in maps.items()}
+        return predict_in_passes(objects, batched, batch_size or self.batch_size,
+                                 self.predict_objects, self.original_size)
 
     def predict_objects(self, objects: list[tuple]) -> dict[str, np.ndarray]:
         """Checked objects [(points, labels, box)] -> maps (B, H, W): their prompts stacked (each

@@ -171,7 +171,8 @@ def choose(rows: list[dict]) -> dict:
 
 def measure(predictor: Predictor, settings: automatic.Settings) -> dict:
     """Per test scene: the share found and, on the found objects, SAM's and SAMA's IoU and BIoU
-    (SAMA refined from the box of the kept mask that covers the object best)."""
+    (SAMA refined from the box of the kept mask that covers the object best); beside them, like
+    for like, SAM's mask from that same box (the predictor's "sam" map of the same call)."""
     per_scene, per_kind = [], {"solid": [0, 0], "thin": [0, 0]}
     for seed in TEST_SEEDS:
         image, masks, kinds = scene(seed)
@@ -185,13 +186,16 @@ def measure(predictor: Predictor, settings: automatic.Settings) -> dict:
             per_kind["thin" if kind in THIN else "solid"][0] += hit
             per_kind["thin" if kind in THIN else "solid"][1] += 1
             if hit:
-                sama = automatic.refine(predictor, [found[j].box])[0]["mask"]
+                maps = automatic.refine(predictor, [found[j].box])[0]
+                sama, sam_box = maps["mask"], maps["sam"]
                 rows.append((ious[j], boundary_iou(found[j].mask, gt), mask_iou(sama, gt),
-                             boundary_iou(sama, gt)))
-        scores = np.mean(rows, axis=0) if rows else np.full(4, np.nan)
+                             boundary_iou(sama, gt), mask_iou(sam_box, gt),
+                             boundary_iou(sam_box, gt)))
+        scores = np.mean(rows, axis=0) if rows else np.full(6, np.nan)
         per_scene.append({"seed": seed, "objects": len(masks), "kept": len(found),
                           "found": len(rows) / len(masks), "sam_iou": scores[0],
-                          "sam_biou": scores[1], "sama_iou": scores[2], "sama_biou": scores[3]})
+                          "sam_biou": scores[1], "sama_iou": scores[2], "sama_biou": scores[3],
+                          "sam_box_iou": scores[4], "sam_box_biou": scores[5]})
     return {"scenes": per_scene, "per_kind": per_kind}
 
 
@@ -212,10 +216,15 @@ def report(result: dict) -> str:
               f"    SAM's found mask  mIoU {mean_spread([r['sam_iou'] for r in s])}   mBIoU "
               f"{mean_spread([r['sam_biou'] for r in s])}",
               f"    SAMA from its box mIoU {mean_spread([r['sama_iou'] for r in s])}   mBIoU "
-              f"{mean_spread([r['sama_biou'] for r in s])}"]
+              f"{mean_spread([r['sama_biou'] for r in s])}",
+              f"    SAM from that box mIoU {mean_spread([r['sam_box_iou'] for r in s])}   mBIoU "
+              f"{mean_spread([r['sam_box_biou'] for r in s])}"]
     gain = [r["sama_iou"] - r["sam_iou"] for r in s]
     bgain = [r["sama_biou"] - r["sam_biou"] for r in s]
-    lines.append(f"    SAMA - SAM        mIoU {mean_spread(gain)}   mBIoU {mean_spread(bgain)}")
+    lines.append(f"    SAMA - SAM's found mIoU {mean_spread(gain)}   mBIoU {mean_spread(bgain)}")
+    gain = [r["sama_iou"] - r["sam_box_iou"] for r in s]
+    bgain = [r["sama_biou"] - r["sam_box_biou"] for r in s]
+    lines.append(f"    SAMA - SAM, same box mIoU {mean_spread(gain)}   mBIoU {mean_spread(bgain)}")
     return "\n".join(lines)
 
 

@@ -455,13 +455,13 @@ def test_everything_writes_the_list_and_each_objects_files(scene_image, tmp_path
     written = {p.name for p in prefix.parent.iterdir()}
     assert written == {"scene_objects.json"} | {f"scene_{i}_{n}.png" for i in range(len(found))
                                                 for n in ("mask", "alpha", "cutout")}
-    for i, (entry, f) in enumerate(zip(entries, found)):
+    refined = coarse_grid.refine(predictor, [f.box for f in found])  # one batched call
+    for i, (entry, f, maps) in enumerate(zip(entries, found, refined)):
         assert entry["files"] == {n: f"scene_{i}_{n}.png" for n in ("mask", "alpha", "cutout")}
         np.testing.assert_array_equal(entry["box"], f.box)
         assert entry["predicted_iou"] == pytest.approx(f.predicted_iou, abs=1e-6)
         assert entry["stability_score"] == pytest.approx(f.stability, abs=1e-6)
-        maps = predictor.predict(box=f.box)  # SAMA refined from the found object's box
-        expected = frame.output_images(image, maps)
+        expected = frame.output_images(image, maps)  # SAMA refined from the object's box
         for name in ("mask", "alpha", "cutout"):
             np.testing.assert_array_equal(
                 np.asarray(Image.open(prefix.parent / entry["files"][name])), expected[name])
