@@ -612,6 +612,7 @@ class SamaPredictor:
         # both SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
         maps = torch.cat([seg_logits, alpha], 1).float()
         seg, alpha = postprocess_masks(maps, S, self.input_size, self.original_size).unbind(1)
+        alpha = alpha.clamp(0, 1)  # the resize's rounding can step one ulp past 1 where alpha is 1
         sam_mask = postprocess_masks(sam_logits.float(), S, self.input_size, self.original_size)
         return {"seg_logits": seg, "alpha": alpha, "sam_logits": sam_mask[:, 0]}
 

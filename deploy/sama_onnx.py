@@ -222,6 +222,8 @@ class OnnxPredictor:
         sam_logits = postprocess_maps(out["sam_logits"], S, size, original)
         named = {"seg_logits": "segmentation logits", "alpha": "alpha"}
         check_finite({**{named[n]: m for n, m in maps.items()}, "SAM logits": sam_logits})
+        if "alpha" in maps:  # the resize can round one ulp past 1: clipped, as Predictor
+            maps["alpha"] = np.clip(maps["alpha"], 0, 1)
         if "seg" in self.tasks:  # the probability map, sigmoid(seg logits), as Predictor's
             with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88: sigmoid 0, as torch's
                 seg = 1 / (1 + np.exp(-maps["seg_logits"]))

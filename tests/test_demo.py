@@ -43,7 +43,9 @@ SMALL.update({"DIS-TE1": max(demo.SHEET_THIN) + 1, "matting/test-fg": max(demo.S
 def test_the_shipped_sama_is_trained_on_the_shipped_sam():
     header = read_sama_checkpoint(demo.SHIPPED_SAMA)
     assert header["tasks"] == ["seg", "matting"]
-    assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True}
+    # mvle_attention: read as True from a checkpoint saved before the switch existed
+    assert header["config"] == {"variant": "tiny", "use_mvle": True, "use_local_adapter": True,
+                                "mvle_attention": True}
     sama = load_sama(demo.SHIPPED_SAMA, recipe.STANDIN_SAM)  # refuses other SAM weights
     sam = load_sam(recipe.STANDIN_SAM)
     assert all(torch.equal(a, b) for a, b in zip(sama.sam.state_dict().values(),
