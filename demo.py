@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-import contact_sheet
 import outputs
 import readers
+import scoring
 from load_sam_weights import STANDIN_SAMA, CheckpointError
 from metrics import column
 from miniature import recipe, synthetic
@@ -119,10 +119,10 @@ def run(args) -> int:
     thin = readers.dis_pairs(bench / "DIS5K", "DIS-TE1")
     mattes = {Path(image).name: (image, alpha)
               for image, alpha, *_ in readers.composition1k_pairs(bench / "AIM")}
-    rows = contact_sheet.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
-    rows += contact_sheet.contact_rows(predictor, "matting",
+    rows = scoring.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
+    rows += scoring.contact_rows(predictor, "matting",
                                        [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
-    contact_sheet.contact_sheet(rows, out / "contact_sheet.png")
+    scoring.contact_sheet(rows, out / "contact_sheet.png")
     print(f"contact sheet: {out / 'contact_sheet.png'}")
     print(f"done in {time.time() - t0:.0f} s. A miniature: the mechanism, not the paper's results.")
     return 0

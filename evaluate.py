@@ -12,8 +12,8 @@
 The command line around scoring.py: the split registry (SPLITS), the model to evaluate
 (load_predictor), the output folder (one run at a time, --resume / --overwrite, settings.json) and
 the report (metrics.json, per_image.json, results.md beside the paper's rows from scoring.PAPER,
-vis.png from contact_sheet.py). How a split is prompted, written and scored is scoring.py's (its
-docstring has the protocol).
+vis.png from scoring.contact_sheet). How a split is prompted, written and scored is scoring.py's
+(its docstring has the protocol).
 
 Distinctions-646's test set is composited once (readers.d646_test_triples: each foreground over the
 20 images its Test/bg_test.txt names in --backgrounds, Adobe's rule) into Test/composite. Every
@@ -47,7 +47,6 @@ import torch
 
 import outputs
 import readers
-from contact_sheet import contact_rows, contact_sheet
 from frame import NonFiniteOutput
 from load_sam_weights import CheckpointError, CheckpointRecord, load_sam
 from metrics import column
@@ -63,6 +62,8 @@ from scoring import (
     POINT_COUNTS,
     PROMPTS,
     SEG_KEYS,
+    contact_rows,
+    contact_sheet,
     score_split,
 )
 

@@ -28,15 +28,15 @@ says which. A box partly outside the image is clipped to it, with a line saying 
 outside, and a point outside, are refused. --onnx takes no --checkpoint or --sam-checkpoint;
 --int8 (only with --onnx) runs the export's int8 graphs (export_onnx.py --quantize).
 
---everything (no prompt): SAM's automatic mask generation finds the objects (automatic.py: a grid
-of points, the predicted-IoU and stability filters, box NMS; the thresholds recorded beside the
-SAM checkpoint, else Meta's), SAMA refines each from its box; writes PREFIX_objects.json, a list
+--everything (no prompt): SAM's automatic mask generation finds the objects (predictor.every_object:
+a grid of points, the predicted-IoU and stability filters, box NMS; the thresholds recorded beside
+the SAM checkpoint, else Meta's), SAMA refines each from its box; writes PREFIX_objects.json, a list
 with one entry per object, highest predicted IoU first (its box xyxy in inclusive pixels, its
 predicted IoU and stability score, the grid point that found it and its files), and
 PREFIX_{i}_mask.png, PREFIX_{i}_alpha.png, PREFIX_{i}_cutout.png for i = 0, 1, ..., all or none.
-Nothing found: a line says so and the list is empty. With --overwrite, the files of an earlier
-run's objects beyond this run's count are removed. Not with --onnx (the exported graphs hold no
-multimask point decoder).
+Nothing found: a line says so and the list is empty. With --overwrite, the files of an earlier run's
+objects beyond this run's count are removed. Not with --onnx (the exported graphs hold no multimask
+point decoder).
 """
 
 from __future__ import annotations
@@ -290,17 +290,18 @@ def predict_everything(args) -> int:
     h, w = image.shape[:2]
     predictor = checkpoint_predictor(*default_checkpoints(args))
 
-    import automatic  # torch: not imported with --onnx
+    # torch: not imported with --onnx
+    from predictor import SettingsError, box_text, every_object, settings_for
 
     try:
-        settings = automatic.settings_for(predictor.sam)
-    except automatic.SettingsError as e:
+        settings = settings_for(predictor.sam)
+    except SettingsError as e:
         raise ModelError(str(e)) from None
     print(f"finding objects: a {settings.points_per_side} x {settings.points_per_side} grid of "
           f"points, predicted IoU > {settings.pred_iou_thresh}, stability >= "
           f"{settings.stability_score_thresh}, box NMS at {settings.box_nms_thresh}")
     try:
-        found, maps = automatic.every_object(predictor, image, settings)
+        found, maps = every_object(predictor, image, settings)
     except NonFiniteOutput as e:
         raise NonFiniteOutput(f"{args.image}: {e}; nothing written") from None
     entries, images = [], {}
@@ -308,8 +309,8 @@ def predict_everything(args) -> int:
         names = {name: f"{prefix.name}_{i}_{name}.png" for name in ("mask", "alpha", "cutout")}
         for name, array in output_images(image, m).items():
             images[prefix.parent / names[name]] = array
-        entries.append({"box": automatic.box_text(f.box), "predicted_iou": f.predicted_iou,
-                        "stability_score": f.stability, "point": automatic.box_text(f.point),
+        entries.append({"box": box_text(f.box), "predicted_iou": f.predicted_iou,
+                        "stability_score": f.stability, "point": box_text(f.point),
                         "files": names})
     remove_stale_temporaries(prefix.parent, re.compile(
         rf"{re.escape(prefix.name)}_(?:objects\.json|\d+_(?:mask|alpha|cutout)\.png)"

@@ -34,7 +34,7 @@ The JSON API (app.html is its one client); every error is {"error": one line}, n
                                                partly outside the image, clipped) or {"seq",
                                                "superseded": true}
     GET  /api/download?session=S&seq=Q&name=mask|alpha|cutout   predict.py's PNG for prompt Q
-    POST /api/everything  {"session", "image"}  every object of the tab's image (automatic.py: SAM
+    POST /api/everything  {"session", "image"}  every object of the tab's image (predictor.py: SAM
                                             finds them, SAMA refines each from its box)
                                             -> {"image", "everything_ms", "settings", "objects":
                                                [{"box", "predicted_iou", "stability_score",
@@ -67,13 +67,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-import automatic
 import readers
 from frame import NonFiniteOutput, PromptError, check_prompt, output_images, png_bytes
 from load_sam_weights import STANDIN_SAM, STANDIN_SAMA, CheckpointError, load_sama
 from miniature import synthetic
 from outputs import OptionError, run_main
-from predictor import Predictor
+from predictor import Predictor, SettingsError, box_text, find_objects, refine, settings_for
 
 PAGE = Path(__file__).with_name("app.html")
 HOST = "127.0.0.1"  # the loopback address: no other machine can reach the page
@@ -256,14 +255,14 @@ class App:
             raise RequestError(f"image must be the id /api/image answered, got {image_id!r}")
         tab = self.tab(session_id(request.get("session")), image_id)
         try:
-            settings = automatic.settings_for(self.model.sam)
-        except automatic.SettingsError as e:
+            settings = settings_for(self.model.sam)
+        except SettingsError as e:
             raise RequestError(str(e), HTTPStatus.INTERNAL_SERVER_ERROR) from None
         with self.model_lock:
             t0 = time.perf_counter()
             try:
-                found = automatic.find_objects(tab.predictor, settings)
-                maps = automatic.refine(tab.predictor, [f.box for f in found])
+                found = find_objects(tab.predictor, settings)
+                maps = refine(tab.predictor, [f.box for f in found])
             except NonFiniteOutput as e:
                 raise RequestError(f"{tab.name}: {e}", HTTPStatus.INTERNAL_SERVER_ERROR) from None
             everything_ms = 1000 * (time.perf_counter() - t0)
@@ -275,7 +274,7 @@ class App:
                              "pred_iou_thresh": settings.pred_iou_thresh,
                              "stability_score_thresh": settings.stability_score_thresh,
                              "box_nms_thresh": settings.box_nms_thresh},
-                "objects": [{"box": automatic.box_text(f.box), "predicted_iou": f.predicted_iou,
+                "objects": [{"box": box_text(f.box), "predicted_iou": f.predicted_iou,
                              "stability_score": f.stability, "mask": data_url(o["mask"])}
                             for f, o in zip(found, outputs)]}
 

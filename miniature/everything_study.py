@@ -10,12 +10,12 @@ each in a cell of a 2 x 2 grid on a textured background, drawn with synthetic.py
 validation scenes (VAL_SEEDS) choose the thresholds, the test scenes (TEST_SEEDS) measure them;
 no seed is in both.
 
-Choosing: every pair of GRID_PRED_IOU x GRID_STABILITY runs automatic.py's filters and box NMS
+Choosing: every pair of GRID_PRED_IOU x GRID_STABILITY runs predictor.py's filters and box NMS
 (the other settings Meta's) on each validation scene's 3 x 32 x 32 masks; an object is found when a
 kept mask covers it at IoU >= FOUND_IOU, a kept mask is spurious when it covers no object so. The
 pair chosen is the one with the fewest spurious masks per scene among those whose found share is
 within SHARE_SLACK of the grid's best (DESIGN.md). It is written, with the stand-in's SHA-256, to
-weights/sam_standin.everything.json, where automatic.settings_for reads it.
+weights/sam_standin.everything.json, where settings_for reads it.
 
 Measuring, on the test scenes with the recorded thresholds and the shipped SAMA stand-in: the
 share of objects found at IoU >= 0.5, and on the found ones SAM's found mask against SAMA's
@@ -32,12 +32,26 @@ import time
 import numpy as np
 import torch
 
-import automatic
 from load_sam_weights import STANDIN_SAM, STANDIN_SAMA, load_sam
 from metrics import boundary_iou, mask_iou
 from miniature import synthetic
 from outputs import run_main, write_text
-from predictor import Predictor
+from predictor import (
+    Candidates,
+    Predictor,
+    Settings,
+    find_objects,
+    mask_boxes,
+    nms,
+    passes,
+    point_grid,
+    point_masks,
+    points_per_batch,
+    refine,
+    sam_embedding,
+    settings_for,
+    thresholds_file,
+)
 
 VAL_SEEDS = range(0, 24)
 TEST_SEEDS = range(1000, 1024)
@@ -107,31 +121,31 @@ def scene(seed: int) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
 
 @torch.no_grad()
 def scored_candidates(predictor: Predictor, image: np.ndarray, masks: list[np.ndarray]) -> dict:
-    """Every grid point's three masks (no filter yet), as automatic.generate makes them: predicted
+    """Every grid point's three masks (no filter yet), as predictor.generate makes them: predicted
     IoU, stability, box (N, 4) and IoU with each object (N, objects)."""
     predictor.set_image(image)
-    inner, sam, base = predictor.predictor, predictor.sam, automatic.Settings()
+    inner, sam, base = predictor.predictor, predictor.sam, Settings()
     h, w = inner.original_size
-    grid = automatic.point_grid(base.points_per_side) * np.array([w, h])
+    grid = point_grid(base.points_per_side) * np.array([w, h])
     gt = torch.as_tensor(np.stack(masks), device=sam.device)  # (objects, H, W)
     parts = []
-    step = automatic.points_per_batch(base, (h, w))
+    step = points_per_batch(base, (h, w))
     for i in range(0, len(grid), step):
-        c = automatic.point_masks(sam, automatic.sam_embedding(predictor), inner.input_size,
+        c = point_masks(sam, sam_embedding(predictor), inner.input_size,
                                   (h, w), grid[i:i + step], base.stability_score_offset)
         m = c.masks > sam.mask_threshold  # (n, H, W)
         inter = (m[:, None] & gt[None]).flatten(2).sum(-1)  # (n, objects)
         union = (m[:, None] | gt[None]).flatten(2).sum(-1)
-        parts.append((c.predicted_iou, c.stability, automatic.mask_boxes(m), inter / union))
+        parts.append((c.predicted_iou, c.stability, mask_boxes(m), inter / union))
     return {name: torch.cat([p[j] for p in parts]).cpu() for j, name in
             enumerate(("predicted_iou", "stability", "boxes", "gt_iou"))}
 
 
-def selected(c: dict, settings: automatic.Settings) -> torch.Tensor:
-    """The candidates automatic.generate keeps with these settings: the filters, then box NMS."""
-    scores = automatic.Candidates(None, c["predicted_iou"], c["stability"], None)
-    index = torch.nonzero(automatic.passes(scores, settings)).flatten()
-    return index[automatic.nms(c["boxes"][index], c["predicted_iou"][index],
+def selected(c: dict, settings: Settings) -> torch.Tensor:
+    """The candidates generate keeps with these settings: the filters, then box NMS."""
+    scores = Candidates(None, c["predicted_iou"], c["stability"], None)
+    index = torch.nonzero(passes(scores, settings)).flatten()
+    return index[nms(c["boxes"][index], c["predicted_iou"][index],
                                settings.box_nms_thresh)]
 
 
@@ -140,7 +154,7 @@ def grid_scores(candidates: list[dict]) -> list[dict]:
     rows = []
     for t_iou in GRID_PRED_IOU:
         for t_stab in GRID_STABILITY:
-            settings = automatic.Settings(pred_iou_thresh=t_iou, stability_score_thresh=t_stab)
+            settings = Settings(pred_iou_thresh=t_iou, stability_score_thresh=t_stab)
             found = objects = spurious = kept = 0
             for c in candidates:
                 gt_iou = c["gt_iou"][selected(c, settings)]  # (kept, objects)
@@ -169,7 +183,7 @@ def choose(rows: list[dict]) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def measure(predictor: Predictor, settings: automatic.Settings) -> dict:
+def measure(predictor: Predictor, settings: Settings) -> dict:
     """Per test scene: the share found and, on the found objects, SAM's and SAMA's IoU and BIoU
     (SAMA refined from the box of the kept mask that covers the object best); beside them, like
     for like, SAM's mask from that same box (the predictor's "sam" map of the same call)."""
@@ -177,7 +191,7 @@ def measure(predictor: Predictor, settings: automatic.Settings) -> dict:
     for seed in TEST_SEEDS:
         image, masks, kinds = scene(seed)
         predictor.set_image(image)
-        found = automatic.find_objects(predictor, settings)
+        found = find_objects(predictor, settings)
         rows = []
         for gt, kind in zip(masks, kinds):
             ious = [mask_iou(f.mask, gt) for f in found]
@@ -186,7 +200,7 @@ def measure(predictor: Predictor, settings: automatic.Settings) -> dict:
             per_kind["thin" if kind in THIN else "solid"][0] += hit
             per_kind["thin" if kind in THIN else "solid"][1] += 1
             if hit:
-                maps = automatic.refine(predictor, [found[j].box])[0]
+                maps = refine(predictor, [found[j].box])[0]
                 sama, sam_box = maps["mask"], maps["sam"]
                 rows.append((ious[j], boundary_iou(found[j].mask, gt), mask_iou(sama, gt),
                              boundary_iou(sama, gt), mask_iou(sam_box, gt),
@@ -258,15 +272,15 @@ def study(args) -> int:
                   "validation": {"seeds": [VAL_SEEDS.start, VAL_SEEDS.stop - 1],
                                  "found": round(chosen["found"], 4),
                                  "spurious_per_scene": round(chosen["spurious"], 3)}}
-        path = automatic.thresholds_file(STANDIN_SAM)
+        path = thresholds_file(STANDIN_SAM)
         write_text(json.dumps(record, indent=1) + "\n", path)
         print(f"chosen: pred_iou_thresh {chosen['pred_iou_thresh']}, stability_score_thresh "
               f"{chosen['stability_score_thresh']} (found {chosen['found']:.3f}, spurious "
               f"{chosen['spurious']:.2f} per scene); written to {path}")
     predictor = Predictor.from_checkpoint(STANDIN_SAMA, STANDIN_SAM)
-    settings = automatic.settings_for(predictor.sam)
+    settings = settings_for(predictor.sam)
     print(f"thresholds: pred_iou_thresh {settings.pred_iou_thresh}, stability_score_thresh "
-          f"{settings.stability_score_thresh} ({automatic.thresholds_file(STANDIN_SAM).name})")
+          f"{settings.stability_score_thresh} ({thresholds_file(STANDIN_SAM).name})")
     print(report(measure(predictor, settings)))
     print(f"({time.perf_counter() - start:.0f} s)")
     return 0

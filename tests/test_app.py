@@ -389,11 +389,15 @@ def test_a_box_partly_outside_is_clipped_and_said(server):
 @pytest.fixture
 def coarse_grid(monkeypatch):
     """The stand-in's recorded thresholds on an 8 x 8 grid of points (a quick test)."""
-    import automatic
+    import predictor
 
-    recorded = automatic.settings_for
-    monkeypatch.setattr(automatic, "settings_for",
-                        lambda sam: replace(recorded(sam), points_per_side=8))
+    recorded = predictor.settings_for
+
+    def coarse(sam):
+        return replace(recorded(sam), points_per_side=8)
+
+    monkeypatch.setattr(app, "settings_for", coarse)  # as app.py imported it
+    monkeypatch.setattr(predictor, "settings_for", coarse)  # predict.py imports it as it runs
 
 
 def test_every_object_and_its_downloads_equal_predict_py(server, tmp_path, coarse_grid):

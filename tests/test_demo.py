@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import contact_sheet
 import demo
+import scoring
 from load_sam_weights import load_sam, load_sama, read_checkpoint, read_sama_checkpoint
 from miniature import recipe, synthetic
 
@@ -97,10 +97,10 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
 
     # eight thin structures and three mattes, six columns of equal cells under one header row
     sheet = Image.open(out / "contact_sheet.png")
-    step = contact_sheet.VIS_CELL + 4
+    step = scoring.VIS_CELL + 4
     rows = len(demo.SHEET_THIN) + len(demo.SHEET_MATTES)
-    assert sheet.size == (len(contact_sheet.VIS_COLUMNS) * step - 4,
-                          contact_sheet.VIS_HEADER + rows * step)
+    assert sheet.size == (len(scoring.VIS_COLUMNS) * step - 4,
+                          scoring.VIS_HEADER + rows * step)
 
     # a second run trains nothing again (the finished live run is kept)
     before = (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes()

@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import sama_maps
 
-import contact_sheet
 import data
 import evaluate
 import outputs
@@ -141,8 +140,8 @@ def test_dis_files_keys_and_scores_equal_metrics_on_the_pngs(toy, checkpoints, d
     assert "| HCE (binary) |" in md and f"| {report['scores']['HCE']:.1f} |" in md
     from PIL import Image
     vis = Image.open(dis_run / "vis.png")
-    step = contact_sheet.VIS_CELL + 4  # two rows of six equal cells under one header
-    assert vis.size == (6 * step - 4, contact_sheet.VIS_HEADER + 2 * step)
+    step = scoring.VIS_CELL + 4  # two rows of six equal cells under one header
+    assert vis.size == (6 * step - 4, scoring.VIS_HEADER + 2 * step)
 
 
 def test_score_segmentation_equals_the_evaluated_split(toy, checkpoints, dis_run):

@@ -69,9 +69,8 @@ def test_find_cycle_sees_a_circle():
 
 
 def test_the_root_holds_the_method_and_the_readers_commands_only():
-    # "at most about 16" (the style guide): 16, foreground.py (the cut-out's colours) and
-    # automatic.py (every object of an image: SAM's automatic masks, refined by SAMA)
-    assert len([name for name in MODULES if "." not in name]) <= 18
+    # "at most about 16" (the style guide)
+    assert len([name for name in MODULES if "." not in name]) <= 16
 
 
 # demo.py is the miniature's door at the root: it trains and scores on the miniature's benchmark

@@ -429,12 +429,12 @@ def scene_image(tmp_path_factory) -> Path:
 @pytest.fixture
 def coarse_grid(monkeypatch):
     """The stand-in's recorded thresholds on an 8 x 8 grid of points (a quick test)."""
-    import automatic
+    import predictor as predictor_module  # predict.py imports settings_for when it runs
 
-    recorded = automatic.settings_for
-    monkeypatch.setattr(automatic, "settings_for",
+    recorded = predictor_module.settings_for
+    monkeypatch.setattr(predictor_module, "settings_for",
                         lambda sam: replace(recorded(sam), points_per_side=8))
-    return automatic
+    return predictor_module
 
 
 def everything(image: Path, prefix: Path, *extra) -> int:
