@@ -28,7 +28,8 @@ from PIL import Image
 
 from miniature import synthetic
 from readers import image_files
-from sam import PIXEL_MEAN, PIXEL_STD, SamConfig, prompt_tensors  # the root is on sys.path
+from sam import PIXEL_MEAN, PIXEL_STD, Sam, SamConfig, prompt_tensors  # the root is on sys.path
+from sama import SAMA
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMA_PT, SAM_PTH = ROOT / "weights" / "sama_standin.pt", ROOT / "weights" / "sam_standin.pth"
@@ -175,6 +176,18 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
     missed = keys - done
     assert not missed, f"randomize_ left tensors untouched: {sorted(missed)[:5]}"
     return model
+
+
+def random_sama(cfg: SamConfig, seed: int, **switches) -> SAMA:
+    """A SAMA of SAM config cfg with every tensor random (randomize_), its BatchNorm variances
+    positive; switches: SAMA's (use_mvle=False, ...)."""
+    torch.manual_seed(0)
+    sama = randomize_(SAMA(Sam(cfg), **switches), seed=seed).eval()
+    with torch.no_grad():
+        for m in sama.modules():  # randomize_ draws variances of either sign: make them variances
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.abs_().add_(0.1)
+    return sama
 
 
 DEFAULT_THREADS = torch.get_num_threads()

@@ -5,8 +5,7 @@ split; a bad box is named."""
 
 import numpy as np
 import pytest
-import torch
-from conftest import SAM_PTH, SAMA_PT, random_image, randomize_
+from conftest import SAM_PTH, SAMA_PT, random_image, random_sama
 
 from benchmarks.benchmark import prompt_memory
 from frame import BATCH_BYTES, PromptError, prompt_bytes
@@ -27,24 +26,13 @@ LABELS = np.array([[1, 0], [1, 1], [1, 0]])
 TOLERANCE = 1e-5
 
 
-def random_sama(seed: int, **switches) -> SAMA:
-    """The stand-in's size with every tensor random, its BatchNorm variances positive."""
-    torch.manual_seed(0)
-    sama = randomize_(SAMA(Sam(SAM_VARIANTS["tiny"]), **switches), seed=seed).eval()
-    with torch.no_grad():
-        for m in sama.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.abs_().add_(0.1)
-    return sama
-
-
 @pytest.fixture(scope="module")
 def standin() -> SAMA:
     return load_sama(SAMA_PT, SAM_PTH)
 
 
 def predictors(standin: SAMA) -> dict[str, Predictor]:
-    randomised = random_sama(3)
+    randomised = random_sama(SAM_VARIANTS["tiny"], 3)
     return {"SAMA stand-in": Predictor(standin), "SAM stand-in": Predictor(standin.sam),
             "SAMA random": Predictor(randomised, TASKS), "SAM random": Predictor(randomised.sam)}
 

@@ -17,7 +17,7 @@ from PIL import Image
 pytest.importorskip("onnxruntime", reason="pip install -r requirements-onnx.txt")
 pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
 
-from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, randomize_  # noqa: E402
+from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, random_sama  # noqa: E402
 
 import predict  # noqa: E402
 from deploy import export_onnx  # noqa: E402
@@ -46,17 +46,6 @@ def prompts(h: int, w: int) -> list[dict]:
          "box": np.array([0.3 * w, 0.1 * h, 0.6 * w, 0.5 * h])},
         {"points": many, "labels": np.arange(9) % 2},
     ]
-
-
-def random_sama(cfg, seed: int, **switches) -> SAMA:
-    """A SAMA with every tensor random (conftest.randomize_), its BatchNorm variances positive."""
-    torch.manual_seed(0)
-    sama = randomize_(SAMA(Sam(cfg), **switches), seed=seed).eval()
-    with torch.no_grad():
-        for m in sama.modules():  # randomize_ draws variances of either sign: make them variances
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.abs_().add_(0.1)
-    return sama
 
 
 @pytest.fixture(scope="module")
