@@ -121,7 +121,7 @@ def run(args) -> int:
               for image, alpha, *_ in readers.composition1k_pairs(bench / "AIM")}
     rows = scoring.contact_rows(predictor, "seg", [thin[i] for i in SHEET_THIN])
     rows += scoring.contact_rows(predictor, "matting",
-                                       [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
+                                 [mattes[f"test_{j:04d}_0.png"] for j in SHEET_MATTES])
     scoring.contact_sheet(rows, out / "contact_sheet.png")
     print(f"contact sheet: {out / 'contact_sheet.png'}")
     print(f"done in {time.time() - t0:.0f} s. A miniature: the mechanism, not the paper's results.")

@@ -287,7 +287,23 @@ def infer_variant(state_dict: Mapping) -> Optional[str]:
 def check_sam_state_dict(
     state_dict: dict, variant: Union[str, SamConfig, None] = None, source: str = "state dict"
 ) -> SamConfig:
-    """Check a SAM state dict key for key and shape for shape; returns its configuration.
+    """Check a SAM state dict key for key and shape for shape, against a SAM of its configuration
+    built on the meta device (nothing allocated); returns the configuration (sam_config).
+
+    (The loaders check against the model they load into instead, load_sam and load_sama: the meta
+    device's random initialisation imports torch._dynamo, 1.2 s of every command's start.)
+    """
+    cfg = sam_config(state_dict, variant, source)
+    with torch.device("meta"):
+        expected = Sam(cfg).state_dict()
+    check_keys_and_shapes(state_dict, expected, source)
+    return cfg
+
+
+def sam_config(
+    state_dict: dict, variant: Union[str, SamConfig, None] = None, source: str = "state dict"
+) -> SamConfig:
+    """A SAM state dict's configuration, from its shapes (no tensor read but their shapes).
 
     variant: a name in SAM_VARIANTS, a SamConfig (custom sizes), or None to infer it from the
     shapes.
@@ -316,9 +332,6 @@ def check_sam_state_dict(
         )
     else:
         cfg = SAM_VARIANTS[found]
-    with torch.device("meta"):  # the expected keys and shapes, without allocating the weights
-        expected = Sam(cfg).state_dict()
-    check_keys_and_shapes(state_dict, expected, source)
     return cfg
 
 
@@ -333,10 +346,12 @@ def load_sam(
     one warning line. model.checkpoint_record: the file and the SHA-256 of the bytes loaded.
     """
     state_dict, sha256 = read_checkpoint_and_sha256(checkpoint)
-    cfg = check_sam_state_dict(state_dict, variant, source=os.fspath(checkpoint))
-    check_float32_and_finite(state_dict, os.fspath(checkpoint))
+    cfg = sam_config(state_dict, variant, source=os.fspath(checkpoint))
     with torch.device(device):
         model = Sam(cfg)
+    # key for key and shape for shape, against the model that loads them
+    check_keys_and_shapes(state_dict, model.state_dict(), os.fspath(checkpoint))
+    check_float32_and_finite(state_dict, os.fspath(checkpoint))
     model.load_state_dict(state_dict, strict=True)  # cannot fail after the checks above
     model.checkpoint_record = CheckpointRecord(os.path.abspath(checkpoint), sha256)
     return model.eval()
@@ -527,7 +542,7 @@ def load_sama(
     else:
         sam_path = find_sam_file(source, recorded)
     sam_state, sam_sha256 = read_checkpoint_and_sha256(sam_path)
-    sam_cfg = check_sam_state_dict(sam_state, None, source=sam_path)
+    sam_cfg = sam_config(sam_state, None, source=sam_path)
     if sam_cfg.name != config["variant"]:
         raise CheckpointError(
             f"{sam_path}: a {sam_cfg.name} SAM, but {source} was trained on {config['variant']}"
@@ -538,16 +553,15 @@ def load_sama(
             f"(sha256 {sam_sha256[:12]}..., expected {recorded['sha256'][:12]}... of "
             f"{recorded['file']})"
         )
-    with torch.device("meta"):
-        expected = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"],
-                        config["mvle_attention"]).state_dict()
-    expected = {k: v for k, v in expected.items() if not k.startswith("sam.")}
-    check_keys_and_shapes(ckpt["state_dict"], expected, source)
-    check_float32_and_finite(sam_state, sam_path)
-    check_float32_and_finite(ckpt["state_dict"], source)
     with torch.device(device):
         model = SAMA(Sam(sam_cfg), config["use_mvle"], config["use_local_adapter"],
                      config["mvle_attention"])
+    # key for key and shape for shape, against the model that loads them
+    check_keys_and_shapes(sam_state, model.sam.state_dict(), sam_path)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("sam.")}
+    check_keys_and_shapes(ckpt["state_dict"], expected, source)
+    check_float32_and_finite(sam_state, sam_path)
+    check_float32_and_finite(ckpt["state_dict"], source)
     model.load_state_dict(
         {**ckpt["state_dict"], **{f"sam.{k}": v for k, v in sam_state.items()}}, strict=True
     )
