@@ -102,17 +102,34 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     assert sheet.size == (len(scoring.VIS_COLUMNS) * step - 4,
                           scoring.VIS_HEADER + rows * step)
 
-    # a second run trains nothing again (the finished live run is kept)
+
+def test_a_rerun_trains_nothing_again_and_another_length_trains_beside_it(tmp_path, capsys,
+                                                                          monkeypatch):
+    """The live runs, with evaluate.py's scoring left out (a stand-in that records the folders
+    it is asked to score; the scores themselves: the test above)."""
+    monkeypatch.setattr(synthetic, "COUNTS", SMALL)
+    scored = []
+
+    def scores_stand_in(model, split, option, root, dest, limit):
+        scored.append(dest.name)
+        return {key: 0.0 for key in (*demo.THIN_KEYS, "SAD", "MSE")}
+
+    monkeypatch.setattr(demo, "scores", scores_stand_in)
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
     before = (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes()
+    # a second run trains nothing again (the finished live run is kept)
     assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
     assert (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes() == before
 
     # another --steps: a run of its own beside the first, scored into folders of its own (issue 22:
     # it ended on the first run's forced --resume)
+    scored.clear()
     assert demo.main(["--out", str(out), "--steps", "1", "--limit", "2"]) == 0
     assert "SAMA live (1 steps)" in capsys.readouterr().out
     assert (out / "sama-live-seed0-2steps" / "sama.pt").read_bytes() == before
     assert read_checkpoint(out / "sama-live-seed0-1steps" / "last.pt")["step"] == 1
+    assert "live-seed0-1steps-DIS-TE1" in scored and "live-seed0-2steps-DIS-TE1" not in scored
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--limit", "-1"]])
