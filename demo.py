@@ -2,12 +2,12 @@
 
 1. Writes the synthetic fine-structure benchmark (synthetic.py) to OUT/bench, once.
 2. Trains a SAMA live on the shipped stand-in SAM (weights/sam_standin.pth, frozen): --steps steps
-   of train.py with the study's recipe (recipe.RECIPE), which runs 600.
+   of train.py with the study's recipe (recipe.RECIPE), which runs 1200.
 3. Scores three models with evaluate.py on the thin-structure test split (DIS5K/DIS-TE1, GT-box
    prompts; every model's probability map and binary mask, each score naming its map) and on the
    matting test (Composition-1K style, box of alpha > 0): plain SAM, the shipped SAMA
-   (weights/sama_standin.pt: the study's full model with seed 0, made by
-   `python -m miniature.ablate`) and the one trained here; prints the table.
+   (weights/sama_standin.pt: the study's full model with seed 0 trained 5x as long,
+   recipe.SHIPPED_RECIPE) and the one trained here; prints the table.
 4. Writes OUT/contact_sheet.png with the shipped SAMA: one thin structure of eight kinds (lines,
    mesh, rings, branch, creature, frame, plant, text) and three mattes (person, glass, lace), the
    first test image of each kind.
@@ -31,7 +31,14 @@ import scoring
 from load_sam_weights import STANDIN_SAMA, CheckpointError
 from metrics import column
 from miniature import recipe, synthetic
-from miniature.recipe import RECIPE, STANDIN_SAM, evaluate_command, run_command, train_command
+from miniature.recipe import (
+    RECIPE,
+    SHIPPED_RECIPE,
+    STANDIN_SAM,
+    evaluate_command,
+    run_command,
+    train_command,
+)
 from outputs import provenance
 from predictor import Predictor
 
@@ -93,7 +100,7 @@ def run(args) -> int:
 
     print("[3/4] plain SAM, the shipped SAMA and the live SAMA on the two test splits")
     models = (("SAM", "SAM (stand-in)", ["--model", "sam"]),
-              ("shipped", f"SAMA shipped ({RECIPE['steps']} steps)",
+              ("shipped", f"SAMA shipped ({SHIPPED_RECIPE['steps']} steps)",
                ["--checkpoint", str(SHIPPED_SAMA)]),
               (live_tag, f"SAMA live ({args.steps} steps)",
                ["--checkpoint", str(live / "sama.pt")]))

@@ -61,7 +61,7 @@ def test_demo_runs_end_to_end_in_short(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--steps", "2", "--limit", "2"]) == 0
     printed = capsys.readouterr().out
-    shipped = f"SAMA shipped ({recipe.RECIPE['steps']} steps)"
+    shipped = f"SAMA shipped ({recipe.SHIPPED_RECIPE['steps']} steps)"
     for row in ("SAM (stand-in)", shipped, "SAMA live (2 steps)"):
         assert row in printed
     assert "thin structures (DIS-TE1)" in printed and "matting test" in printed
