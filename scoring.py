@@ -239,6 +239,7 @@ def predict_split(predictor: Predictor, kind: str, gt: np.ndarray, stem: str,
         for k in POINT_COUNTS
     ]
 
+
 # ----------------------------------------------------------------------------------------------
 # The contact sheet: one row per image of image with the prompt | GT | SAM | SAMA mask | SAMA
 # alpha | error map, every cell the same size under one header (evaluate.py --vis, the demo)
