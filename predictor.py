@@ -81,7 +81,9 @@ class Predictor:
         self.model = model
         self.threshold = threshold
         self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
-        self.predictor = SamaPredictor(model) if self.is_sama else SamPredictor(model.eval())
+        # SAMA: only the trained heads' passes run
+        self.predictor = (SamaPredictor(model, self.tasks) if self.is_sama
+                          else SamPredictor(model.eval()))
         self.sam = model.sam if self.is_sama else model
         self.size: tuple[Optional[int], Optional[int]] = (None, None)  # (H, W) once set_image ran
         self.batch_size = batch_size_for(model)  # prompts in one pass of the decoders
@@ -127,8 +129,10 @@ class Predictor:
                 for obj in objects]
         prompts = [None if row[0] is None else torch.cat(row) for row in zip(*rows)]
         if self.is_sama:
-            maps = self.predictor.predict_torch(*prompts)  # seg_logits, alpha, sam_logits
-            maps["seg"] = torch.sigmoid(maps["seg_logits"])  # the probability map the field scores
+            # seg_logits and alpha of the trained heads, sam_logits
+            maps = self.predictor.predict_torch(*prompts)
+            if "seg_logits" in maps:  # the probability map the field scores
+                maps["seg"] = torch.sigmoid(maps["seg_logits"])
         else:
             masks, _, _ = self.predictor.predict_torch(*prompts, multimask_output=False,
                                                        return_logits=True)
@@ -139,7 +143,7 @@ class Predictor:
         sam = maps["sam_logits"] > self.sam.mask_threshold  # as SamPredictor thresholds
         if not self.is_sama:
             return {"seg": maps["seg"], "mask": sam, "alpha": sam.astype(np.float32), "sam": sam}
-        seg, alpha = maps["seg"], maps["alpha"]
+        seg, alpha = maps.get("seg"), maps.get("alpha")
         if "seg" not in self.tasks:  # matting only: the alpha as the segmentation probability map
             seg = alpha
         if "matting" not in self.tasks:  # segmentation only: the probability as the alpha

@@ -565,8 +565,11 @@ class SamaPredictor:
     (loading weights in place is fine).
     """
 
-    def __init__(self, sama: SAMA) -> None:
+    def __init__(self, sama: SAMA, tasks: tuple[str, ...] = TASKS) -> None:
+        """tasks: the heads whose pass a prompt runs (a model trained for one task: that one; the
+        other head's pass, untrained, is not run)."""
         self.model = sama.eval()
+        self.tasks = tuple(t for t in TASKS if t in tasks)
         self.features: Optional[ImageFeatures] = None
         # prompt shape -> (graph, its inputs, its outputs); the graphs share one memory pool:
         # each replay's outputs are read before the next
@@ -602,32 +605,39 @@ class SamaPredictor:
     ) -> dict[str, torch.Tensor]:
         """B prompts in frame pixels (sam.prompt_tensors, one row each): points (B, N, 2), labels
         (B, N), boxes (B, 4). Returns SAMA.forward's maps at the image's size, float32: "seg_logits"
-        (B, H, W), "alpha" (B, H, W) in [0, 1] and plain SAM's single-mask "sam_logits" (B, H, W).
+        (B, H, W) and "alpha" (B, H, W) in [0, 1], each where its task is in self.tasks, and plain
+        SAM's single-mask "sam_logits" (B, H, W).
         The decoders run once over the B prompts (_decode); each prompt's maps equal its own call's
         within float rounding (tests/test_batch.py)."""
         S = self.model.sam.config.image_size
         prompts = (point_coords, point_labels, boxes)
         decode = self._decode_graphed if self.model.sam.device.type == "cuda" else self._decode
         sam_logits, seg_logits, alpha = decode(prompts)
-        # both SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
-        maps = torch.cat([seg_logits, alpha], 1).float()
-        seg, alpha = postprocess_masks(maps, S, self.input_size, self.original_size).unbind(1)
-        alpha = alpha.clamp(0, 1)  # the resize's rounding can step one ulp past 1 where alpha is 1
+        decoded = {name: m for name, m in (("seg_logits", seg_logits), ("alpha", alpha))
+                   if m is not None}
+        # the SAMA maps (8G) in one resize; SAM's (4G) as SamPredictor resizes it
+        maps = torch.cat(list(decoded.values()), 1).float()
+        maps = postprocess_masks(maps, S, self.input_size, self.original_size).unbind(1)
+        out = dict(zip(decoded, maps))
+        if "alpha" in out:  # the resize's rounding can step one ulp past 1 where alpha is 1
+            out["alpha"] = out["alpha"].clamp(0, 1)
         sam_mask = postprocess_masks(sam_logits.float(), S, self.input_size, self.original_size)
-        return {"seg_logits": seg, "alpha": alpha, "sam_logits": sam_mask[:, 0]}
+        return {**out, "sam_logits": sam_mask[:, 0]}
 
-    def _decode(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _decode(self, prompts: tuple) -> tuple:
         """SAM's logits (B, 1, 4G, 4G), SAMA's segmentation logits and alpha (B, 1, 8G, 8G) for
-        B prompts: SAM's decoder once over them, then each SAMA task's pass once over them
-        (decode_tasks)."""
+        B prompts: SAM's decoder once over them, then each of self.tasks' passes once over them
+        (decode_tasks); a task not in self.tasks gives None."""
         points, labels, boxes = prompts
         sam_logits = self.model.sam.decode(self.features.F_I, *prompts)[0]
         sparse, dense = self.model.sam.prompt_encoder(
             (points, labels) if points is not None else None, boxes, None)
-        seg_logits, alpha = self.model.decode_tasks(self.features, TASKS, sparse, dense)
-        return sam_logits, seg_logits, torch.sigmoid(alpha)
+        maps = dict(zip(self.tasks, self.model.decode_tasks(self.features, self.tasks, sparse,
+                                                            dense)))
+        alpha = maps.get("matting")
+        return sam_logits, maps.get("seg"), None if alpha is None else torch.sigmoid(alpha)
 
-    def _decode_graphed(self, prompts: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _decode_graphed(self, prompts: tuple) -> tuple:
         """_decode replayed from a CUDA graph; the outputs are overwritten by the next replay."""
         amp = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
         key = (tuple(None if p is None else tuple(p.shape) for p in prompts), amp)

@@ -315,15 +315,26 @@ def test_an_untrained_head_is_refused_in_one_line(toy, checkpoints, single_task,
     assert not out.exists()  # refused before anything was written
 
 
-def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, checkpoints):
+def test_predictor_reads_a_single_task_model_through_its_trained_head(toy, checkpoints,
+                                                                     monkeypatch):
     model = load_sama(checkpoints[1], device=DEVICE)
     image_path, gt_path = readers.dis_pairs(toy, "DIS-VD")[0]
     box = data.mask_to_box(readers.load_mask(gt_path) > 128)
+    passes = []  # the SAMA passes a prompt runs: the trained heads' only
+    decode_embedded = model.decode_embedded
+
+    def counted(features, task, *rest):
+        passes.append(task)
+        return decode_embedded(features, task, *rest)
+
+    monkeypatch.setattr(model, "decode_embedded", counted)
     maps = {}
     for tasks in (["seg"], ["matting"], ["matting", "seg"]):
         predictor = Predictor(model, tasks)
         predictor.set_image(readers.load_image(image_path))
+        passes.clear()
         maps[tasks[0] if len(tasks) == 1 else "both"] = predictor.predict(box=box)
+        assert sorted(passes) == sorted(tasks)
     both = maps["both"]
     assert not np.array_equal(both["seg"], both["alpha"])
     for key in ("seg", "alpha"):
