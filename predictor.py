@@ -156,7 +156,9 @@ def batch_size_for(model: Union[SAMA, Sam], budget: int = BATCH_BYTES) -> int:
     two tasks' passes (one at a time) beside SAM's pass, or SAM's pass alone."""
     sam = model.sam if isinstance(model, SAMA) else model
     cfg = sam.config
-    tasks = len(TASKS) if isinstance(model, SAMA) else 0  # SamaPredictor runs both heads
+    # both heads' passes counted, as a model of both tasks runs them (a one-task model, which
+    # runs one, gets the same, smaller-than-needed batch)
+    tasks = len(TASKS) if isinstance(model, SAMA) else 0
     return frame_batch_size(cfg.grid_size, cfg.prompt_embed_dim, cfg.image_size, tasks, budget)
 
 
