@@ -1,9 +1,8 @@
 """Tables 3, 4 and 5 in miniature: the paper's ablations on the stand-in SAM, with error bars.
 
     python -m miniature.ablate             # the study: 8 trained configurations x 3 seeds, and
-                                           # SAM: 25 runs, about 173 min on 2 cores (a trained
-                                           # run took 857 s, two at a time: the time is not yet
-                                           # measured whole)
+                                           # SAM: 25 runs, about 140 min on 2 cores, two at a
+                                           # time (from its runs' times: ablation/README.md)
     python -m miniature.ablate --quick     # every configuration end to end in a few steps (tests/)
     python -m miniature.ablate --per-kind  # after the study: its scores per kind of structure and
                                            # of matte
