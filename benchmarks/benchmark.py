@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from frame import prompt_bytes
 from miniature import synthetic
@@ -91,6 +92,15 @@ def peak_memory(fn: Callable, device: torch.device) -> str:
         return f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB (GPU)"
     fn()
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB (process RSS)"
+
+
+def multiply_adds(fn: Callable) -> int:
+    """The multiply-adds fn runs in matrix products and convolutions (PyTorch's FlopCounterMode
+    counts two FLOPs per multiply-add, and nothing elementwise): the arithmetic a run cannot
+    avoid, whatever its kernels' speed."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() // 2
 
 
 def test_image(image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +193,7 @@ def bench(
         SAMA.fast_prompt = True
         mem_sam = peak_memory(sam_image, device)
         mem_sama = peak_memory(sama_image, device)
+        macs = {name: multiply_adds(runs[name]) for name in ("sam_image", "sama_prompt")}
 
     ms = {k: f"{v * 1e3:9.1f} ms" for k, v in med.items()}
     print(f"\n{label(variant, image_size, device, dtype, reps)}")
@@ -206,6 +217,9 @@ def bench(
     print(f"  fast / textbook form per prompt: {fast / textbook:.2f}x; SAMA per prompt / SAM per "
           f"image: {fast / med['sam_image']:.1%} (fast), {textbook / med['sam_image']:.1%} "
           f"(textbook)")
+    print(f"  multiply-adds (matrix products and convolutions): SAM per image "
+          f"{macs['sam_image'] / 1e9:.2f} G, SAMA per prompt {macs['sama_prompt'] / 1e9:.2f} G: "
+          f"{macs['sama_prompt'] / macs['sam_image']:.1%} of SAM's image (the time's share above)")
     print(f"  peak memory: SAM {mem_sam}, SAMA {mem_sama}")
     if with_meta:
         print(f"  Meta's SAM on the same weights: per image {ms['meta_image']} "

@@ -29,9 +29,18 @@ def test_meta_predictor_runs_our_weights(official):
 def test_side_by_side_prints_every_row(official, capsys):
     benchmark.bench("tiny", 256, torch.device("cpu"), reps=1, dtype=torch.float32, with_meta=True)
     out = capsys.readouterr().out
-    for row in ("per image : SAM", "the encoder alone", "per prompt: SAM", "peak memory",
-                "Meta's SAM on the same weights"):
+    for row in ("per image : SAM", "the encoder alone", "per prompt: SAM", "multiply-adds",
+                "peak memory", "Meta's SAM on the same weights"):
         assert row in out, row
+
+
+def test_multiply_adds_counts_by_hand():
+    """A (2, 4) @ (4, 3) linear layer: 24 multiply-adds; a 3x3 convolution of 2 -> 5 channels
+    over 6 x 7 outputs: 9 * 2 * 5 * 42 = 3780; an elementwise op: none."""
+    linear, conv = torch.nn.Linear(4, 3), torch.nn.Conv2d(2, 5, 3, padding=1)
+    assert benchmark.multiply_adds(lambda: linear(torch.zeros(2, 4))) == 24
+    assert benchmark.multiply_adds(lambda: conv(torch.zeros(1, 2, 6, 7))) == 3780
+    assert benchmark.multiply_adds(lambda: torch.zeros(9).sigmoid()) == 0
 
 
 def test_many_prints_a_row_per_count(capsys):
