@@ -1,5 +1,6 @@
-"""SAM vs SAMA, side by side in one run: time per image, time per prompt, peak memory; the
-parameter overhead; and each optimisation the code keeps against its textbook form.
+"""SAM vs SAMA, side by side in one run: time per image, time per prompt, peak memory, and the
+multiply-adds of SAM's image and of SAMA's prompt; the parameter overhead; and each optimisation
+the code keeps against its textbook form.
 
     python -m benchmarks.benchmark           # tiny at 256 px and ViT-B at 512 px (CPU-friendly)
     python -m benchmarks.benchmark --variants vit_b --image-size 1024 --device cuda [--bf16]
