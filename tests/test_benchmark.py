@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmarks import benchmark
 
@@ -36,10 +37,13 @@ def test_side_by_side_prints_every_row(official, capsys):
 
 def test_multiply_adds_counts_by_hand():
     """A (2, 4) @ (4, 3) linear layer: 24 multiply-adds; a 3x3 convolution of 2 -> 5 channels
-    over 6 x 7 outputs: 9 * 2 * 5 * 42 = 3780; an elementwise op: none."""
+    over 6 x 7 outputs: 9 * 2 * 5 * 42 = 3780; attention of 2 heads, 8 queries on 8 keys of 4
+    channels: 2 * 8 * 8 * 4 for the scores and as many for the values, 1024; elementwise: none."""
     linear, conv = torch.nn.Linear(4, 3), torch.nn.Conv2d(2, 5, 3, padding=1)
     assert benchmark.multiply_adds(lambda: linear(torch.zeros(2, 4))) == 24
     assert benchmark.multiply_adds(lambda: conv(torch.zeros(1, 2, 6, 7))) == 3780
+    q = torch.zeros(1, 2, 8, 4)
+    assert benchmark.multiply_adds(lambda: F.scaled_dot_product_attention(q, q, q)) == 1024
     assert benchmark.multiply_adds(lambda: torch.zeros(9).sigmoid()) == 0
 
 
