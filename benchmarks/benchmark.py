@@ -10,6 +10,7 @@ the code keeps against its textbook form.
     python -m benchmarks.benchmark --train --variants vit_l --device cuda [--compile]  # train.py
     python -m benchmarks.benchmark --onnx [--device cuda]  # SAMA in PyTorch and in ONNX
     python -m benchmarks.benchmark --many --objects 1 8 32  # B boxes in one call vs B calls
+    python -m benchmarks.benchmark --profile --variants vit_b --image-size 1024  # by operator
 
 Per image = set_image (encoder; SAMA: five views and MVLE) + one box prompt.
 Per prompt = one more box prompt on the cached image features (SAMA: its two task passes and the
@@ -20,17 +21,20 @@ SAM and SAMA back to back and the medians are compared, so a noisy machine affec
 of each in a fresh process (the ONNX one without torch).
 --many: the time per object of B boxes in one Predictor.predict call against B calls of one box,
 PyTorch and ONNX (--no-onnx: PyTorch only), for each B of --objects (default 1 8 32).
+--profile: where a prompt's and an image's time goes on the CPU, operator by operator (PyTorch's
+profiler; with --onnx, onnxruntime's profile of the ONNX image graph beside it).
 Random weights: speed does not depend on their values. A reduced --image-size keeps every layer
 but shrinks the token grid (labelled). BENCHMARKS.md holds the numbers.
-One kind of run at a time (--params, --train, --optimisations, --onnx, --many or the side-by-side
-run); an option another kind would ignore (--steps elsewhere than --train, --objects elsewhere than
---many, --meta beside another kind,
---bf16 or --image-size with --params or --train) is refused.
+One kind of run at a time (--params, --train, --optimisations, --onnx, --many, --profile or the
+side-by-side run; --onnx beside --profile adds the ONNX graph); an option another kind would
+ignore (--steps elsewhere than --train, --objects elsewhere than --many, --meta beside another
+kind, --bf16 or --image-size with --params or --train) is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import importlib.util
 import json
@@ -558,6 +562,91 @@ def bench_optimisations(variant: str, image_size: int, device: torch.device, rep
 
 
 # ----------------------------------------------------------------------------------------------
+# Where the time goes: python -m benchmarks.benchmark --profile [--onnx]
+# ----------------------------------------------------------------------------------------------
+
+
+def torch_operators(fn: Callable, reps: int, by_shape: bool) -> collections.Counter:
+    """Seconds per call of fn in each PyTorch operator (its self time, torch.profiler on the CPU)
+    over `reps` calls after one warm-up, keyed by the operator's name, and with by_shape by its
+    inputs' shapes too ("aten::addmm [128] [4096, 256] [256, 128]": bias, input, weight)."""
+    fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=by_shape) as prof:
+        for _ in range(reps):
+            fn()
+    times = collections.Counter()
+    for event in prof.key_averages(group_by_input_shape=by_shape):
+        shapes = " ".join(str(shape) for shape in event.input_shapes if shape) if by_shape else ""
+        times[f"{event.key} {shapes}".strip()] += event.self_cpu_time_total / 1e6
+    return collections.Counter({name: t / reps for name, t in times.items()})
+
+
+def onnx_operators(session, run: Callable, reps: int) -> collections.Counter:
+    """Seconds per call of `run` in each operator kind of an onnxruntime session made with
+    profiling on (onnxruntime_sessions' profile_prefix): the kernel times of its profile, over
+    `reps` calls after one warm-up. Ends the session's profiling."""
+    for _ in range(reps + 1):
+        run()
+    events = json.loads(Path(session.end_profiling()).read_text())
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e["name"] == "model_run")[1:]  # less warm-up
+    times = collections.Counter()
+    for e in events:
+        if (e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+                and any(start <= e["ts"] <= end for start, end in runs)):
+            times[e["args"]["op_name"]] += e["dur"] / 1e6 / len(runs)
+    return times
+
+
+def print_operators(title: str, wall: float, times: collections.Counter, rows: int) -> None:
+    """The `rows` slowest operators of a profile, with their share of its operators' total."""
+    total = sum(times.values())
+    print(f"  {title}: {wall * 1e3:,.1f} ms without the profiler; the operators' self times "
+          f"under it {total * 1e3:,.1f} ms, the slowest:")
+    for name, t in times.most_common(rows):
+        print(f"    {t * 1e3:9.1f} ms {t / total:6.1%}  {name}")
+
+
+def bench_profile(variant: str, image_size: int, reps: int, with_onnx: bool) -> None:
+    """A prompt (the predictor's three decoder passes and the resize; operators with their inputs'
+    shapes) and an image (set_image) of SAMA's Predictor, operator by operator; with_onnx:
+    the image through OnnxPredictor, its graph's operators by kind, on as many threads."""
+    cpu = torch.device("cpu")
+    _, sama = models(variant, image_size, cpu)
+    predictor = Predictor(sama, TASKS)
+    image, box = test_image(image_size)
+    threads = torch.get_num_threads()
+    print(f"\n{label(variant, image_size, cpu, torch.float32, reps)}, {threads} thread(s): "
+          f"by operator")
+    runs = {"prompt": lambda: predictor.predict(box=box),
+            "image": lambda: predictor.set_image(image)}
+    with torch.inference_mode():
+        predictor.set_image(image)
+        wall = medians(runs, cpu, reps)
+        prompt = torch_operators(runs["prompt"], reps, by_shape=True)
+        print_operators("SAMA per prompt", wall["prompt"], prompt, rows=20)
+        print_operators("SAMA per image, set_image", wall["image"],
+                        torch_operators(runs["image"], reps, by_shape=False), rows=8)
+    if not with_onnx:
+        return
+    from deploy.onnx_graphs import export_graphs  # requirements-onnx.txt: --onnx only
+    from deploy.sama_onnx import OnnxPredictor, onnxruntime_sessions
+    from load_sam_weights import DEFAULT_THRESHOLD
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "onnx"
+        export_graphs(sama, TASKS, DEFAULT_THRESHOLD, folder, weights={})
+        onnx_p = OnnxPredictor(folder, threads=threads)
+        onnx_wall = medians({"image": lambda: onnx_p.set_image(image)}, cpu, reps)["image"]
+        onnx_p.sessions = onnxruntime_sessions(folder, onnx_p.manifest, None, threads,
+                                               profile_prefix=str(Path(tmp) / "profile"))
+        times = onnx_operators(onnx_p.sessions["image"], lambda: onnx_p.set_image(image), reps)
+        print_operators("ONNX per image, set_image (onnxruntime's operator kinds)", onnx_wall,
+                        times, rows=8)
+
+
+# ----------------------------------------------------------------------------------------------
 # Training steps: python -m benchmarks.benchmark --train --variants vit_l --device cuda
 # ----------------------------------------------------------------------------------------------
 
@@ -666,9 +755,15 @@ def main(argv=None) -> None:
     p.add_argument("--objects", type=int, nargs="+", metavar="B",
                    help="--many: the numbers of boxes B (default 1 8 32)")
     p.add_argument("--no-onnx", action="store_true", help="--many: PyTorch only")
+    p.add_argument("--profile", action="store_true",
+                   help="a prompt and an image by operator on the CPU (--onnx: the ONNX image "
+                        "graph's beside)")
     args = p.parse_args(argv)
     # one kind of run; an option of another kind would be ignored
-    modes = [o for o in ("params", "train", "optimisations", "onnx", "many") if getattr(args, o)]
+    modes = [o for o in ("params", "train", "optimisations", "onnx", "many", "profile")
+             if getattr(args, o)]
+    if modes[-2:] == ["onnx", "profile"]:  # --onnx beside --profile: the ONNX graph's profile
+        modes.remove("onnx")
     if len(modes) > 1:
         p.error(f"--{modes[0]} and --{modes[1]}: one kind of benchmark per run")
     only_train = [o for o in ("steps", "batch_size", "workers", "compile")
@@ -701,6 +796,9 @@ def main(argv=None) -> None:
             p.error(f"{option} must be at least 1, got {value}")
     if args.meta and importlib.util.find_spec("segment_anything") is None:
         p.error("--meta needs Meta's package: pip install -r requirements-dev.txt")
+    if args.profile and (args.bf16 or torch.device(args.device).type != "cpu"):
+        p.error("--profile reads float32 operators on the CPU: give --device cpu, leave out "
+                "--bf16")
     if args.onnx and args.bf16:
         p.error("--onnx compares float32 graphs: leave out --bf16")
     onnx_packages = ("onnxruntime", "onnxscript")
@@ -708,7 +806,8 @@ def main(argv=None) -> None:
         p.error("--many compares float32 predictors: leave out --bf16")
     if ((args.onnx or (args.many and not args.no_onnx))
             and any(importlib.util.find_spec(m) is None for m in onnx_packages)):
-        p.error(f"--{modes[0]} needs the ONNX packages: pip install -r requirements-onnx.txt"
+        mode = "onnx" if args.onnx else "many"
+        p.error(f"--{mode} needs the ONNX packages: pip install -r requirements-onnx.txt"
                 + (" (or --no-onnx)" if args.many else ""))
     device = torch.device(args.device)
     if args.train:
@@ -726,6 +825,8 @@ def main(argv=None) -> None:
         dtype = torch.bfloat16 if args.bf16 else torch.float32
         if args.optimisations:
             bench_optimisations(variant, size, device, args.reps, dtype)
+        elif args.profile:
+            bench_profile(variant, size, args.reps, args.onnx)
         elif args.onnx:
             bench_onnx(variant, size, device, args.reps)
         elif args.many:

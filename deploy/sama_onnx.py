@@ -91,8 +91,10 @@ def read_manifest(folder: Union[str, Path], int8: bool = False) -> dict:
 
 
 def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Sequence[str]],
-                         threads: Optional[int]) -> dict:
-    """{"image": session, "prompt": session}; onnxruntime imported here, only when used."""
+                         threads: Optional[int], profile_prefix: Optional[str] = None) -> dict:
+    """{"image": session, "prompt": session}; onnxruntime imported here, only when used.
+    profile_prefix: each session records onnxruntime's per-operator profile, a JSON file named
+    from it, written by session.end_profiling() (benchmark.py --profile)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -108,6 +110,9 @@ def onnxruntime_sessions(folder: Path, manifest: dict, providers: Optional[Seque
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = f"{profile_prefix}_{name}"
         if name == "image":
             # every tensor its own block from the arena, freed after its last reader: onnxruntime's
             # reuse plan gives a tensor's block to later tensors of its size and holds it until

@@ -62,6 +62,23 @@ def test_many_prints_a_row_per_count(capsys):
     assert (boxes[:, [1, 3]] <= 192).all()
 
 
+def test_operator_profile_is_per_call_and_names_the_shapes(capsys):
+    """torch_operators: an operator's self time per call of fn, not over all the calls, keyed by
+    its inputs' shapes; --profile prints a prompt's and an image's slowest operators."""
+    a, b = torch.randn(384, 512), torch.randn(512, 448)
+    fn = lambda: a @ b  # noqa: E731
+    wall = min(benchmark.timed(fn, torch.device("cpu")) for _ in range(9))
+    times = benchmark.torch_operators(fn, reps=8, by_shape=True)
+    assert 0.3 * wall < times["aten::mm [384, 512] [512, 448]"] < 3 * wall  # 8 calls: 8x wall
+    assert "aten::mm" in benchmark.torch_operators(fn, reps=2, by_shape=False)
+    benchmark.bench_profile("tiny", 256, reps=1, with_onnx=False)
+    out = capsys.readouterr().out
+    for title in ("SAMA per prompt: ", "SAMA per image, set_image: "):
+        rows = out.split(title)[1].splitlines()[1:]
+        assert rows and rows[0].strip().endswith("]" if "prompt" in title else "")
+        assert " ms " in rows[0] and "%  aten::" in rows[0]
+
+
 @pytest.mark.parametrize("argv, problem", [
     (["--train", "--onnx"], "--train and --onnx: one kind of benchmark per run"),
     (["--steps", "5"], "--steps applies to --train only"),
@@ -73,6 +90,8 @@ def test_many_prints_a_row_per_count(capsys):
     (["--onnx", "--no-onnx"], "--no-onnx applies to --many only"),
     (["--many", "--objects", "0"], "--objects must be at least 1, got 0"),
     (["--many", "--bf16"], "--many compares float32 predictors"),
+    (["--profile", "--bf16"], "--profile reads float32 operators on the CPU"),
+    (["--profile", "--many"], "--many and --profile: one kind of benchmark per run"),
 ])
 def test_an_option_another_kind_of_run_would_ignore_is_refused(argv, problem, capsys):
     with pytest.raises(SystemExit) as info:

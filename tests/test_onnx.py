@@ -20,10 +20,11 @@ pytest.importorskip("onnxscript", reason="pip install -r requirements-onnx.txt")
 from conftest import ROOT, SAM_PTH, SAMA_PT, random_image, random_sama  # noqa: E402
 
 import predict  # noqa: E402
+from benchmarks import benchmark  # noqa: E402
 from deploy import export_onnx  # noqa: E402
 from deploy.onnx_graphs import FEATURES, export_graphs  # noqa: E402
 from deploy.sama_onnx import TASKS as ONNX_TASKS  # noqa: E402
-from deploy.sama_onnx import OnnxError, OnnxPredictor  # noqa: E402
+from deploy.sama_onnx import OnnxError, OnnxPredictor, onnxruntime_sessions  # noqa: E402
 from frame import frame_array, output_images, postprocess_maps, resize_bilinear  # noqa: E402
 from load_sam_weights import DEFAULT_THRESHOLD, load_sama  # noqa: E402
 from outputs import sha256_file  # noqa: E402
@@ -176,6 +177,25 @@ def test_the_image_path_is_the_same_image_after_image(exported):
     for name, array in before.items():
         np.testing.assert_array_equal(onnx.features[name], array)
         np.testing.assert_array_equal(kept[name], array)
+
+
+def test_the_image_graphs_profile_is_per_image(exported, tmp_path):
+    """benchmark.py --profile --onnx: the image graph's operator kinds from onnxruntime's profile,
+    seconds per image (not over all the runs), the warm-up left out; profiling changes no
+    output."""
+    onnx, image = OnnxPredictor(exported, threads=1), random_image(120, 90, 7)
+    onnx.set_image(image)
+    plain = dict(onnx.features)
+    wall = min(benchmark.timed(lambda: onnx.set_image(image), torch.device("cpu"))
+               for _ in range(5))
+    onnx.sessions = onnxruntime_sessions(exported, onnx.manifest, None, 1,
+                                         profile_prefix=str(tmp_path / "profile"))
+    times = benchmark.onnx_operators(onnx.sessions["image"], lambda: onnx.set_image(image),
+                                     reps=6)
+    assert {"Conv", "LayerNormalization"} <= set(times)  # the patch embedding, the blocks' norms
+    assert 0.2 * wall < sum(times.values()) < 2 * wall  # over 6 runs it would be 6x
+    for name, array in plain.items():
+        np.testing.assert_array_equal(onnx.features[name], array)
 
 
 def test_many_prompts_in_one_run(exported, model, tmp_path):

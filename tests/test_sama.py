@@ -302,6 +302,12 @@ def test_predictor_equals_batched_forward_and_caches_the_encoder():
     assert not np.array_equal(alpha, alpha2)  # a different prompt, a different answer
 
 
+@pytest.mark.parametrize("tasks", [(), ("segmentation",), ("seg", "alpha")])
+def test_sama_predictor_refuses_tasks_it_has_no_head_for(tasks):
+    with pytest.raises(ValueError, match="non-empty subset"):
+        SamaPredictor(SAMA(randomized_sam()), tasks)
+
+
 def test_quadrants_and_windows_round_trip():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     q = sama.split_quadrants(x)
