@@ -73,10 +73,10 @@ def test_operator_profile_is_per_call_and_names_the_shapes(capsys):
     assert "aten::mm" in benchmark.torch_operators(fn, reps=2, by_shape=False)
     benchmark.bench_profile("tiny", 256, reps=1, with_onnx=False)
     out = capsys.readouterr().out
-    for title in ("SAMA per prompt: ", "SAMA per image, set_image: "):
-        rows = out.split(title)[1].splitlines()[1:]
-        assert rows and rows[0].strip().endswith("]" if "prompt" in title else "")
-        assert " ms " in rows[0] and "%  aten::" in rows[0]
+    prompt = out.split("SAMA per prompt: ")[1].splitlines()[1]
+    image = out.split("SAMA per image, set_image: ")[1].splitlines()[1]
+    assert " ms " in prompt and "%  aten::" in prompt and prompt.endswith("]")  # with shapes
+    assert " ms " in image and "%  aten::" in image and "[" not in image  # by name only
 
 
 @pytest.mark.parametrize("argv, problem", [

@@ -181,8 +181,7 @@ def test_the_image_path_is_the_same_image_after_image(exported):
 
 def test_the_image_graphs_profile_is_per_image(exported, tmp_path):
     """benchmark.py --profile --onnx: the image graph's operator kinds from onnxruntime's profile,
-    seconds per image (not over all the runs), the warm-up left out; profiling changes no
-    output."""
+    seconds per image (not summed over the runs); profiling changes no output."""
     onnx, image = OnnxPredictor(exported, threads=1), random_image(120, 90, 7)
     onnx.set_image(image)
     plain = dict(onnx.features)
