@@ -190,9 +190,9 @@ def test_the_image_graphs_profile_is_per_image(exported, tmp_path):
     onnx.sessions = onnxruntime_sessions(exported, onnx.manifest, None, 1,
                                          profile_prefix=str(tmp_path / "profile"))
     times = benchmark.onnx_operators(onnx.sessions["image"], lambda: onnx.set_image(image),
-                                     reps=6)
+                                     reps=10)
     assert {"Conv", "LayerNormalization"} <= set(times)  # the patch embedding, the blocks' norms
-    assert 0.2 * wall < sum(times.values()) < 2 * wall  # over 6 runs it would be 6x
+    assert 0.2 * wall < sum(times.values()) < 3 * wall  # summed over the runs: 10x
     for name, array in plain.items():
         np.testing.assert_array_equal(onnx.features[name], array)
 
