@@ -75,15 +75,12 @@ class Predictor:
             tasks = record.tasks
         if threshold is None:
             threshold = record.threshold if self.is_sama and record else DEFAULT_THRESHOLD
-        if self.is_sama and (not tasks or not set(tasks) <= set(TASKS)):
-            raise ValueError(f"Predictor(SAMA) needs the tasks its heads were trained for, a "
-                             f"non-empty subset of {TASKS}; got {tasks!r}")
         self.model = model
         self.threshold = threshold
-        self.tasks = tuple(t for t in TASKS if t in tasks) if self.is_sama else ()
-        # SAMA: only the trained heads' passes run
-        self.predictor = (SamaPredictor(model, self.tasks) if self.is_sama
+        # SAMA: only the trained heads' passes run; SamaPredictor refuses tasks it has no head for
+        self.predictor = (SamaPredictor(model, tasks) if self.is_sama
                           else SamPredictor(model.eval()))
+        self.tasks = self.predictor.tasks if self.is_sama else ()
         self.sam = model.sam if self.is_sama else model
         self.size: tuple[Optional[int], Optional[int]] = (None, None)  # (H, W) once set_image ran
         self.batch_size = batch_size_for(model)  # prompts in one pass of the decoders

@@ -569,7 +569,7 @@ class SamaPredictor:
         """tasks: the heads whose pass a prompt runs (a model trained for one task: that one; the
         other head's pass, untrained, is not run)."""
         if not tasks or not set(tasks) <= set(TASKS):
-            raise ValueError(f"SamaPredictor needs the tasks whose heads a prompt runs, a "
+            raise ValueError(f"SAMA's predictor needs the tasks its heads were trained for, a "
                              f"non-empty subset of {TASKS}; got {tasks!r}")
         self.model = sama.eval()
         self.tasks = tuple(t for t in TASKS if t in tasks)
